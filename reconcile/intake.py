@@ -1,0 +1,154 @@
+"""Input file -> a polars frame of strings with spreadsheet row numbers.
+
+Finance teams' files come from Excel: UTF-8 with or without BOM or Windows-1252, comma, semicolon
+or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their leading zeros).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from reconcile.exceptions import InputError
+
+ROW = "__row"
+#: Columns reconcile writes into results files; dropped from an input so that a results or
+#: errors file can be uploaded again as it is.
+RESULT_COLUMNS = ("row", "status", "http_status", "error", "attempts", "request")
+_BOM = b"\xef\xbb\xbf"
+_DELIMITERS = (",", ";", "\t")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Table:
+    """The input as read: original headers, plus the canonical name of each known column."""
+
+    path: Path
+    frame: pl.DataFrame
+    """``__row`` then every input column under its original header, all strings."""
+    canonical: Mapping[str, str]
+    """Canonical column name -> original header, for the operation's columns found."""
+    extra: Sequence[str]
+    """Headers of unknown columns, carried through to the results."""
+
+    def operation_view(self, names: Sequence[str]) -> pl.DataFrame:
+        """``__row`` plus the operation's columns under canonical names (null when absent)."""
+        return self.frame.select(
+            ROW,
+            *(
+                pl.col(self.canonical[n]).alias(n)
+                if n in self.canonical
+                else pl.lit(None, pl.String).alias(n)
+                for n in names
+            ),
+        )
+
+
+def header_key(header: str) -> str:
+    """Headers match case-insensitively, ignoring spaces, underscores and hyphens."""
+    return re.sub(r"[\s_\-]+", "", header).casefold()
+
+
+def decode(path: Path, raw: bytes) -> bytes:
+    """Return UTF-8 bytes without BOM, from UTF-8 (BOM or not) or Windows-1252."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    try:
+        raw.decode("utf-8")
+        return raw
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("cp1252").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: cannot read the file: byte {raw[exc.start]:#04x} at offset {exc.start} is "
+            "neither UTF-8 nor Windows-1252. Fix: save it from Excel as 'CSV UTF-8'."
+        ) from None
+
+
+def sniff_delimiter(data: bytes) -> str:
+    """The delimiter used most often in the header line (outside quotes)."""
+    first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+    unquoted = re.sub(r'"[^"]*"', "", first)
+    counts = {d: unquoted.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_table(path: Path, columns: Sequence[str], required: Sequence[str]) -> Table:
+    """Read ``path`` and map its headers onto an operation's ``columns``.
+
+    Raises InputError (nothing is sent) for an unreadable file, a missing required column, or two
+    headers that mean the same column.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    data = decode(path, raw)
+    if not data.strip():
+        raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
+    try:
+        grid = pl.read_csv(
+            io.BytesIO(data),
+            has_header=False,
+            infer_schema=False,
+            separator=sniff_delimiter(data),
+            quote_char='"',
+            truncate_ragged_lines=True,
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc}).") from None
+    headers = [(h or "").strip() for h in grid.row(0)]
+    frame = grid.slice(1)
+    return _map_headers(path, frame, headers, columns, required)
+
+
+def _map_headers(
+    path: Path,
+    frame: pl.DataFrame,
+    headers: list[str],
+    columns: Sequence[str],
+    required: Sequence[str],
+) -> Table:
+    wanted = {header_key(c): c for c in columns}
+    canonical: dict[str, str] = {}
+    names: list[str] = []
+    keep: list[int] = []
+    for position, header in enumerate(headers):
+        name = header or f"column {position + 1}"
+        if header_key(name) in {header_key(r) for r in RESULT_COLUMNS}:
+            continue  # our own output columns: a results file can be uploaded again
+        target = wanted.get(header_key(name))
+        if target is not None:
+            if target in canonical:
+                raise InputError(
+                    f"{path}: columns {canonical[target]!r} and {name!r} both mean {target!r}. "
+                    "Fix: delete or rename one of them."
+                )
+            canonical[target] = name
+        if name in names:
+            raise InputError(f"{path}: two columns are called {name!r}. Fix: rename one.")
+        names.append(name)
+        keep.append(position)
+    missing = [c for c in required if c not in canonical]
+    if missing:
+        raise InputError(
+            f"{path}: required column(s) missing: {', '.join(missing)}. "
+            f"Fix: add a header row naming them (found: {', '.join(headers)})."
+        )
+    frame = frame.select(pl.nth(keep)).rename(
+        dict(zip([frame.columns[i] for i in keep], names, strict=True))
+    )
+    # Row as a spreadsheet shows it: header is row 1, so the first record is row 2.
+    frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+    # Lines with no value at all (blank lines, ';;;' from Excel) are not records.
+    frame = frame.filter(~pl.all_horizontal(pl.col(n).is_null() for n in names))
+    extra = [n for n in names if n not in canonical.values()]
+    return Table(path=path, frame=frame, canonical=canonical, extra=extra)

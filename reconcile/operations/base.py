@@ -1,0 +1,152 @@
+"""What every API operation declares, and the shared helpers they build requests with.
+
+The reader, validator, planner, dispatcher and results writer only talk to this interface: an
+operation module owns its columns, its pandera schema, how valid rows become requests, how a
+response is classified and which credentials its requests carry.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import json
+import urllib.parse
+from collections.abc import Collection, Mapping
+
+import pandera.polars as pa
+import polars as pl
+
+#: Characters that need no percent-encoding in a path segment (RFC 3986 "unreserved").
+_UNRESERVED = r"^[A-Za-z0-9._~-]*$"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Column:
+    """One input column of an operation, under its canonical (API) name."""
+
+    name: str
+    required: bool
+    rule: str
+    """The rule in plain words, for `reconcile operations` and the README."""
+
+
+class Verdict(enum.Enum):
+    """What an HTTP answer means for the row, before any retry policy is applied."""
+
+    APPLIED = "applied"
+    REJECTED = "rejected"  # the API refused the row: never retried
+    AUTH = "auth"  # the community's credentials are refused: stop the community
+    RATE_LIMITED = "rate_limited"  # 429: wait and retry, not counted as an attempt
+    TRANSIENT = "transient"  # 5xx: retry with backoff (if the request may be repeated)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Classified:
+    verdict: Verdict
+    message: str
+
+
+class Operation(abc.ABC):
+    """One API operation. Subclasses are declarations; the pipeline runs them."""
+
+    name: str
+    summary: str
+    columns: tuple[Column, ...]
+    credentials: tuple[str, ...]
+    """Credential names the job file gives as ``<name>_env`` per community."""
+    conflict_key: tuple[str, ...]
+    """Rows sharing these values in one file are all invalid: their order would decide."""
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def normalise(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """Trim every operation column and fold CRLF inside cells, as the API trims values."""
+        return frame.with_columns(
+            pl.col(c.name).str.replace_all("\r\n", "\n", literal=True).str.strip_chars()
+            for c in self.columns
+        )
+
+    @abc.abstractmethod
+    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
+        """The API's rules for one row, as a pandera schema over the normalised frame."""
+
+    @abc.abstractmethod
+    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+        """Valid normalised rows -> one line per row with the request it is part of.
+
+        Columns: ``__row``, ``community``, ``target`` (the id the request changes), ``method``,
+        ``path`` (relative to the base URL, query included), ``body`` (JSON text or null),
+        ``repeatable`` (whether an ambiguous failure may be retried). Rows that share an
+        identical request are sent once.
+        """
+
+    @abc.abstractmethod
+    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
+        """The headers that authenticate one community's requests."""
+
+    def classify(self, status: int, body: bytes) -> Classified:
+        """Map an HTTP answer to a verdict; operations override for endpoint-specific codes."""
+        message = api_message(body) or f"HTTP {status}"
+        if 200 <= status < 300:
+            return Classified(Verdict.APPLIED, "")
+        if status in (401, 403):
+            return Classified(Verdict.AUTH, message)
+        if status == 429:
+            return Classified(Verdict.RATE_LIMITED, message)
+        if status in (500, 502, 503, 504) or status >= 500:
+            return Classified(Verdict.TRANSIENT, message)
+        return Classified(Verdict.REJECTED, message)
+
+
+def api_message(body: bytes) -> str:
+    """The human message of an API error envelope, or a short excerpt of the body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        for key in ("message", "error", "details"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return ""
+
+
+def json_object(fields: Mapping[str, pl.Expr]) -> pl.Expr:
+    """A JSON object text per row, with keys in the given order and null fields left out.
+
+    Each field is JSON-encoded by polars (correct escaping), then the non-null members are
+    joined: vectorised, and deterministic, so the text doubles as the canonical body.
+    """
+    members = [
+        pl.when(expr.is_not_null()).then(
+            pl.struct(expr.alias(key))
+            .struct.json_encode()
+            .str.strip_prefix("{")
+            .str.strip_suffix("}")
+        )
+        for key, expr in fields.items()
+    ]
+    return pl.concat_str(
+        pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}")
+    )
+
+
+def with_encoded_segment(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:
+    """Add ``alias``: ``column`` percent-encoded as one URL path segment.
+
+    Values made only of unreserved characters (all valid IDs) pass through as they are; the rare
+    others are encoded with urllib, on that subset only.
+    """
+    safe = pl.col(column).str.contains(_UNRESERVED)
+    frame = frame.with_columns(pl.when(safe).then(pl.col(column)).alias(alias))
+    unsafe = frame.select(pl.col(column).filter(~safe)).to_series()
+    if unsafe.len() == 0:
+        return frame
+    encoded = {v: urllib.parse.quote(v, safe="") for v in unsafe.unique().to_list()}
+    return frame.with_columns(
+        pl.col(alias).fill_null(pl.col(column).replace_strict(encoded, default=None))
+    )

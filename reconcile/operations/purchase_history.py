@@ -1,0 +1,124 @@
+"""Returning.AI ``PATCH /v1/purchase-histories/{purchaseHistoryID}``.
+
+Corrects an order's redemption instructions and/or its voucher code + expiry date (a pair).
+Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import pandera.polars as pa
+import polars as pl
+
+from reconcile.operations import rules
+from reconcile.operations.base import Column, Operation, json_object, with_encoded_segment
+
+ORDER_ID = r"^ORD[A-Za-z0-9]+$"
+MAX_INSTRUCTIONS = 10_000
+MAX_VOUCHER_CODE = 512
+BODY_FIELDS = ("redemptionInstructions", "voucherCode", "voucherExpiryDate")
+
+
+class PurchaseHistory(Operation):
+    name = "purchase-history"
+    summary = "Returning.AI: correct an order's redemption instructions or voucher code + expiry"
+    credentials = ("api_key",)
+    conflict_key = ("community", "purchaseHistoryID")
+    columns = (
+        Column("community", True, "required; a community of the job file"),
+        Column(
+            "purchaseHistoryID",
+            True,
+            "required; a 24-hex Mongo ObjectId or an order ID like ORD202641612055614747",
+        ),
+        Column(
+            "redemptionInstructions",
+            False,
+            f"optional; trimmed; non-empty when given; at most {MAX_INSTRUCTIONS} characters",
+        ),
+        Column(
+            "voucherCode",
+            False,
+            f"trimmed; non-empty when given; at most {MAX_VOUCHER_CODE} characters; "
+            "given together with voucherExpiryDate",
+        ),
+        Column(
+            "voucherExpiryDate",
+            False,
+            "a real calendar date written DD/MM/YYYY; given together with voucherCode",
+        ),
+    )
+
+    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
+        code, expiry = pl.col("voucherCode"), pl.col("voucherExpiryDate")
+        return pa.DataFrameSchema(
+            {
+                "community": pa.Column(
+                    str,
+                    nullable=False,
+                    checks=[rules.not_empty(), rules.one_of(communities, "community")],
+                ),
+                "purchaseHistoryID": pa.Column(
+                    str,
+                    nullable=False,
+                    checks=[
+                        rules.not_empty(),
+                        rules.not_excel_number(),
+                        rules.check(
+                            "is not a purchase history ID: use the 24-character ID "
+                            "(0-9, a-f) or the order ID starting with ORD",
+                            lambda c: (
+                                c.str.contains(rules.OBJECT_ID)
+                                | c.str.contains(ORDER_ID)
+                                | c.str.contains(rules.EXCEL_NUMBER)
+                                | (c.str.len_chars() == 0)
+                            ),
+                        ),
+                    ],
+                ),
+                "redemptionInstructions": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[rules.not_empty(), rules.max_chars(MAX_INSTRUCTIONS)],
+                ),
+                "voucherCode": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[rules.not_empty(), rules.max_chars(MAX_VOUCHER_CODE)],
+                ),
+                "voucherExpiryDate": pa.Column(str, nullable=True, checks=rules.dmy_date_checks()),
+            },
+            checks=[
+                rules.frame_check(
+                    "{voucherCode} and {voucherExpiryDate} go together: "
+                    "fill in both or leave both empty",
+                    code.is_null() == expiry.is_null(),
+                ),
+                rules.frame_check(
+                    "nothing to change: fill in {redemptionInstructions}, "
+                    "or {voucherCode} with {voucherExpiryDate}",
+                    pl.any_horizontal(pl.col(f).is_not_null() for f in BODY_FIELDS),
+                ),
+            ],
+            strict=False,
+        )
+
+    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+        encoded = with_encoded_segment(valid, "purchaseHistoryID", "__segment")
+        return encoded.select(
+            "__row",
+            "community",
+            pl.col("purchaseHistoryID").alias("target"),
+            pl.lit("PATCH").alias("method"),
+            (pl.lit("/v1/purchase-histories/") + pl.col("__segment")).alias("path"),
+            json_object({f: pl.col(f) for f in BODY_FIELDS}).alias("body"),
+            # Setting values is idempotent: the same request twice leaves the same state.
+            pl.lit(True).alias("repeatable"),
+        )
+
+    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials['api_key']}"}
+
+
+OPERATION = PurchaseHistory()

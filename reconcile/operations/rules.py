@@ -1,0 +1,128 @@
+"""Reusable pandera checks, each a vectorised polars expression with a plain-words message.
+
+A check passes where its expression is true; nulls (cells not provided) are not checked here:
+whether a column is required is the schema's ``nullable``. Messages say what is wrong and how to
+fix it; validate.py puts the column header and the value in front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import pandera.polars as pa
+import polars as pl
+
+OBJECT_ID = r"^[0-9a-fA-F]{24}$"
+#: What Excel makes of a long number: 2.02641E+19.
+EXCEL_NUMBER = r"^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$"
+
+_DMY = r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{2}|[0-9]{4})$"
+_STRICT_DMY = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
+_ISO = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+
+
+def check(message: str, valid: Callable[[pl.Expr], pl.Expr]) -> pa.Check:
+    """A column check whose ``valid`` maps the column expression to a boolean expression."""
+    return pa.Check(lambda data: data.lazyframe.select(valid(pl.col(data.key))), error=message)
+
+
+def frame_check(message: str, valid: pl.Expr) -> pa.Check:
+    """A whole-row check; ``message`` may name columns as {column} (replaced by the header)."""
+    return pa.Check(lambda data: data.lazyframe.select(valid), error=message)
+
+
+def not_empty() -> pa.Check:
+    return check(
+        "is blank (only spaces): the API refuses an empty value; write a value or empty the cell",
+        lambda c: c.str.len_chars() > 0,
+    )
+
+
+def max_chars(limit: int) -> pa.Check:
+    return check(
+        f"is longer than {limit} characters: shorten it",
+        lambda c: c.str.len_chars() <= limit,
+    )
+
+
+def one_of(allowed: Collection[str], what: str) -> pa.Check:
+    values = sorted(allowed)
+    listed = ", ".join(values) if values else "(none configured)"
+    return check(
+        f"is not a {what} of the job file (known: {listed}): fix the cell or add the {what}",
+        lambda c: c.is_in(values) | (c.str.len_chars() == 0),
+    )
+
+
+def not_excel_number() -> pa.Check:
+    return check(
+        "was turned into a number by Excel and its digits are lost: "
+        "export the ID again as text (format the column as Text before pasting)",
+        lambda c: ~c.str.contains(EXCEL_NUMBER),
+    )
+
+
+def _day_month(c: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    parts = c.str.extract_groups(_DMY)
+    return (
+        parts.struct.field("1").cast(pl.Int32, strict=False),
+        parts.struct.field("2").cast(pl.Int32, strict=False),
+        parts.struct.field("3"),
+    )
+
+
+def dmy_date_checks() -> list[pa.Check]:
+    """A real calendar date written DD/MM/YYYY; each wrong shape gets its own hint, once."""
+
+    def us_order(c: pl.Expr) -> pl.Expr:
+        day, month, year = _day_month(c)
+        return (month > 12) & (day <= 12) & (year.str.len_chars() == 4)
+
+    def other_shape(c: pl.Expr) -> pl.Expr:
+        return (
+            ~c.str.contains(_STRICT_DMY)
+            & ~c.str.contains(_ISO)
+            & ~c.str.contains(_DMY)
+            & (c.str.len_chars() > 0)
+        )
+
+    def real_date(c: pl.Expr) -> pl.Expr:
+        return c.str.strptime(pl.Date, "%d/%m/%Y", strict=False).is_not_null()
+
+    return [
+        check(
+            "is blank (only spaces): write a date DD/MM/YYYY or empty the cell",
+            lambda c: c.str.len_chars() > 0,
+        ),
+        check(
+            "is written year first: write it as DD/MM/YYYY, e.g. 31/12/2026",
+            lambda c: ~c.str.contains(_ISO),
+        ),
+        check(
+            "has a two-digit year: write the year in full, DD/MM/YYYY, e.g. 31/12/2026",
+            lambda c: ~(c.str.contains(_DMY) & (_day_month(c)[2].str.len_chars() == 2)),
+        ),
+        check(
+            "looks like month/day (US order): write day first, DD/MM/YYYY, e.g. 31/12/2026",
+            lambda c: ~us_order(c).fill_null(False),
+        ),
+        check(
+            "needs two digits for day and month: write DD/MM/YYYY, e.g. 01/02/2027",
+            lambda c: (
+                ~(
+                    c.str.contains(_DMY)
+                    & ~c.str.contains(_STRICT_DMY)
+                    & (_day_month(c)[2].str.len_chars() == 4)
+                    & ~us_order(c).fill_null(False)
+                )
+            ),
+        ),
+        check(
+            "is not a date: write it as DD/MM/YYYY, e.g. 31/12/2026",
+            lambda c: ~other_shape(c),
+        ),
+        check(
+            "is not a real calendar date (that day does not exist in that month or year)",
+            lambda c: ~c.str.contains(_STRICT_DMY) | us_order(c).fill_null(False) | real_date(c),
+        ),
+    ]

@@ -1,0 +1,46 @@
+"""Valid rows -> the requests to send, grouped by community.
+
+An operation maps each row to a request; rows whose requests are identical (several rows that
+form one request) share it, and each of them reports that request's outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import polars as pl
+
+from reconcile.intake import ROW
+from reconcile.operations.base import Operation
+
+REQUEST_ID = "__request"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    rows: pl.DataFrame
+    """``__row`` -> ``__request`` for every valid row."""
+    requests: pl.DataFrame
+    """One line per request: ``__request``, community, target, method, path, body, repeatable,
+    ``request`` (the text shown in results)."""
+
+
+def describe(method: pl.Expr, path: pl.Expr, body: pl.Expr) -> pl.Expr:
+    """The request as an auditor reads it: ``PATCH /v1/... {"json": "body"}``."""
+    return pl.concat_str(method, pl.lit(" "), path, pl.lit(" ") + body, ignore_nulls=True)
+
+
+def plan(valid: pl.DataFrame, operation: Operation) -> Plan:
+    per_row = operation.requests(valid)
+    shape = ["community", "target", "method", "path", "body", "repeatable"]
+    keyed = per_row.with_columns(
+        pl.struct(shape).rank("dense").cast(pl.Int64).alias(REQUEST_ID)
+        if per_row.height
+        else pl.lit(None, pl.Int64).alias(REQUEST_ID)
+    )
+    requests = (
+        keyed.unique(REQUEST_ID, keep="first", maintain_order=True)
+        .select(REQUEST_ID, *shape)
+        .with_columns(describe(pl.col("method"), pl.col("path"), pl.col("body")).alias("request"))
+    )
+    return Plan(rows=keyed.select(ROW, REQUEST_ID), requests=requests)

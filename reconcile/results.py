@@ -1,0 +1,148 @@
+"""Outcomes -> the results file (one line per input row), the errors file and the summary.
+
+Results are opened in Excel: every text cell that Excel would read as a formula is neutralised
+(OWASP CSV injection guidance), files carry a UTF-8 BOM so accents survive, and files are written
+atomically so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from reconcile.intake import ROW, Table
+from reconcile.validate import ERROR
+
+
+class Status(enum.StrEnum):
+    APPLIED = "applied"
+    WOULD_APPLY = "would_apply"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"
+    ALREADY_APPLIED = "already_applied"
+
+
+#: Statuses that count as success for the exit code.
+SUCCESS = frozenset({Status.APPLIED, Status.WOULD_APPLY, Status.ALREADY_APPLIED})
+OUTCOME_SCHEMA = {
+    "__request": pl.Int64,
+    "status": pl.String,
+    "http_status": pl.Int64,
+    "error": pl.String,
+    "attempts": pl.Int64,
+}
+_FORMULA_START = r"^[=+\-@\t\r\n]"
+
+
+def row_outcomes(
+    validated: pl.DataFrame,
+    rows: pl.DataFrame,
+    requests: pl.DataFrame,
+    request_outcomes: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """One outcome per row: ``__row, community, status, http_status, error, attempts, request``.
+
+    ``request_outcomes`` is null for a dry run: every valid row then would apply.
+    """
+    if request_outcomes is None:
+        request_outcomes = requests.select(
+            "__request",
+            pl.lit(Status.WOULD_APPLY.value).alias("status"),
+            pl.lit(None, pl.Int64).alias("http_status"),
+            pl.lit(None, pl.String).alias("error"),
+            pl.lit(0, pl.Int64).alias("attempts"),
+        )
+    sent = (
+        rows.join(requests.select("__request", "request"), on="__request", how="left")
+        .join(request_outcomes, on="__request", how="left")
+        .drop("__request")
+    )
+    base = validated.select(ROW, "community", ERROR).join(sent, on=ROW, how="left")
+    invalid = pl.col(ERROR).is_not_null()
+    return base.select(
+        ROW,
+        "community",
+        pl.when(invalid)
+        .then(pl.lit(Status.INVALID.value))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.col("http_status").cast(pl.Int64),
+        pl.when(invalid).then(pl.col(ERROR)).otherwise(pl.col("error")).alias("error"),
+        pl.when(invalid).then(0).otherwise(pl.col("attempts")).cast(pl.Int64).alias("attempts"),
+        pl.col("request"),
+    )
+
+
+def results_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
+    """``row``, the input columns under their own headers, then the outcome columns."""
+    columns = [c for c in table.frame.columns if c != ROW]
+    return table.frame.join(
+        outcomes.drop("community"), on=ROW, how="left", maintain_order="left"
+    ).select(
+        pl.col(ROW).alias("row"),
+        *columns,
+        "status",
+        "http_status",
+        "error",
+        "attempts",
+        "request",
+    )
+
+
+def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+    """Prefix text cells that Excel would treat as a formula with a quote (values sent are not
+    affected: this is only the file people open)."""
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(_FORMULA_START))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
+
+
+def write_csv_atomic(frame: pl.DataFrame, path: Path) -> None:
+    """Write next to ``path`` then rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            neutralise(frame).write_csv(handle, include_bom=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def errors_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Rows not applied, with their original columns and the error: a file to fix and re-run."""
+    failed = outcomes.filter(~pl.col("status").is_in([s.value for s in SUCCESS]))
+    columns = [c for c in table.frame.columns if c != ROW]
+    return table.frame.join(failed.select(ROW, "status", "error"), on=ROW, how="inner").select(
+        *columns, "status", "error"
+    )
+
+
+def summary(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """Counts per community and status (invalid rows may have no community)."""
+    return (
+        outcomes.group_by(pl.col("community").fill_null("(none)"), "status")
+        .len("rows")
+        .sort("community", "status")
+    )
+
+
+def all_succeeded(outcomes: pl.DataFrame, statuses: Sequence[str] | None = None) -> bool:
+    ok = [s.value for s in SUCCESS] if statuses is None else list(statuses)
+    return bool(outcomes.select(pl.col("status").is_in(ok).all()).item())

@@ -1,0 +1,144 @@
+"""The sandbox ASGI app: the pipeline every emulated endpoint shares.
+
+key -> community (401/403) -> rate limit (429) -> faults -> the endpoint's own rules and write.
+Each endpoint is one module exposing an ``Endpoint``; adding one is adding it to ``ENDPOINTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reconcile.sandbox import purchase_history
+from reconcile.sandbox.endpoint import ApiError, Endpoint, envelope
+from reconcile.sandbox.state import SandboxState
+
+ENDPOINTS: tuple[Endpoint, ...] = (purchase_history.ENDPOINT,)
+
+
+class _DropConnection(Exception):
+    """Raised after the response has started: the server cuts the connection."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(envelope(status, message), status_code=status, headers=headers)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> Response:
+    started = time.time()
+    entry: dict[str, Any] = {
+        "time": started,
+        "method": request.method,
+        "path": request.url.path,
+        "query": request.url.query,
+        "endpoint": endpoint.name,
+    }
+    response = await _answer(request, endpoint, state, entry)
+    entry["status"] = response.status_code
+    state.record(entry)
+    return response
+
+
+async def _answer(
+    request: Request, endpoint: Endpoint, state: SandboxState, entry: dict[str, Any]
+) -> Response:
+    key = _bearer(request)
+    found = state.community_for(key) if key else None
+    if found is None:
+        return _error(401, "Unauthorized: missing or invalid API key")
+    community, permissions = found
+    entry["community"] = community["name"]
+    if endpoint.permission not in permissions:
+        return _error(403, f"Forbidden: the API key lacks the {endpoint.permission} permission")
+    wait = state.retry_after(key)
+    if wait > 0:
+        return _error(429, "Too many requests", {"Retry-After": str(max(1, round(wait + 0.5)))})
+    raw = await request.body()
+    entry["body"] = raw.decode("utf-8", "replace")
+    fired = state.pick_faults(request.url.path)
+    for rule in fired:
+        if rule.kind == "latency":
+            await anyio.sleep(rule.seconds)
+    entry["faults"] = [r.kind for r in fired]
+    for rule in fired:
+        if rule.kind == "error_before":
+            return _error(rule.status, "Injected failure before the write")
+        if rule.kind == "drop":
+            raise _DropConnection
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        return _error(400, "Request body is not valid JSON")
+    try:
+        with state.lock:
+            status, payload = endpoint.apply(
+                state,
+                community,
+                dict(request.path_params),
+                dict(request.query_params),
+                body,
+                any(r.kind == "error_mid_write" for r in fired),
+            )
+    except ApiError as exc:
+        entry["committed"] = False
+        return _error(exc.status, exc.message)
+    entry["committed"] = True
+    for rule in fired:
+        if rule.kind == "error_after":
+            return _error(rule.status, "Bad Gateway: the publisher timed out")
+    return JSONResponse(payload, status_code=status)
+
+
+def _route(endpoint: Endpoint, state: SandboxState) -> Route:
+    async def handler(request: Request) -> Response:
+        return await _handle(request, endpoint, state)
+
+    return Route(endpoint.path, handler, methods=[endpoint.method])
+
+
+def create_app(state: SandboxState) -> Starlette:
+    """The sandbox app over ``state``; state/requests dumps live under /_sandbox/."""
+
+    async def dump_state(_: Request) -> Response:
+        return JSONResponse(state.snapshot())
+
+    async def dump_requests(_: Request) -> Response:
+        with state.lock:
+            return JSONResponse(list(state.requests))
+
+    routes = [_route(e, state) for e in ENDPOINTS]
+    routes += [
+        Route("/_sandbox/state", dump_state, methods=["GET"]),
+        Route("/_sandbox/requests", dump_requests, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    return _with_drops(app)
+
+
+def _with_drops(app: Starlette) -> Any:
+    """ASGI wrapper: a dropped connection starts a response, then fails, so the server closes
+    the socket mid-answer: the client sees the connection cut, as on a real network."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except _DropConnection:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
+            )
+            raise
+
+    return asgi

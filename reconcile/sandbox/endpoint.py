@@ -1,0 +1,44 @@
+"""What one emulated endpoint declares, and the API's response envelope."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from reconcile.sandbox.state import SandboxState
+
+Apply = Callable[
+    [SandboxState, dict[str, Any], dict[str, str], dict[str, str], Any, bool],
+    tuple[int, dict[str, Any]],
+]
+
+
+class ApiError(Exception):
+    """An answer other than success: status and the API's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    permission: str
+    apply: Apply
+    """(state, community, path params, query, JSON body, fail_mid_write) -> (status, payload);
+    raises ApiError. Called under the state lock: all its writes commit together or not at all
+    (``fail_mid_write`` makes it fail between two writes, to show that)."""
+
+
+def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "meta": {"status": "success" if status < 400 else "error", "statusCode": status},
+        "message": message,
+    }
+    if data is not None:
+        body["data"] = data
+    return body

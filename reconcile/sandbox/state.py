@@ -1,0 +1,153 @@
+"""The sandbox's world: communities and their keys, records per endpoint, faults, request log.
+
+All of it lives in memory behind one lock; ``snapshot`` dumps it for tests to assert on.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass(slots=True)
+class FaultRule:
+    """One kind of trouble: applies to a share of matching requests, or to the first ``times``.
+
+    kind: ``error_before`` (answer ``status`` without writing), ``error_after`` (write, then
+    answer ``status``: the ambiguous case), ``error_mid_write`` (fail between the writes of one
+    transaction: nothing may be committed), ``drop`` (cut the connection mid-answer, nothing
+    written) or ``latency`` (wait ``seconds`` first).
+    """
+
+    kind: str
+    status: int = 502
+    share: float = 1.0
+    match: str = ""
+    times: int | None = None
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in {"error_before", "error_after", "error_mid_write", "drop", "latency"}:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+
+
+@dataclasses.dataclass(slots=True)
+class Faults:
+    rules: list[FaultRule] = dataclasses.field(default_factory=list)
+    seed: int = 0
+    #: Requests per second per key, and the bucket size; None = no limit.
+    rate_per_second: float | None = None
+    burst: float = 1.0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Faults:
+        rules = [FaultRule(**r) for r in raw.get("rules", [])]
+        return cls(
+            rules=rules,
+            seed=raw.get("seed", 0),
+            rate_per_second=raw.get("rate_per_second"),
+            burst=raw.get("burst", 1.0),
+        )
+
+
+class TokenBucket:
+    """Per-key rate limit: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.stamp = burst, time.monotonic()
+
+    def take(self) -> float:
+        """0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class SandboxState:
+    """Seed data plus everything that happened since; thread-safe."""
+
+    def __init__(self, seed: dict[str, Any], faults: Faults | None = None) -> None:
+        self.lock = threading.RLock()
+        self.data = copy.deepcopy(seed)
+        for key in ("communities", "products", "vouchers", "purchaseHistories"):
+            self.data.setdefault(key, [])
+        self.faults = faults or Faults()
+        self.random = random.Random(self.faults.seed)
+        self.requests: list[dict[str, Any]] = []
+        self.log_path: Path | None = None
+        self._buckets: dict[str, TokenBucket] = {}
+        self._fault_hits: dict[int, int] = {}
+        self._keys = {
+            k["key"]: (c, frozenset(k.get("permissions", [])))
+            for c in self.data["communities"]
+            for k in c.get("keys", [])
+        }
+
+    # --- auth and limits -------------------------------------------------------------------
+    def community_for(self, key: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+        return self._keys.get(key)
+
+    def revoke(self, key: str) -> None:
+        """Tests: a key stops working, as when an admin rotates it."""
+        with self.lock:
+            self._keys.pop(key, None)
+
+    def retry_after(self, key: str) -> float:
+        """0 when the key may go on, else the seconds it must wait."""
+        if self.faults.rate_per_second is None:
+            return 0.0
+        with self.lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(
+                    self.faults.rate_per_second, self.faults.burst
+                )
+            return bucket.take()
+
+    def pick_faults(self, path: str) -> list[FaultRule]:
+        """The fault rules that fire for this request (decided under the lock, reproducibly)."""
+        fired = []
+        with self.lock:
+            for index, rule in enumerate(self.faults.rules):
+                if rule.match and rule.match not in path:
+                    continue
+                if rule.times is not None and self._fault_hits.get(index, 0) >= rule.times:
+                    continue
+                if rule.share < 1.0 and self.random.random() >= rule.share:
+                    continue
+                self._fault_hits[index] = self._fault_hits.get(index, 0) + 1
+                fired.append(rule)
+        return fired
+
+    # --- records ---------------------------------------------------------------------------
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.requests.append(entry)
+            if self.log_path is not None:
+                with self.log_path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.data)
+
+    def find(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        return [r for r in self.data[table] if all(r.get(k) == v for k, v in where.items())]
+
+
+def load_seed(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+DEFAULT_SEED = Path(__file__).resolve().parents[2] / "sample_data" / "sandbox-seed.json"

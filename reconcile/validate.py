@@ -1,0 +1,116 @@
+"""Run an operation's pandera schema and turn its failure cases into per-row messages.
+
+The frame is validated eagerly with ``lazy=True`` so that every failing check of every row is
+collected; the failure cases are joined back to spreadsheet row numbers, so each row ends with
+either no error or all its errors in plain words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from reconcile.intake import ROW
+from reconcile.operations.base import Operation
+
+ERROR = "__error"
+_SHOWN_VALUE_CHARS = 40
+
+#: pandera's built-in checks, in the words of someone filling a spreadsheet.
+_BUILTIN_MESSAGES = {
+    "not_nullable": "is empty: fill it in",
+}
+
+
+def validate(
+    frame: pl.DataFrame,
+    operation: Operation,
+    communities: Collection[str],
+    headers: Mapping[str, str],
+) -> pl.DataFrame:
+    """Normalise ``frame`` (canonical columns) and add ``__error``: null for a valid row.
+
+    ``headers`` maps canonical names to the file's own headers, which the messages use.
+    """
+    normalised = operation.normalise(frame.lazy()).collect()
+    schema = operation.schema(communities)
+    try:
+        schema.validate(normalised, lazy=True)
+        failures = None
+    except SchemaErrors as exc:
+        failures = _messages(exc.failure_cases, operation, headers)
+    conflicts = _conflicts(normalised, operation.conflict_key, headers)
+    errors = conflicts if failures is None else pl.concat([failures, conflicts])
+    per_row = errors.group_by("index", maintain_order=True).agg(
+        pl.col("message").unique(maintain_order=True).str.join("; ").alias(ERROR)
+    )
+    indexed = normalised.with_row_index("index")
+    return indexed.join(per_row, on="index", how="left", maintain_order="left").drop("index")
+
+
+def _header_words(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: f"'{header}'" for name, header in headers.items()}
+
+
+def _messages(
+    cases: pl.DataFrame, operation: Operation, headers: Mapping[str, str]
+) -> pl.DataFrame:
+    """Failure cases -> (index, message) with the header and the offending value in front."""
+    words = {n: headers.get(n, n) for n in operation.column_names}
+    quoted = _header_words(words)
+    # Few distinct checks: render each message template once, then map them in polars.
+    templates = cases.get_column("check").unique().to_list()
+    rendered = {
+        t: re.sub(
+            r"\{(\w+)\}", lambda m: quoted.get(m.group(1), m.group(0)), _BUILTIN_MESSAGES.get(t, t)
+        )
+        for t in templates
+    }
+    value = pl.col("failure_case").cast(pl.String)
+    shown = (
+        pl.when(value.str.len_chars() > _SHOWN_VALUE_CHARS)
+        .then(value.str.slice(0, _SHOWN_VALUE_CHARS) + "…")
+        .otherwise(value)
+    )
+    check = pl.col("check").replace_strict(rendered, return_dtype=pl.String)
+    is_column = pl.col("schema_context") == "Column"
+    header = pl.col("column").replace_strict(
+        words, default=pl.col("column"), return_dtype=pl.String
+    )
+    message = (
+        pl.when(is_column & (value.is_null() | (value == "")))
+        .then(pl.format("{}: {}", header, check))
+        .when(is_column)
+        .then(pl.format("{}: '{}' {}", header, shown, check))
+        .otherwise(check)
+    )
+    return cases.filter(pl.col("index").is_not_null()).select(
+        pl.col("index").cast(pl.UInt32), message.alias("message")
+    )
+
+
+def _conflicts(
+    frame: pl.DataFrame, key: tuple[str, ...], headers: Mapping[str, str]
+) -> pl.DataFrame:
+    """Rows that share ``key`` with another row: each names the others."""
+    if not key:
+        return pl.DataFrame(schema={"index": pl.UInt32, "message": pl.String})
+    named = " and ".join(f"'{headers.get(k, k)}'" for k in key)
+    present = pl.all_horizontal(pl.col(k).is_not_null() & (pl.col(k) != "") for k in key)
+    rows = (
+        frame.with_row_index("index")
+        .filter(present & pl.struct(key).is_duplicated())
+        .with_columns(pl.col(ROW).implode().over(key).alias("__all"))
+    )
+    return rows.select(
+        "index",
+        pl.format(
+            "the same {} are on rows {}: keep one row per record (which row wins would "
+            "depend on the order the requests are sent)",
+            pl.lit(named),
+            pl.col("__all").list.sort().cast(pl.List(pl.String)).list.join(", "),
+        ).alias("message"),
+    )
