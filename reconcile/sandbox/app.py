@@ -137,7 +137,11 @@ def _with_drops(app: Starlette) -> Any:
             await app(scope, receive, send)
         except _DropConnection:
             await send(
-                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"100")],
+                }
             )
             raise
 

@@ -105,7 +105,12 @@ def apply(
         if clash:
             raise ApiError(409, "Voucher code already exists for another voucher of this product")
         expiry = update["voucherExpiryDate"].strftime("%Y-%m-%dT00:00:00.000Z")
-        new_voucher = {**voucher, "code": update["voucherCode"], "expiryDate": expiry, "updatedAt": now}
+        new_voucher = {
+            **voucher,
+            "code": update["voucherCode"],
+            "expiryDate": expiry,
+            "updatedAt": now,
+        }
         new_record["voucherCode"] = update["voucherCode"]
         new_record["voucherExpiryDate"] = expiry
     new_record["updatedAt"] = now

@@ -98,6 +98,14 @@ class SandboxState:
     def community_for(self, key: str) -> tuple[dict[str, Any], frozenset[str]] | None:
         return self._keys.get(key)
 
+    def credentials(self) -> dict[str, dict[str, str]]:
+        """Community name -> the credentials a client uses (its first key), for ``--sandbox``."""
+        return {
+            c["name"]: {"api_key": c["keys"][0]["key"]}
+            for c in self.data["communities"]
+            if c.get("keys")
+        }
+
     def revoke(self, key: str) -> None:
         """Tests: a key stops working, as when an admin rotates it."""
         with self.lock:

@@ -1,0 +1,350 @@
+"""Send the planned requests: per community, concurrent, paced, retried; one outcome each.
+
+Communities run side by side in one task group over one shared client. Each has its own
+credentials, pacer, concurrency cap and stop switch (auth refused, reject guard). The policy:
+
+- 2xx applied; 400/404/409/422 rejected (never retried);
+- 401/403 failed, and the community stops: its unsent rows are skipped;
+- 429: the community pauses for Retry-After and slows down; retried, not counted in the budget;
+- 5xx, timeouts, cut connections: retried with exponential backoff and full jitter up to
+  ``max_attempts`` -- only if the request is repeatable (it sets values); otherwise an ambiguous
+  failure ends ``unknown``. A 409 after an earlier ambiguous failure is ``unknown`` too: the
+  earlier attempt may have applied it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+import anyio
+import httpx
+import structlog
+
+from reconcile.client import Answer, SendFailure, send
+from reconcile.job import Job
+from reconcile.operations.base import Operation, Verdict
+from reconcile.pacing import Pacer
+from reconcile.results import Status
+
+log = structlog.get_logger("reconcile.dispatch")
+
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+MAYBE_APPLIED = "an earlier attempt may have applied it: check the record before re-running"
+NOT_REPEATED = "outcome unknown: check the order before re-running"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlannedRequest:
+    request_id: int
+    community: str
+    method: str
+    path: str
+    body: str | None
+    repeatable: bool
+    note: str | None = None
+    """Said in the outcome's error even on success (e.g. why it is re-sent)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """One request's end: every row of that request reports it."""
+
+    request_id: int
+    community: str
+    status: Status
+    http_status: int | None
+    error: str | None
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SendEvent:
+    """One HTTP exchange, for the report's rate-over-time chart."""
+
+    at: float
+    community: str
+    http_status: int | None
+    retry: bool
+
+
+class Recorder(Protocol):
+    """Where durable state goes (the ledger); called before a send and after the outcome."""
+
+    def sending(self, request: PlannedRequest) -> None: ...
+
+    def finished(self, outcome: RequestOutcome) -> None: ...
+
+
+class _NoRecorder:
+    def sending(self, request: PlannedRequest) -> None:
+        pass
+
+    def finished(self, outcome: RequestOutcome) -> None:
+        pass
+
+
+Progress = Callable[[str, Status], None]
+
+
+def backoff_seconds(attempt: int, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+
+
+@dataclasses.dataclass(slots=True)
+class _Community:
+    name: str
+    headers: dict[str, str]
+    pacer: Pacer
+    concurrency: int
+    stop_reason: str | None = None
+    answered: int = 0
+    rejected: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        operation: Operation,
+        job: Job,
+        client: httpx.AsyncClient,
+        stop: anyio.Event,
+        recorder: Recorder | None = None,
+        progress: Progress | None = None,
+        force: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.operation, self.job, self.client, self.stop = operation, job, client, stop
+        self.recorder = recorder or _NoRecorder()
+        self.progress = progress or (lambda community, status: None)
+        self.force = force
+        self.rng = rng or random.Random()
+        self.outcomes: dict[int, RequestOutcome] = {}
+        self.events: list[SendEvent] = []
+        self.stop_reason = "run interrupted"
+
+    async def run(
+        self,
+        requests: Sequence[PlannedRequest],
+        credentials: Mapping[str, Mapping[str, str] | str],
+    ) -> list[RequestOutcome]:
+        """Send ``requests``; ``credentials`` maps a community to its secrets, or to the reason
+        it has none (its rows then fail)."""
+        by_community: dict[str, list[PlannedRequest]] = {}
+        for request in requests:
+            by_community.setdefault(request.community, []).append(request)
+        async with anyio.create_task_group() as group:
+            for name, todo in by_community.items():
+                secrets = credentials.get(name, f"no credentials for community {name!r}")
+                if isinstance(secrets, str):
+                    for request in todo:
+                        self._finish(request, Status.FAILED, None, secrets, 0)
+                    continue
+                settings = self.job.communities[name]
+                community = _Community(
+                    name=name,
+                    headers=self.operation.auth_headers(secrets),
+                    pacer=Pacer(settings.rate_per_second),
+                    concurrency=settings.concurrency,
+                )
+                group.start_soon(self._run_community, community, todo)
+        return [self.outcomes[r.request_id] for r in requests]
+
+    async def _run_community(self, community: _Community, todo: list[PlannedRequest]) -> None:
+        slots = anyio.Semaphore(community.concurrency)
+        structlog.contextvars.bind_contextvars(community=community.name)
+        log.info("community.start", requests=len(todo), rate=community.pacer.configured)
+        try:
+            async with anyio.create_task_group() as group:
+                for request in todo:
+                    await slots.acquire()
+                    if community.stop_reason or self.stop.is_set():
+                        slots.release()
+                        break
+                    group.start_soon(self._send_with_slot, community, request, slots)
+        finally:
+            reason = community.stop_reason or self.stop_reason
+            for request in todo:
+                if request.request_id not in self.outcomes:
+                    self._finish(request, Status.SKIPPED, None, f"not sent: {reason}", 0)
+            log.info("community.done", stopped=community.stop_reason)
+
+    async def _send_with_slot(
+        self, community: _Community, request: PlannedRequest, slots: anyio.Semaphore
+    ) -> None:
+        try:
+            await self._send_one(community, request)
+        finally:
+            slots.release()
+
+    async def _wait(self, seconds: float) -> bool:
+        """Sleep, unless the run is stopped first; true when it was."""
+        with anyio.move_on_after(seconds):
+            await self.stop.wait()
+        return self.stop.is_set()
+
+    async def _send_one(self, community: _Community, request: PlannedRequest) -> None:
+        url = self.job.base_url + request.path
+        sent = 0  # requests sent for this row (the results' attempts)
+        budget = 0  # attempts counted against max_attempts (429s are not)
+        maybe_applied = False
+        last_error = ""
+        last_status: int | None = None
+        try:
+            while True:
+                if community.stop_reason or self.stop.is_set():
+                    reason = community.stop_reason or self.stop_reason
+                    if sent == 0:
+                        return self._finish(request, Status.SKIPPED, None, f"not sent: {reason}", 0)
+                    status = Status.UNKNOWN if maybe_applied else Status.FAILED
+                    error = f"stopped ({reason}) after {sent} attempt(s): {last_error}"
+                    if maybe_applied:
+                        error += f"; {MAYBE_APPLIED}"
+                    return self._finish(request, status, last_status, error, sent)
+                await community.pacer.acquire()
+                if community.stop_reason or self.stop.is_set():
+                    continue
+                self.recorder.sending(request)
+                sent += 1
+                budget += 1
+                try:
+                    answer: Answer = await send(
+                        self.client,
+                        request.method,
+                        url,
+                        headers=community.headers,
+                        body=request.body,
+                    )
+                except SendFailure as failure:
+                    self.events.append(SendEvent(time.time(), community.name, None, sent > 1))
+                    last_error, last_status = str(failure), None
+                    log.warning(
+                        "request.no_answer",
+                        request=request.request_id,
+                        error=last_error,
+                        attempt=sent,
+                    )
+                    if failure.maybe_applied:
+                        maybe_applied = True
+                        if not request.repeatable and not self.force:
+                            return self._finish(
+                                request,
+                                Status.UNKNOWN,
+                                None,
+                                f"{NOT_REPEATED} ({last_error})",
+                                sent,
+                            )
+                    if budget >= self.job.max_attempts:
+                        return self._give_up(request, last_status, last_error, sent, maybe_applied)
+                    await self._wait(backoff_seconds(budget, self.rng))
+                    continue
+                self.events.append(SendEvent(time.time(), community.name, answer.status, sent > 1))
+                verdict = self.operation.classify(answer.status, answer.body)
+                last_status, last_error = answer.status, verdict.message
+                log.debug(
+                    "request.answered",
+                    request=request.request_id,
+                    status=answer.status,
+                    attempt=sent,
+                )
+                if verdict.verdict is Verdict.APPLIED:
+                    community.pacer.succeeded()
+                    self._count_answer(community, rejected=False)
+                    return self._finish(request, Status.APPLIED, answer.status, request.note, sent)
+                if verdict.verdict is Verdict.REJECTED:
+                    self._count_answer(community, rejected=True)
+                    if maybe_applied and answer.status == 409:
+                        error = f"{verdict.message}; {MAYBE_APPLIED}"
+                        return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
+                    return self._finish(
+                        request, Status.REJECTED, answer.status, verdict.message, sent
+                    )
+                if verdict.verdict is Verdict.AUTH:
+                    reason = f"community key rejected with {answer.status}"
+                    if community.stop_reason is None:
+                        community.stop_reason = reason
+                        log.error("community.stopped", reason=reason)
+                    return self._finish(
+                        request, Status.FAILED, answer.status, f"{reason}: {verdict.message}", sent
+                    )
+                if verdict.verdict is Verdict.RATE_LIMITED:
+                    budget -= 1
+                    wait = (
+                        answer.retry_after
+                        if answer.retry_after is not None
+                        else DEFAULT_RETRY_AFTER_SECONDS
+                    )
+                    community.pacer.pause(wait)
+                    log.info("community.rate_limited", retry_after=wait, rate=community.pacer.rate)
+                    continue
+                # Transient (5xx): the server may have acted before failing.
+                maybe_applied = True
+                if not request.repeatable and not self.force:
+                    error = f"{NOT_REPEATED} (HTTP {answer.status}: {verdict.message})"
+                    return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
+                if budget >= self.job.max_attempts:
+                    return self._give_up(request, last_status, last_error, sent, maybe_applied)
+                await self._wait(backoff_seconds(budget, self.rng))
+        except anyio.get_cancelled_exc_class():
+            if request.request_id not in self.outcomes:
+                if sent:
+                    self._finish(
+                        request,
+                        Status.UNKNOWN,
+                        last_status,
+                        f"run interrupted while in flight: {MAYBE_APPLIED}",
+                        sent,
+                    )
+                else:
+                    self._finish(request, Status.SKIPPED, None, "not sent: run interrupted", 0)
+            raise
+
+    def _give_up(
+        self,
+        request: PlannedRequest,
+        status: int | None,
+        error: str,
+        sent: int,
+        maybe_applied: bool,
+    ) -> None:
+        message = f"gave up after {sent} attempts: {error}"
+        if maybe_applied:
+            message += f" ({MAYBE_APPLIED})"
+        self._finish(request, Status.FAILED, status, message, sent)
+
+    def _count_answer(self, community: _Community, *, rejected: bool) -> None:
+        """The guard: a systematic mistake should cost a few rows, not the whole file."""
+        window = self.job.guard_window
+        if community.answered >= window:
+            return
+        community.answered += 1
+        community.rejected += rejected
+        if community.stop_reason is None and community.rejected > self.job.max_reject_rate * window:
+            community.stop_reason = (
+                f"stopped after {community.rejected} of the first {community.answered} answered "
+                f"rows were rejected (over {self.job.max_reject_rate:.0%} of {window}): "
+                "check the file for a systematic mistake"
+            )
+            log.error("community.stopped", reason=community.stop_reason)
+
+    def _finish(
+        self,
+        request: PlannedRequest,
+        status: Status,
+        http_status: int | None,
+        error: str | None,
+        attempts: int,
+    ) -> None:
+        outcome = RequestOutcome(
+            request.request_id, request.community, status, http_status, error, attempts
+        )
+        self.outcomes[request.request_id] = outcome
+        self.recorder.finished(outcome)
+        self.progress(request.community, status)
