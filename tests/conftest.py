@@ -1,0 +1,73 @@
+"""Shared fixtures: a real sandbox server on 127.0.0.1, job files, CLI runs read back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from reconcile import cli
+from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
+from reconcile.sandbox.state import DEFAULT_SEED
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+KEYS = {"acme": "sandbox-key-acme", "globex": "sandbox-key-globex"}
+
+
+@pytest.fixture
+def seed() -> dict[str, Any]:
+    return load_seed(DEFAULT_SEED)
+
+
+@pytest.fixture
+def sandbox(seed: dict[str, Any]) -> Iterator[SandboxServer]:
+    """A fresh sandbox per test; tests change ``sandbox.state.faults`` as they need."""
+    with SandboxServer(SandboxState(seed, Faults())) as server:
+        yield server
+
+
+@pytest.fixture
+def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("RECONCILE_TEST_KEY_ACME", KEYS["acme"])
+    monkeypatch.setenv("RECONCILE_TEST_KEY_GLOBEX", KEYS["globex"])
+    return KEYS
+
+
+def write_job(path: Path, base_url: str = "https://api.example.invalid", **top: Any) -> Path:
+    """A job file for acme and globex, keys in RECONCILE_TEST_KEY_*; ``top`` adds settings."""
+    settings = {
+        "operation": "purchase-history",
+        "base_url": base_url,
+        "rate_per_second": 50,
+        "concurrency": 4,
+        "state_dir": str(path.parent / "state"),
+        **top,
+    }
+    lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    lines += [
+        "[communities.acme]",
+        'api_key_env = "RECONCILE_TEST_KEY_ACME"',
+        "[communities.globex]",
+        'api_key_env = "RECONCILE_TEST_KEY_GLOBEX"',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def read_results(path: Path) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema=False, encoding="utf8")
+
+
+def run(*args: str | Path) -> int:
+    """The CLI, in-process, as a user would call it."""
+    return cli.main([str(a) for a in args])

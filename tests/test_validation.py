@@ -1,0 +1,211 @@
+"""Every rule of the purchase-history endpoint, as the API states it, one row at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reconcile.operations import get_operation
+from reconcile.validate import ERROR, validate
+
+OP = get_operation("purchase-history")
+COMMUNITIES = ["acme", "globex"]
+HEADERS = {c: c for c in OP.column_names}
+
+
+def errors_for(*rows: dict[str, str | None]) -> list[str | None]:
+    """Validate rows (missing keys = empty cells) and return each row's error text."""
+    records = [{c: row.get(c) for c in OP.column_names} for row in rows]
+    frame = pl.DataFrame(records, schema=dict.fromkeys(OP.column_names, pl.String)).with_row_index(
+        "__row", offset=2
+    )
+    return validate(frame, OP, COMMUNITIES, HEADERS).get_column(ERROR).to_list()
+
+
+def row(**cells: str | None) -> dict[str, str | None]:
+    base: dict[str, str | None] = {
+        "community": "acme",
+        "purchaseHistoryID": "ORD202641612055614747",
+    }
+    base.update(cells)
+    return base
+
+
+VALID = {
+    "instructions only": row(redemptionInstructions="Collect at the counter"),
+    "voucher pair": row(voucherCode="NEW-1", voucherExpiryDate="31/12/2026"),
+    "all three": row(
+        redemptionInstructions="x", voucherCode="NEW-1", voucherExpiryDate="31/12/2026"
+    ),
+    "object id": row(purchaseHistoryID="507f1f77bcf86cd799439011", redemptionInstructions="x"),
+    "object id upper": row(
+        purchaseHistoryID="507F1F77BCF86CD799439011", redemptionInstructions="x"
+    ),
+    "instructions 10000": row(redemptionInstructions="a" * 10000),
+    "code 512": row(voucherCode="c" * 512, voucherExpiryDate="31/12/2026"),
+    "leap day 2028": row(voucherCode="A", voucherExpiryDate="29/02/2028"),
+    "leap day 2000": row(voucherCode="A", voucherExpiryDate="29/02/2000"),
+    "padded values are trimmed": row(
+        redemptionInstructions="  x  ", voucherCode=" A ", voucherExpiryDate=" 01/01/2027 "
+    ),
+    "padded id": row(purchaseHistoryID="  ORD1  ", redemptionInstructions="x"),
+}
+
+INVALID = {
+    # name: (row, words the error must contain)
+    "community empty": (row(community=None, redemptionInstructions="x"), "community: is empty"),
+    "community blank": (row(community="  ", redemptionInstructions="x"), "community: is blank"),
+    "community unknown": (
+        row(community="initech", redemptionInstructions="x"),
+        "not a community of the job file",
+    ),
+    "id empty": (
+        row(purchaseHistoryID=None, redemptionInstructions="x"),
+        "purchaseHistoryID: is empty",
+    ),
+    "id excel damage": (
+        row(purchaseHistoryID="2.02641E+19", redemptionInstructions="x"),
+        "turned into a number by Excel",
+    ),
+    "id plain number": (
+        row(purchaseHistoryID="202641612055614747", redemptionInstructions="x"),
+        "is not a purchase history ID",
+    ),
+    "id 23 hex": (
+        row(purchaseHistoryID="507f1f77bcf86cd79943901", redemptionInstructions="x"),
+        "is not a purchase history ID",
+    ),
+    "id 25 hex": (
+        row(purchaseHistoryID="507f1f77bcf86cd7994390111", redemptionInstructions="x"),
+        "is not a purchase history ID",
+    ),
+    "id ORD only": (
+        row(purchaseHistoryID="ORD", redemptionInstructions="x"),
+        "is not a purchase history ID",
+    ),
+    "id ORD with dash": (
+        row(purchaseHistoryID="ORD-12", redemptionInstructions="x"),
+        "is not a purchase history ID",
+    ),
+    "instructions blank": (row(redemptionInstructions="   "), "redemptionInstructions: is blank"),
+    "instructions 10001": (row(redemptionInstructions="a" * 10001), "longer than 10000 characters"),
+    "code blank": (row(voucherCode=" ", voucherExpiryDate="31/12/2026"), "voucherCode: is blank"),
+    "code 513": (
+        row(voucherCode="c" * 513, voucherExpiryDate="31/12/2026"),
+        "longer than 512 characters",
+    ),
+    "code without date": (row(voucherCode="A"), "go together"),
+    "date without code": (row(voucherExpiryDate="31/12/2026"), "go together"),
+    "nothing to change": (row(), "nothing to change"),
+    "date blank": (row(voucherCode="A", voucherExpiryDate="  "), "voucherExpiryDate: is blank"),
+    "31 February": (
+        row(voucherCode="A", voucherExpiryDate="31/02/2026"),
+        "not a real calendar date",
+    ),
+    "29/02/2027": (
+        row(voucherCode="A", voucherExpiryDate="29/02/2027"),
+        "not a real calendar date",
+    ),
+    "29/02/2100": (
+        row(voucherCode="A", voucherExpiryDate="29/02/2100"),
+        "not a real calendar date",
+    ),
+    "day 00": (row(voucherCode="A", voucherExpiryDate="00/01/2027"), "not a real calendar date"),
+    "month 13": (row(voucherCode="A", voucherExpiryDate="15/13/2027"), "not a real calendar date"),
+    "US order 01/13": (row(voucherCode="A", voucherExpiryDate="01/13/2027"), "US order"),
+    "ISO": (row(voucherCode="A", voucherExpiryDate="2026-12-31"), "year first"),
+    "US order": (row(voucherCode="A", voucherExpiryDate="12/31/2026"), "US order"),
+    "two-digit year": (row(voucherCode="A", voucherExpiryDate="31/12/26"), "two-digit year"),
+    "one-digit day": (
+        row(voucherCode="A", voucherExpiryDate="1/02/2027"),
+        "two digits for day and month",
+    ),
+    "words": (row(voucherCode="A", voucherExpiryDate="next Tuesday"), "is not a date"),
+    "dots": (row(voucherCode="A", voucherExpiryDate="31.12.2026"), "is not a date"),
+}
+
+
+class TestRules:
+    @pytest.mark.parametrize("name", sorted(VALID))
+    def test_valid_rows_pass(self, name: str) -> None:
+        assert errors_for(VALID[name]) == [None]
+
+    @pytest.mark.parametrize("name", sorted(INVALID))
+    def test_invalid_rows_are_explained(self, name: str) -> None:
+        bad, words = INVALID[name]
+        [error] = errors_for(bad)
+        assert error is not None and words in error
+
+    def test_one_message_per_wrong_date_shape(self) -> None:
+        """A wrong date gets its one hint, not every date message at once."""
+        [error] = errors_for(row(voucherCode="A", voucherExpiryDate="2026-12-31"))
+        assert error is not None and error.count(";") == 0
+
+    def test_all_errors_of_a_row_are_collected(self) -> None:
+        [error] = errors_for(
+            row(
+                community="initech",
+                purchaseHistoryID="2.1E+19",
+                voucherCode="c" * 513,
+                voucherExpiryDate="2026-01-01",
+            )
+        )
+        assert error is not None
+        for words in ("not a community", "Excel", "longer than 512", "year first"):
+            assert words in error
+
+    def test_messages_show_the_value(self) -> None:
+        [error] = errors_for(row(voucherCode="A", voucherExpiryDate="12/31/2026"))
+        assert error == (
+            "voucherExpiryDate: '12/31/2026' looks like month/day (US order): write day first, "
+            "DD/MM/YYYY, e.g. 31/12/2026"
+        )
+
+    def test_duplicates_invalidate_every_copy_naming_the_rows(self) -> None:
+        errors = errors_for(
+            row(redemptionInstructions="a"),
+            row(purchaseHistoryID="ORD9", redemptionInstructions="b"),
+            row(redemptionInstructions="c"),
+            row(community="globex", redemptionInstructions="d"),
+        )
+        assert errors[1] is None and errors[3] is None  # other id; other community
+        for error in (errors[0], errors[2]):
+            assert error is not None and "rows 2, 4" in error
+
+
+@st.composite
+def day_month_year(draw: st.DrawFn) -> tuple[int, int, int]:
+    return (
+        draw(st.integers(1, 31)),
+        draw(st.integers(1, 12)),
+        draw(st.integers(1900, 2400)),
+    )
+
+
+def _is_real(day: int, month: int, year: int) -> bool:
+    try:
+        dt.date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(day_month_year(), min_size=1, max_size=30))
+def test_date_validation_agrees_with_the_calendar(dates: list[tuple[int, int, int]]) -> None:
+    """Any DD/MM/YYYY is accepted exactly when the calendar has that day."""
+    rows = [
+        row(
+            purchaseHistoryID=f"ORD{i}",
+            voucherCode="A",
+            voucherExpiryDate=f"{d:02d}/{m:02d}/{y:04d}",
+        )
+        for i, (d, m, y) in enumerate(dates)
+    ]
+    errors = errors_for(*rows)
+    for (d, m, y), error in zip(dates, errors, strict=True):
+        assert (error is None) == _is_real(d, m, y), (d, m, y, error)
