@@ -32,7 +32,6 @@ from reconcile.results import Status
 
 log = structlog.get_logger("reconcile.dispatch")
 
-BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
 MAYBE_APPLIED = "an earlier attempt may have applied it: check the record before re-running"
@@ -92,9 +91,9 @@ class _NoRecorder:
 Progress = Callable[[str, Status], None]
 
 
-def backoff_seconds(attempt: int, rng: random.Random) -> float:
+def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1)))
+    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, base * 2 ** (attempt - 1)))
 
 
 @dataclasses.dataclass(slots=True)
@@ -243,7 +242,9 @@ class Dispatcher:
                             )
                     if budget >= self.job.max_attempts:
                         return self._give_up(request, last_status, last_error, sent, maybe_applied)
-                    await self._wait(backoff_seconds(budget, self.rng))
+                    await self._wait(
+                        backoff_seconds(budget, self.job.backoff_base_seconds, self.rng)
+                    )
                     continue
                 self.events.append(SendEvent(time.time(), community.name, answer.status, sent > 1))
                 verdict = self.operation.classify(answer.status, answer.body)
@@ -291,7 +292,7 @@ class Dispatcher:
                     return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
                 if budget >= self.job.max_attempts:
                     return self._give_up(request, last_status, last_error, sent, maybe_applied)
-                await self._wait(backoff_seconds(budget, self.rng))
+                await self._wait(backoff_seconds(budget, self.job.backoff_base_seconds, self.rng))
         except anyio.get_cancelled_exc_class():
             if request.request_id not in self.outcomes:
                 if sent:

@@ -22,6 +22,7 @@ DEFAULT_MAX_REJECT_RATE = 0.5
 DEFAULT_GUARD_WINDOW = 50
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_INTERRUPT_GRACE_SECONDS = 10.0
+DEFAULT_BACKOFF_BASE_SECONDS = 0.5
 
 
 def default_state_dir() -> Path:
@@ -56,6 +57,7 @@ class Job:
     guard_window: int = DEFAULT_GUARD_WINDOW
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
@@ -92,6 +94,7 @@ _TOP_KEYS = {
     "guard_window": int,
     "timeout_seconds": (int, float),
     "interrupt_grace_seconds": (int, float),
+    "backoff_base_seconds": (int, float),
     "state_dir": str,
     "communities": dict,
 }
@@ -174,6 +177,7 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
         interrupt_grace_seconds=float(
             raw.get("interrupt_grace_seconds", DEFAULT_INTERRUPT_GRACE_SECONDS)
         ),
+        backoff_base_seconds=float(raw.get("backoff_base_seconds", DEFAULT_BACKOFF_BASE_SECONDS)),
         state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
         communities=communities,
     )

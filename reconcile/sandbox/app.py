@@ -23,8 +23,23 @@ from reconcile.sandbox.state import SandboxState
 ENDPOINTS: tuple[Endpoint, ...] = (purchase_history.ENDPOINT,)
 
 
-class _DropConnection(Exception):
+class DroppedConnection(Exception):
     """Raised after the response has started: the server cuts the connection."""
+
+
+class _Dropped(Response):
+    """Starts an answer, then fails: the server closes the socket mid-answer, so the client
+    sees the connection cut, as on a real network."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=599)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        raise DroppedConnection
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -77,7 +92,7 @@ async def _answer(
         if rule.kind == "error_before":
             return _error(rule.status, "Injected failure before the write")
         if rule.kind == "drop":
-            raise _DropConnection
+            return _Dropped()
     try:
         body = json.loads(raw) if raw else None
     except ValueError:
@@ -124,25 +139,4 @@ def create_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/state", dump_state, methods=["GET"]),
         Route("/_sandbox/requests", dump_requests, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
-    return _with_drops(app)
-
-
-def _with_drops(app: Starlette) -> Any:
-    """ASGI wrapper: a dropped connection starts a response, then fails, so the server closes
-    the socket mid-answer: the client sees the connection cut, as on a real network."""
-
-    async def asgi(scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await app(scope, receive, send)
-        except _DropConnection:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [(b"content-length", b"100")],
-                }
-            )
-            raise
-
-    return asgi
+    return Starlette(routes=routes)

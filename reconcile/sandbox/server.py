@@ -3,16 +3,27 @@ free loopback port (``reconcile run --sandbox`` and the tests)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from types import TracebackType
 
 import uvicorn
 
-from reconcile.sandbox.app import create_app
+from reconcile.sandbox.app import DroppedConnection, create_app
 from reconcile.sandbox.state import SandboxState
 
 LOOPBACK = "127.0.0.1"
+
+
+class _QuietDrops(logging.Filter):
+    """A dropped connection is an injected fault, not a server error worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
 def _config(state: SandboxState, port: int) -> uvicorn.Config:

@@ -29,6 +29,8 @@ class FaultRule:
     status: int = 502
     share: float = 1.0
     match: str = ""
+    after: int = 0
+    """Let this many matching requests through before the rule starts."""
     times: int | None = None
     seconds: float = 0.0
 
@@ -88,6 +90,7 @@ class SandboxState:
         self.log_path: Path | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._fault_hits: dict[int, int] = {}
+        self._fault_seen: dict[int, int] = {}
         self._keys = {
             k["key"]: (c, frozenset(k.get("permissions", [])))
             for c in self.data["communities"]
@@ -129,6 +132,9 @@ class SandboxState:
         with self.lock:
             for index, rule in enumerate(self.faults.rules):
                 if rule.match and rule.match not in path:
+                    continue
+                seen = self._fault_seen[index] = self._fault_seen.get(index, 0) + 1
+                if seen <= rule.after:
                     continue
                 if rule.times is not None and self._fault_hits.get(index, 0) >= rule.times:
                     continue

@@ -1,0 +1,387 @@
+"""Applying rows against the sandbox over real HTTP: every outcome the dispatch issue names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.state import FaultRule
+from tests.conftest import ROOT, order_id, orders_csv, read_results, run, write_job
+
+FAST = {"backoff_base_seconds": 0.01}
+
+
+def statuses(out: Path) -> list[str]:
+    return read_results(out).get_column("status").to_list()
+
+
+def instructions(sandbox: SandboxServer, purchase_id: str) -> str:
+    [found] = [
+        r for r in sandbox.state.snapshot()["purchaseHistories"] if r["purchaseID"] == purchase_id
+    ]
+    return found["product"]["redemptionInstructions"]
+
+
+def sent_paths(sandbox: SandboxServer) -> list[str]:
+    return [r["path"] for r in sandbox.state.requests]
+
+
+@pytest.mark.usefixtures("keys_in_env")
+class TestOutcomes:
+    def test_several_communities_applied(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        rows = [(c, order_id(c, n)) for n in range(10) for c in ("acme", "globex")]
+        source = orders_csv(tmp_path / "in.csv", rows)
+        out = tmp_path / "out.csv"
+        assert (
+            run("run", source, "--job", write_job(tmp_path / "j.toml", sandbox.url), "--out", out)
+            == 0
+        )
+        results = read_results(out)
+        assert set(results.get_column("status")) == {"applied"}
+        assert set(results.get_column("http_status")) == {"200"}
+        assert set(results.get_column("attempts")) == {"1"}
+        assert all(instructions(sandbox, i) == "Collect at the desk" for _, i in rows)
+        communities = {r["community"] for r in sandbox.state.requests}
+        assert communities == {"acme", "globex"}
+        assert all(r["method"] == "PATCH" for r in sandbox.state.requests)
+
+    def test_rejected_rows_carry_the_api_message(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        source = orders_csv(
+            tmp_path / "in.csv", [("acme", "ORD999"), ("acme", order_id("acme", 1))]
+        )
+        out = tmp_path / "out.csv"
+        assert (
+            run("run", source, "--job", write_job(tmp_path / "j.toml", sandbox.url), "--out", out)
+            == 1
+        )
+        results = read_results(out)
+        first = results.row(0, named=True)
+        assert (first["status"], first["http_status"], first["error"]) == (
+            "rejected",
+            "404",
+            "Purchase history not found",
+        )
+        assert results.row(1, named=True)["status"] == "applied"
+
+    def test_revoked_key_stops_only_its_community(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        sandbox.state.revoke("sandbox-key-acme")
+        rows = [(c, order_id(c, n)) for n in range(8) for c in ("acme", "globex")]
+        source = orders_csv(tmp_path / "in.csv", rows)
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, concurrency=2)
+        assert run("run", source, "--job", job, "--out", out) == 1
+        results = read_results(out)
+        acme = results.filter(pl.col("community") == "acme")
+        globex = results.filter(pl.col("community") == "globex")
+        assert set(globex.get_column("status")) == {"applied"}
+        failed = acme.filter(pl.col("status") == "failed")
+        skipped = acme.filter(pl.col("status") == "skipped")
+        assert 1 <= failed.height <= 2  # at most the in-flight requests hit the wall
+        assert failed.height + skipped.height == 8
+        assert set(failed.get_column("http_status")) == {"401"}
+        assert set(skipped.get_column("error")) == {"not sent: community key rejected with 401"}
+        assert sum(r["status"] == 401 for r in sandbox.state.requests) == failed.height
+
+    def test_unset_key_variable_fails_that_community_only(
+        self, sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("RECONCILE_TEST_KEY_GLOBEX")
+        rows = [("acme", order_id("acme", 1)), ("globex", order_id("globex", 1))]
+        out = tmp_path / "out.csv"
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", rows),
+                "--job",
+                write_job(tmp_path / "j.toml", sandbox.url),
+                "--out",
+                out,
+            )
+            == 1
+        )
+        results = read_results(out)
+        assert results.get_column("status").to_list() == ["applied", "failed"]
+        assert (
+            results.row(1, named=True)["error"]
+            == "environment variable RECONCILE_TEST_KEY_GLOBEX is not set"
+        )
+        assert results.row(1, named=True)["attempts"] == "0"
+
+    def test_429_pauses_and_retries(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        """The server allows 2/s; the job asks 50/s: 429s are waited out, not counted, all applied."""
+        sandbox.state.faults.rate_per_second = 2
+        sandbox.state.faults.burst = 2
+        rows = [("acme", order_id("acme", n)) for n in range(6)]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, max_attempts=1, **FAST)
+        assert run("run", orders_csv(tmp_path / "in.csv", rows), "--job", job, "--out", out) == 0
+        results = read_results(out)
+        assert set(results.get_column("status")) == {"applied"}
+        log = sandbox.state.requests
+        limited = [r for r in log if r["status"] == 429]
+        assert limited, "the test must provoke 429s"
+        # After a 429 (Retry-After >= 1 s) the community waits before its next request.
+        first_429 = limited[0]["time"]
+        after = [r["time"] for r in log if r["time"] > first_429]
+        assert after and min(after) - first_429 >= 0.9
+        # attempts counts requests sent, 429s included, although max_attempts is 1.
+        assert results.get_column("attempts").cast(pl.Int64).sum() == len(log)
+
+    def test_502_before_commit_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        target = order_id("acme", 3)
+        sandbox.state.faults.rules = [
+            FaultRule(kind="error_before", status=502, match=target, times=2)
+        ]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", [("acme", target)]),
+                "--job",
+                job,
+                "--out",
+                out,
+            )
+            == 0
+        )
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"], result["http_status"]) == (
+            "applied",
+            "3",
+            "200",
+        )
+        assert instructions(sandbox, target) == "Collect at the desk"
+
+    def test_502_after_commit_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        target = order_id("acme", 4)
+        sandbox.state.faults.rules = [
+            FaultRule(kind="error_after", status=502, match=target, times=1)
+        ]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", [("acme", target)]),
+                "--job",
+                job,
+                "--out",
+                out,
+            )
+            == 0
+        )
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"]) == ("applied", "2")
+        assert [r["committed"] for r in sandbox.state.requests] == [True, True]
+
+    def test_409_after_an_ambiguous_failure_is_unknown(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        target = order_id("acme", 5)
+        sandbox.state.faults.rules = [
+            FaultRule(kind="error_after", status=502, match=target, times=1),
+            FaultRule(kind="error_before", status=409, match=target, after=1, times=1),
+        ]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", [("acme", target)]),
+                "--job",
+                job,
+                "--out",
+                out,
+            )
+            == 1
+        )
+        result = read_results(out).row(0, named=True)
+        assert result["status"] == "unknown"
+        assert "an earlier attempt may have applied it" in result["error"]
+
+    def test_dropped_connection_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        target = order_id("acme", 6)
+        sandbox.state.faults.rules = [FaultRule(kind="drop", match=target, times=1)]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", [("acme", target)]),
+                "--job",
+                job,
+                "--out",
+                out,
+            )
+            == 0
+        )
+        assert read_results(out).row(0, named=True)["attempts"] == "2"
+
+    def test_retries_exhausted_is_failed_with_last_error(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        target = order_id("acme", 7)
+        sandbox.state.faults.rules = [FaultRule(kind="error_before", status=503, match=target)]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, max_attempts=3, **FAST)
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", [("acme", target)]),
+                "--job",
+                job,
+                "--out",
+                out,
+            )
+            == 1
+        )
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"], result["http_status"]) == (
+            "failed",
+            "3",
+            "503",
+        )
+        assert "gave up after 3 attempts" in result["error"]
+        assert len(sandbox.state.requests) == 3
+
+    def test_reject_guard_stops_a_community(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        """A systematic mistake costs a handful of rows, not the file."""
+        rows = [("acme", f"ORDMISSING{n}") for n in range(40)] + [("globex", order_id("globex", 1))]
+        out = tmp_path / "out.csv"
+        job = write_job(
+            tmp_path / "j.toml", sandbox.url, concurrency=1, guard_window=10, max_reject_rate=0.5
+        )
+        assert run("run", orders_csv(tmp_path / "in.csv", rows), "--job", job, "--out", out) == 1
+        results = read_results(out)
+        acme = results.filter(pl.col("community") == "acme")
+        assert acme.filter(pl.col("status") == "rejected").height == 6  # more than 50% of 10
+        skipped = acme.filter(pl.col("status") == "skipped")
+        assert skipped.height == 34
+        assert "check the file for a systematic mistake" in skipped.get_column("error")[0]
+        assert results.filter(pl.col("community") == "globex").get_column("status").to_list() == [
+            "applied"
+        ]
+
+    def test_rate_never_exceeded_in_any_second(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """rate_per_second = 4: no one-second window, the first included, sees a fifth request."""
+        rows = [(c, order_id(c, n)) for n in range(12) for c in ("acme", "globex")]
+        out = tmp_path / "out.csv"
+        job = write_job(tmp_path / "j.toml", sandbox.url, rate_per_second=4, concurrency=8)
+        assert run("run", orders_csv(tmp_path / "in.csv", rows), "--job", job, "--out", out) == 0
+        times: dict[str, list[float]] = defaultdict(list)
+        for entry in sandbox.state.requests:
+            times[entry["community"]].append(entry["time"])
+        for community, stamps in times.items():
+            stamps.sort()
+            assert len(stamps) == 12
+            for i in range(len(stamps) - 4):
+                assert stamps[i + 4] - stamps[i] > 1.0, (community, i, stamps)
+
+
+def test_canary_key_never_written(
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A key appears in no log line (debug included), result or errors file."""
+    canary = "canary-7f3a9c-DO-NOT-LEAK"
+    sandbox.state.data["communities"][0]["keys"].append(
+        {"key": canary, "permissions": ["purchase-history"]}
+    )
+    sandbox.state._keys[canary] = (
+        sandbox.state.data["communities"][0],
+        frozenset({"purchase-history"}),
+    )
+    monkeypatch.setenv("RECONCILE_TEST_KEY_ACME", canary)
+    monkeypatch.setenv("RECONCILE_TEST_KEY_GLOBEX", canary + "-wrong")
+    rows = [("acme", order_id("acme", 1)), ("acme", "ORD404"), ("globex", order_id("globex", 1))]
+    out = tmp_path / "out.csv"
+    run(
+        "run",
+        orders_csv(tmp_path / "in.csv", rows),
+        "--job",
+        write_job(tmp_path / "j.toml", sandbox.url),
+        "--out",
+        out,
+        "--verbose",
+    )
+    captured = capsys.readouterr()
+    assert statuses(out) == ["applied", "rejected", "failed"]
+    for text in (
+        captured.out,
+        captured.err,
+        *(p.read_text() for p in tmp_path.rglob("*") if p.is_file()),
+    ):
+        assert canary not in text
+
+
+def test_sigterm_stops_cleanly(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """SIGTERM: no new requests, in-flight ones finish, the rest skipped, results written, 143."""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
+    rows = [("acme", order_id("acme", n)) for n in range(60)]
+    out = tmp_path / "out.csv"
+    job = write_job(tmp_path / "j.toml", sandbox.url, rate_per_second=10, concurrency=2)
+    env = {
+        **os.environ,
+        "RECONCILE_TEST_KEY_ACME": "sandbox-key-acme",
+        "RECONCILE_TEST_KEY_GLOBEX": "x",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconcile.cli",
+            "run",
+            str(orders_csv(tmp_path / "in.csv", rows)),
+            "--job",
+            str(job),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 20
+    while len(sandbox.state.requests) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143, err.decode()
+    results = read_results(out)
+    counts = dict(results.group_by("status").len().iter_rows())
+    assert counts.get("skipped", 0) > 0 and counts.get("applied", 0) >= 5
+    assert set(results.filter(pl.col("status") == "skipped").get_column("error")) == {
+        "not sent: run interrupted"
+    }
+    # Every row reported applied is applied in the sandbox, and nothing else was sent.
+    applied = (
+        results.filter(pl.col("status") == "applied").get_column("purchaseHistoryID").to_list()
+    )
+    assert all(instructions(sandbox, i) == "Collect at the desk" for i in applied)
+    committed = [r["path"].rsplit("/", 1)[1] for r in sandbox.state.requests if r.get("committed")]
+    assert sorted(committed) == sorted(applied)
+    assert any(
+        json.loads(line).get("event") == "run.interrupted"
+        for line in err.decode().splitlines()
+        if line.startswith("{")
+    )
