@@ -74,7 +74,7 @@ def decode(path: Path, raw: bytes) -> bytes:
 
 def sniff_delimiter(data: bytes) -> str:
     """The delimiter used most often in the header line (outside quotes)."""
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+    first = data[:65536].split(b"\n", 1)[0].decode("utf-8", "replace")
     unquoted = re.sub(r'"[^"]*"', "", first)
     counts = {d: unquoted.count(d) for d in _DELIMITERS}
     best = max(counts, key=lambda d: counts[d])
@@ -92,7 +92,7 @@ def read_table(path: Path, columns: Sequence[str], required: Sequence[str]) -> T
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
     data = decode(path, raw)
-    if not data.strip():
+    if not data[:65536].strip() and not data.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
     try:
         grid = pl.read_csv(

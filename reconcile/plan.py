@@ -33,14 +33,18 @@ def describe(method: pl.Expr, path: pl.Expr, body: pl.Expr) -> pl.Expr:
 def plan(valid: pl.DataFrame, operation: Operation) -> Plan:
     per_row = operation.requests(valid)
     shape = ["community", "target", "method", "path", "body", "repeatable"]
-    keyed = per_row.with_columns(
-        pl.struct(shape).rank("dense").cast(pl.Int64).alias(REQUEST_ID)
-        if per_row.height
-        else pl.lit(None, pl.Int64).alias(REQUEST_ID)
-    )
-    requests = (
-        keyed.unique(REQUEST_ID, keep="first", maintain_order=True)
-        .select(REQUEST_ID, *shape)
-        .with_columns(describe(pl.col("method"), pl.col("path"), pl.col("body")).alias("request"))
+    if operation.request_key is None:
+        request_id = pl.col(ROW).cast(pl.Int64)
+    else:
+        request_id = pl.struct(operation.request_key).rank("dense").cast(pl.Int64)
+    keyed = per_row.with_columns(request_id.alias(REQUEST_ID))
+    if operation.request_key is not None:
+        keyed_requests = keyed.unique(REQUEST_ID, keep="first", maintain_order=True)
+    else:
+        keyed_requests = keyed
+    requests = keyed_requests.select(
+        REQUEST_ID,
+        *shape,
+        describe(pl.col("method"), pl.col("path"), pl.col("body")).alias("request"),
     )
     return Plan(rows=keyed.select(ROW, REQUEST_ID), requests=requests)

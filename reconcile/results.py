@@ -100,13 +100,17 @@ def results_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
     """Prefix text cells that Excel would treat as a formula with a quote (values sent are not
     affected: this is only the file people open)."""
+    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    if not text:
+        return frame
+    hits = frame.select(pl.col(c).str.contains(_FORMULA_START).any() for c in text).row(0)
     return frame.with_columns(
         pl.when(pl.col(c).str.contains(_FORMULA_START))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
         .alias(c)
-        for c, dtype in frame.schema.items()
-        if dtype == pl.String
+        for c, hit in zip(text, hits, strict=True)
+        if hit
     )
 
 

@@ -18,6 +18,7 @@ from reconcile.operations.base import Operation
 
 ERROR = "__error"
 _SHOWN_VALUE_CHARS = 40
+_LISTED_ROWS = 10
 
 #: pandera's built-in checks, in the words of someone filling a spreadsheet.
 _BUILTIN_MESSAGES = {
@@ -44,9 +45,8 @@ def validate(
         failures = _messages(exc.failure_cases, operation, headers)
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
     errors = conflicts if failures is None else pl.concat([failures, conflicts])
-    per_row = errors.group_by("index", maintain_order=True).agg(
-        pl.col("message").unique(maintain_order=True).str.join("; ").alias(ERROR)
-    )
+    # Each check fails at most once per row, so a row's messages are distinct already.
+    per_row = errors.group_by("index").agg(pl.col("message").str.join("; ").alias(ERROR))
     indexed = normalised.with_row_index("index")
     return indexed.join(per_row, on="index", how="left", maintain_order="left").drop("index")
 
@@ -95,22 +95,29 @@ def _messages(
 def _conflicts(
     frame: pl.DataFrame, key: tuple[str, ...], headers: Mapping[str, str]
 ) -> pl.DataFrame:
-    """Rows that share ``key`` with another row: each names the others."""
+    """Rows that share ``key`` with another row: each names the rows of its group."""
     if not key:
         return pl.DataFrame(schema={"index": pl.UInt32, "message": pl.String})
     named = " and ".join(f"'{headers.get(k, k)}'" for k in key)
     present = pl.all_horizontal(pl.col(k).is_not_null() & (pl.col(k) != "") for k in key)
-    rows = (
-        frame.with_row_index("index")
-        .filter(present & pl.struct(key).is_duplicated())
-        .with_columns(pl.col(ROW).implode().over(key).alias("__all"))
+    rows = frame.with_row_index("index").filter(present & pl.struct(key).is_duplicated())
+    # One message per group, listing a few rows: a group can be thousands of rows long.
+    groups = rows.group_by(key).agg(
+        pl.col(ROW).sort().head(_LISTED_ROWS).cast(pl.String).str.join(", ").alias("__listed"),
+        pl.len().alias("__count"),
     )
-    return rows.select(
+    more = pl.col("__count") - _LISTED_ROWS
+    listed = (
+        pl.when(more > 0)
+        .then(pl.format("{} and {} more", pl.col("__listed"), more))
+        .otherwise(pl.col("__listed"))
+    )
+    return rows.join(groups, on=key, how="left").select(
         "index",
         pl.format(
             "the same {} are on rows {}: keep one row per record (which row wins would "
             "depend on the order the requests are sent)",
             pl.lit(named),
-            pl.col("__all").list.sort().cast(pl.List(pl.String)).list.join(", "),
+            listed,
         ).alias("message"),
     )

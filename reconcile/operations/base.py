@@ -57,6 +57,9 @@ class Operation(abc.ABC):
     """Credential names the job file gives as ``<name>_env`` per community."""
     conflict_key: tuple[str, ...]
     """Rows sharing these values in one file are all invalid: their order would decide."""
+    request_key: tuple[str, ...] | None = None
+    """Output columns of ``requests`` whose equal values make several rows one request
+    (line items of one transaction); None: every row is its own request."""
 
     @property
     def column_names(self) -> list[str]:
@@ -79,8 +82,8 @@ class Operation(abc.ABC):
 
         Columns: ``__row``, ``community``, ``target`` (the id the request changes), ``method``,
         ``path`` (relative to the base URL, query included), ``body`` (JSON text or null),
-        ``repeatable`` (whether an ambiguous failure may be retried). Rows that share an
-        identical request are sent once.
+        ``repeatable`` (whether an ambiguous failure may be retried). Rows with the same
+        ``request_key`` must carry identical requests: they are sent once.
         """
 
     @abc.abstractmethod
@@ -115,24 +118,33 @@ def api_message(body: bytes) -> str:
     return ""
 
 
-def json_object(fields: Mapping[str, pl.Expr]) -> pl.Expr:
-    """A JSON object text per row, with keys in the given order and null fields left out.
+def with_json_object(
+    frame: pl.DataFrame, fields: Mapping[str, pl.Expr], alias: str
+) -> pl.DataFrame:
+    """Add ``alias``: a JSON object per row, keys in the given order, null fields left out.
 
-    Each field is JSON-encoded by polars (correct escaping), then the non-null members are
-    joined: vectorised, and deterministic, so the text doubles as the canonical body.
+    Rows are grouped by which fields they have (a handful of shapes); each shape is encoded by
+    polars in one pass (correct escaping), so the text is deterministic and doubles as the
+    canonical body.
     """
-    members = [
-        pl.when(expr.is_not_null()).then(
-            pl.struct(expr.alias(key))
-            .struct.json_encode()
-            .str.strip_prefix("{")
-            .str.strip_suffix("}")
-        )
-        for key, expr in fields.items()
-    ]
-    return pl.concat_str(
-        pl.lit("{"), pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}")
+    keys = list(fields)
+    shape = pl.sum_horizontal(
+        expr.is_not_null().cast(pl.UInt32) * (1 << bit) for bit, expr in enumerate(fields.values())
     )
+    indexed = frame.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("__index"), shape.alias("__shape"), **fields
+    )
+    parts = []
+    for code in indexed.get_column("__shape").unique().to_list():
+        present = [k for bit, k in enumerate(keys) if code >> bit & 1]
+        encoded = pl.struct(present).struct.json_encode() if present else pl.lit("{}")
+        parts.append(
+            indexed.filter(pl.col("__shape") == code).select("__index", encoded.alias(alias))
+        )
+    if not parts:
+        return frame.with_columns(pl.lit(None, pl.String).alias(alias))
+    bodies = pl.concat(parts).sort("__index").get_column(alias)
+    return frame.with_columns(bodies)
 
 
 def with_encoded_segment(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import pandera.polars as pa
 import polars as pl
 
 from reconcile.operations import rules
-from reconcile.operations.base import Column, Operation, json_object, with_encoded_segment
+from reconcile.operations.base import Column, Operation, with_encoded_segment, with_json_object
 
 ORDER_ID = r"^ORD[A-Za-z0-9]+$"
 MAX_INSTRUCTIONS = 10_000
@@ -106,13 +106,14 @@ class PurchaseHistory(Operation):
 
     def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
         encoded = with_encoded_segment(valid, "purchaseHistoryID", "__segment")
+        encoded = with_json_object(encoded, {f: pl.col(f) for f in BODY_FIELDS}, "__body")
         return encoded.select(
             "__row",
             "community",
             pl.col("purchaseHistoryID").alias("target"),
             pl.lit("PATCH").alias("method"),
             (pl.lit("/v1/purchase-histories/") + pl.col("__segment")).alias("path"),
-            json_object({f: pl.col(f) for f in BODY_FIELDS}).alias("body"),
+            pl.col("__body").alias("body"),
             # Setting values is idempotent: the same request twice leaves the same state.
             pl.lit(True).alias("repeatable"),
         )

@@ -16,8 +16,11 @@ OBJECT_ID = r"^[0-9a-fA-F]{24}$"
 #: What Excel makes of a long number: 2.02641E+19.
 EXCEL_NUMBER = r"^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$"
 
-_DMY = r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{2}|[0-9]{4})$"
 _STRICT_DMY = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
+_LOOSE_DMY = r"^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"
+_TWO_DIGIT_YEAR = r"^[0-9]{1,2}/[0-9]{1,2}/[0-9]{2}$"
+#: Month/day order: a first part that can be a month, a second that cannot.
+_US_ORDER = r"^(0?[1-9]|1[0-2])/(1[3-9]|2[0-9]|3[01])/[0-9]{4}$"
 _ISO = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 
 
@@ -62,33 +65,11 @@ def not_excel_number() -> pa.Check:
     )
 
 
-def _day_month(c: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    parts = c.str.extract_groups(_DMY)
-    return (
-        parts.struct.field("1").cast(pl.Int32, strict=False),
-        parts.struct.field("2").cast(pl.Int32, strict=False),
-        parts.struct.field("3"),
-    )
-
-
 def dmy_date_checks() -> list[pa.Check]:
-    """A real calendar date written DD/MM/YYYY; each wrong shape gets its own hint, once."""
+    """A real calendar date written DD/MM/YYYY; each wrong shape gets its own hint, once.
 
-    def us_order(c: pl.Expr) -> pl.Expr:
-        day, month, year = _day_month(c)
-        return (month > 12) & (day <= 12) & (year.str.len_chars() == 4)
-
-    def other_shape(c: pl.Expr) -> pl.Expr:
-        return (
-            ~c.str.contains(_STRICT_DMY)
-            & ~c.str.contains(_ISO)
-            & ~c.str.contains(_DMY)
-            & (c.str.len_chars() > 0)
-        )
-
-    def real_date(c: pl.Expr) -> pl.Expr:
-        return c.str.strptime(pl.Date, "%d/%m/%Y", strict=False).is_not_null()
-
+    The shapes are mutually exclusive regexes, so a wrong value fails exactly one check.
+    """
     return [
         check(
             "is blank (only spaces): write a date DD/MM/YYYY or empty the cell",
@@ -100,29 +81,35 @@ def dmy_date_checks() -> list[pa.Check]:
         ),
         check(
             "has a two-digit year: write the year in full, DD/MM/YYYY, e.g. 31/12/2026",
-            lambda c: ~(c.str.contains(_DMY) & (_day_month(c)[2].str.len_chars() == 2)),
+            lambda c: ~c.str.contains(_TWO_DIGIT_YEAR),
         ),
         check(
             "looks like month/day (US order): write day first, DD/MM/YYYY, e.g. 31/12/2026",
-            lambda c: ~us_order(c).fill_null(False),
+            lambda c: ~c.str.contains(_US_ORDER),
         ),
         check(
             "needs two digits for day and month: write DD/MM/YYYY, e.g. 01/02/2027",
             lambda c: (
-                ~(
-                    c.str.contains(_DMY)
-                    & ~c.str.contains(_STRICT_DMY)
-                    & (_day_month(c)[2].str.len_chars() == 4)
-                    & ~us_order(c).fill_null(False)
-                )
+                ~c.str.contains(_LOOSE_DMY)
+                | c.str.contains(_STRICT_DMY)
+                | c.str.contains(_US_ORDER)
             ),
         ),
         check(
             "is not a date: write it as DD/MM/YYYY, e.g. 31/12/2026",
-            lambda c: ~other_shape(c),
+            lambda c: (
+                c.str.contains(_LOOSE_DMY)
+                | c.str.contains(_ISO)
+                | c.str.contains(_TWO_DIGIT_YEAR)
+                | (c.str.len_chars() == 0)
+            ),
         ),
         check(
             "is not a real calendar date (that day does not exist in that month or year)",
-            lambda c: ~c.str.contains(_STRICT_DMY) | us_order(c).fill_null(False) | real_date(c),
+            lambda c: (
+                ~c.str.contains(_STRICT_DMY)
+                | c.str.contains(_US_ORDER)
+                | c.str.strptime(pl.Date, "%d/%m/%Y", strict=False).is_not_null()
+            ),
         ),
     ]

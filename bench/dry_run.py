@@ -1,0 +1,121 @@
+"""Benchmark: dry-run 1,000,000 generated rows vs. the floor (polars reads the CSV and writes it back).
+
+Each side runs in its own process, timed from after imports, with its peak memory (max RSS).
+Targets (issue 2): the dry run takes at most 3x the floor, and stays under 2 GiB.
+
+    uv run python bench/dry_run.py [--rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+JOB = """operation = "purchase-history"
+base_url = "https://api.returning.ai"
+[communities.acme]
+api_key_env = "K1"
+[communities.globex]
+api_key_env = "K2"
+"""
+
+
+def generate(path: Path, rows: int) -> None:
+    """Realistic mix: ~90% valid; the rest break one rule each (dates, IDs, pairs, communities)."""
+    rng = random.Random(1)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(
+            "Community,Purchase History ID,Redemption Instructions,Voucher Code,Voucher Expiry Date,Note\n"
+        )
+        for n in range(rows):
+            community = "acme" if n % 2 else "globex"
+            kind = rng.random()
+            ident = f"ORD{202600000000000000 + n}" if n % 3 else f"{n:024x}"
+            instructions, code, expiry = (
+                "",
+                f"CODE-{n}",
+                f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/2027",
+            )
+            if kind < 0.3:
+                instructions, code, expiry = f'"Collect at desk {n % 40}, bring ID"', "", ""
+            elif kind < 0.9:
+                pass
+            elif kind < 0.92:
+                expiry = "2027-01-31"
+            elif kind < 0.94:
+                expiry = "31/02/2027"
+            elif kind < 0.96:
+                ident = "2.02641E+19"
+            elif kind < 0.98:
+                code = ""
+            else:
+                community = "initech"
+            handle.write(f"{community},{ident},{instructions},{code},{expiry},row {n}\n")
+
+
+def child(mode: str, source: Path, out: Path, job: Path) -> None:
+    if mode == "floor":
+        import polars as pl
+
+        started = time.perf_counter()
+        pl.read_csv(source, infer_schema=False).write_csv(out)
+    else:
+        from reconcile.job import load_job
+        from reconcile.pipeline import dry_run
+
+        started = time.perf_counter()
+        dry_run(source, load_job(job), out)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": elapsed, "peak_bytes": peak}))
+
+
+def measure(mode: str, source: Path, out: Path, job: Path) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(source), str(out), str(job)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=4)
+    args = parser.parse_args()
+    if args.child:
+        mode, source, out, job = args.child
+        return child(mode, Path(source), Path(out), Path(job))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        source, job = folder / "input.csv", folder / "job.toml"
+        job.write_text(JOB)
+        generate(source, args.rows)
+        size = source.stat().st_size
+        floors, runs = [], []
+        for _ in range(args.repeat):
+            floors.append(measure("floor", source, folder / "floor.csv", job))
+            runs.append(measure("tool", source, folder / "results.csv", job))
+        floor = min(f["seconds"] for f in floors)
+        tool = min(r["seconds"] for r in runs)
+        peak = max(r["peak_bytes"] for r in runs)
+        print(f"rows: {args.rows:,}  input: {size / 2**20:.0f} MiB")
+        print(
+            f"floor (polars read + write): {floor:.2f} s  peak {max(f['peak_bytes'] for f in floors) / 2**20:.0f} MiB"
+        )
+        print(f"dry run:                     {tool:.2f} s  peak {peak / 2**20:.0f} MiB")
+        print(f"ratio: {tool / floor:.2f}x (target <= 3x); peak under 2 GiB: {peak < 2 * 2**30}")
+
+
+if __name__ == "__main__":
+    main()
