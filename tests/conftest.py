@@ -12,6 +12,7 @@ import pytest
 
 from reconcile import cli
 from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
+from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,43 +23,10 @@ KEYS = {"acme": "sandbox-key-acme", "globex": "sandbox-key-globex"}
 GENERATED = 300
 
 
-def order_id(community: str, number: int) -> str:
-    """IDs of generated test orders: ORDTACME00001 ..."""
-    return f"ORDT{community.upper()}{number:05d}"
-
-
-def add_orders(seed: dict[str, Any], per_community: int = GENERATED) -> None:
-    """Give every community ``per_community`` more orders, each with its own voucher."""
-    for community in seed["communities"]:
-        product = f"64e{community['id'][-3:]}{0:018d}"
-        for number in range(per_community):
-            voucher = f"64f{community['id'][-3:]}{number:018d}"
-            seed["vouchers"].append(
-                {
-                    "_id": voucher,
-                    "communityID": community["id"],
-                    "productID": product,
-                    "code": f"T-{community['name']}-{number}",
-                    "status": "redeemed",
-                    "expiryDate": "2026-06-30T00:00:00.000Z",
-                }
-            )
-            seed["purchaseHistories"].append(
-                {
-                    "_id": f"65{community['id'][-3:]}{number:019d}",
-                    "purchaseID": order_id(community["name"], number),
-                    "communityID": community["id"],
-                    "voucherID": voucher,
-                    "voucherCode": f"T-{number}",
-                    "product": {"_id": product, "name": "Test", "redemptionInstructions": "old"},
-                }
-            )
-
-
 @pytest.fixture
 def seed() -> dict[str, Any]:
     data = load_seed(DEFAULT_SEED)
-    add_orders(data)
+    add_orders(data, GENERATED)
     return data
 
 

@@ -15,8 +15,9 @@ import polars as pl
 import pytest
 
 from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import ROOT, order_id, orders_csv, read_results, run, write_job
+from tests.conftest import ROOT, orders_csv, read_results, run, write_job
 
 FAST = {"backoff_base_seconds": 0.01}
 

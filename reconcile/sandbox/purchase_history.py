@@ -6,6 +6,7 @@ client's schema on purpose: the two catch each other's mistakes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from typing import Any
@@ -28,6 +29,29 @@ def _parse_date(value: Any) -> dt.date:
         return dt.date(year, month, day)
     except ValueError:
         raise ApiError(400, "voucherExpiryDate must be a valid calendar date") from None
+
+
+@dataclasses.dataclass(slots=True)
+class _Index:
+    """Look-ups by key instead of scans: the sandbox must never be the benchmarks' bottleneck."""
+
+    records: dict[tuple[str, str], dict[str, Any]]
+    vouchers: dict[str, dict[str, Any]]
+    codes: dict[tuple[str, str, str], dict[str, Any]]
+
+
+def _index(state: SandboxState) -> _Index:
+    index = state.indexes.get(__name__)
+    if index is None:
+        records = {}
+        for record in state.data["purchaseHistories"]:
+            records[(record["communityID"], record["_id"])] = record
+            if record.get("purchaseID"):
+                records[(record["communityID"], record["purchaseID"])] = record
+        vouchers = {v["_id"]: v for v in state.data["vouchers"]}
+        codes = {(v["communityID"], v["productID"], v["code"]): v for v in state.data["vouchers"]}
+        index = state.indexes[__name__] = _Index(records, vouchers, codes)
+    return index
 
 
 def _validated(body: Any) -> dict[str, Any]:
@@ -69,16 +93,9 @@ def apply(
     fail_mid_write: bool,
 ) -> tuple[int, dict[str, Any]]:
     update = _validated(body)
-    target = params["purchaseHistoryID"]
+    index = _index(state)
     cid = community["id"]
-    record = next(
-        (
-            r
-            for r in state.data["purchaseHistories"]
-            if r["communityID"] == cid and target in (r["_id"], r.get("purchaseID"))
-        ),
-        None,
-    )
+    record = index.records.get((cid, params["purchaseHistoryID"]))
     if record is None:
         raise ApiError(404, "Purchase history not found")
     new_record = {**record, "product": dict(record.get("product") or {})}
@@ -90,19 +107,11 @@ def apply(
     voucher = None
     new_voucher = None
     if "voucherCode" in update:
-        found = state.find("vouchers", _id=record.get("voucherID"), communityID=cid)
-        if not found:
+        voucher = index.vouchers.get(record.get("voucherID"))
+        if voucher is None or voucher["communityID"] != cid:
             raise ApiError(404, "Voucher not found for this purchase history")
-        voucher = found[0]
-        clash = [
-            v
-            for v in state.data["vouchers"]
-            if v["communityID"] == cid
-            and v["productID"] == voucher["productID"]
-            and v["code"] == update["voucherCode"]
-            and v["_id"] != voucher["_id"]
-        ]
-        if clash:
+        holder = index.codes.get((cid, voucher["productID"], update["voucherCode"]))
+        if holder is not None and holder["_id"] != voucher["_id"]:
             raise ApiError(409, "Voucher code already exists for another voucher of this product")
         expiry = update["voucherExpiryDate"].strftime("%Y-%m-%dT00:00:00.000Z")
         new_voucher = {
@@ -119,8 +128,10 @@ def apply(
         raise ApiError(500, "Internal server error: purchase history write failed")
     # Commit: both records replaced together, under the state lock.
     if voucher is not None and new_voucher is not None:
+        index.codes.pop((cid, voucher["productID"], voucher["code"]), None)
         voucher.clear()
         voucher.update(new_voucher)
+        index.codes[(cid, voucher["productID"], voucher["code"])] = voucher
     record.clear()
     record.update(new_record)
     data = {**record}

@@ -87,6 +87,8 @@ class SandboxState:
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
         self.requests: list[dict[str, Any]] = []
+        #: Endpoint modules keep their look-up tables here (records are updated in place).
+        self.indexes: dict[str, Any] = {}
         self.log_path: Path | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._fault_hits: dict[int, int] = {}
