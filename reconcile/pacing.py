@@ -16,9 +16,12 @@ import time
 import anyio
 
 MIN_RATE = 0.1
-DECREASE_FACTOR = 0.5
+DECREASE_FACTOR = 0.75
 #: Share of the configured rate regained per successful answer.
-RECOVERY_STEP = 0.02
+RECOVERY_STEP = 0.05
+#: Slots are spaced this much wider than 1/rate, so that scheduling jitter never lands two
+#: requests closer than the server's own bucket allows.
+SPACING_MARGIN = 1.01
 
 
 class Pacer:
@@ -31,20 +34,26 @@ class Pacer:
         self._paused_until = 0.0
         self._lock = anyio.Lock()
 
+    def _try_take(self) -> float:
+        """Take the slot if it is due (0.0), else return how long until it is."""
+        now = time.monotonic()
+        ready = max(now, self._next, self._paused_until)
+        if len(self._sent) == self._cap:
+            # Strictly more than one second after the send `cap` sends ago.
+            ready = max(ready, self._sent[0] + 1.0 + 1e-3)
+        if ready > now:
+            return ready - now
+        self._sent.append(now)
+        self._next = now + SPACING_MARGIN / self.rate
+        return 0.0
+
     async def acquire(self) -> None:
-        """Wait for this community's next send slot."""
+        """Wait for this community's next send slot (first come, first served)."""
+        if not self._lock.locked() and self._try_take() == 0.0:
+            return  # fast path: no waiter ahead and the slot is due; no event-loop round trip
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                ready = max(now, self._next, self._paused_until)
-                if len(self._sent) == self._cap:
-                    # Strictly more than one second after the send `cap` sends ago.
-                    ready = max(ready, self._sent[0] + 1.0 + 1e-3)
-                if ready <= now:
-                    break
-                await anyio.sleep(ready - now)
-            self._sent.append(now)
-            self._next = now + 1.0 / self.rate
+            while (wait := self._try_take()) > 0:
+                await anyio.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Hold every request of the community (a 429's Retry-After), and slow down."""

@@ -92,9 +92,9 @@ class Operation(abc.ABC):
 
     def classify(self, status: int, body: bytes) -> Classified:
         """Map an HTTP answer to a verdict; operations override for endpoint-specific codes."""
-        message = api_message(body) or f"HTTP {status}"
         if 200 <= status < 300:
             return Classified(Verdict.APPLIED, "")
+        message = api_message(body) or f"HTTP {status}"
         if status in (401, 403):
             return Classified(Verdict.AUTH, message)
         if status == 429:

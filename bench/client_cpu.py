@@ -1,0 +1,143 @@
+"""Benchmark: client CPU per request, the tool vs. bare client loops (issue 4).
+
+Against the sandbox (own process, no rate limit), 50 requests in flight, each variant in a fresh
+process measuring its own CPU time (user + system) over the sending phase only:
+
+- httpx-default: a bare loop over httpx.AsyncClient with its default transport
+- httpx-aiohttp: the same loop on the httpx-aiohttp transport
+- aiohttp:       a bare aiohttp loop
+- reconcile:     the tool's dispatch (pacing, retries, outcomes, progress), rows planned from a CSV
+
+Target: the tool at most 0.5 ms CPU per request.
+
+    uv run python -m bench.client_cpu [--requests 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._sandbox import KEYS, sandbox_process
+from reconcile.sandbox.seeding import order_id
+
+ORDERS = 10000
+IN_FLIGHT = 50
+BODY = json.dumps({"redemptionInstructions": "Collect at the desk"})
+HEADERS = {"Authorization": f"Bearer {KEYS['acme']}", "Content-Type": "application/json"}
+
+
+def targets(url: str, total: int) -> list[str]:
+    return [f"{url}/v1/purchase-histories/{order_id('acme', n % ORDERS)}" for n in range(total)]
+
+
+async def bare_httpx(url: str, total: int, transport: str) -> None:
+    import httpx
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    chosen = AiohttpTransport(limits=limits) if transport == "aiohttp" else httpx.AsyncHTTPTransport(limits=limits)
+    todo = iter(targets(url, total))
+    async with httpx.AsyncClient(transport=chosen) as client:
+
+        async def worker() -> None:
+            for target in todo:
+                response = await client.patch(target, content=BODY, headers=HEADERS)
+                assert response.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+async def bare_aiohttp(url: str, total: int) -> None:
+    import aiohttp
+
+    todo = iter(targets(url, total))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as session:
+
+        async def worker() -> None:
+            for target in todo:
+                async with session.patch(target, data=BODY, headers=HEADERS) as response:
+                    await response.read()
+                    assert response.status == 200
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
+    """Plan from a CSV, then time only the dispatch phase."""
+    import anyio
+
+    from reconcile import pipeline
+    from reconcile.job import parse_job
+
+    source = folder / "rows.csv"
+    lines = ["community,purchaseHistoryID,redemptionInstructions"]
+    lines += [f"acme,{order_id('acme', n)},Collect at the desk {n}" for n in range(total)]
+    source.write_text("\n".join(lines) + "\n")
+    job = parse_job(
+        {
+            "operation": "purchase-history",
+            "base_url": url,
+            "rate_per_second": 1_000_000,
+            "concurrency": IN_FLIGHT,
+            "communities": {"acme": {"api_key_env": "BENCH_KEY"}},
+        }
+    )
+    prepared = pipeline.prepare(source, job)
+    requests = pipeline.planned_requests(prepared)
+    credentials = {"acme": {"api_key": KEYS["acme"]}}
+    cpu, wall = time.process_time(), time.perf_counter()
+    outcomes, _ = anyio.run(
+        lambda: pipeline._dispatch(prepared, requests, credentials, force=False, quiet=True, handle_signals=False),
+        backend_options=pipeline.EVENT_LOOP,
+    )
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert all(o.status == "applied" for o in outcomes), {o.status for o in outcomes}
+    return cpu, wall
+
+
+def child(variant: str, url: str, total: int, folder: Path) -> None:
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    if variant == "reconcile":
+        cpu, wall = tool(url, total, folder)
+    else:
+        cpu, wall = time.process_time(), time.perf_counter()
+        if variant == "aiohttp":
+            asyncio.run(bare_aiohttp(url, total))
+        else:
+            asyncio.run(bare_httpx(url, total, "aiohttp" if variant == "httpx-aiohttp" else "default"))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(json.dumps({"cpu": cpu, "wall": wall}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--child", nargs=4)
+    args = parser.parse_args()
+    if args.child:
+        variant, url, total, folder = args.child
+        return child(variant, url, int(total), Path(folder))
+    variants = ["httpx-default", "httpx-aiohttp", "aiohttp", "reconcile"]
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ORDERS) as url:
+        print(f"{args.requests} PATCH requests per variant, {IN_FLIGHT} in flight, sandbox in its own process")
+        print(f"{'variant':<15}{'requests/s':>12}{'CPU ms/request':>16}")
+        for variant in variants:
+            result = subprocess.run(
+                [sys.executable, "-m", "bench.client_cpu", "--child", variant, url, str(args.requests), tmp],
+                check=True, capture_output=True, text=True,
+            )
+            figures = json.loads(result.stdout.strip().splitlines()[-1])
+            print(f"{variant:<15}{args.requests / figures['wall']:>12,.0f}{figures['cpu'] / args.requests * 1000:>16.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Benchmark: a run against a rate-limited server (issue 4).
+
+The sandbox (own process) allows R requests/s per community (token bucket, burst B) and adds
+40 ms of latency; the job has 2 communities x 250 rows and rate_per_second = R. Targets: the
+whole `reconcile run` command takes at most 1.1 x rows / (2R), and at most 1% of requests are
+answered 429.
+
+    uv run python -m bench.rate_limit [--rate 10] [--burst 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+from bench._sandbox import KEYS, request_log, sandbox_process
+from reconcile.sandbox.seeding import order_id
+
+ROWS_PER_COMMUNITY = 250
+
+
+def write_inputs(folder: Path, url: str, rate: float) -> tuple[Path, Path]:
+    source = folder / "rows.csv"
+    lines = ["community,purchaseHistoryID,redemptionInstructions"]
+    for n in range(ROWS_PER_COMMUNITY):
+        lines += [f"{c},{order_id(c, n)},Collect at the desk" for c in ("acme", "globex")]
+    source.write_text("\n".join(lines) + "\n")
+    job = folder / "job.toml"
+    job.write_text(
+        f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = {rate}\n'
+        f'concurrency = 8\nstate_dir = "{folder / "state"}"\n'
+        '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
+        '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
+    )
+    return source, job
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=10)
+    parser.add_argument("--burst", type=float, default=2)
+    args = parser.parse_args()
+    faults = {"rate_per_second": args.rate, "burst": args.burst, "rules": [{"kind": "latency", "seconds": 0.04}]}
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ROWS_PER_COMMUNITY, faults) as url:
+        folder = Path(tmp)
+        source, job = write_inputs(folder, url, args.rate)
+        env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
+        out = folder / "results.csv"
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "reconcile.cli", "run", str(source), "--job", str(job), "--out", str(out), "--quiet"],
+            check=True, env=env, stderr=subprocess.DEVNULL,
+        )
+        elapsed = time.perf_counter() - started
+        log = request_log(url)
+        statuses = pl.read_csv(out, infer_schema=False).get_column("status").value_counts()
+    rows = 2 * ROWS_PER_COMMUNITY
+    ideal = rows / (2 * args.rate)
+    limited = sum(r["status"] == 429 for r in log)
+    print(f"R = {args.rate:g}/s per community (burst {args.burst:g}), 40 ms latency, {rows} rows")
+    print(f"run: {elapsed:.2f} s; ideal rows/(2R) = {ideal:.2f} s; ratio {elapsed / ideal:.3f} (target <= 1.1)")
+    print(f"requests: {len(log)}; 429s: {limited} ({limited / len(log):.2%}, target <= 1%)")
+    print(dict(statuses.iter_rows()))
+
+
+if __name__ == "__main__":
+    main()
