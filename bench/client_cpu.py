@@ -42,7 +42,11 @@ async def bare_httpx(url: str, total: int, transport: str) -> None:
     from httpx_aiohttp import AiohttpTransport
 
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    chosen = AiohttpTransport(limits=limits) if transport == "aiohttp" else httpx.AsyncHTTPTransport(limits=limits)
+    chosen = (
+        AiohttpTransport(limits=limits)
+        if transport == "aiohttp"
+        else httpx.AsyncHTTPTransport(limits=limits)
+    )
     todo = iter(targets(url, total))
     async with httpx.AsyncClient(transport=chosen) as client:
 
@@ -90,11 +94,15 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
         }
     )
     prepared = pipeline.prepare(source, job)
-    requests = pipeline.planned_requests(prepared)
+    requests = pipeline.planned(
+        pipeline.with_fingerprints(prepared).with_columns(decided=None, note=None)
+    )
     credentials = {"acme": {"api_key": KEYS["acme"]}}
     cpu, wall = time.process_time(), time.perf_counter()
     outcomes, _ = anyio.run(
-        lambda: pipeline._dispatch(prepared, requests, credentials, force=False, quiet=True, handle_signals=False),
+        lambda: pipeline._dispatch(
+            prepared, requests, credentials, force=False, quiet=True, handle_signals=False
+        ),
         backend_options=pipeline.EVENT_LOOP,
     )
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -113,7 +121,9 @@ def child(variant: str, url: str, total: int, folder: Path) -> None:
         if variant == "aiohttp":
             asyncio.run(bare_aiohttp(url, total))
         else:
-            asyncio.run(bare_httpx(url, total, "aiohttp" if variant == "httpx-aiohttp" else "default"))
+            asyncio.run(
+                bare_httpx(url, total, "aiohttp" if variant == "httpx-aiohttp" else "default")
+            )
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(json.dumps({"cpu": cpu, "wall": wall}))
 
@@ -128,15 +138,30 @@ def main() -> None:
         return child(variant, url, int(total), Path(folder))
     variants = ["httpx-default", "httpx-aiohttp", "aiohttp", "reconcile"]
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ORDERS) as url:
-        print(f"{args.requests} PATCH requests per variant, {IN_FLIGHT} in flight, sandbox in its own process")
+        print(
+            f"{args.requests} PATCH requests per variant, {IN_FLIGHT} in flight, sandbox in its own process"
+        )
         print(f"{'variant':<15}{'requests/s':>12}{'CPU ms/request':>16}")
         for variant in variants:
             result = subprocess.run(
-                [sys.executable, "-m", "bench.client_cpu", "--child", variant, url, str(args.requests), tmp],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.client_cpu",
+                    "--child",
+                    variant,
+                    url,
+                    str(args.requests),
+                    tmp,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
             figures = json.loads(result.stdout.strip().splitlines()[-1])
-            print(f"{variant:<15}{args.requests / figures['wall']:>12,.0f}{figures['cpu'] / args.requests * 1000:>16.3f}")
+            print(
+                f"{variant:<15}{args.requests / figures['wall']:>12,.0f}{figures['cpu'] / args.requests * 1000:>16.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -47,16 +47,36 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--burst", type=float, default=2)
     args = parser.parse_args()
-    faults = {"rate_per_second": args.rate, "burst": args.burst, "rules": [{"kind": "latency", "seconds": 0.04}]}
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ROWS_PER_COMMUNITY, faults) as url:
+    faults = {
+        "rate_per_second": args.rate,
+        "burst": args.burst,
+        "rules": [{"kind": "latency", "seconds": 0.04}],
+    }
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process(Path(tmp), ROWS_PER_COMMUNITY, faults) as url,
+    ):
         folder = Path(tmp)
         source, job = write_inputs(folder, url, args.rate)
         env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
         out = folder / "results.csv"
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "reconcile.cli", "run", str(source), "--job", str(job), "--out", str(out), "--quiet"],
-            check=True, env=env, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "reconcile.cli",
+                "run",
+                str(source),
+                "--job",
+                str(job),
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+            stderr=subprocess.DEVNULL,
         )
         elapsed = time.perf_counter() - started
         log = request_log(url)
@@ -65,7 +85,9 @@ def main() -> None:
     ideal = rows / (2 * args.rate)
     limited = sum(r["status"] == 429 for r in log)
     print(f"R = {args.rate:g}/s per community (burst {args.burst:g}), 40 ms latency, {rows} rows")
-    print(f"run: {elapsed:.2f} s; ideal rows/(2R) = {ideal:.2f} s; ratio {elapsed / ideal:.3f} (target <= 1.1)")
+    print(
+        f"run: {elapsed:.2f} s; ideal rows/(2R) = {ideal:.2f} s; ratio {elapsed / ideal:.3f} (target <= 1.1)"
+    )
     print(f"requests: {len(log)}; 429s: {limited} ({limited / len(log):.2%}, target <= 1%)")
     print(dict(statuses.iter_rows()))
 

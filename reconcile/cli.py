@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from reconcile import __version__, logs
-from reconcile.exceptions import ReconcileError
+from reconcile.exceptions import ConfigError, ReconcileError
 from reconcile.job import load_job
 
 EXIT_OK = 0
@@ -49,10 +49,19 @@ def _parser() -> argparse.ArgumentParser:
         help="start the local sandbox API (sample seed) and run against it over real HTTP",
     )
     run.add_argument(
-        "--force", action="store_true", help="re-send what is already applied or unknown"
+        "--force", action="store_true", help="re-send what the ledger says is applied or unknown"
     )
+    run.add_argument("--state-dir", type=Path, help="where the ledger lives (overrides state_dir)")
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
+
+    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
+    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
+    runs.add_argument(
+        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
+    )
+    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
 
     sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
     sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
@@ -74,34 +83,58 @@ def _run(args: argparse.Namespace) -> int:
         base_url=args.base_url.rstrip("/") if args.base_url else None,
         rate_per_second=args.rate,
         concurrency=args.concurrency,
+        state_dir=args.state_dir,
     )
     out = args.out or default_out(args.input)
-    if args.dry_run:
-        result = pipeline.dry_run(args.input, job, out)
-    elif args.sandbox:
+    options = {"dry_run": args.dry_run, "force": args.force, "quiet": args.quiet}
+    if args.sandbox and not args.dry_run:
         from reconcile.sandbox import SandboxServer, SandboxState, load_seed
         from reconcile.sandbox.state import DEFAULT_SEED
 
         state = SandboxState(load_seed(DEFAULT_SEED))
         with SandboxServer(state) as server:
             log.info("sandbox.started", url=server.url)
-            result = pipeline.apply(
+            result = pipeline.execute(
                 args.input,
                 job.with_overrides(base_url=server.url),
                 out,
                 environ=os.environ,
                 given_credentials=state.credentials(),
-                force=args.force,
-                quiet=args.quiet,
+                **options,
             )
     else:
-        result = pipeline.apply(
-            args.input, job, out, environ=os.environ, force=args.force, quiet=args.quiet
-        )
+        result = pipeline.execute(args.input, job, out, environ=os.environ, **options)
     report.print_summary(result.outcomes, out)
-    if result.interrupted_by is not None:
-        return 128 + result.interrupted_by
-    return EXIT_OK if result.succeeded else EXIT_ROWS_FAILED
+    return int(result.manifest["exit_code"])
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from reconcile.job import default_state_dir
+    from reconcile.ledger import Ledger
+
+    state_dir = args.state_dir or (
+        load_job(args.job).state_dir if args.job else default_state_dir()
+    )
+    ledger = Ledger(state_dir)
+    try:
+        if args.action == "show":
+            if not args.run_id:
+                raise ConfigError("runs show needs a run id: reconcile runs show ID")
+            found = ledger.run(args.run_id)
+            if found is None:
+                raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir}")
+            print(json.dumps(found, indent=2))
+            return EXIT_OK
+        for run in ledger.runs():
+            counts = (run.get("counts") or {}).get("per_status", {})
+            summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "(unfinished)"
+            kind = "dry run" if run["dry_run"] else "run"
+            print(
+                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  {summary}"
+            )
+        return EXIT_OK
+    finally:
+        ledger.close()
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -124,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "sandbox":
             return _sandbox(args)
+        if args.command == "runs":
+            return _runs(args)
     except ReconcileError as exc:
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)

@@ -46,6 +46,7 @@ class PlannedRequest:
     path: str
     body: str | None
     repeatable: bool
+    fingerprint: str = ""
     note: str | None = None
     """Said in the outcome's error even on success (e.g. why it is re-sent)."""
 

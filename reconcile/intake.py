@@ -7,6 +7,7 @@ or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their lea
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import re
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,8 @@ class Table:
     """Canonical column name -> original header, for the operation's columns found."""
     extra: Sequence[str]
     """Headers of unknown columns, carried through to the results."""
+    sha256: str = ""
+    """Of the file's bytes, for the run's manifest."""
 
     def operation_view(self, names: Sequence[str]) -> pl.DataFrame:
         """``__row`` plus the operation's columns under canonical names (null when absent)."""
@@ -107,7 +110,8 @@ def read_table(path: Path, columns: Sequence[str], required: Sequence[str]) -> T
         raise InputError(f"{path}: not a readable CSV file ({exc}).") from None
     headers = [(h or "").strip() for h in grid.row(0)]
     frame = grid.slice(1)
-    return _map_headers(path, frame, headers, columns, required)
+    table = _map_headers(path, frame, headers, columns, required)
+    return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _map_headers(

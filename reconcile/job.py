@@ -64,6 +64,8 @@ class Job:
     def with_overrides(self, **overrides: Any) -> Job:
         """Command-line flags win over the file; ``None`` means 'not given'."""
         given = {k: v for k, v in overrides.items() if v is not None}
+        if "state_dir" in given:
+            given["state_dir"] = Path(given["state_dir"]).expanduser()
         if not given:
             return self
         rate = given.get("rate_per_second")

@@ -1,34 +1,45 @@
-"""read -> validate -> plan -> dispatch -> record -> report, as a library call.
+"""read -> validate -> plan -> (ledger) -> dispatch -> record -> report, as a library call.
 
-The CLI is a thin layer over ``run``; tests and other programs can call it directly.
+The CLI is a thin layer over ``execute``; tests and other programs can call it directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime as dt
 import functools
+import getpass
+import json
+import os
+import secrets
 import signal
+import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 import polars as pl
 import structlog
 
-from reconcile import logs, results
+from reconcile import __version__, logs, results
 from reconcile.client import make_client
-from reconcile.dispatch import Dispatcher, PlannedRequest, RequestOutcome
+from reconcile.dispatch import NOT_REPEATED, Dispatcher, PlannedRequest, RequestOutcome
 from reconcile.exceptions import ConfigError
 from reconcile.intake import Table, read_table
 from reconcile.job import Job
+from reconcile.ledger import IN_FLIGHT, Ledger, fingerprint, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
 from reconcile.plan import Plan, plan
 from reconcile.progress import ProgressReporter
+from reconcile.results import Status
 from reconcile.validate import validate
 
 log = structlog.get_logger("reconcile")
 #: uvloop: a cheaper event loop, for CPU per request (bench/README.md).
 EVENT_LOOP = {"use_uvloop": True}
+RESENT = "re-sent: the previous run stopped while this request was in flight"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,8 +55,10 @@ class Prepared:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunResult:
+    run_id: str
     outcomes: pl.DataFrame
     results_path: Path
+    manifest: dict[str, Any]
     interrupted_by: int | None = None
 
     @property
@@ -83,25 +96,6 @@ def prepare(input_path: Path, job: Job) -> Prepared:
     return Prepared(job, operation, table, validated, plan(valid, operation))
 
 
-def finish(prepared: Prepared, request_outcomes: pl.DataFrame | None, out: Path) -> pl.DataFrame:
-    """Per-row outcomes, written as the results file and the errors file."""
-    outcomes = results.row_outcomes(
-        prepared.validated, prepared.plan.rows, prepared.plan.requests, request_outcomes
-    )
-    results.write_csv_atomic(results.results_frame(prepared.table, outcomes), out)
-    results.write_csv_atomic(
-        results.errors_frame(prepared.table, outcomes), sibling(out, "errors.csv")
-    )
-    return outcomes
-
-
-def dry_run(input_path: Path, job: Job, out: Path) -> RunResult:
-    """Validate everything and write what would be sent; sends nothing, needs no keys."""
-    prepared = prepare(input_path, job)
-    outcomes = finish(prepared, None, out)
-    return RunResult(outcomes=outcomes, results_path=out)
-
-
 def resolve_credentials(
     operation: Operation,
     job: Job,
@@ -120,7 +114,7 @@ def resolve_credentials(
             resolved[name] = dict(given[name])
             continue
         settings = job.communities[name]
-        secrets: dict[str, str] = {}
+        found: dict[str, str] = {}
         for credential in operation.credentials:
             variable = settings.credential_envs.get(credential)
             if variable is None:
@@ -130,12 +124,12 @@ def resolve_credentials(
                 )
             value = environ.get(variable, "")
             if not value:
-                secrets = {}
+                found = {}
                 resolved[name] = f"environment variable {variable} is not set"
                 break
-            secrets[credential] = value
-        if secrets:
-            resolved[name] = secrets
+            found[credential] = value
+        if found:
+            resolved[name] = found
     for value in resolved.values():
         if isinstance(value, dict):
             for secret in value.values():
@@ -143,9 +137,89 @@ def resolve_credentials(
     return resolved
 
 
-def planned_requests(prepared: Prepared) -> list[PlannedRequest]:
-    """The plan's requests as values for the dispatcher (the per-request part of the run)."""
-    frame = prepared.plan.requests
+def with_fingerprints(prepared: Prepared) -> pl.DataFrame:
+    """The plan's requests with a ``fingerprint`` column (sha256: stable across versions)."""
+    requests = prepared.plan.requests
+    job = prepared.job
+    keys = [
+        fingerprint(job.base_url, job.operation, community, method, path, body)
+        for community, method, path, body in zip(
+            requests.get_column("community").to_list(),
+            requests.get_column("method").to_list(),
+            requests.get_column("path").to_list(),
+            requests.get_column("body").to_list(),
+            strict=True,
+        )
+    ]
+    return requests.with_columns(pl.Series("fingerprint", keys, dtype=pl.String))
+
+
+def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFrame:
+    """Decide per request from the ledger's history: ``decided`` status (or null: send) and a
+    ``note`` for the results.
+
+    Applied before: ``already_applied``. In flight or unknown before, and not repeatable:
+    ``unknown`` (a refund must never be sent twice blindly). In flight before and repeatable:
+    re-sent, saying so. ``--force`` sends everything.
+    """
+    prior = ledger.prior(requests.get_column("fingerprint").to_list())
+    history = pl.DataFrame(
+        {
+            "fingerprint": list(prior),
+            "prior_state": [p.state for p in prior.values()],
+            "prior_run": [p.run_id for p in prior.values()],
+            "prior_at": [p.updated_at for p in prior.values()],
+        },
+        schema={
+            "fingerprint": pl.String,
+            "prior_state": pl.String,
+            "prior_run": pl.String,
+            "prior_at": pl.String,
+        },
+    )
+    joined = requests.join(history, on="fingerprint", how="left", maintain_order="left")
+    state = pl.col("prior_state")
+    uncertain = state.is_in([IN_FLIGHT, Status.UNKNOWN.value])
+    return joined.with_columns(
+        pl.when(pl.lit(force))
+        .then(pl.lit(None, pl.String))
+        .when(state == Status.APPLIED.value)
+        .then(pl.lit(Status.ALREADY_APPLIED.value))
+        .when(uncertain & ~pl.col("repeatable"))
+        .then(pl.lit(Status.UNKNOWN.value))
+        .alias("decided"),
+        pl.when(~pl.lit(force) & (state == Status.APPLIED.value))
+        .then(pl.format("already applied by run {} at {}", pl.col("prior_run"), pl.col("prior_at")))
+        .when(~pl.lit(force) & uncertain & ~pl.col("repeatable"))
+        .then(
+            pl.format(
+                "{} (run {} left it uncertain; --force re-sends)",
+                pl.lit(NOT_REPEATED),
+                pl.col("prior_run"),
+            )
+        )
+        .when(state == IN_FLIGHT)
+        .then(pl.lit(RESENT))
+        .when(state == Status.UNKNOWN.value)
+        .then(
+            pl.format("re-sent: run {} could not tell whether it was applied", pl.col("prior_run"))
+        )
+        .alias("note"),
+    )
+
+
+def _decided_outcomes(triaged: pl.DataFrame) -> pl.DataFrame:
+    return triaged.filter(pl.col("decided").is_not_null()).select(
+        "__request",
+        pl.col("decided").alias("status"),
+        pl.lit(None, pl.Int64).alias("http_status"),
+        pl.col("note").alias("error"),
+        pl.lit(0, pl.Int64).alias("attempts"),
+    )
+
+
+def planned(triaged: pl.DataFrame) -> list[PlannedRequest]:
+    """The requests to send, as values for the dispatcher (the per-request part of the run)."""
     return [
         PlannedRequest(
             request_id=row["__request"],
@@ -154,8 +228,10 @@ def planned_requests(prepared: Prepared) -> list[PlannedRequest]:
             path=row["path"],
             body=row["body"],
             repeatable=row["repeatable"],
+            fingerprint=row["fingerprint"],
+            note=row["note"],
         )
-        for row in frame.iter_rows(named=True)
+        for row in triaged.filter(pl.col("decided").is_null()).iter_rows(named=True)
     ]
 
 
@@ -172,11 +248,42 @@ def outcomes_frame(outcomes: list[RequestOutcome]) -> pl.DataFrame:
     )
 
 
+class LedgerRecorder:
+    """Dispatch -> ledger: in flight before the send, the outcome as soon as it is known."""
+
+    def __init__(self, ledger: Ledger, run_id: str) -> None:
+        self.ledger, self.run_id = ledger, run_id
+        self._requests: dict[int, PlannedRequest] = {}
+
+    def sending(self, request: PlannedRequest) -> None:
+        self._requests[request.request_id] = request
+        self.ledger.sending(
+            self.run_id, request.fingerprint, request.community, request.method, request.path
+        )
+
+    def finished(self, outcome: RequestOutcome) -> None:
+        request = self._requests.get(outcome.request_id)
+        if request is None:
+            return  # never sent (skipped or failed before sending): nothing to remember
+        self.ledger.finished(
+            self.run_id,
+            request.fingerprint,
+            request.community,
+            request.method,
+            request.path,
+            state=outcome.status.value,
+            http_status=outcome.http_status,
+            error=outcome.error,
+            attempts=outcome.attempts,
+        )
+
+
 async def _dispatch(
     prepared: Prepared,
     requests: list[PlannedRequest],
     credentials: Mapping[str, Mapping[str, str] | str],
     *,
+    recorder: LedgerRecorder | None = None,
     force: bool,
     quiet: bool,
     handle_signals: bool,
@@ -199,6 +306,7 @@ async def _dispatch(
                 job=job,
                 client=client,
                 stop=stop,
+                recorder=recorder,
                 progress=progress,
                 force=force,
             )
@@ -220,9 +328,8 @@ async def _dispatch(
                 if handle_signals:
                     group.start_soon(watch_signals)
                 with work:
-                    outcomes = await dispatcher.run(requests, credentials)
-                if work.cancelled_caught:
-                    outcomes = [dispatcher.outcomes[r.request_id] for r in requests]
+                    await dispatcher.run(requests, credentials)
+                outcomes = [dispatcher.outcomes[r.request_id] for r in requests]
                 group.cancel_scope.cancel()
     return outcomes, (received[0] if received else None)
 
@@ -232,34 +339,186 @@ async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
     scope.cancel()
 
 
-def apply(
+def _new_run_id() -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _counts(outcomes: pl.DataFrame) -> dict[str, Any]:
+    per_status = dict(outcomes.group_by("status").len().sort("status").iter_rows())
+    per_community: dict[str, dict[str, int]] = {}
+    for community, status, rows in results.summary(outcomes).iter_rows():
+        per_community.setdefault(community, {})[status] = rows
+    return {"rows": outcomes.height, "per_status": per_status, "per_community": per_community}
+
+
+def _write_json_atomic(value: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def execute(
     input_path: Path,
     job: Job,
     out: Path,
     *,
-    environ: Mapping[str, str],
+    dry_run: bool,
+    environ: Mapping[str, str] | None = None,
     given_credentials: Mapping[str, Mapping[str, str]] | None = None,
     force: bool = False,
     quiet: bool = False,
     handle_signals: bool = True,
 ) -> RunResult:
-    """Validate, then send the valid rows; results are written even when interrupted."""
-    prepared = prepare(input_path, job)
-    requests = planned_requests(prepared)
-    communities = sorted({r.community for r in requests})
-    credentials = resolve_credentials(
-        prepared.operation, job, communities, environ, given_credentials
-    )
-    outcomes, signum = anyio.run(
-        functools.partial(
-            _dispatch,
+    """One run: validate, consult the ledger, send (unless a dry run), record, report.
+
+    Raises InputError/ConfigError (nothing sent) and RunLockedError (another run of the job).
+    """
+    job_key = str(job.path.resolve()) if job.path else f"{job.operation} {job.base_url}"
+    # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
+    lock = contextlib.nullcontext() if dry_run else run_lock(job.state_dir, job_key)
+    with lock:
+        prepared = prepare(input_path, job)
+        return _execute_locked(
             prepared,
-            requests,
-            credentials,
+            input_path,
+            out,
+            dry_run=dry_run,
+            environ=environ or {},
+            given_credentials=given_credentials,
             force=force,
             quiet=quiet,
             handle_signals=handle_signals,
         )
+
+
+def _execute_locked(
+    prepared: Prepared,
+    input_path: Path,
+    out: Path,
+    *,
+    dry_run: bool,
+    environ: Mapping[str, str],
+    given_credentials: Mapping[str, Mapping[str, str]] | None,
+    force: bool,
+    quiet: bool,
+    handle_signals: bool,
+) -> RunResult:
+    job = prepared.job
+    ledger = Ledger(job.state_dir)
+    run_id = _new_run_id()
+    try:
+        started = now_iso()
+        ledger.start_run(
+            {
+                "run_id": run_id,
+                "started_at": started,
+                "dry_run": int(dry_run),
+                "operation": job.operation,
+                "base_url": job.base_url,
+                "job_path": str(job.path) if job.path else None,
+                "input_path": str(input_path),
+                "input_sha256": prepared.table.sha256,
+                "operator": _operator(),
+                "tool_version": __version__,
+            }
+        )
+        log.info("run.started", run_id=run_id, dry_run=dry_run, state_dir=str(job.state_dir))
+        request_outcomes, signum = _send_or_show(
+            prepared,
+            ledger,
+            run_id,
+            dry_run=dry_run,
+            environ=environ,
+            given_credentials=given_credentials,
+            force=force,
+            quiet=quiet,
+            handle_signals=handle_signals,
+        )
+        outcomes = results.row_outcomes(
+            prepared.validated, prepared.plan.rows, prepared.plan.requests, request_outcomes
+        )
+        results.write_csv_atomic(results.results_frame(prepared.table, outcomes), out)
+        results.write_csv_atomic(
+            results.errors_frame(prepared.table, outcomes), sibling(out, "errors.csv")
+        )
+        counts = _counts(outcomes)
+        exit_code = 128 + signum if signum else (0 if results.all_succeeded(outcomes) else 1)
+        manifest = {
+            "run_id": run_id,
+            "tool_version": __version__,
+            "dry_run": dry_run,
+            "job_file": str(job.path) if job.path else None,
+            "operation": job.operation,
+            "base_url": job.base_url,
+            "input": {"path": str(input_path), "sha256": prepared.table.sha256},
+            "results": str(out),
+            "started_at": started,
+            "ended_at": now_iso(),
+            "operator": _operator(),
+            "interrupted_by": signal.Signals(signum).name if signum else None,
+            "exit_code": exit_code,
+            "counts": counts,
+        }
+        _write_json_atomic(manifest, sibling(out, "manifest.json"))
+        ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
+        return RunResult(run_id, outcomes, out, manifest, signum)
+    finally:
+        ledger.close()
+
+
+def _send_or_show(
+    prepared: Prepared,
+    ledger: Ledger,
+    run_id: str,
+    *,
+    dry_run: bool,
+    environ: Mapping[str, str],
+    given_credentials: Mapping[str, Mapping[str, str]] | None,
+    force: bool,
+    quiet: bool,
+    handle_signals: bool,
+) -> tuple[pl.DataFrame, int | None]:
+    """Per request: its outcome (dry run: what would happen), and the signal that stopped us."""
+    requests = prepared.plan.requests
+    would_apply = requests.select(
+        "__request",
+        pl.lit(Status.WOULD_APPLY.value).alias("status"),
+        pl.lit(None, pl.Int64).alias("http_status"),
+        pl.lit(None, pl.String).alias("error"),
+        pl.lit(0, pl.Int64).alias("attempts"),
     )
-    frame = finish(prepared, outcomes_frame(outcomes), out)
-    return RunResult(outcomes=frame, results_path=out, interrupted_by=signum)
+    if dry_run and not ledger.has_history():
+        return would_apply, None  # the common audit case stays vectorised: no hashing
+    triaged = triage(with_fingerprints(prepared), ledger, force=force)
+    decided = _decided_outcomes(triaged)
+    if dry_run:
+        rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
+        return pl.concat([decided, rest]), None
+    to_send = planned(triaged)
+    communities = sorted({r.community for r in to_send})
+    credentials = resolve_credentials(
+        prepared.operation, prepared.job, communities, environ, given_credentials
+    )
+    sent, signum = anyio.run(
+        functools.partial(
+            _dispatch,
+            prepared,
+            to_send,
+            credentials,
+            recorder=LedgerRecorder(ledger, run_id),
+            force=force,
+            quiet=quiet,
+            handle_signals=handle_signals,
+        ),
+        backend_options=EVENT_LOOP,
+    )
+    return pl.concat([decided, outcomes_frame(sent)]), signum

@@ -1,0 +1,226 @@
+"""The run ledger: an embedded SQLite database (WAL) that survives crashes.
+
+Every request has a fingerprint (base URL, operation, community, method, path, canonical body).
+Before a request is sent the ledger records it ``in_flight`` and commits; after the answer, its
+outcome, committed at once. So after a crash the next run knows what was applied (never sent
+again), what was in flight (outcome unknown) and what never went out.
+
+The ledger also keeps one record per run (dry runs included) for ``reconcile runs``, and the
+run lock: an OS file lock per job, released by the OS when a process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from reconcile.exceptions import RunLockedError
+
+DATABASE = "ledger.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    dry_run INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    job_path TEXT,
+    input_path TEXT NOT NULL,
+    input_sha256 TEXT NOT NULL,
+    results_path TEXT,
+    operator TEXT NOT NULL,
+    tool_version TEXT NOT NULL,
+    counts TEXT,
+    exit_code INTEGER
+);
+CREATE TABLE IF NOT EXISTS requests (
+    run_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    community TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    state TEXT NOT NULL,
+    http_status INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, fingerprint)
+);
+CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, updated_at);
+"""
+IN_FLIGHT = "in_flight"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def fingerprint(
+    base_url: str, operation: str, community: str, method: str, path: str, body: str | None
+) -> str:
+    """What makes two requests the same correction (the base URL too: a sandbox rehearsal must
+    never make production think a row is applied)."""
+    material = json.dumps(
+        [base_url, operation, community, method, path, body or ""], ensure_ascii=False
+    )
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PriorState:
+    """What earlier runs left for one fingerprint."""
+
+    state: str
+    run_id: str
+    updated_at: str
+
+
+class Ledger:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / DATABASE
+        self.connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives the process being killed (it is in the WAL file);
+        # an OS crash may lose the last commits, which then re-send as in flight.
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute("PRAGMA busy_timeout=10000")
+        self.connection.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    # --- runs --------------------------------------------------------------------------------
+    def start_run(self, run: Mapping[str, Any]) -> None:
+        columns = ", ".join(run)
+        marks = ", ".join("?" for _ in run)
+        self.connection.execute(
+            f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(run.values())
+        )
+
+    def end_run(
+        self, run_id: str, *, counts: Mapping[str, Any], exit_code: int, results_path: str
+    ) -> None:
+        self.connection.execute(
+            "UPDATE runs SET ended_at = ?, counts = ?, exit_code = ?, results_path = ? WHERE run_id = ?",
+            (now_iso(), json.dumps(counts), exit_code, results_path, run_id),
+        )
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(
+            "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+        )
+        return [_row(cursor, r) for r in cursor.fetchall()]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        cursor = self.connection.execute(
+            "SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ?", (run_id, run_id + "%")
+        )
+        rows = cursor.fetchall()
+        if len(rows) != 1:
+            return None
+        found = _row(cursor, rows[0])
+        states = self.connection.execute(
+            "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state",
+            (found["run_id"],),
+        ).fetchall()
+        found["requests"] = dict(states)
+        return found
+
+    # --- requests ----------------------------------------------------------------------------
+    def prior(self, fingerprints: Iterable[str]) -> dict[str, PriorState]:
+        """For each fingerprint with history: an applied record if any run applied it, else the
+        latest record."""
+        found: dict[str, PriorState] = {}
+        unique = list(dict.fromkeys(fingerprints))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = self.connection.execute(
+                f"SELECT fingerprint, state, run_id, updated_at FROM requests WHERE fingerprint IN ({marks}) "
+                "ORDER BY updated_at",
+                chunk,
+            ).fetchall()
+            for key, state, run_id, updated_at in rows:
+                current = found.get(key)
+                if current is not None and current.state == "applied":
+                    continue
+                found[key] = PriorState(state, run_id, updated_at)
+        return found
+
+    def has_history(self) -> bool:
+        return self.connection.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+
+    def sending(self, run_id: str, key: str, community: str, method: str, path: str) -> None:
+        """Committed before the request leaves: a crash after this point means 'maybe sent'."""
+        self.connection.execute(
+            "INSERT INTO requests (run_id, fingerprint, community, method, path, state, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO UPDATE SET "
+            "state = excluded.state, updated_at = excluded.updated_at",
+            (run_id, key, community, method, path, IN_FLIGHT, now_iso()),
+        )
+
+    def finished(
+        self,
+        run_id: str,
+        key: str,
+        community: str,
+        method: str,
+        path: str,
+        *,
+        state: str,
+        http_status: int | None,
+        error: str | None,
+        attempts: int,
+    ) -> None:
+        self.connection.execute(
+            "INSERT INTO requests (run_id, fingerprint, community, method, path, state, http_status, "
+            "error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
+            "http_status = excluded.http_status, error = excluded.error, "
+            "attempts = excluded.attempts, updated_at = excluded.updated_at",
+            (run_id, key, community, method, path, state, http_status, error, attempts, now_iso()),
+        )
+
+
+def _row(cursor: sqlite3.Cursor, values: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip([c[0] for c in cursor.description], values, strict=True))
+    if record.get("counts"):
+        record["counts"] = json.loads(record["counts"])
+    return record
+
+
+@contextlib.contextmanager
+def run_lock(state_dir: Path, job_key: str) -> Iterator[Path]:
+    """Hold the job's lock for the run; a second run of the same job fails at once."""
+    folder = state_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(job_key.encode()).hexdigest()[:16]}.lock"
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunLockedError(
+                f"another run of job {job_key} is in progress ({holder}); lock file {path}. "
+                "Wait for it to finish: the lock is released when that process ends, even if it crashes."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {now_iso()}")
+        handle.flush()
+        yield path
+    finally:
+        handle.close()
