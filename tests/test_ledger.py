@@ -1,0 +1,310 @@
+"""Durable runs: the ledger across crashes, the run lock, --force, the manifest, the errors file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from reconcile.ledger import fingerprint
+from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.seeding import order_id
+from reconcile.sandbox.state import FaultRule
+from tests.conftest import KEYS, ROOT, orders_csv, read_results, run, write_job
+
+ENV = {
+    **os.environ,
+    "RECONCILE_TEST_KEY_ACME": KEYS["acme"],
+    "RECONCILE_TEST_KEY_GLOBEX": KEYS["globex"],
+}
+
+
+def start(args: list[str | Path]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconcile.cli", *map(str, args)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for(condition, seconds: float = 30) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def in_flight_paths(state_dir: Path) -> set[str]:
+    with sqlite3.connect(state_dir / "ledger.sqlite3") as db:
+        return {p for (p,) in db.execute("SELECT path FROM requests WHERE state = 'in_flight'")}
+
+
+def test_sigkill_at_several_points_then_resume(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """Killed three times mid-run, re-run each time: every row applied exactly once, except the
+    requests in flight at a kill (re-sent once), and the last results say applied/already."""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.05)]
+    rows = [(c, order_id(c, n)) for n in range(40) for c in ("acme", "globex")]
+    source = orders_csv(tmp_path / "in.csv", rows)
+    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=40, concurrency=4)
+    out = tmp_path / "out.csv"
+    command = ["run", source, "--job", job, "--out", out]
+    maybe_twice: Counter[str] = Counter()
+    for kill_after in (10, 30, 55):
+        process = start(command)
+        wait_for(
+            lambda n=kill_after: sum(1 for r in sandbox.state.requests if r.get("committed")) >= n
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert process.returncode == -signal.SIGKILL
+        for path in in_flight_paths(tmp_path / "state"):
+            maybe_twice[path.rsplit("/", 1)[1]] += 1
+    final = start(command)
+    _, err = final.communicate(timeout=60)
+    assert final.returncode == 0, err.decode()[-2000:]
+
+    results = read_results(out)
+    assert set(results.get_column("status")) <= {"applied", "already_applied"}
+    assert results.filter(pl.col("status") == "already_applied").height >= 55 - sum(
+        maybe_twice.values()
+    )
+    sent = Counter(r["path"].rsplit("/", 1)[1] for r in sandbox.state.requests)
+    assert set(sent) == {target for _, target in rows}
+    for target, count in sent.items():
+        assert count <= 1 + maybe_twice[target], (target, count)
+    resent = results.filter(pl.col("error").str.starts_with("re-sent")).get_column(
+        "purchaseHistoryID"
+    )
+    assert set(resent) <= set(maybe_twice)
+    for record in sandbox.state.snapshot()["purchaseHistories"]:
+        if record["purchaseID"] in sent:
+            assert record["product"]["redemptionInstructions"] == "Collect at the desk"
+
+
+def test_second_run_of_a_job_exits_2_and_a_crashed_lock_does_not_block(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", n)) for n in range(50)])
+    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=5, concurrency=1)
+    first = start(["run", source, "--job", job, "--out", tmp_path / "a.csv"])
+    wait_for(lambda: len(sandbox.state.requests) >= 1)
+    began = time.monotonic()
+    second = start(["run", source, "--job", job, "--out", tmp_path / "b.csv"])
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 2
+    assert "is in progress" in err.decode()
+    assert time.monotonic() - began < 10
+    assert not (tmp_path / "b.csv").exists()
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    sandbox.state.faults.rules = []
+    third = start(
+        [
+            "run",
+            source,
+            "--job",
+            job,
+            "--out",
+            tmp_path / "c.csv",
+            "--rate",
+            "100",
+            "--concurrency",
+            "4",
+        ]
+    )
+    _, err = third.communicate(timeout=60)
+    assert third.returncode == 0, err.decode()[-2000:]
+
+
+@pytest.mark.usefixtures("keys_in_env")
+class TestLedger:
+    def test_applied_rows_are_not_sent_again_unless_forced(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", n)) for n in range(5)])
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        out = tmp_path / "out.csv"
+        assert run("run", source, "--job", job, "--out", out) == 0
+        first_run = json.loads((tmp_path / "out.manifest.json").read_text())["run_id"]
+        assert len(sandbox.state.requests) == 5
+
+        assert run("run", source, "--job", job, "--out", out) == 0
+        results = read_results(out)
+        assert set(results.get_column("status")) == {"already_applied"}
+        assert set(results.get_column("attempts")) == {"0"}
+        assert all(
+            e.startswith(f"already applied by run {first_run} at ")
+            for e in results.get_column("error")
+        )
+        assert len(sandbox.state.requests) == 5
+
+        assert run("run", source, "--job", job, "--out", out, "--force") == 0
+        assert set(read_results(out).get_column("status")) == {"applied"}
+        assert len(sandbox.state.requests) == 10
+
+    def test_a_changed_correction_is_a_new_request(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        target = [("acme", order_id("acme", 1))]
+        run(
+            "run",
+            orders_csv(tmp_path / "a.csv", target, "First text"),
+            "--job",
+            job,
+            "--out",
+            tmp_path / "o.csv",
+        )
+        run(
+            "run",
+            orders_csv(tmp_path / "b.csv", target, "Second text"),
+            "--job",
+            job,
+            "--out",
+            tmp_path / "o.csv",
+        )
+        assert read_results(tmp_path / "o.csv").get_column("status").to_list() == ["applied"]
+
+    def test_fingerprint_includes_the_base_url(self) -> None:
+        """A rehearsal against the sandbox never makes production think a row is applied."""
+        sandbox = fingerprint(
+            "http://127.0.0.1:1", "purchase-history", "acme", "PATCH", "/v1/x", "{}"
+        )
+        production = fingerprint(
+            "https://api.returning.ai", "purchase-history", "acme", "PATCH", "/v1/x", "{}"
+        )
+        assert sandbox != production
+        assert sandbox == fingerprint(
+            "http://127.0.0.1:1", "purchase-history", "acme", "PATCH", "/v1/x", "{}"
+        )
+
+    def test_dry_run_marks_nothing_applied_but_shows_what_is(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        rows = [("acme", order_id("acme", n)) for n in range(3)]
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        out = tmp_path / "out.csv"
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", rows),
+                "--job",
+                job,
+                "--out",
+                out,
+                "--dry-run",
+            )
+            == 0
+        )
+        assert (
+            run("run", orders_csv(tmp_path / "in.csv", rows[:1]), "--job", job, "--out", out) == 0
+        )
+        assert len(sandbox.state.requests) == 1
+        assert (
+            run(
+                "run",
+                orders_csv(tmp_path / "in.csv", rows),
+                "--job",
+                job,
+                "--out",
+                out,
+                "--dry-run",
+            )
+            == 0
+        )
+        assert read_results(out).get_column("status").to_list() == [
+            "already_applied",
+            "would_apply",
+            "would_apply",
+        ]
+        assert len(sandbox.state.requests) == 1
+
+    def test_manifest(self, sandbox: SandboxServer, tmp_path: Path) -> None:
+        import hashlib
+
+        rows = [
+            ("acme", order_id("acme", 1)),
+            ("globex", order_id("globex", 1)),
+            ("acme", "ORD404"),
+        ]
+        source = orders_csv(tmp_path / "in.csv", rows)
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        assert run("run", source, "--job", job, "--out", tmp_path / "out.csv") == 1
+        manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+        assert manifest["input"] == {
+            "path": str(source),
+            "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+        }
+        assert manifest["operation"] == "purchase-history" and manifest["base_url"] == sandbox.url
+        assert manifest["job_file"] == str(job) and manifest["dry_run"] is False
+        assert manifest["tool_version"] and "@" in manifest["operator"]
+        assert manifest["started_at"] <= manifest["ended_at"]
+        assert manifest["exit_code"] == 1
+        assert manifest["counts"]["per_status"] == {"applied": 2, "rejected": 1}
+        assert manifest["counts"]["per_community"] == {
+            "acme": {"applied": 1, "rejected": 1},
+            "globex": {"applied": 1},
+        }
+        text = (tmp_path / "out.manifest.json").read_text()
+        assert KEYS["acme"] not in text and KEYS["globex"] not in text
+
+    def test_errors_file_is_an_input_that_reruns_cleanly(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        source = tmp_path / "in.csv"
+        source.write_text(
+            "Community;Purchase History ID;Redemption Instructions;Voucher Code;Voucher Expiry Date;Note\n"
+            f"acme;{order_id('acme', 1)};Desk A;;;fine\n"
+            "acme;ORD404;Desk B;;;unknown order\n"
+            f"acme;{order_id('acme', 2)};;NEW-9;2026-12-31;ISO date\n",
+            encoding="cp1252",
+        )
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        assert run("run", source, "--job", job, "--out", tmp_path / "out.csv") == 1
+        errors_file = tmp_path / "out.errors.csv"
+        errors = read_results(errors_file)
+        assert errors.get_column("status").to_list() == ["rejected", "invalid"]
+        assert errors.get_column("Note").to_list() == ["unknown order", "ISO date"]
+        # The finance person fixes the two rows in Excel and uploads the file as it is.
+        fixed = errors.with_columns(
+            pl.col("Purchase History ID").replace({"ORD404": order_id("acme", 3)}),
+            pl.col("Voucher Expiry Date").replace({"2026-12-31": "31/12/2026"}),
+        )
+        fixed.write_csv(errors_file, include_bom=True)
+        assert run("run", errors_file, "--job", job, "--out", tmp_path / "again.csv") == 0
+        again = read_results(tmp_path / "again.csv")
+        assert again.get_column("status").to_list() == ["applied", "applied"]
+        assert again.get_column("Note").to_list() == ["unknown order", "ISO date"]
+
+    def test_runs_lists_and_shows(
+        self, sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        run("run", source, "--job", job, "--out", tmp_path / "dry.csv", "--dry-run")
+        run("run", source, "--job", job, "--out", tmp_path / "real.csv")
+        capsys.readouterr()
+        assert run("runs", "--state-dir", tmp_path / "state") == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2
+        assert "dry run" in lines[1] and "would_apply 1" in lines[1]
+        assert " run " in lines[0] and "applied 1" in lines[0] and str(source) in lines[0]
+        real_id = json.loads((tmp_path / "real.manifest.json").read_text())["run_id"]
+        assert run("runs", "show", real_id[:18], "--job", job) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["run_id"] == real_id and shown["dry_run"] == 0
+        assert shown["counts"]["per_status"] == {"applied": 1}
+        assert shown["requests"] == {"applied": 1}
+        assert run("runs", "show", "nope", "--job", job) == 2
