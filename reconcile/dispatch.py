@@ -74,15 +74,17 @@ class SendEvent:
 
 
 class Recorder(Protocol):
-    """Where durable state goes (the ledger); called before a send and after the outcome."""
+    """Where durable state goes (the ledger). ``sending`` returns once the request is recorded
+    as in flight (durably: a crash after it means 'maybe sent'); ``finished`` records an
+    outcome without waiting."""
 
-    def sending(self, request: PlannedRequest) -> None: ...
+    async def sending(self, request: PlannedRequest) -> None: ...
 
     def finished(self, outcome: RequestOutcome) -> None: ...
 
 
 class _NoRecorder:
-    def sending(self, request: PlannedRequest) -> None:
+    async def sending(self, request: PlannedRequest) -> None:
         pass
 
     def finished(self, outcome: RequestOutcome) -> None:
@@ -211,7 +213,7 @@ class Dispatcher:
                 await community.pacer.acquire()
                 if community.stop_reason or self.stop.is_set():
                     continue
-                self.recorder.sending(request)
+                await self.recorder.sending(request)
                 sent += 1
                 budget += 1
                 try:

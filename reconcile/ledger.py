@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Ledger:
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA busy_timeout=10000")
         self.connection.executescript(_SCHEMA)
+        self._write_lock = threading.Lock()
 
     def close(self) -> None:
         self.connection.close()
@@ -161,17 +163,20 @@ class Ledger:
     def has_history(self) -> bool:
         return self.connection.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
 
-    def sending(self, run_id: str, key: str, community: str, method: str, path: str) -> None:
-        """Committed before the request leaves: a crash after this point means 'maybe sent'."""
-        self.connection.execute(
+    @staticmethod
+    def sending_statement(
+        run_id: str, key: str, community: str, method: str, path: str
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The in-flight record: committed before the request leaves."""
+        return (
             "INSERT INTO requests (run_id, fingerprint, community, method, path, state, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO UPDATE SET "
             "state = excluded.state, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, IN_FLIGHT, now_iso()),
+            (run_id, key, community, method, path, IN_FLIGHT),
         )
 
-    def finished(
-        self,
+    @staticmethod
+    def finished_statement(
         run_id: str,
         key: str,
         community: str,
@@ -182,15 +187,35 @@ class Ledger:
         http_status: int | None,
         error: str | None,
         attempts: int,
-    ) -> None:
-        self.connection.execute(
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A request's outcome."""
+        return (
             "INSERT INTO requests (run_id, fingerprint, community, method, path, state, http_status, "
             "error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
             "http_status = excluded.http_status, error = excluded.error, "
             "attempts = excluded.attempts, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, state, http_status, error, attempts, now_iso()),
+            (run_id, key, community, method, path, state, http_status, error, attempts),
         )
+
+    def commit(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Write ``statements`` in one transaction (group commit), all stamped with its time.
+
+        Each statement's parameters lack the last one, ``updated_at``: the commit supplies it.
+        """
+        stamp = now_iso()
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in statements:
+            grouped.setdefault(sql, []).append((*params, stamp))
+        with self._write_lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in grouped.items():
+                    self.connection.executemany(sql, rows)
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
 
 
 def _row(cursor: sqlite3.Cursor, values: Sequence[Any]) -> dict[str, Any]:
