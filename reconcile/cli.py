@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--job", type=Path, help="take state_dir from this job file")
 
+    commands.add_parser("operations", help="list the operations, their columns and rules")
+
     sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
     sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
@@ -137,6 +139,23 @@ def _runs(args: argparse.Namespace) -> int:
         ledger.close()
 
 
+def _operations() -> int:
+    """Generated from the operation modules, so it cannot drift from what is validated."""
+    from reconcile.operations import OPERATIONS
+
+    for operation in OPERATIONS.values():
+        print(f"{operation.name}: {operation.summary}")
+        print(
+            f"  credentials per community: {', '.join(c + '_env' for c in operation.credentials)}"
+        )
+        for column in operation.columns:
+            print(
+                f"  {column.name:<24} {'required' if column.required else 'optional':<9} {column.rule}"
+            )
+        print()
+    return EXIT_OK
+
+
 def _sandbox(args: argparse.Namespace) -> int:
     from reconcile.sandbox import Faults, SandboxState, load_seed, serve_forever
     from reconcile.sandbox.state import DEFAULT_SEED
@@ -159,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sandbox(args)
         if args.command == "runs":
             return _runs(args)
+        if args.command == "operations":
+            return _operations()
     except ReconcileError as exc:
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)

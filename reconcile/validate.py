@@ -104,7 +104,7 @@ def _conflicts(
     # One message per group, listing a few rows: a group can be thousands of rows long.
     groups = rows.group_by(key).agg(
         pl.col(ROW).sort().head(_LISTED_ROWS).cast(pl.String).str.join(", ").alias("__listed"),
-        pl.len().alias("__count"),
+        pl.len().cast(pl.Int64).alias("__count"),
     )
     more = pl.col("__count") - _LISTED_ROWS
     listed = (

@@ -302,8 +302,9 @@ class TestLedger:
         assert "dry run" in lines[1] and "would_apply 1" in lines[1]
         assert " run " in lines[0] and "applied 1" in lines[0] and str(source) in lines[0]
         real_id = json.loads((tmp_path / "real.manifest.json").read_text())["run_id"]
-        assert run("runs", "show", real_id[:18], "--job", job) == 0
-        shown = json.loads(capsys.readouterr().out)
+        assert run("runs", "show", "2", "--job", job) == 2  # a prefix of both runs: ambiguous
+        assert run("runs", "show", real_id, "--job", job) == 0
+        shown = json.loads(capsys.readouterr().out.strip())
         assert shown["run_id"] == real_id and shown["dry_run"] == 0
         assert shown["counts"]["per_status"] == {"applied": 1}
         assert shown["requests"] == {"applied": 1}

@@ -174,7 +174,13 @@ class TestRules:
         )
         assert errors[1] is None and errors[3] is None  # other id; other community
         for error in (errors[0], errors[2]):
-            assert error is not None and "rows 2, 4" in error
+            assert error is not None and "are on rows 2, 4: keep one row" in error
+
+    def test_a_large_duplicate_group_lists_ten_rows(self) -> None:
+        errors = errors_for(*[row(redemptionInstructions=str(n)) for n in range(13)])
+        assert (
+            errors[0] is not None and "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 3 more:" in errors[0]
+        )
 
 
 @st.composite

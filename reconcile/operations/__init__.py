@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from reconcile.exceptions import ConfigError
-from reconcile.operations import purchase_history
+from reconcile.operations import purchase_history, redemption_status
 from reconcile.operations.base import Classified, Column, Operation, Verdict
 
-OPERATIONS: dict[str, Operation] = {op.name: op for op in (purchase_history.OPERATION,)}
+OPERATIONS: dict[str, Operation] = {
+    op.name: op for op in (purchase_history.OPERATION, redemption_status.OPERATION)
+}
 
 
 def get_operation(name: str) -> Operation:

@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconcile.sandbox import purchase_history
-from reconcile.sandbox.endpoint import ApiError, Endpoint, envelope
+from reconcile.sandbox import purchase_history, redemption_status
+from reconcile.sandbox.endpoint import ApiError, Endpoint
 from reconcile.sandbox.state import SandboxState
 
-ENDPOINTS: tuple[Endpoint, ...] = (purchase_history.ENDPOINT,)
+ENDPOINTS: tuple[Endpoint, ...] = (purchase_history.ENDPOINT, redemption_status.ENDPOINT)
 
 
 class DroppedConnection(Exception):
@@ -42,8 +42,10 @@ class _Dropped(Response):
         raise DroppedConnection
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(envelope(status, message), status_code=status, headers=headers)
+def _error(
+    endpoint: Endpoint, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(endpoint.error(status, message), status_code=status, headers=headers)
 
 
 def _bearer(request: Request) -> str | None:
@@ -73,14 +75,18 @@ async def _answer(
     key = _bearer(request)
     found = state.community_for(key) if key else None
     if found is None:
-        return _error(401, "Unauthorized: missing or invalid API key")
+        return _error(endpoint, 401, "Unauthorized: missing or invalid API key")
     community, permissions = found
     entry["community"] = community["name"]
     if endpoint.permission not in permissions:
-        return _error(403, f"Forbidden: the API key lacks the {endpoint.permission} permission")
+        return _error(
+            endpoint, 403, f"Forbidden: the API key lacks the {endpoint.permission} permission"
+        )
     wait = state.retry_after(key)
     if wait > 0:
-        return _error(429, "Too many requests", {"Retry-After": str(max(1, round(wait + 0.5)))})
+        return _error(
+            endpoint, 429, "Too many requests", {"Retry-After": str(max(1, round(wait + 0.5)))}
+        )
     raw = await request.body()
     entry["body"] = raw.decode("utf-8", "replace")
     fired = state.pick_faults(request.url.path)
@@ -90,13 +96,13 @@ async def _answer(
     entry["faults"] = [r.kind for r in fired]
     for rule in fired:
         if rule.kind == "error_before":
-            return _error(rule.status, "Injected failure before the write")
+            return _error(endpoint, rule.status, "Injected failure before the write")
         if rule.kind == "drop":
             return _Dropped()
     try:
         body = json.loads(raw) if raw else None
     except ValueError:
-        return _error(400, "Request body is not valid JSON")
+        return _error(endpoint, 400, "Request body is not valid JSON")
     try:
         with state.lock:
             status, payload = endpoint.apply(
@@ -109,11 +115,11 @@ async def _answer(
             )
     except ApiError as exc:
         entry["committed"] = False
-        return _error(exc.status, exc.message)
+        return _error(endpoint, exc.status, exc.message)
     entry["committed"] = True
     for rule in fired:
         if rule.kind == "error_after":
-            return _error(rule.status, "Bad Gateway: the publisher timed out")
+            return _error(endpoint, rule.status, "Bad Gateway: the publisher timed out")
     return JSONResponse(payload, status_code=status)
 
 

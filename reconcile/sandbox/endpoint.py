@@ -32,6 +32,11 @@ class Endpoint:
     """(state, community, path params, query, JSON body, fail_mid_write) -> (status, payload);
     raises ApiError. Called under the state lock: all its writes commit together or not at all
     (``fail_mid_write`` makes it fail between two writes, to show that)."""
+    error_body: Callable[[int, str], dict[str, Any]] | None = None
+    """The API's error envelope for this endpoint (default: ``envelope``)."""
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return (self.error_body or envelope)(status, message)
 
 
 def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:

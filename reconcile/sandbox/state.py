@@ -82,7 +82,14 @@ class SandboxState:
     def __init__(self, seed: dict[str, Any], faults: Faults | None = None) -> None:
         self.lock = threading.RLock()
         self.data = copy.deepcopy(seed)
-        for key in ("communities", "products", "vouchers", "purchaseHistories"):
+        for key in (
+            "communities",
+            "products",
+            "vouchers",
+            "purchaseHistories",
+            "redemptionStatuses",
+            "redemptionTransactions",
+        ):
             self.data.setdefault(key, [])
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)

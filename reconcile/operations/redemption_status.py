@@ -1,0 +1,110 @@
+"""Returning.AI ``PUT /v1/redemption-transactions/status``.
+
+Moves a redemption order to another status, optionally refunding the coins. Rules from
+``shared/api/returning-ai-redemption-status-put.txt``; the field is sent as ``statusId`` (the
+doc's curl example says ``statusID``, its integration notes confirm ``statusId``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+import pandera.polars as pa
+import polars as pl
+
+from reconcile.operations import rules
+from reconcile.operations.base import Column, Operation, with_json_object
+
+TRUE_WORDS = ("true", "yes", "1")
+FALSE_WORDS = ("false", "no", "0", "")
+
+
+def refund_flag(column: pl.Expr) -> pl.Expr:
+    """The cell as a boolean: true/yes/1 (any case) -> true; false/no/0/empty -> false."""
+    return column.str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
+
+
+class RedemptionStatus(Operation):
+    name = "redemption-status"
+    summary = "Returning.AI: move a redemption order to another status, optionally refunding coins"
+    credentials = ("api_key",)
+    conflict_key = ("community", "transactionId")
+    columns = (
+        Column("community", True, "required; a community of the job file"),
+        Column(
+            "transactionId",
+            True,
+            "required; the redemption order ID, e.g. ORD202507013831; trimmed",
+        ),
+        Column("statusId", True, "required; the new status: a 24-hex ObjectId"),
+        Column(
+            "refundCoins",
+            False,
+            "optional; true/false, yes/no or 1/0 in any case; empty = false. A row that refunds "
+            "is never re-sent after an uncertain failure without --force",
+        ),
+    )
+
+    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
+        return pa.DataFrameSchema(
+            {
+                "community": pa.Column(
+                    str,
+                    nullable=False,
+                    checks=[rules.not_empty(), rules.one_of(communities, "community")],
+                ),
+                "transactionId": pa.Column(
+                    str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
+                ),
+                "statusId": pa.Column(
+                    str,
+                    nullable=False,
+                    checks=[
+                        rules.not_empty(),
+                        rules.check(
+                            "is not a status ID: use the 24-character ID (0-9, a-f) of the status",
+                            lambda c: c.str.contains(rules.OBJECT_ID) | (c.str.len_chars() == 0),
+                        ),
+                    ],
+                ),
+                "refundCoins": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[
+                        rules.check(
+                            "is not yes or no: write true/false, yes/no or 1/0 (empty means no)",
+                            lambda c: c.str.to_lowercase().is_in((*TRUE_WORDS, *FALSE_WORDS)),
+                        )
+                    ],
+                ),
+            },
+            strict=False,
+        )
+
+    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+        refund = refund_flag(pl.col("refundCoins"))
+        body = with_json_object(
+            valid,
+            {
+                "transactionId": pl.col("transactionId"),
+                "statusId": pl.col("statusId"),
+                "refundCoins": refund,
+            },
+            "__body",
+        )
+        return body.select(
+            "__row",
+            "community",
+            pl.col("transactionId").alias("target"),
+            pl.lit("PUT").alias("method"),
+            pl.lit("/v1/redemption-transactions/status").alias("path"),
+            pl.col("__body").alias("body"),
+            # Setting a status twice is harmless; refunding coins twice is not.
+            (~refund).alias("repeatable"),
+        )
+
+    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials['api_key']}"}
+
+
+OPERATION = RedemptionStatus()
