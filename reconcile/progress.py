@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 import structlog
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -27,7 +28,13 @@ LOG_EVERY_SECONDS = 5.0
 
 class ProgressReporter:
     def __init__(
-        self, totals: Mapping[str, int], *, quiet: bool = False, tty: bool | None = None
+        self,
+        totals: Mapping[str, int],
+        *,
+        quiet: bool = False,
+        tty: bool | None = None,
+        log_every: float = LOG_EVERY_SECONDS,
+        console: Console | None = None,
     ) -> None:
         self.totals = dict(totals)
         self.done: collections.Counter[str] = collections.Counter()
@@ -36,6 +43,8 @@ class ProgressReporter:
         self.tty = sys.stderr.isatty() if tty is None else tty
         self._bars: Progress | None = None
         self._tasks: dict[str, TaskID] = {}
+        self.log_every = log_every
+        self.console = console or Console(stderr=True)
         self._last_log = time.monotonic()
         self._started = time.monotonic()
 
@@ -45,11 +54,13 @@ class ProgressReporter:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
+                console=self.console,
                 transient=False,
             )
             for community, total in self.totals.items():
-                self._tasks[community] = self._bars.add_task(community, total=total)
+                self._tasks[community] = self._bars.add_task(community, total=total, rate="")
             self._bars.start()
         return self
 
@@ -57,10 +68,12 @@ class ProgressReporter:
         self.done[community] += 1
         self.statuses[(community, status.value)] += 1
         if self._bars is not None:
-            self._bars.advance(self._tasks[community])
+            elapsed = max(time.monotonic() - self._started, 1e-9)
+            rate = f"{self.done[community] / elapsed:.1f} rows/s"
+            self._bars.update(self._tasks[community], advance=1, rate=rate)
             return
         now = time.monotonic()
-        if not self.quiet and now - self._last_log >= LOG_EVERY_SECONDS:
+        if not self.quiet and now - self._last_log >= self.log_every:
             self._last_log = now
             self._log(now)
 

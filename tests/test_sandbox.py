@@ -242,3 +242,55 @@ class TestDumps:
         patch(sandbox, ORDER, PAIR, headers={})
         lines = sandbox.state.log_path.read_text().splitlines()
         assert [__import__("json").loads(x)["status"] for x in lines] == [200, 401]
+
+
+def test_reconcile_sandbox_serves_in_the_foreground(tmp_path: Any) -> None:
+    """`reconcile sandbox --seed --port --faults --request-log` serves until terminated."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    faults = tmp_path / "faults.json"
+    faults.write_text(json.dumps({"rules": [{"kind": "error_before", "status": 503, "times": 1}]}))
+    log = tmp_path / "requests.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconcile.cli",
+            "sandbox",
+            "--seed",
+            str(ROOT / "sample_data" / "sandbox-seed.json"),
+            "--port",
+            str(port),
+            "--faults",
+            str(faults),
+            "--request-log",
+            str(log),
+        ],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/purchase-histories/{ORDER}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                first = httpx.patch(url, json=PAIR, headers=ACME, timeout=5)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        second = httpx.patch(url, json=PAIR, headers=ACME, timeout=5)
+        assert (first.status_code, second.status_code) == (503, 200)
+        assert [json.loads(line)["status"] for line in log.read_text().splitlines()] == [503, 200]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

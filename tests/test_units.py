@@ -1,0 +1,121 @@
+"""Pure functions and small units: no network needed."""
+
+from __future__ import annotations
+
+import email.utils
+import io
+
+import anyio
+import pytest
+import structlog
+from rich.console import Console
+
+from reconcile import __all__ as exported
+from reconcile.client import parse_retry_after
+from reconcile.dispatch import backoff_seconds
+from reconcile.logs import redact, register_secret
+from reconcile.pacing import Pacer
+from reconcile.progress import ProgressReporter
+from reconcile.results import Status
+
+
+class TestRetryAfter:
+    def test_seconds(self) -> None:
+        assert parse_retry_after("7") == 7.0
+
+    def test_http_date(self) -> None:
+        now = 1_800_000_000.0
+        header = email.utils.formatdate(now + 30, usegmt=True)
+        assert parse_retry_after(header, now=now) == pytest.approx(30, abs=1)
+
+    def test_date_in_the_past_means_now(self) -> None:
+        assert parse_retry_after(email.utils.formatdate(0, usegmt=True)) == 0.0
+
+    @pytest.mark.parametrize("value", [None, "", "soon"])
+    def test_unusable(self, value: str | None) -> None:
+        assert parse_retry_after(value) is None
+
+
+def test_backoff_is_full_jitter_doubling_and_capped() -> None:
+    import random
+
+    rng = random.Random(3)
+    for attempt in range(1, 12):
+        ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
+        samples = [backoff_seconds(attempt, 0.5, rng) for _ in range(200)]
+        assert all(0 <= s <= ceiling for s in samples)
+        assert max(samples) > ceiling * 0.8  # it uses the whole range
+
+
+def test_redaction_masks_keys_and_authorization() -> None:
+    register_secret("s3cr3t-key-value")
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "x",
+            "url": "https://h/?k=s3cr3t-key-value",
+            "Authorization": "Bearer z",
+            "headers": {"authorization": "Bearer z", "ok": "s3cr3t-key-value"},
+        },
+    )
+    assert "s3cr3t-key-value" not in str(event) and "Bearer z" not in str(event)
+
+
+class TestPacer:
+    def test_pause_slows_down_and_recovers(self) -> None:
+        pacer = Pacer(10)
+        pacer.pause(0)
+        assert pacer.rate == 7.5
+        for _ in range(100):
+            pacer.succeeded()
+        assert pacer.rate == 10
+
+    def test_no_start_up_burst(self) -> None:
+        """Five acquisitions at 5/s take at least 4 intervals: no bucket starts full."""
+        import time
+
+        async def five() -> float:
+            pacer = Pacer(5)
+            started = time.monotonic()
+            for _ in range(5):
+                await pacer.acquire()
+            return time.monotonic() - started
+
+        assert anyio.run(five) >= 0.8
+
+
+def test_progress_lines_without_a_terminal() -> None:
+    with (
+        structlog.testing.capture_logs() as logs,
+        ProgressReporter({"acme": 3}, tty=False, log_every=0) as progress,
+    ):
+        progress("acme", Status.APPLIED)
+        progress("acme", Status.REJECTED)
+    lines = [e for e in logs if e["event"] == "run.progress"]
+    assert [line["done"] for line in lines] == [1, 2]
+    assert lines[-1]["total"] == 3 and lines[-1]["community"] == "acme"
+
+
+def test_quiet_progress_says_nothing() -> None:
+    with (
+        structlog.testing.capture_logs() as logs,
+        ProgressReporter({"acme": 1}, tty=False, quiet=True, log_every=0) as progress,
+    ):
+        progress("acme", Status.APPLIED)
+    assert logs == []
+
+
+def test_progress_bars_on_a_terminal() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    reporter = ProgressReporter({"acme": 2, "globex": 1}, tty=True, console=console)
+    with reporter:
+        reporter("acme", Status.APPLIED)
+        reporter("globex", Status.APPLIED)
+    text = buffer.getvalue()
+    assert "acme" in text and "globex" in text and "rows/s" in text
+
+
+def test_public_api_is_curated() -> None:
+    assert exported == sorted(exported)
