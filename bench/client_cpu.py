@@ -99,7 +99,7 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
     )
     credentials = {"acme": {"api_key": KEYS["acme"]}}
     cpu, wall = time.process_time(), time.perf_counter()
-    outcomes, _ = anyio.run(
+    outcomes, _, _ = anyio.run(
         lambda: pipeline._dispatch(
             prepared, requests, credentials, force=False, quiet=True, handle_signals=False
         ),

@@ -68,11 +68,11 @@ def child(mode: str, source: Path, out: Path, job: Path) -> None:
         pl.read_csv(source, infer_schema=False).write_csv(out)
     else:
         from reconcile.job import load_job
-        from reconcile.pipeline import execute
+        from reconcile.pipeline import RunOptions, execute
 
         settings = load_job(job).with_overrides(state_dir=out.parent / "state")
         started = time.perf_counter()
-        execute(source, settings, out, dry_run=True)
+        execute(source, settings, out, RunOptions(dry_run=True))
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": elapsed, "peak_bytes": peak}))

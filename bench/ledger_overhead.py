@@ -6,6 +6,7 @@ Each variant runs in a fresh process, in alternating order, best of --repeat:
 - with ledger:    `pipeline.execute` (fingerprints, triage, an in-flight commit before every
                   request and an outcome commit after it, run record, manifest)
 - without ledger: the same read/validate/plan, dispatch with no recorder, same results files
+                  and report
 
     uv run python -m bench.ledger_overhead [--repeat 3]
 """
@@ -30,7 +31,7 @@ def child(variant: str, url: str, folder: Path) -> None:
     import anyio
     import structlog
 
-    from reconcile import pipeline, results
+    from reconcile import pipeline, report, results
     from reconcile.job import parse_job
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -49,22 +50,17 @@ def child(variant: str, url: str, folder: Path) -> None:
     out = folder / f"{variant}.csv"
     started = time.perf_counter()
     if variant == "with":
-        result = pipeline.execute(
-            source,
-            job,
-            out,
-            dry_run=False,
-            given_credentials=credentials,
-            quiet=True,
-            handle_signals=False,
+        options = pipeline.RunOptions(
+            given_credentials=credentials, quiet=True, handle_signals=False
         )
+        result = pipeline.execute(source, job, out, options)
         statuses = set(result.outcomes.get_column("status"))
     else:
         prepared = pipeline.prepare(source, job)
         requests = pipeline.planned(
             pipeline.with_fingerprints(prepared).with_columns(decided=None, note=None)
         )
-        sent, _ = anyio.run(
+        sent, _, events = anyio.run(
             lambda: pipeline._dispatch(
                 prepared, requests, credentials, force=False, quiet=True, handle_signals=False
             ),
@@ -76,10 +72,17 @@ def child(variant: str, url: str, folder: Path) -> None:
             prepared.plan.requests,
             pipeline.outcomes_frame(sent),
         )
-        results.write_csv_atomic(results.results_frame(prepared.table, outcomes), out)
-        results.write_csv_atomic(
-            results.errors_frame(prepared.table, outcomes), pipeline.sibling(out, "errors.csv")
-        )
+        results.write_results(prepared.table, outcomes, out)
+        manifest = {
+            "run_id": "-",
+            "operation": job.operation,
+            "dry_run": False,
+            "exit_code": 0,
+            "input": {"path": str(source)},
+            "started_at": "-",
+            "ended_at": "-",
+        }
+        report.write_report(pipeline.sibling(out, "report.html"), manifest, outcomes, events)
         statuses = set(outcomes.get_column("status"))
     elapsed = time.perf_counter() - started
     assert statuses == {"applied"}, statuses

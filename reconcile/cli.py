@@ -8,6 +8,8 @@ by SIGINT/SIGTERM (results still written).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import json
 import os
 import sys
@@ -17,8 +19,9 @@ from pathlib import Path
 import structlog
 
 from reconcile import __version__, logs
-from reconcile.exceptions import ConfigError, ReconcileError
-from reconcile.job import load_job
+from reconcile.exceptions import ConfigError, InputError, ReconcileError
+from reconcile.job import Job, load_job
+from reconcile.pipeline import RunOptions
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -35,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="validate a file and apply (or dry-run) it")
-    run.add_argument("input", type=Path, help="CSV file of corrections")
+    run.add_argument(
+        "input",
+        type=Path,
+        nargs="?",
+        help="CSV or .xlsx file of corrections (default: the job's input = file, glob or inbox)",
+    )
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
     run.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
@@ -52,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="re-send what the ledger says is applied or unknown"
     )
     run.add_argument("--state-dir", type=Path, help="where the ledger lives (overrides state_dir)")
+    run.add_argument(
+        "--community",
+        action="append",
+        metavar="NAME",
+        help="only this community's rows (repeatable); the others are skipped",
+    )
+    run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
 
@@ -73,13 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_out(input_path: Path) -> Path:
-    return Path("out") / f"{input_path.stem}.results.csv"
+def default_out(input_path: Path, results_format: str = "csv") -> Path:
+    return Path("out") / f"{input_path.stem}.results.{results_format}"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from reconcile import pipeline, report
-
     job = load_job(args.job).with_overrides(
         operation=args.operation,
         base_url=args.base_url.rstrip("/") if args.base_url else None,
@@ -87,27 +100,68 @@ def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         state_dir=args.state_dir,
     )
-    out = args.out or default_out(args.input)
-    options = {"dry_run": args.dry_run, "force": args.force, "quiet": args.quiet}
-    if args.sandbox and not args.dry_run:
-        from reconcile.sandbox import SandboxServer, SandboxState, load_seed
-        from reconcile.sandbox.state import DEFAULT_SEED
+    options = RunOptions(
+        dry_run=args.dry_run,
+        force=args.force,
+        quiet=args.quiet,
+        communities=frozenset(args.community) if args.community else None,
+        sheet=args.sheet,
+        environ=os.environ,
+    )
+    if not args.sandbox or args.dry_run:
+        return _run_inputs(args, job, options)
+    from reconcile.sandbox import SandboxServer, SandboxState, load_seed
+    from reconcile.sandbox.state import DEFAULT_SEED
 
-        state = SandboxState(load_seed(DEFAULT_SEED))
-        with SandboxServer(state) as server:
-            log.info("sandbox.started", url=server.url)
-            result = pipeline.execute(
-                args.input,
-                job.with_overrides(base_url=server.url),
-                out,
-                environ=os.environ,
-                given_credentials=state.credentials(),
-                **options,
-            )
+    state = SandboxState(load_seed(DEFAULT_SEED))
+    with SandboxServer(state) as server:
+        log.info("sandbox.started", url=server.url)
+        rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
+        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+
+
+def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+    """One input from the command line, or every ready file of the job's inbox."""
+    from reconcile import inbox, notify, pipeline, report
+
+    if args.input is not None:
+        sources, from_inbox = [args.input], False
     else:
-        result = pipeline.execute(args.input, job, out, environ=os.environ, **options)
-    report.print_summary(result.outcomes, out)
-    return int(result.manifest["exit_code"])
+        sources, from_inbox = inbox.pending_inputs(job), True
+        if args.out is not None:
+            raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
+        if not sources:
+            log.info("inbox.empty", input=job.input)
+            return EXIT_OK
+    codes = []
+    for source in sources:
+        started = dt.datetime.now(dt.UTC)
+        if args.out is not None:
+            out = args.out
+        elif from_inbox or job.results_dir is not None:
+            out = inbox.results_path(job, source, started)
+        else:
+            out = default_out(source, job.results_format)
+        try:
+            result = pipeline.execute(source, job, out, options)
+        except InputError as exc:
+            if not from_inbox:
+                raise
+            # One unusable file must not stop the others; it stays in the inbox to be fixed.
+            log.error("run.unusable", input=str(source), error=str(exc))
+            print(f"reconcile: {exc}", file=sys.stderr)
+            codes.append(EXIT_UNUSABLE)
+            continue
+        report.print_summary(result.outcomes, out)
+        if job.notify_url:
+            notify.notify(job.notify_url, result.manifest)
+        code = int(result.manifest["exit_code"])
+        codes.append(code)
+        if code > EXIT_UNUSABLE:
+            return code  # interrupted: stop here; this file stays in the inbox for the next run
+        if from_inbox:
+            inbox.archive(job, source)
+    return max(codes)
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -16,11 +16,13 @@ from pathlib import Path
 import polars as pl
 
 from reconcile.exceptions import InputError
+from reconcile.operations.base import Column
 
 ROW = "__row"
 #: Columns reconcile writes into results files; dropped from an input so that a results or
 #: errors file can be uploaded again as it is.
 RESULT_COLUMNS = ("row", "status", "http_status", "error", "attempts", "request")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 _BOM = b"\xef\xbb\xbf"
 _DELIMITERS = (",", ";", "\t")
 
@@ -38,6 +40,9 @@ class Table:
     """Headers of unknown columns, carried through to the results."""
     sha256: str = ""
     """Of the file's bytes, for the run's manifest."""
+    cell_errors: pl.DataFrame | None = None
+    """``__row``, ``message``: problems only the file format shows (a number cell in an ID
+    column of a spreadsheet)."""
 
     def operation_view(self, names: Sequence[str]) -> pl.DataFrame:
         """``__row`` plus the operation's columns under canonical names (null when absent)."""
@@ -84,12 +89,14 @@ def sniff_delimiter(data: bytes) -> str:
     return best if counts[best] else ","
 
 
-def read_table(path: Path, columns: Sequence[str], required: Sequence[str]) -> Table:
-    """Read ``path`` and map its headers onto an operation's ``columns``.
+def read_table(path: Path, columns: Sequence[Column], *, sheet: str | None = None) -> Table:
+    """Read ``path`` (CSV, or a workbook by its suffix) and map its headers onto ``columns``.
 
     Raises InputError (nothing is sent) for an unreadable file, a missing required column, or two
     headers that mean the same column.
     """
+    if path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        return read_workbook(path, columns, sheet=sheet)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -109,19 +116,86 @@ def read_table(path: Path, columns: Sequence[str], required: Sequence[str]) -> T
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"{path}: not a readable CSV file ({exc}).") from None
     headers = [(h or "").strip() for h in grid.row(0)]
-    frame = grid.slice(1)
-    table = _map_headers(path, frame, headers, columns, required)
+    table = _map_headers(path, grid.slice(1), headers, columns)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest())
 
 
+def read_workbook(path: Path, columns: Sequence[Column], *, sheet: str | None = None) -> Table:
+    """The first sheet (or ``sheet``) of an .xlsx, every cell as text.
+
+    A real date cell in a date column becomes DD/MM/YYYY (unambiguous); a number cell in an ID
+    column is reported: Excel has already rounded its digits.
+    """
+    import fastexcel
+
+    try:
+        raw = path.read_bytes()
+        workbook = fastexcel.read_excel(raw)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    except Exception as exc:  # fastexcel raises its own errors for damaged files
+        raise InputError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
+    names = workbook.sheet_names
+    if sheet is not None and sheet not in names:
+        raise InputError(
+            f"{path}: no sheet {sheet!r}. Fix: use --sheet with one of: {', '.join(names)}"
+        )
+    chosen: str | int = sheet if sheet is not None else 0
+    text = workbook.load_sheet(chosen, dtypes="string").to_polars()
+    if text.width == 0:
+        raise InputError(f"{path}: sheet {chosen!r} is empty. Fix: add a header row and data rows.")
+    headers = [str(h).strip() for h in text.columns]
+    grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
+    by_key = {header_key(c.name): c for c in columns}
+    typed: dict[str, str] = {}
+    for position, header in enumerate(headers):
+        column = by_key.get(header_key(header))
+        if column is not None and column.kind in ("date", "id"):
+            typed[text.columns[position]] = "date" if column.kind == "date" else "float"
+    problems = pl.DataFrame(schema={ROW: pl.Int64, "message": pl.String})
+    if typed:
+        cells = workbook.load_sheet(chosen, dtypes=typed, dtype_coercion="coerce").to_polars()
+        fixes, flagged = [], []
+        for original, kind in typed.items():
+            position = text.columns.index(original)
+            name = f"column_{position}"
+            if kind == "date":
+                # A real date cell: written DD/MM/YYYY, whatever Excel displayed.
+                fixes.append(
+                    pl.when(cells.get_column(original).is_not_null())
+                    .then(pl.lit(cells.get_column(original)).dt.strftime("%d/%m/%Y"))
+                    .otherwise(pl.col(name))
+                    .alias(name)
+                )
+            else:
+                number = cells.get_column(original).is_not_null() & text.get_column(
+                    original
+                ).str.contains(r"^[0-9.eE+-]+$").fill_null(False)
+                flagged.append(
+                    pl.DataFrame({ROW: pl.int_range(2, text.height + 2, eager=True), "hit": number})
+                    .filter("hit")
+                    .select(
+                        ROW,
+                        pl.lit(
+                            f"{headers[position]}: is a number cell, so Excel has already rounded the "
+                            "ID's digits: format the column as Text, paste the IDs again from the "
+                            "source and save"
+                        ).alias("message"),
+                    )
+                )
+        if fixes:
+            grid = grid.with_columns(fixes)
+        if flagged:
+            problems = pl.concat(flagged)
+    table = _map_headers(path, grid, headers, columns)
+    return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
+
+
 def _map_headers(
-    path: Path,
-    frame: pl.DataFrame,
-    headers: list[str],
-    columns: Sequence[str],
-    required: Sequence[str],
+    path: Path, frame: pl.DataFrame, headers: list[str], columns: Sequence[Column]
 ) -> Table:
-    wanted = {header_key(c): c for c in columns}
+    wanted = {header_key(c.name): c.name for c in columns}
+    required = [c.name for c in columns if c.required]
     canonical: dict[str, str] = {}
     names: list[str] = []
     keep: list[int] = []

@@ -23,6 +23,7 @@ DEFAULT_GUARD_WINDOW = 50
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_INTERRUPT_GRACE_SECONDS = 10.0
 DEFAULT_BACKOFF_BASE_SECONDS = 0.5
+DEFAULT_SETTLE_SECONDS = 60.0
 
 
 def default_state_dir() -> Path:
@@ -59,6 +60,14 @@ class Job:
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
+    input: str | None = None
+    """For cron: a file, a glob or an inbox directory (relative to the job file's folder)."""
+    results_dir: Path | None = None
+    archive_dir: Path | None = None
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    """An inbox file modified more recently than this is still being written: left for later."""
+    results_format: str = "csv"
+    notify_url: str | None = None
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> Job:
@@ -98,6 +107,12 @@ _TOP_KEYS = {
     "interrupt_grace_seconds": (int, float),
     "backoff_base_seconds": (int, float),
     "state_dir": str,
+    "input": str,
+    "results_dir": str,
+    "archive_dir": str,
+    "settle_seconds": (int, float),
+    "results_format": str,
+    "notify_url": str,
     "communities": dict,
 }
 _COMMUNITY_LIMIT_KEYS = {"rate_per_second": (int, float), "concurrency": int}
@@ -166,6 +181,17 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
             concurrency=int(table.get("concurrency", concurrency)),
         )
     state_dir = raw.get("state_dir")
+    if raw.get("results_format", "csv") not in ("csv", "xlsx"):
+        raise _fail(path, "results_format", f"got {raw['results_format']!r}", 'use "csv" or "xlsx"')
+    notify = raw.get("notify_url")
+    if notify is not None and not notify.startswith(("http://", "https://")):
+        raise _fail(path, "notify_url", f"not an http(s) URL: {notify!r}", "use https://...")
+    base = path.parent if path is not None else Path()
+
+    def folder(key: str) -> Path | None:
+        value = raw.get(key)
+        return (base / Path(value).expanduser()) if value else None
+
     return Job(
         path=path,
         operation=raw["operation"],
@@ -181,5 +207,11 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
         ),
         backoff_base_seconds=float(raw.get("backoff_base_seconds", DEFAULT_BACKOFF_BASE_SECONDS)),
         state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
+        input=raw.get("input"),
+        results_dir=folder("results_dir"),
+        archive_dir=folder("archive_dir"),
+        settle_seconds=float(raw.get("settle_seconds", DEFAULT_SETTLE_SECONDS)),
+        results_format=raw.get("results_format", "csv"),
+        notify_url=notify,
         communities=communities,
     )

@@ -23,9 +23,15 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import __version__, logs, results
+from reconcile import __version__, logs, report, results
 from reconcile.client import make_client
-from reconcile.dispatch import NOT_REPEATED, Dispatcher, PlannedRequest, RequestOutcome
+from reconcile.dispatch import (
+    NOT_REPEATED,
+    Dispatcher,
+    PlannedRequest,
+    RequestOutcome,
+    SendEvent,
+)
 from reconcile.exceptions import ConfigError
 from reconcile.intake import Table, read_table
 from reconcile.job import Job
@@ -75,19 +81,16 @@ def sibling(out: Path, suffix: str) -> Path:
     return out.with_name(f"{out.stem}.{suffix}")
 
 
-def prepare(input_path: Path, job: Job) -> Prepared:
+def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared:
     """Read and check everything; raises InputError/ConfigError before anything is sent."""
     operation = get_operation(job.operation)
-    table = read_table(
-        input_path,
-        operation.column_names,
-        [c.name for c in operation.columns if c.required],
-    )
+    table = read_table(input_path, operation.columns, sheet=sheet)
     validated = validate(
         table.operation_view(operation.column_names),
         operation,
         job.communities.keys(),
         table.canonical,
+        table.cell_errors,
     )
     valid = validated.filter(pl.col("__error").is_null())
     log.info(
@@ -141,9 +144,9 @@ def resolve_credentials(
     return resolved
 
 
-def with_fingerprints(prepared: Prepared) -> pl.DataFrame:
+def with_fingerprints(prepared: Prepared, requests: pl.DataFrame | None = None) -> pl.DataFrame:
     """The plan's requests with a ``fingerprint`` column (sha256: stable across versions)."""
-    requests = prepared.plan.requests
+    requests = prepared.plan.requests if requests is None else requests
     job = prepared.job
     keys = [
         fingerprint(job.base_url, job.operation, community, method, path, body)
@@ -320,7 +323,7 @@ async def _dispatch(
     force: bool,
     quiet: bool,
     handle_signals: bool,
-) -> tuple[list[RequestOutcome], int | None]:
+) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
     job = prepared.job
     stop = anyio.Event()
     received: list[int] = []
@@ -369,7 +372,7 @@ async def _dispatch(
                     with anyio.CancelScope(shield=True):
                         await recorder.flush()  # the last outcomes, before anything else
                 group.cancel_scope.cancel()
-    return outcomes, (received[0] if received else None)
+    return outcomes, (received[0] if received else None), dispatcher.events
 
 
 async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
@@ -404,51 +407,46 @@ def _write_json_atomic(value: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def execute(
-    input_path: Path,
-    job: Job,
-    out: Path,
-    *,
-    dry_run: bool,
-    environ: Mapping[str, str] | None = None,
-    given_credentials: Mapping[str, Mapping[str, str]] | None = None,
-    force: bool = False,
-    quiet: bool = False,
-    handle_signals: bool = True,
-) -> RunResult:
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """How to run, besides the job: what the command line adds."""
+
+    dry_run: bool = False
+    force: bool = False
+    quiet: bool = False
+    handle_signals: bool = True
+    communities: frozenset[str] | None = None
+    """Only these communities' rows are sent; the others are skipped ("not selected")."""
+    sheet: str | None = None
+    environ: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    given_credentials: Mapping[str, Mapping[str, str]] | None = None
+
+
+NOT_SELECTED = "not selected (--community)"
+
+
+def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = None) -> RunResult:
     """One run: validate, consult the ledger, send (unless a dry run), record, report.
 
     Raises InputError/ConfigError (nothing sent) and RunLockedError (another run of the job).
     """
+    options = options or RunOptions()
+    unknown = sorted((options.communities or frozenset()) - set(job.communities))
+    if unknown:
+        raise ConfigError(
+            f"--community {', '.join(unknown)}: not in {job.path or 'the job'} "
+            f"(known: {', '.join(sorted(job.communities))})"
+        )
     job_key = str(job.path.resolve()) if job.path else f"{job.operation} {job.base_url}"
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
-    lock = contextlib.nullcontext() if dry_run else run_lock(job.state_dir, job_key)
+    lock = contextlib.nullcontext() if options.dry_run else run_lock(job.state_dir, job_key)
     with lock:
-        prepared = prepare(input_path, job)
-        return _execute_locked(
-            prepared,
-            input_path,
-            out,
-            dry_run=dry_run,
-            environ=environ or {},
-            given_credentials=given_credentials,
-            force=force,
-            quiet=quiet,
-            handle_signals=handle_signals,
-        )
+        prepared = prepare(input_path, job, sheet=options.sheet)
+        return _execute_locked(prepared, input_path, out, options)
 
 
 def _execute_locked(
-    prepared: Prepared,
-    input_path: Path,
-    out: Path,
-    *,
-    dry_run: bool,
-    environ: Mapping[str, str],
-    given_credentials: Mapping[str, Mapping[str, str]] | None,
-    force: bool,
-    quiet: bool,
-    handle_signals: bool,
+    prepared: Prepared, input_path: Path, out: Path, options: RunOptions
 ) -> RunResult:
     job = prepared.job
     ledger = Ledger(job.state_dir)
@@ -459,7 +457,7 @@ def _execute_locked(
             {
                 "run_id": run_id,
                 "started_at": started,
-                "dry_run": int(dry_run),
+                "dry_run": int(options.dry_run),
                 "operation": job.operation,
                 "base_url": job.base_url,
                 "job_path": str(job.path) if job.path else None,
@@ -469,36 +467,31 @@ def _execute_locked(
                 "tool_version": __version__,
             }
         )
-        log.info("run.started", run_id=run_id, dry_run=dry_run, state_dir=str(job.state_dir))
-        request_outcomes, signum = _send_or_show(
-            prepared,
-            ledger,
-            run_id,
-            dry_run=dry_run,
-            environ=environ,
-            given_credentials=given_credentials,
-            force=force,
-            quiet=quiet,
-            handle_signals=handle_signals,
+        log.info(
+            "run.started", run_id=run_id, dry_run=options.dry_run, state_dir=str(job.state_dir)
         )
+        request_outcomes, signum, events = _send_or_show(prepared, ledger, run_id, options)
         outcomes = results.row_outcomes(
             prepared.validated, prepared.plan.rows, prepared.plan.requests, request_outcomes
         )
-        results.write_csv_atomic(results.results_frame(prepared.table, outcomes), out)
-        results.write_csv_atomic(
-            results.errors_frame(prepared.table, outcomes), sibling(out, "errors.csv")
-        )
+        if options.communities is not None:
+            outcomes = _skip_unselected(outcomes, options.communities)
+        results.write_results(prepared.table, outcomes, out)
         counts = _counts(outcomes)
-        exit_code = 128 + signum if signum else (0 if results.all_succeeded(outcomes) else 1)
+        judged = (
+            outcomes.filter(pl.col("error") != NOT_SELECTED) if options.communities else outcomes
+        )
+        exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
         manifest = {
             "run_id": run_id,
             "tool_version": __version__,
-            "dry_run": dry_run,
+            "dry_run": options.dry_run,
             "job_file": str(job.path) if job.path else None,
             "operation": job.operation,
             "base_url": job.base_url,
             "input": {"path": str(input_path), "sha256": prepared.table.sha256},
             "results": str(out),
+            "communities_selected": sorted(options.communities) if options.communities else None,
             "started_at": started,
             "ended_at": now_iso(),
             "operator": _operator(),
@@ -507,26 +500,38 @@ def _execute_locked(
             "counts": counts,
         }
         _write_json_atomic(manifest, sibling(out, "manifest.json"))
+        report.write_report(sibling(out, "report.html"), manifest, outcomes, events)
         ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
         return RunResult(run_id, outcomes, out, manifest, signum)
     finally:
         ledger.close()
 
 
+def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.DataFrame:
+    """Rows of communities not selected: skipped, whatever they were (not this run's business)."""
+    unselected = ~pl.col("community").is_in(sorted(selected)).fill_null(False)
+    return outcomes.with_columns(
+        pl.when(unselected)
+        .then(pl.lit(Status.SKIPPED.value))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.when(unselected)
+        .then(pl.lit(None, pl.Int64))
+        .otherwise(pl.col("http_status"))
+        .alias("http_status"),
+        pl.when(unselected).then(pl.lit(NOT_SELECTED)).otherwise(pl.col("error")).alias("error"),
+        pl.when(unselected).then(0).otherwise(pl.col("attempts")).alias("attempts"),
+    )
+
+
 def _send_or_show(
-    prepared: Prepared,
-    ledger: Ledger,
-    run_id: str,
-    *,
-    dry_run: bool,
-    environ: Mapping[str, str],
-    given_credentials: Mapping[str, Mapping[str, str]] | None,
-    force: bool,
-    quiet: bool,
-    handle_signals: bool,
-) -> tuple[pl.DataFrame, int | None]:
-    """Per request: its outcome (dry run: what would happen), and the signal that stopped us."""
+    prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
+) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
+    """Per request: its outcome (dry run: what would happen), the signal that stopped us, and
+    the HTTP exchanges for the report."""
     requests = prepared.plan.requests
+    if options.communities is not None:
+        requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
     would_apply = requests.select(
         "__request",
         pl.lit(Status.WOULD_APPLY.value).alias("status"),
@@ -534,29 +539,29 @@ def _send_or_show(
         pl.lit(None, pl.String).alias("error"),
         pl.lit(0, pl.Int64).alias("attempts"),
     )
-    if dry_run and not ledger.has_history():
-        return would_apply, None  # the common audit case stays vectorised: no hashing
-    triaged = triage(with_fingerprints(prepared), ledger, force=force)
+    if options.dry_run and not ledger.has_history():
+        return would_apply, None, []  # the common audit case stays vectorised: no hashing
+    triaged = triage(with_fingerprints(prepared, requests), ledger, force=options.force)
     decided = _decided_outcomes(triaged)
-    if dry_run:
+    if options.dry_run:
         rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
-        return pl.concat([decided, rest]), None
+        return pl.concat([decided, rest]), None, []
     to_send = planned(triaged)
     communities = sorted({r.community for r in to_send})
     credentials = resolve_credentials(
-        prepared.operation, prepared.job, communities, environ, given_credentials
+        prepared.operation, prepared.job, communities, options.environ, options.given_credentials
     )
-    sent, signum = anyio.run(
+    sent, signum, events = anyio.run(
         functools.partial(
             _dispatch,
             prepared,
             to_send,
             credentials,
             recorder=LedgerRecorder(ledger, run_id),
-            force=force,
-            quiet=quiet,
-            handle_signals=handle_signals,
+            force=options.force,
+            quiet=options.quiet,
+            handle_signals=options.handle_signals,
         ),
         backend_options=EVENT_LOOP,
     )
-    return pl.concat([decided, outcomes_frame(sent)]), signum
+    return pl.concat([decided, outcomes_frame(sent)]), signum, events

@@ -1,16 +1,21 @@
-"""What a person sees at the end of a run: a summary table per community and status."""
+"""What a person sees of a run: a summary table at the end, and a self-contained HTML report."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
+from html import escape
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import structlog
 from rich.console import Console
 from rich.table import Table
 
-from reconcile.results import summary
+from reconcile.dispatch import SendEvent
+from reconcile.results import Status, summary
 
 log = structlog.get_logger("reconcile")
 
@@ -31,3 +36,186 @@ def print_summary(outcomes: pl.DataFrame, out: Path) -> None:
     for community, status, rows in counts.iter_rows():
         table.add_row(community, status, str(rows))
     Console().print(table)
+
+
+STATUS_ORDER = [s.value for s in Status]
+#: Bar colours per status in the report (the results workbook uses lighter fills of the same).
+STATUS_INK = {
+    "applied": "#2e7d32",
+    "would_apply": "#1565c0",
+    "already_applied": "#66bb6a",
+    "invalid": "#c62828",
+    "rejected": "#e53935",
+    "failed": "#ef6c00",
+    "unknown": "#f9a825",
+    "skipped": "#9e9e9e",
+}
+TOP_ERRORS = 10
+
+
+def write_report(
+    path: Path, manifest: dict[str, Any], outcomes: pl.DataFrame, events: Sequence[SendEvent]
+) -> None:
+    """One self-contained HTML file (inline CSS and SVG, no script, no network)."""
+    counts = summary(outcomes)
+    communities = sorted(set(counts.get_column("community")))
+    statuses = [s for s in STATUS_ORDER if s in set(counts.get_column("status"))]
+    cell = {(c, s): n for c, s, n in counts.iter_rows()}
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>reconcile run {escape(manifest['run_id'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>reconcile run <code>{escape(manifest['run_id'])}</code></h1>",
+        "<p class='meta'>"
+        + " · ".join(
+            escape(str(x))
+            for x in (
+                manifest["operation"],
+                "dry run" if manifest["dry_run"] else "real run",
+                manifest["input"]["path"],
+                f"{manifest['started_at']} → {manifest['ended_at']}",
+                f"exit code {manifest['exit_code']}",
+            )
+        )
+        + "</p>",
+        "<h2>Rows per community and status</h2><table id='counts'><thead><tr><th>community</th>",
+        *(f"<th>{escape(s)}</th>" for s in statuses),
+        "<th>total</th></tr></thead><tbody>",
+    ]
+    for community in communities:
+        parts.append(f"<tr><th>{escape(community)}</th>")
+        for status in statuses:
+            number = cell.get((community, status), 0)
+            parts.append(
+                f"<td data-community='{escape(community)}' data-status='{escape(status)}'>{number}</td>"
+            )
+        total = sum(cell.get((community, s), 0) for s in statuses)
+        parts.append(
+            f"<td data-community='{escape(community)}' data-status='total'>{total}</td></tr>"
+        )
+    parts.append(
+        "</tbody><tfoot><tr><th>all</th>"
+        + "".join(
+            f"<td data-status='{escape(s)}' data-community='all'>"
+            f"{sum(cell.get((c, s), 0) for c in communities)}</td>"
+            for s in statuses
+        )
+        + f"<td data-status='total' data-community='all'>{outcomes.height}</td></tr></tfoot></table>"
+    )
+    parts.append(_bar_chart(communities, statuses, cell))
+    parts.append(_top_errors(outcomes))
+    if events:
+        parts.append(_timeline(events))
+    parts.append("</body></html>")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _bar_chart(
+    communities: list[str], statuses: list[str], cell: dict[tuple[str, str], int]
+) -> str:
+    width, bar, gap, left = 640, 26, 14, 110
+    largest = max([sum(cell.get((c, s), 0) for s in statuses) for c in communities] or [1]) or 1
+    height = len(communities) * (bar + gap) + 40
+    svg = [f"<h2>Chart</h2><svg id='chart' width='{width}' height='{height}' role='img'>"]
+    for index, community in enumerate(communities):
+        y = 10 + index * (bar + gap)
+        svg.append(f"<text x='0' y='{y + 18}'>{escape(community)}</text>")
+        x = float(left)
+        for status in statuses:
+            number = cell.get((community, status), 0)
+            if not number:
+                continue
+            w = (width - left - 10) * number / largest
+            svg.append(
+                f"<rect x='{x:.1f}' y='{y}' width='{w:.1f}' height='{bar}' "
+                f"fill='{STATUS_INK.get(status, '#777')}'><title>{escape(community)} "
+                f"{escape(status)}: {number}</title></rect>"
+            )
+            x += w
+    legend_y = height - 12
+    for index, status in enumerate(statuses):
+        x = index * 105
+        svg.append(
+            f"<rect x='{x}' y='{legend_y - 10}' width='10' height='10' fill='{STATUS_INK.get(status, '#777')}'/>"
+            f"<text x='{x + 14}' y='{legend_y}' class='small'>{escape(status)}</text>"
+        )
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+def _top_errors(outcomes: pl.DataFrame) -> str:
+    errors = (
+        outcomes.filter(
+            pl.col("error").is_not_null() & ~pl.col("status").is_in(["applied", "would_apply"])
+        )
+        .group_by("error")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("__row").sort().head(5).alias("examples"),
+            pl.first("status"),
+        )
+        .sort(["rows", "error"], descending=[True, False])
+        .head(TOP_ERRORS)
+    )
+    if errors.height == 0:
+        return "<h2>Most frequent errors</h2><p>None.</p>"
+    rows = "".join(
+        f"<tr><td class='n'>{n}</td><td>{escape(status)}</td><td>{escape(error)}</td>"
+        f"<td>{', '.join(str(r) for r in examples)}</td></tr>"
+        for error, n, examples, status in errors.select(
+            "error", "rows", "examples", "status"
+        ).iter_rows()
+    )
+    return (
+        "<h2>Most frequent errors</h2><table id='errors'><thead><tr><th>rows</th><th>status</th>"
+        f"<th>error</th><th>example rows</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _timeline(events: Sequence[SendEvent]) -> str:
+    """Requests per second over the run; 429 answers and retries marked."""
+    start = min(e.at for e in events)
+    seconds = int(max(e.at for e in events) - start) + 1
+    sent, limited, retried = [0] * seconds, [0] * seconds, [0] * seconds
+    for event in events:
+        second = int(event.at - start)
+        sent[second] += 1
+        limited[second] += event.http_status == 429
+        retried[second] += event.retry
+    width, height, bottom = 640, 160, 140
+    step = width / seconds
+    peak = max(sent) or 1
+    svg = [
+        "<h2>Requests over time</h2>",
+        f"<p class='small'>{len(events)} requests in {seconds} s; "
+        f"<span class='limited'>{sum(limited)} answered 429</span>; "
+        f"<span class='retried'>{sum(retried)} retries</span>.</p>",
+        f"<svg id='timeline' width='{width}' height='{height}' role='img'>",
+    ]
+    for second in range(seconds):
+        x = second * step
+        for value, colour in (
+            (sent[second], "#1565c0"),
+            (retried[second], "#ef6c00"),
+            (limited[second], "#c62828"),
+        ):
+            if value:
+                h = (bottom - 10) * value / peak
+                svg.append(
+                    f"<rect x='{x:.1f}' y='{bottom - h:.1f}' width='{max(step - 1, 1):.1f}' "
+                    f"height='{h:.1f}' fill='{colour}'><title>second {second}: {value}</title></rect>"
+                )
+    svg.append(f"<text x='0' y='{height - 4}' class='small'>0 s</text>")
+    svg.append(f"<text x='{width - 40}' y='{height - 4}' class='small'>{seconds} s</text></svg>")
+    return "".join(svg)
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+td[data-status]{text-align:right}.meta,.small{color:#555;font-size:.9em}
+.limited{color:#c62828}.retried{color:#ef6c00}.n{text-align:right}
+svg text{font-size:12px}
+"""

@@ -150,3 +150,76 @@ def summary(outcomes: pl.DataFrame) -> pl.DataFrame:
 def all_succeeded(outcomes: pl.DataFrame, statuses: Sequence[str] | None = None) -> bool:
     ok = [s.value for s in SUCCESS] if statuses is None else list(statuses)
     return bool(outcomes.select(pl.col("status").is_in(ok).all()).item())
+
+
+#: Fill colours of the status column in a results workbook.
+STATUS_COLOURS = {
+    Status.APPLIED: "#C6EFCE",
+    Status.WOULD_APPLY: "#DDEBF7",
+    Status.ALREADY_APPLIED: "#E2EFDA",
+    Status.INVALID: "#FFC7CE",
+    Status.REJECTED: "#FFC7CE",
+    Status.FAILED: "#F8CBAD",
+    Status.UNKNOWN: "#FFEB9C",
+    Status.SKIPPED: "#EDEDED",
+}
+
+
+def write_results(table: Table, outcomes: pl.DataFrame, out: Path) -> None:
+    """The results file (CSV, or a workbook when ``out`` ends in .xlsx) and the errors CSV."""
+    frame = results_frame(table, outcomes)
+    errors = errors_frame(table, outcomes)
+    if out.suffix.lower() == ".xlsx":
+        write_workbook_atomic(frame, errors, out)
+    else:
+        write_csv_atomic(frame, out)
+    write_csv_atomic(errors, out.with_name(f"{out.stem}.errors.csv"))
+
+
+def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path) -> None:
+    """Results and errors sheets: frozen header, autofilter, status coloured, widths fitted.
+
+    Every cell is written as text or number, never as a formula (xlsxwriter's
+    strings_to_formulas is off), so no value needs neutralising here.
+    """
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+    os.close(fd)
+    try:
+        options = {
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+            "strings_to_numbers": False,
+        }
+        with xlsxwriter.Workbook(tmp, options) as workbook:
+            for sheet, data in (("Results", frame), ("Errors", errors)):
+                status_column = data.columns.index("status")
+                last_row = max(data.height, 1)
+                formats = {
+                    status.value: {
+                        "type": "cell",
+                        "criteria": "==",
+                        "value": f'"{status.value}"',
+                        "format": workbook.add_format({"bg_color": colour}),
+                    }
+                    for status, colour in STATUS_COLOURS.items()
+                }
+                data.write_excel(
+                    workbook,
+                    worksheet=sheet,
+                    autofilter=True,
+                    autofit=True,
+                    freeze_panes=(1, 0),
+                    header_format={"bold": True},
+                    table_style=None,
+                    include_header=True,
+                )
+                worksheet = workbook.get_worksheet_by_name(sheet)
+                for rule in formats.values():
+                    worksheet.conditional_format(1, status_column, last_row, status_column, rule)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -31,10 +31,12 @@ def validate(
     operation: Operation,
     communities: Collection[str],
     headers: Mapping[str, str],
+    cell_errors: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Normalise ``frame`` (canonical columns) and add ``__error``: null for a valid row.
 
-    ``headers`` maps canonical names to the file's own headers, which the messages use.
+    ``headers`` maps canonical names to the file's own headers, which the messages use;
+    ``cell_errors`` (``__row``, ``message``) adds what only the file format showed.
     """
     normalised = operation.normalise(frame.lazy()).collect()
     schema = operation.schema(communities)
@@ -45,6 +47,9 @@ def validate(
         failures = _messages(exc.failure_cases, operation, headers)
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
     errors = conflicts if failures is None else pl.concat([failures, conflicts])
+    if cell_errors is not None and cell_errors.height:
+        positions = normalised.select(ROW).with_row_index("index")
+        errors = pl.concat([cell_errors.join(positions, on=ROW).select("index", "message"), errors])
     # Each check fails at most once per row, so a row's messages are distinct already.
     per_row = errors.group_by("index").agg(pl.col("message").str.join("; ").alias(ERROR))
     indexed = normalised.with_row_index("index")

@@ -13,7 +13,7 @@ from reconcile.operations import get_operation
 from tests.conftest import read_results, run, write_csv, write_job
 
 OP = get_operation("purchase-history")
-COLUMNS, REQUIRED = OP.column_names, [c.name for c in OP.columns if c.required]
+
 
 ROWS = [
     ["acme", "ORD0001", "Café “crème”, 2nd floor", "", ""],
@@ -99,13 +99,13 @@ class TestFileVariants:
     def test_every_cell_is_text_and_leading_zeros_stay(self, tmp_path: Path) -> None:
         """IDs never become numbers: 000123 stays 000123, 1e5 stays 1e5."""
         path = write_csv(tmp_path / "z.csv", "community,purchaseHistoryID,extra\nacme,000123,1e5\n")
-        table = read_table(path, COLUMNS, REQUIRED)
+        table = read_table(path, OP.columns)
         assert table.frame.row(0) == (2, "acme", "000123", "1e5")
         assert all(t == pl.String for n, t in table.frame.schema.items() if n != "__row")
 
     def test_unknown_columns_are_carried_through(self, tmp_path: Path) -> None:
         path = write_csv(tmp_path / "u.csv", "Note,community,purchaseHistoryID\nhello,acme,ORD1\n")
-        table = read_table(path, COLUMNS, REQUIRED)
+        table = read_table(path, OP.columns)
         assert table.extra == ["Note"]
         assert table.canonical == {
             "community": "community",
@@ -115,13 +115,13 @@ class TestFileVariants:
     def test_row_numbers_match_the_spreadsheet(self, tmp_path: Path) -> None:
         """A record spanning lines is one spreadsheet row; blank lines are not records."""
         text = 'community,purchaseHistoryID,redemptionInstructions\nacme,ORD1,"a\nb"\n\n,,\nacme,ORD2,c\n'
-        table = read_table(write_csv(tmp_path / "r.csv", text), COLUMNS, REQUIRED)
+        table = read_table(write_csv(tmp_path / "r.csv", text), OP.columns)
         assert table.frame.get_column("__row").to_list() == [2, 5]
 
     def test_result_columns_in_an_input_are_ignored(self, tmp_path: Path) -> None:
         """A results or errors file can be uploaded again as it is."""
         text = "row,community,purchaseHistoryID,status,error\n2,acme,ORD1,invalid,oops\n"
-        table = read_table(write_csv(tmp_path / "e.csv", text), COLUMNS, REQUIRED)
+        table = read_table(write_csv(tmp_path / "e.csv", text), OP.columns)
         assert table.frame.columns == ["__row", "community", "purchaseHistoryID"]
 
 
@@ -150,19 +150,19 @@ class TestUnusableFiles:
         path = tmp_path / "bad.csv"
         path.write_bytes(b"community,purchaseHistoryID\nacme,ORD\x81\x8d\n")
         with pytest.raises(InputError, match=r"bad\.csv.*neither UTF-8 nor Windows-1252"):
-            read_table(path, COLUMNS, REQUIRED)
+            read_table(path, OP.columns)
 
     def test_two_headers_for_one_column(self, tmp_path: Path) -> None:
         path = write_csv(
             tmp_path / "d.csv", "community,Purchase History ID,purchase_history_id\na,b,c\n"
         )
         with pytest.raises(InputError, match="both mean 'purchaseHistoryID'"):
-            read_table(path, COLUMNS, REQUIRED)
+            read_table(path, OP.columns)
 
     def test_empty_file(self, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="empty"):
-            read_table(write_csv(tmp_path / "e.csv", "  \n"), COLUMNS, REQUIRED)
+            read_table(write_csv(tmp_path / "e.csv", "  \n"), OP.columns)
 
     def test_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="cannot open"):
-            read_table(tmp_path / "nope.csv", COLUMNS, REQUIRED)
+            read_table(tmp_path / "nope.csv", OP.columns)

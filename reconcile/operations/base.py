@@ -29,6 +29,9 @@ class Column:
     required: bool
     rule: str
     """The rule in plain words, for `reconcile operations` and the README."""
+    kind: str = "text"
+    """``id`` (a number cell in a spreadsheet is damaged), ``date`` (a date cell becomes
+    DD/MM/YYYY) or ``text``."""
 
 
 class Verdict(enum.Enum):

@@ -31,6 +31,7 @@ class PurchaseHistory(Operation):
             "purchaseHistoryID",
             True,
             "required; a 24-hex Mongo ObjectId or an order ID like ORD202641612055614747",
+            kind="id",
         ),
         Column(
             "redemptionInstructions",
@@ -47,6 +48,7 @@ class PurchaseHistory(Operation):
             "voucherExpiryDate",
             False,
             "a real calendar date written DD/MM/YYYY; given together with voucherCode",
+            kind="date",
         ),
     )
 

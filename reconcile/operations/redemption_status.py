@@ -35,8 +35,9 @@ class RedemptionStatus(Operation):
             "transactionId",
             True,
             "required; the redemption order ID, e.g. ORD202507013831; trimmed",
+            kind="id",
         ),
-        Column("statusId", True, "required; the new status: a 24-hex ObjectId"),
+        Column("statusId", True, "required; the new status: a 24-hex ObjectId", kind="id"),
         Column(
             "refundCoins",
             False,

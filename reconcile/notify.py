@@ -1,0 +1,51 @@
+"""After a run, POST its summary to the job's ``notify_url``; a failure is logged, never fatal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import structlog
+
+from reconcile.client import USER_AGENT
+
+log = structlog.get_logger("reconcile.notify")
+TIMEOUT_SECONDS = 10.0
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a chat channel or monitor needs: no row data, no keys."""
+    keys = (
+        "run_id",
+        "dry_run",
+        "operation",
+        "base_url",
+        "input",
+        "results",
+        "started_at",
+        "ended_at",
+        "operator",
+        "interrupted_by",
+        "exit_code",
+        "counts",
+    )
+    return {k: manifest.get(k) for k in keys}
+
+
+def _where(url: str) -> str:
+    """Scheme and host only: webhook URLs often carry a token in their path."""
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}"
+
+
+def notify(url: str, manifest: dict[str, Any]) -> bool:
+    try:
+        response = httpx.post(
+            url, json=summary(manifest), timeout=TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("notify.failed", to=_where(url), error=f"{type(exc).__name__}: {exc}")
+        return False
+    log.info("notify.sent", to=_where(url), status=response.status_code)
+    return True
