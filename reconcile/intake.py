@@ -6,6 +6,7 @@ or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their lea
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import io
@@ -104,20 +105,37 @@ def read_table(path: Path, columns: Sequence[Column], *, sheet: str | None = Non
     data = decode(path, raw)
     if not data[:65536].strip() and not data.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
+    separator = sniff_delimiter(data)
     try:
         grid = pl.read_csv(
             io.BytesIO(data),
             has_header=False,
             infer_schema=False,
-            separator=sniff_delimiter(data),
+            separator=separator,
             quote_char='"',
-            truncate_ragged_lines=True,
         )
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"{path}: not a readable CSV file ({exc}).") from None
+        raise InputError(
+            _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({exc})."
+        ) from None
     headers = [(h or "").strip() for h in grid.row(0)]
     table = _map_headers(path, grid.slice(1), headers, columns)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _csv_problem(path: Path, data: bytes, separator: str) -> str | None:
+    """Name the first record with more cells than the header (only on the error path)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
+    header = next(reader, [])
+    for number, record in enumerate(reader, start=2):
+        if len(record) > len(header):
+            shown = "tab" if separator == "\t" else repr(separator)
+            return (
+                f"{path}: row {number} has {len(record)} cells but the header has {len(header)}: "
+                f"a value probably contains a {shown} without quotes. Fix: put that value in "
+                "double quotes, or save the file from Excel again."
+            )
+    return None
 
 
 def read_workbook(path: Path, columns: Sequence[Column], *, sheet: str | None = None) -> Table:

@@ -44,8 +44,12 @@ def notify(url: str, manifest: dict[str, Any]) -> bool:
             url, json=summary(manifest), timeout=TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
         )
         response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        log.warning("notify.failed", to=_where(url), status=exc.response.status_code)
+        return False
     except httpx.HTTPError as exc:
-        log.warning("notify.failed", to=_where(url), error=f"{type(exc).__name__}: {exc}")
+        # The exception's text may quote the URL, and with it a webhook's token.
+        log.warning("notify.failed", to=_where(url), error=type(exc).__name__)
         return False
     log.info("notify.sent", to=_where(url), status=response.status_code)
     return True

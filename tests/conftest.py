@@ -35,7 +35,8 @@ def orders_csv(
 ) -> Path:
     """A CSV of (community, purchaseHistoryID) rows that change the instructions."""
     lines = ["community,purchaseHistoryID,redemptionInstructions"]
-    lines += [f"{c},{i},{instructions}" for c, i in rows]
+    quoted = '"' + instructions.replace('"', '""') + '"'
+    lines += [f"{c},{i},{quoted}" for c, i in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -159,6 +159,17 @@ class TestUnusableFiles:
         with pytest.raises(InputError, match="both mean 'purchaseHistoryID'"):
             read_table(path, OP.columns)
 
+    def test_a_row_with_too_many_cells_is_named(self, tmp_path: Path) -> None:
+        """An unquoted delimiter would shift values into the wrong columns: stop, name the row."""
+        path = write_csv(
+            tmp_path / "r.csv",
+            "community;purchaseHistoryID;redemptionInstructions\nacme;ORD1;ok\nacme;ORD2;Desk; 2nd floor\n",
+        )
+        with pytest.raises(
+            InputError, match=r"row 3 has 4 cells but the header has 3: .*';' without quotes"
+        ):
+            read_table(path, OP.columns)
+
     def test_empty_file(self, tmp_path: Path) -> None:
         with pytest.raises(InputError, match="empty"):
             read_table(write_csv(tmp_path / "e.csv", "  \n"), OP.columns)
