@@ -532,13 +532,7 @@ def _send_or_show(
     requests = prepared.plan.requests
     if options.communities is not None:
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
-    would_apply = requests.select(
-        "__request",
-        pl.lit(Status.WOULD_APPLY.value).alias("status"),
-        pl.lit(None, pl.Int64).alias("http_status"),
-        pl.lit(None, pl.String).alias("error"),
-        pl.lit(0, pl.Int64).alias("attempts"),
-    )
+    would_apply = results.would_apply(requests)
     if options.dry_run and not ledger.has_history():
         return would_apply, None, []  # the common audit case stays vectorised: no hashing
     triaged = triage(with_fingerprints(prepared, requests), ledger, force=options.force)

@@ -42,24 +42,27 @@ OUTCOME_SCHEMA = {
 _FORMULA_START = r"^[=+\-@\t\r\n]"
 
 
+def would_apply(requests: pl.DataFrame) -> pl.DataFrame:
+    """Request outcomes of a dry run: every request would apply."""
+    return requests.select(
+        "__request",
+        pl.lit(Status.WOULD_APPLY.value).alias("status"),
+        pl.lit(None, pl.Int64).alias("http_status"),
+        pl.lit(None, pl.String).alias("error"),
+        pl.lit(0, pl.Int64).alias("attempts"),
+    )
+
+
 def row_outcomes(
     validated: pl.DataFrame,
     rows: pl.DataFrame,
     requests: pl.DataFrame,
-    request_outcomes: pl.DataFrame | None,
+    request_outcomes: pl.DataFrame,
 ) -> pl.DataFrame:
     """One outcome per row: ``__row, community, status, http_status, error, attempts, request``.
 
-    ``request_outcomes`` is null for a dry run: every valid row then would apply.
+    Every row of a request reports that request's outcome; invalid rows report their errors.
     """
-    if request_outcomes is None:
-        request_outcomes = requests.select(
-            "__request",
-            pl.lit(Status.WOULD_APPLY.value).alias("status"),
-            pl.lit(None, pl.Int64).alias("http_status"),
-            pl.lit(None, pl.String).alias("error"),
-            pl.lit(0, pl.Int64).alias("attempts"),
-        )
     sent = (
         rows.join(requests.select("__request", "request"), on="__request", how="left")
         .join(request_outcomes, on="__request", how="left")

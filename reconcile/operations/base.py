@@ -107,6 +107,15 @@ class Operation(abc.ABC):
         return Classified(Verdict.REJECTED, message)
 
 
+class BearerKeyOperation(Operation, abc.ABC):
+    """An operation whose community is resolved by the API from a Bearer key (Returning.AI)."""
+
+    credentials = ("api_key",)
+
+    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credentials['api_key']}"}
+
+
 def api_message(body: bytes) -> str:
     """The human message of an API error envelope, or a short excerpt of the body."""
     try:

@@ -6,13 +6,18 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 import pandera.polars as pa
 import polars as pl
 
 from reconcile.operations import rules
-from reconcile.operations.base import Column, Operation, with_encoded_segment, with_json_object
+from reconcile.operations.base import (
+    BearerKeyOperation,
+    Column,
+    with_encoded_segment,
+    with_json_object,
+)
 
 ORDER_ID = r"^ORD[A-Za-z0-9]+$"
 MAX_INSTRUCTIONS = 10_000
@@ -20,10 +25,9 @@ MAX_VOUCHER_CODE = 512
 BODY_FIELDS = ("redemptionInstructions", "voucherCode", "voucherExpiryDate")
 
 
-class PurchaseHistory(Operation):
+class PurchaseHistory(BearerKeyOperation):
     name = "purchase-history"
     summary = "Returning.AI: correct an order's redemption instructions or voucher code + expiry"
-    credentials = ("api_key",)
     conflict_key = ("community", "purchaseHistoryID")
     columns = (
         Column("community", True, "required; a community of the job file"),
@@ -56,11 +60,7 @@ class PurchaseHistory(Operation):
         code, expiry = pl.col("voucherCode"), pl.col("voucherExpiryDate")
         return pa.DataFrameSchema(
             {
-                "community": pa.Column(
-                    str,
-                    nullable=False,
-                    checks=[rules.not_empty(), rules.one_of(communities, "community")],
-                ),
+                "community": rules.community_column(communities),
                 "purchaseHistoryID": pa.Column(
                     str,
                     nullable=False,
@@ -119,9 +119,6 @@ class PurchaseHistory(Operation):
             # Setting values is idempotent: the same request twice leaves the same state.
             pl.lit(True).alias("repeatable"),
         )
-
-    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {credentials['api_key']}"}
 
 
 OPERATION = PurchaseHistory()

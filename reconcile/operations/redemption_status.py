@@ -7,13 +7,13 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
 import pandera.polars as pa
 import polars as pl
 
 from reconcile.operations import rules
-from reconcile.operations.base import Column, Operation, with_json_object
+from reconcile.operations.base import BearerKeyOperation, Column, with_json_object
 
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0", "")
@@ -24,10 +24,9 @@ def refund_flag(column: pl.Expr) -> pl.Expr:
     return column.str.to_lowercase().is_in(TRUE_WORDS).fill_null(False)
 
 
-class RedemptionStatus(Operation):
+class RedemptionStatus(BearerKeyOperation):
     name = "redemption-status"
     summary = "Returning.AI: move a redemption order to another status, optionally refunding coins"
-    credentials = ("api_key",)
     conflict_key = ("community", "transactionId")
     columns = (
         Column("community", True, "required; a community of the job file"),
@@ -49,11 +48,7 @@ class RedemptionStatus(Operation):
     def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             {
-                "community": pa.Column(
-                    str,
-                    nullable=False,
-                    checks=[rules.not_empty(), rules.one_of(communities, "community")],
-                ),
+                "community": rules.community_column(communities),
                 "transactionId": pa.Column(
                     str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
                 ),
@@ -103,9 +98,6 @@ class RedemptionStatus(Operation):
             # Setting a status twice is harmless; refunding coins twice is not.
             (~refund).alias("repeatable"),
         )
-
-    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {credentials['api_key']}"}
 
 
 OPERATION = RedemptionStatus()

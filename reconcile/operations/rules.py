@@ -113,3 +113,8 @@ def dmy_date_checks() -> list[pa.Check]:
             ),
         ),
     ]
+
+
+def community_column(communities: Collection[str]) -> pa.Column:
+    """Every operation's ``community``: required, and one of the job file's communities."""
+    return pa.Column(str, nullable=False, checks=[not_empty(), one_of(communities, "community")])
