@@ -206,6 +206,9 @@ def _operations() -> int:
             print(
                 f"  {column.name:<24} {'required' if column.required else 'optional':<9} {column.rule}"
             )
+        for family in operation.families:
+            key = f"{family}.<key>"
+            print(f"  {key:<24} {'optional':<9} each becomes a key of {family}; empty = not sent")
         print()
     return EXIT_OK
 

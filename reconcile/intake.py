@@ -23,6 +23,8 @@ ROW = "__row"
 #: Columns reconcile writes into results files; dropped from an input so that a results or
 #: errors file can be uploaded again as it is.
 RESULT_COLUMNS = ("row", "status", "http_status", "error", "attempts", "request")
+#: Our column's name when the input has a column of the very same name (``reconcile_status``).
+RESULT_PREFIX = "reconcile_"
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 _BOM = b"\xef\xbb\xbf"
 _DELIMITERS = (",", ";", "\t")
@@ -90,14 +92,20 @@ def sniff_delimiter(data: bytes) -> str:
     return best if counts[best] else ","
 
 
-def read_table(path: Path, columns: Sequence[Column], *, sheet: str | None = None) -> Table:
+def read_table(
+    path: Path,
+    columns: Sequence[Column],
+    *,
+    sheet: str | None = None,
+    families: Sequence[str] = (),
+) -> Table:
     """Read ``path`` (CSV, or a workbook by its suffix) and map its headers onto ``columns``.
 
     Raises InputError (nothing is sent) for an unreadable file, a missing required column, or two
     headers that mean the same column.
     """
     if path.suffix.lower() in SPREADSHEET_SUFFIXES:
-        return read_workbook(path, columns, sheet=sheet)
+        return read_workbook(path, columns, sheet=sheet, families=families)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -119,7 +127,7 @@ def read_table(path: Path, columns: Sequence[Column], *, sheet: str | None = Non
             _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({exc})."
         ) from None
     headers = [(h or "").strip() for h in grid.row(0)]
-    table = _map_headers(path, grid.slice(1), headers, columns)
+    table = _map_headers(path, grid.slice(1), headers, columns, families)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -138,7 +146,9 @@ def _csv_problem(path: Path, data: bytes, separator: str) -> str | None:
     return None
 
 
-def read_workbook(path: Path, columns: Sequence[Column], *, sheet: str | None = None) -> Table:
+def read_workbook(
+    path: Path, columns: Sequence[Column], *, sheet: str | None = None, families: Sequence[str] = ()
+) -> Table:
     """The first sheet (or ``sheet``) of an .xlsx, every cell as text.
 
     A real date cell in a date column becomes DD/MM/YYYY (unambiguous); a number cell in an ID
@@ -205,23 +215,50 @@ def read_workbook(path: Path, columns: Sequence[Column], *, sheet: str | None = 
             grid = grid.with_columns(fixes)
         if flagged:
             problems = pl.concat(flagged)
-    table = _map_headers(path, grid, headers, columns)
+    table = _map_headers(path, grid, headers, columns, families)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
 
 
+def family_column(header: str, families: Sequence[str]) -> str | None:
+    """``Metadata.location_id`` -> ``metadata.location_id`` for the family ``metadata``: the
+    family matches like any header, the key is kept as written (API keys are case-sensitive)."""
+    family, dot, key = header.partition(".")
+    if not dot or not key.strip():
+        return None
+    for name in families:
+        if header_key(family) == header_key(name):
+            return f"{name}.{key.strip()}"
+    return None
+
+
 def _map_headers(
-    path: Path, frame: pl.DataFrame, headers: list[str], columns: Sequence[Column]
+    path: Path,
+    frame: pl.DataFrame,
+    headers: list[str],
+    columns: Sequence[Column],
+    families: Sequence[str] = (),
 ) -> Table:
     wanted = {header_key(c.name): c.name for c in columns}
     required = [c.name for c in columns if c.required]
     canonical: dict[str, str] = {}
     names: list[str] = []
     keep: list[int] = []
+    ours = {header_key(r) for r in RESULT_COLUMNS}
+    claimed = {
+        wanted[header_key(h)]
+        for h in headers
+        if h and h not in RESULT_COLUMNS and header_key(h) in wanted
+    }
     for position, header in enumerate(headers):
         name = header or f"column {position + 1}"
-        if header_key(name) in {header_key(r) for r in RESULT_COLUMNS}:
-            continue  # our own output columns: a results file can be uploaded again
-        target = wanted.get(header_key(name))
+        target = wanted.get(header_key(name)) or family_column(name, families)
+        if name.startswith(RESULT_PREFIX) or (
+            header_key(name) in ours
+            and (target is None or (name in RESULT_COLUMNS and target in claimed))
+        ):
+            # Our own output columns: a results or errors file can be uploaded again as it is.
+            # (An operation's own "Status" column is kept; our "status" beside it is dropped.)
+            continue
         if target is not None:
             if target in canonical:
                 raise InputError(

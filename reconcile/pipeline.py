@@ -84,9 +84,10 @@ def sibling(out: Path, suffix: str) -> Path:
 def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared:
     """Read and check everything; raises InputError/ConfigError before anything is sent."""
     operation = get_operation(job.operation)
-    table = read_table(input_path, operation.columns, sheet=sheet)
+    table = read_table(input_path, operation.columns, sheet=sheet, families=operation.families)
+    names = operation.column_names + operation.family_columns(list(table.canonical))
     validated = validate(
-        table.operation_view(operation.column_names),
+        table.operation_view(names),
         operation,
         job.communities.keys(),
         table.canonical,

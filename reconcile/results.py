@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reconcile.intake import ROW, Table
+from reconcile.intake import RESULT_PREFIX, ROW, Table
 from reconcile.validate import ERROR
 
 
@@ -88,16 +88,20 @@ def results_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
     """``row``, the input columns under their own headers, then the outcome columns."""
     columns = [c for c in table.frame.columns if c != ROW]
     return table.frame.join(
-        outcomes.drop("community"), on=ROW, how="left", maintain_order="left"
+        outcomes.drop("community").rename(lambda c: _ours(c, columns)),
+        on=ROW,
+        how="left",
+        maintain_order="left",
     ).select(
-        pl.col(ROW).alias("row"),
+        pl.col(ROW).alias(_ours("row", columns)),
         *columns,
-        "status",
-        "http_status",
-        "error",
-        "attempts",
-        "request",
+        *(_ours(c, columns) for c in ("status", "http_status", "error", "attempts", "request")),
     )
+
+
+def _ours(name: str, input_columns: Sequence[str]) -> str:
+    """Our result column's name: prefixed only where the input has a column of that name."""
+    return f"{RESULT_PREFIX}{name}" if name in input_columns else name
 
 
 def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
@@ -136,8 +140,9 @@ def errors_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
     """Rows not applied, with their original columns and the error: a file to fix and re-run."""
     failed = outcomes.filter(~pl.col("status").is_in([s.value for s in SUCCESS]))
     columns = [c for c in table.frame.columns if c != ROW]
-    return table.frame.join(failed.select(ROW, "status", "error"), on=ROW, how="inner").select(
-        *columns, "status", "error"
+    mine = failed.select(ROW, "status", "error").rename(lambda c: _ours(c, columns))
+    return table.frame.join(mine, on=ROW, how="inner").select(
+        *columns, _ours("status", columns), _ours("error", columns)
     )
 
 

@@ -39,7 +39,7 @@ def validate(
     ``cell_errors`` (``__row``, ``message``) adds what only the file format showed.
     """
     normalised = operation.normalise(frame.lazy()).collect()
-    schema = operation.schema(communities)
+    schema = operation.schema(communities, operation.family_columns(normalised.columns))
     try:
         schema.validate(normalised, lazy=True)
         failures = None

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from reconcile.exceptions import ConfigError
-from reconcile.operations import purchase_history, redemption_status
+from reconcile.operations import (
+    purchase_history,
+    redemption_status,
+    voucherify_order,
+    voucherify_rollback,
+)
 from reconcile.operations.base import Classified, Column, Operation, Verdict
 
 OPERATIONS: dict[str, Operation] = {
-    op.name: op for op in (purchase_history.OPERATION, redemption_status.OPERATION)
+    op.name: op
+    for op in (
+        purchase_history.OPERATION,
+        redemption_status.OPERATION,
+        voucherify_order.OPERATION,
+        voucherify_rollback.OPERATION,
+    )
 }
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import json
 import urllib.parse
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 import pandera.polars as pa
 import polars as pl
@@ -60,6 +60,9 @@ class Operation(abc.ABC):
     """Credential names the job file gives as ``<name>_env`` per community."""
     conflict_key: tuple[str, ...]
     """Rows sharing these values in one file are all invalid: their order would decide."""
+    families: tuple[str, ...] = ()
+    """Column families: a header ``metadata.<key>`` is column ``metadata.<key>`` of the family
+    ``metadata`` (its values become one JSON object; an empty cell leaves the key out)."""
     request_key: tuple[str, ...] | None = None
     """Output columns of ``requests`` whose equal values make several rows one request
     (line items of one transaction); None: every row is its own request."""
@@ -68,16 +71,29 @@ class Operation(abc.ABC):
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def family_columns(self, names: Sequence[str]) -> list[str]:
+        """The family columns among ``names``, in their order."""
+        return [n for n in names if "." in n and n.split(".", 1)[0] in self.families]
+
     def normalise(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """Trim every operation column and fold CRLF inside cells, as the API trims values."""
+        """Trim every operation column and fold CRLF inside cells, as the API trims values; a
+        family cell of only spaces is an empty cell (the key is not sent)."""
+        names = frame.collect_schema().names()
+        family = self.family_columns(names)
         return frame.with_columns(
-            pl.col(c.name).str.replace_all("\r\n", "\n", literal=True).str.strip_chars()
-            for c in self.columns
+            *(
+                pl.col(c.name).str.replace_all("\r\n", "\n", literal=True).str.strip_chars()
+                for c in self.columns
+            ),
+            *(pl.col(n).str.strip_chars().replace("", None) for n in family),
         )
 
     @abc.abstractmethod
-    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
-        """The API's rules for one row, as a pandera schema over the normalised frame."""
+    def schema(
+        self, communities: Collection[str], family_columns: Sequence[str] = ()
+    ) -> pa.DataFrameSchema:
+        """The API's rules for one row, as a pandera schema over the normalised frame
+        (``family_columns``: the family columns this file has, e.g. ``metadata.location``)."""
 
     @abc.abstractmethod
     def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
@@ -130,26 +146,54 @@ def api_message(body: bytes) -> str:
     return ""
 
 
-def with_json_object(
-    frame: pl.DataFrame, fields: Mapping[str, pl.Expr], alias: str
-) -> pl.DataFrame:
+JsonFields = Mapping[str, "pl.Expr | JsonFields"]
+
+
+def _leaves(fields: JsonFields, prefix: str = "") -> list[tuple[str, pl.Expr]]:
+    found: list[tuple[str, pl.Expr]] = []
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            found += _leaves(value, f"{prefix}{key}\0")
+        else:
+            found.append((f"{prefix}{key}", value))
+    return found
+
+
+def _struct(fields: JsonFields, present: Mapping[str, str], prefix: str = "") -> pl.Expr | None:
+    """A struct of the present leaves (path -> column); a nested object with no present leaf is
+    left out."""
+    members = []
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            inner = _struct(value, present, f"{prefix}{key}\0")
+            if inner is not None:
+                members.append(inner.alias(key))
+        elif f"{prefix}{key}" in present:
+            members.append(pl.col(present[f"{prefix}{key}"]).alias(key))
+    return pl.struct(members) if members else None
+
+
+def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.DataFrame:
     """Add ``alias``: a JSON object per row, keys in the given order, null fields left out.
 
-    Rows are grouped by which fields they have (a handful of shapes); each shape is encoded by
-    polars in one pass (correct escaping), so the text is deterministic and doubles as the
-    canonical body.
+    ``fields`` maps keys to expressions, or to nested mappings (a nested object, left out when
+    none of its fields is present). Rows are grouped by which fields they have (a handful of
+    shapes); each shape is encoded by polars in one pass (correct escaping), so the text is
+    deterministic and doubles as the canonical body.
     """
-    keys = list(fields)
+    leaves = _leaves(fields)
+    columns = {f"__leaf{i}": expr for i, (_, expr) in enumerate(leaves)}
     shape = pl.sum_horizontal(
-        expr.is_not_null().cast(pl.UInt32) * (1 << bit) for bit, expr in enumerate(fields.values())
+        expr.is_not_null().cast(pl.UInt64) * (1 << bit) for bit, (_, expr) in enumerate(leaves)
     )
     indexed = frame.select(
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias("__index"), shape.alias("__shape"), **fields
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("__index"), shape.alias("__shape"), **columns
     )
     parts = []
     for code in indexed.get_column("__shape").unique().to_list():
-        present = [k for bit, k in enumerate(keys) if code >> bit & 1]
-        encoded = pl.struct(present).struct.json_encode() if present else pl.lit("{}")
+        present = {path: f"__leaf{bit}" for bit, (path, _) in enumerate(leaves) if code >> bit & 1}
+        struct = _struct(fields, present)
+        encoded = struct.struct.json_encode() if struct is not None else pl.lit("{}")
         parts.append(
             indexed.filter(pl.col("__shape") == code).select("__index", encoded.alias(alias))
         )

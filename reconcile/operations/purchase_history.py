@@ -6,7 +6,7 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import pandera.polars as pa
 import polars as pl
@@ -56,7 +56,9 @@ class PurchaseHistory(BearerKeyOperation):
         ),
     )
 
-    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
+    def schema(
+        self, communities: Collection[str], family_columns: Sequence[str] = ()
+    ) -> pa.DataFrameSchema:
         code, expiry = pl.col("voucherCode"), pl.col("voucherExpiryDate")
         return pa.DataFrameSchema(
             {

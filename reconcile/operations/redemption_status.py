@@ -7,7 +7,7 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import pandera.polars as pa
 import polars as pl
@@ -45,7 +45,9 @@ class RedemptionStatus(BearerKeyOperation):
         ),
     )
 
-    def schema(self, communities: Collection[str]) -> pa.DataFrameSchema:
+    def schema(
+        self, communities: Collection[str], family_columns: Sequence[str] = ()
+    ) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             {
                 "community": rules.community_column(communities),

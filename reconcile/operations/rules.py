@@ -118,3 +118,28 @@ def dmy_date_checks() -> list[pa.Check]:
 def community_column(communities: Collection[str]) -> pa.Column:
     """Every operation's ``community``: required, and one of the job file's communities."""
     return pa.Column(str, nullable=False, checks=[not_empty(), one_of(communities, "community")])
+
+
+def whole_amount_checks() -> list[pa.Check]:
+    """A non-negative integer in the smallest currency unit; each wrong shape its own hint."""
+    decimals = r"^-?[0-9]+[.,][0-9]+$"
+    negative = r"^-[0-9]+([.,][0-9]+)?$"
+    return [
+        not_empty(),
+        check(
+            "has decimals: amounts are whole numbers in the smallest currency unit "
+            "(cents): write 2100 for 21.00",
+            lambda c: ~c.str.contains(decimals),
+        ),
+        check("is negative: amounts cannot be below 0", lambda c: ~c.str.contains(negative)),
+        check(
+            "is not a whole number: write digits only, in the smallest currency unit (cents)",
+            lambda c: (
+                c.str.contains(r"^[0-9]+$")
+                | c.str.contains(decimals)
+                | c.str.contains(negative)
+                | (c.str.len_chars() == 0)
+            ),
+        ),
+        check("is too large: at most 15 digits", lambda c: c.str.len_chars() <= 15),
+    ]

@@ -16,11 +16,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconcile.sandbox import purchase_history, redemption_status
-from reconcile.sandbox.endpoint import ApiError, Endpoint
+from reconcile.sandbox import (
+    purchase_history,
+    redemption_status,
+    voucherify_order,
+    voucherify_rollback,
+)
+from reconcile.sandbox.endpoint import ApiError, Endpoint, bearer_key
 from reconcile.sandbox.state import SandboxState
 
-ENDPOINTS: tuple[Endpoint, ...] = (purchase_history.ENDPOINT, redemption_status.ENDPOINT)
+ENDPOINTS: tuple[Endpoint, ...] = (
+    purchase_history.ENDPOINT,
+    redemption_status.ENDPOINT,
+    voucherify_order.ENDPOINT,
+    voucherify_rollback.ENDPOINT,
+)
 
 
 class DroppedConnection(Exception):
@@ -48,12 +58,6 @@ def _error(
     return JSONResponse(endpoint.error(status, message), status_code=status, headers=headers)
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> Response:
     started = time.time()
     entry: dict[str, Any] = {
@@ -72,17 +76,18 @@ async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> 
 async def _answer(
     request: Request, endpoint: Endpoint, state: SandboxState, entry: dict[str, Any]
 ) -> Response:
-    key = _bearer(request)
-    found = state.community_for(key) if key else None
+    found = (endpoint.authenticate or bearer_key)(request.headers, state)
     if found is None:
-        return _error(endpoint, 401, "Unauthorized: missing or invalid API key")
+        return _error(endpoint, 401, "Unauthorized: missing or invalid credentials")
     community, permissions = found
     entry["community"] = community["name"]
     if endpoint.permission not in permissions:
         return _error(
             endpoint, 403, f"Forbidden: the API key lacks the {endpoint.permission} permission"
         )
-    wait = state.retry_after(key)
+    # Per key (Returning.AI) or per application (Voucherify): the credential, not the endpoint.
+    identity = request.headers.get("authorization") or request.headers.get("x-app-id", "")
+    wait = state.retry_after(identity)
     if wait > 0:
         return _error(
             endpoint, 429, "Too many requests", {"Retry-After": str(max(1, round(wait + 0.5)))}

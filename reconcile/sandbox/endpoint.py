@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconcile.sandbox.state import SandboxState
+
+#: Request headers -> (community, permissions), or None for 401.
+Authenticate = Callable[
+    [Mapping[str, str], SandboxState], "tuple[dict[str, Any], frozenset[str]] | None"
+]
 
 Apply = Callable[
     [SandboxState, dict[str, Any], dict[str, str], dict[str, str], Any, bool],
@@ -32,6 +37,8 @@ class Endpoint:
     """(state, community, path params, query, JSON body, fail_mid_write) -> (status, payload);
     raises ApiError. Called under the state lock: all its writes commit together or not at all
     (``fail_mid_write`` makes it fail between two writes, to show that)."""
+    authenticate: Authenticate | None = None
+    """How a request names its community (default: a Bearer key)."""
     error_body: Callable[[int, str], dict[str, Any]] | None = None
     """The API's error envelope for this endpoint (default: ``envelope``)."""
 
@@ -47,3 +54,20 @@ def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:
     if data is not None:
         body["data"] = data
     return body
+
+
+def bearer_key(
+    headers: Mapping[str, str], state: SandboxState
+) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """Returning.AI: ``Authorization: Bearer <key>``; the key names the community."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return state.community_for(token.strip())
+
+
+def app_token(
+    headers: Mapping[str, str], state: SandboxState
+) -> tuple[dict[str, Any], frozenset[str]] | None:
+    """Voucherify: ``X-App-Id`` + ``X-App-Token`` name a project (our community)."""
+    return state.app_for(headers.get("x-app-id", ""), headers.get("x-app-token", ""))

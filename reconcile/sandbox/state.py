@@ -89,6 +89,8 @@ class SandboxState:
             "purchaseHistories",
             "redemptionStatuses",
             "redemptionTransactions",
+            "voucherifyOrders",
+            "voucherifyRedemptions",
         ):
             self.data.setdefault(key, [])
         self.faults = faults or Faults()
@@ -100,6 +102,11 @@ class SandboxState:
         self._buckets: dict[str, TokenBucket] = {}
         self._fault_hits: dict[int, int] = {}
         self._fault_seen: dict[int, int] = {}
+        self._apps = {
+            (a["app_id"], a["app_token"]): (c, frozenset(a.get("permissions", [])))
+            for c in self.data["communities"]
+            for a in c.get("apps", [])
+        }
         self._keys = {
             k["key"]: (c, frozenset(k.get("permissions", [])))
             for c in self.data["communities"]
@@ -110,13 +117,21 @@ class SandboxState:
     def community_for(self, key: str) -> tuple[dict[str, Any], frozenset[str]] | None:
         return self._keys.get(key)
 
+    def app_for(self, app_id: str, app_token: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+        return self._apps.get((app_id, app_token))
+
     def credentials(self) -> dict[str, dict[str, str]]:
-        """Community name -> the credentials a client uses (its first key), for ``--sandbox``."""
-        return {
-            c["name"]: {"api_key": c["keys"][0]["key"]}
-            for c in self.data["communities"]
-            if c.get("keys")
-        }
+        """Community name -> the credentials a client uses (first key, first app), for
+        ``--sandbox``; each operation takes the ones it needs."""
+        found: dict[str, dict[str, str]] = {}
+        for community in self.data["communities"]:
+            mine = found.setdefault(community["name"], {})
+            if community.get("keys"):
+                mine["api_key"] = community["keys"][0]["key"]
+            if community.get("apps"):
+                mine["app_id"] = community["apps"][0]["app_id"]
+                mine["app_token"] = community["apps"][0]["app_token"]
+        return found
 
     def revoke(self, key: str) -> None:
         """Tests: a key stops working, as when an admin rotates it."""

@@ -1,0 +1,100 @@
+"""Voucherify ``POST /v1/redemptions/{redemptionId}/rollback``: undo a redemption.
+
+Rules from ``shared/api/voucherify-redemption-rollback.txt``: ``reason`` and ``tracking_id`` go
+in the query, ``metadata.<key>`` columns in the body. A rollback is not idempotent, and a 2xx
+answer whose ``result`` is ``FAILURE`` did not roll anything back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+
+import pandera.polars as pa
+import polars as pl
+
+from reconcile.operations import rules
+from reconcile.operations.base import (
+    Classified,
+    Column,
+    Verdict,
+    with_encoded_segment,
+    with_json_object,
+)
+from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+
+
+class VoucherifyRollback(VoucherifyOperation):
+    name = "voucherify-rollback"
+    summary = "Voucherify: roll back (undo) a redemption; never repeated blindly"
+    conflict_key = ("community", "redemptionId")
+    columns = (
+        Column("community", True, "required; a Voucherify project of the job file"),
+        Column(
+            "redemptionId",
+            True,
+            "required; the redemption to undo, e.g. r_0ba186c4824e4881e1",
+            kind="id",
+        ),
+        Column("reason", False, "optional; why (sent as the reason query parameter)"),
+        Column("tracking_id", False, "optional; the customer's source_id (query parameter)"),
+    )
+
+    def schema(
+        self, communities: Collection[str], family_columns: Sequence[str] = ()
+    ) -> pa.DataFrameSchema:
+        return pa.DataFrameSchema(
+            {
+                "community": rules.community_column(communities),
+                "redemptionId": pa.Column(
+                    str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
+                ),
+                "reason": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "tracking_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+            },
+            strict=False,
+        )
+
+    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+        metadata = {c.split(".", 1)[1]: pl.col(c) for c in self.family_columns(valid.columns)}
+        frame = with_encoded_segment(valid, "redemptionId", "__segment")
+        frame = with_encoded_segment(frame, "reason", "__reason")
+        frame = with_encoded_segment(frame, "tracking_id", "__tracking")
+        frame = with_json_object(frame, {"metadata": metadata}, "__body")
+        query = pl.concat_str(
+            pl.lit("reason=") + pl.col("__reason"),
+            pl.lit("tracking_id=") + pl.col("__tracking"),
+            separator="&",
+            ignore_nulls=True,
+        )
+        path = pl.lit("/v1/redemptions/") + pl.col("__segment") + pl.lit("/rollback")
+        return frame.select(
+            "__row",
+            "community",
+            pl.col("redemptionId").alias("target"),
+            pl.lit("POST").alias("method"),
+            pl.when(query != "").then(path + pl.lit("?") + query).otherwise(path).alias("path"),
+            pl.col("__body").alias("body"),
+            # Undoing a redemption twice is not the same as once.
+            pl.lit(False).alias("repeatable"),
+        )
+
+    def classify(self, status: int, body: bytes) -> Classified:
+        """A 2xx with ``result: FAILURE`` rolled nothing back: rejected, with the API's reason."""
+        verdict = super().classify(status, body)
+        if verdict.verdict is Verdict.APPLIED:
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                return verdict
+            if isinstance(answer, dict) and answer.get("result") == "FAILURE":
+                code = answer.get("failure_code") or "failure"
+                message = answer.get("failure_message") or "the rollback failed"
+                return Classified(Verdict.REJECTED, f"rollback FAILURE ({code}): {message}")
+            return verdict
+        if status >= 400:
+            return Classified(verdict.verdict, voucherify_message(body))
+        return verdict
+
+
+OPERATION = VoucherifyRollback()

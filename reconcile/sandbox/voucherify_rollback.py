@@ -1,0 +1,75 @@
+"""Emulates Voucherify ``POST /v1/redemptions/{redemptionId}/rollback``
+(shared/api/voucherify-redemption-rollback.txt). Rollbacks are counted per redemption, so tests
+can prove none was sent twice; a redemption can be seeded to answer ``result: FAILURE``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Any
+
+from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token
+from reconcile.sandbox.state import SandboxState
+from reconcile.sandbox.voucherify_order import error_body
+
+
+def apply(
+    state: SandboxState,
+    community: dict[str, Any],
+    params: dict[str, str],
+    query: dict[str, str],
+    body: Any,
+    fail_mid_write: bool,
+) -> tuple[int, dict[str, Any]]:
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(400, "Invalid payload: body must be an object")
+    target = params["redemptionId"]
+    redemption = next(
+        (
+            r
+            for r in state.data["voucherifyRedemptions"]
+            if r["project"] == community["id"] and r["id"] == target
+        ),
+        None,
+    )
+    if redemption is None:
+        raise ApiError(404, f"Resource not found: Cannot find redemption with id {target}")
+    if redemption.get("rolled_back"):
+        raise ApiError(
+            400, f"Already rolled back: redemption {target} has already been rolled back"
+        )
+    answer = {
+        "id": f"rr_{secrets.token_hex(9)}",
+        "object": "redemption_rollback",
+        "date": dt.datetime.now(dt.UTC).isoformat(),
+        "redemption": target,
+        "reason": query.get("reason"),
+        "tracking_id": query.get("tracking_id"),
+        "metadata": (body or {}).get("metadata"),
+        "amount": -redemption.get("amount", 0),
+    }
+    failure = redemption.get("rollback_failure")
+    if failure:
+        return 200, {
+            **answer,
+            "result": "FAILURE",
+            "status": "FAILED",
+            "failure_code": failure[0],
+            "failure_message": failure[1],
+        }
+    if fail_mid_write:
+        raise ApiError(500, "Internal error")
+    redemption["rolled_back"] = True
+    redemption["rollbacks"] = redemption.get("rollbacks", 0) + 1
+    return 200, {**answer, "result": "SUCCESS", "status": "SUCCEEDED"}
+
+
+ENDPOINT = Endpoint(
+    name="voucherify-rollback",
+    method="POST",
+    path="/v1/redemptions/{redemptionId}/rollback",
+    permission="voucherify",
+    apply=apply,
+    authenticate=app_token,
+    error_body=error_body,
+)
