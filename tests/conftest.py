@@ -18,6 +18,10 @@ from reconcile.sandbox.state import DEFAULT_SEED
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
 KEYS = {"acme": "sandbox-key-acme", "globex": "sandbox-key-globex"}
+APPS = {
+    "acme": ("app-acme-0001", "sandbox-token-acme"),
+    "globex": ("app-globex-0001", "sandbox-token-globex"),
+}
 
 
 GENERATED = 300
@@ -52,6 +56,9 @@ def sandbox(seed: dict[str, Any]) -> Iterator[SandboxServer]:
 def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("RECONCILE_TEST_KEY_ACME", KEYS["acme"])
     monkeypatch.setenv("RECONCILE_TEST_KEY_GLOBEX", KEYS["globex"])
+    for name, (app_id, token) in APPS.items():
+        monkeypatch.setenv(f"RECONCILE_TEST_APP_ID_{name.upper()}", app_id)
+        monkeypatch.setenv(f"RECONCILE_TEST_APP_TOKEN_{name.upper()}", token)
     return KEYS
 
 
@@ -66,12 +73,14 @@ def write_job(path: Path, base_url: str = "https://api.example.invalid", **top: 
         **top,
     }
     lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
-    lines += [
-        "[communities.acme]",
-        'api_key_env = "RECONCILE_TEST_KEY_ACME"',
-        "[communities.globex]",
-        'api_key_env = "RECONCILE_TEST_KEY_GLOBEX"',
-    ]
+    for name in ("acme", "globex"):
+        upper = name.upper()
+        lines += [
+            f"[communities.{name}]",
+            f'api_key_env = "RECONCILE_TEST_KEY_{upper}"',
+            f'app_id_env = "RECONCILE_TEST_APP_ID_{upper}"',
+            f'app_token_env = "RECONCILE_TEST_APP_TOKEN_{upper}"',
+        ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -182,6 +182,8 @@ def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.
     deterministic and doubles as the canonical body.
     """
     leaves = _leaves(fields)
+    if not leaves:
+        return frame.with_columns(pl.lit("{}").alias(alias))
     columns = {f"__leaf{i}": expr for i, (_, expr) in enumerate(leaves)}
     shape = pl.sum_horizontal(
         expr.is_not_null().cast(pl.UInt64) * (1 << bit) for bit, (_, expr) in enumerate(leaves)
