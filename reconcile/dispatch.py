@@ -152,7 +152,10 @@ class Dispatcher:
                 settings = self.job.communities[name]
                 community = _Community(
                     name=name,
-                    headers=self.operation.auth_headers(secrets),
+                    headers={
+                        **self.operation.extra_headers(self.job.options),
+                        **self.operation.auth_headers(secrets),
+                    },
                     pacer=Pacer(settings.rate_per_second),
                     concurrency=settings.concurrency,
                 )

@@ -221,13 +221,12 @@ def read_workbook(
 
 def family_column(header: str, families: Sequence[str]) -> str | None:
     """``Metadata.location_id`` -> ``metadata.location_id`` for the family ``metadata``: the
-    family matches like any header, the key is kept as written (API keys are case-sensitive)."""
-    family, dot, key = header.partition(".")
-    if not dot or not key.strip():
-        return None
-    for name in families:
-        if header_key(family) == header_key(name):
-            return f"{name}.{key.strip()}"
+    family matches case-insensitively, the key is kept as written (API keys are case-sensitive).
+    The longest family wins (``lineItems.extendedFields`` before ``lineItems``)."""
+    for name in sorted(families, key=len, reverse=True):
+        prefix = f"{name}."
+        if header.casefold().startswith(prefix.casefold()) and header[len(prefix) :].strip():
+            return f"{name}.{header[len(prefix) :].strip()}"
     return None
 
 

@@ -68,6 +68,8 @@ class Job:
     """An inbox file modified more recently than this is still being written: left for later."""
     results_format: str = "csv"
     notify_url: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The ``[options]`` table: settings of the operation (e.g. ``skip_downstream``)."""
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> Job:
@@ -113,6 +115,7 @@ _TOP_KEYS = {
     "settle_seconds": (int, float),
     "results_format": str,
     "notify_url": str,
+    "options": dict,
     "communities": dict,
 }
 _COMMUNITY_LIMIT_KEYS = {"rate_per_second": (int, float), "concurrency": int}
@@ -213,5 +216,6 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
         settle_seconds=float(raw.get("settle_seconds", DEFAULT_SETTLE_SECONDS)),
         results_format=raw.get("results_format", "csv"),
         notify_url=notify,
+        options=dict(raw.get("options", {})),
         communities=communities,
     )

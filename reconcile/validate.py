@@ -47,6 +47,9 @@ def validate(
         failures = _messages(exc.failure_cases, operation, headers)
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
     errors = conflicts if failures is None else pl.concat([failures, conflicts])
+    across = operation.group_errors(normalised, headers)
+    if across is not None and across.height:
+        errors = pl.concat([errors, across.select(pl.col("index").cast(pl.UInt32), "message")])
     if cell_errors is not None and cell_errors.height:
         positions = normalised.select(ROW).with_row_index("index")
         errors = pl.concat([cell_errors.join(positions, on=ROW).select("index", "message"), errors])
@@ -70,7 +73,7 @@ def _messages(
     templates = cases.get_column("check").unique().to_list()
     rendered = {
         t: re.sub(
-            r"\{(\w+)\}", lambda m: quoted.get(m.group(1), m.group(0)), _BUILTIN_MESSAGES.get(t, t)
+            r"\{([\w.]+)\}", lambda m: quoted.get(m.group(1), m.group(0)), _BUILTIN_MESSAGES.get(t, t)
         )
         for t in templates
     }

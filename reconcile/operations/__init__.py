@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reconcile.exceptions import ConfigError
 from reconcile.operations import (
+    capillary_transaction,
     purchase_history,
     redemption_status,
     voucherify_order,
@@ -18,6 +19,7 @@ OPERATIONS: dict[str, Operation] = {
         redemption_status.OPERATION,
         voucherify_order.OPERATION,
         voucherify_rollback.OPERATION,
+        capillary_transaction.OPERATION,
     )
 }
 

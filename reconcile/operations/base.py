@@ -13,6 +13,7 @@ import enum
 import json
 import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -73,7 +74,20 @@ class Operation(abc.ABC):
 
     def family_columns(self, names: Sequence[str]) -> list[str]:
         """The family columns among ``names``, in their order."""
-        return [n for n in names if "." in n and n.split(".", 1)[0] in self.families]
+        return [n for n in names if any(n.startswith(f"{f}.") for f in self.families)]
+
+    def family_members(self, names: Sequence[str], family: str) -> dict[str, pl.Expr]:
+        """``{key: column}`` of one family, for a JSON object."""
+        prefix = f"{family}."
+        return {n[len(prefix) :]: pl.col(n) for n in names if n.startswith(prefix)}
+
+    def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
+        """Rules across rows beyond ``conflict_key`` (``index``, ``message``); none by default."""
+        return None
+
+    def extra_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        """Headers from the job's ``[options]`` table (none by default)."""
+        return {}
 
     def normalise(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """Trim every operation column and fold CRLF inside cells, as the API trims values; a

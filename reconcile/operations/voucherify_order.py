@@ -79,7 +79,7 @@ class VoucherifyOrder(VoucherifyOperation):
         )
 
     def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
-        metadata = {c.split(".", 1)[1]: pl.col(c) for c in self.family_columns(valid.columns)}
+        metadata = self.family_members(valid.columns, "metadata")
         body = with_json_object(
             with_encoded_segment(valid, "orderId", "__segment"),
             {

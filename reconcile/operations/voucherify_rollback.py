@@ -56,7 +56,7 @@ class VoucherifyRollback(VoucherifyOperation):
         )
 
     def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
-        metadata = {c.split(".", 1)[1]: pl.col(c) for c in self.family_columns(valid.columns)}
+        metadata = self.family_members(valid.columns, "metadata")
         frame = with_encoded_segment(valid, "redemptionId", "__segment")
         frame = with_encoded_segment(frame, "reason", "__reason")
         frame = with_encoded_segment(frame, "tracking_id", "__tracking")

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from reconcile.sandbox import (
+    capillary_transaction,
     purchase_history,
     redemption_status,
     voucherify_order,
@@ -30,6 +31,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     redemption_status.ENDPOINT,
     voucherify_order.ENDPOINT,
     voucherify_rollback.ENDPOINT,
+    capillary_transaction.ENDPOINT,
 )
 
 

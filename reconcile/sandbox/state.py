@@ -91,6 +91,7 @@ class SandboxState:
             "redemptionTransactions",
             "voucherifyOrders",
             "voucherifyRedemptions",
+            "capillaryTransactions",
         ):
             self.data.setdefault(key, [])
         self.faults = faults or Faults()
@@ -107,6 +108,14 @@ class SandboxState:
             for c in self.data["communities"]
             for a in c.get("apps", [])
         }
+        # Capillary's HTTP Basic users share the look-up, under "basic:<username>".
+        self._apps.update(
+            {
+                (f"basic:{u['username']}", u["password"]): (c, frozenset(u.get("permissions", [])))
+                for c in self.data["communities"]
+                for u in c.get("users", [])
+            }
+        )
         self._keys = {
             k["key"]: (c, frozenset(k.get("permissions", [])))
             for c in self.data["communities"]
@@ -131,6 +140,9 @@ class SandboxState:
             if community.get("apps"):
                 mine["app_id"] = community["apps"][0]["app_id"]
                 mine["app_token"] = community["apps"][0]["app_token"]
+            if community.get("users"):
+                mine["username"] = community["users"][0]["username"]
+                mine["password"] = community["users"][0]["password"]
         return found
 
     def revoke(self, key: str) -> None:

@@ -1,0 +1,357 @@
+"""Capillary ``PUT /v2/transactions``: correct a transaction's fields and its line items.
+
+Rules from ``shared/api/capillary-transaction-update.txt``. Several rows of one transaction
+(same ``id`` or ``number``), each naming a line item, form one request with a ``lineItems``
+array; every one of those rows reports that request's outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import pandera.polars as pa
+import polars as pl
+
+from reconcile.operations import rules
+from reconcile.operations.base import (
+    Classified,
+    Column,
+    Operation,
+    Verdict,
+    with_encoded_segment,
+    with_json_object,
+)
+
+IDENTIFIERS = (
+    "mobile",
+    "email",
+    "externalId",
+    "id",
+    "wechat",
+    "martjackid",
+    "fbId",
+    "cardnumber",
+    "cardExternalId",
+)
+SOURCES = (
+    "INSTORE",
+    "WECHAT",
+    "MARTJACK",
+    "WEB_ENGAGE",
+    "ECOMMERCE",
+    "JD",
+    "TAOBAO",
+    "TMALL",
+    "FACEBOOK",
+    "WEBSITE",
+    "OTHERS",
+)
+TYPES = ("REGULAR", "RETURN", "NOT_INTERESTED", "NOT_INTERESTED_RETURN")
+NO_IDENTIFIER_TYPES = ("NOT_INTERESTED", "NOT_INTERESTED_RETURN")
+RETURN_TYPES = ("RETURN", "NOT_INTERESTED_RETURN")
+DELIVERY = ("PLACED", "PROCESSED", "SHIPPED", "DELIVERED", "RETURNED")
+TRANSACTION_FIELDS = (
+    "identifierName",
+    "identifierValue",
+    "source",
+    "accountId",
+    "type",
+    "deliveryStatus",
+)
+LINE_FIELDS = ("lineItems.itemCode", "lineItems.id", "lineItems.outlierStatus")
+#: The doc's explanations of its error numbers (all HTTP 400).
+ERRORS = {
+    667: "transaction not found for this customer (667): check id/number and the customer identifier",
+    668: "the bill number matches several transactions (668): use the transaction id instead of the number",
+    669: "unable to update the custom field (669): it must exist for the organisation with scope LOYALTY_REGISTRATION",
+}
+MIXED = "MIXED transactions are not supported: their extended and custom fields cannot be updated"
+
+
+def _enum(values: Sequence[str], what: str) -> pa.Check:
+    return rules.check(
+        f"is not a {what}: use one of {', '.join(values)}", lambda c: c.is_in(values)
+    )
+
+
+class CapillaryTransaction(Operation):
+    name = "capillary-transaction"
+    summary = (
+        "Capillary: correct a transaction's delivery status, extended/custom fields and line items"
+    )
+    credentials = ("username", "password")
+    conflict_key = ()
+    families = ("extendedFields", "customFields", "lineItems.extendedFields")
+    request_key = ("community", "target")
+    columns = (
+        Column("community", True, "required; an organisation (credentials) of the job file"),
+        Column(
+            "identifierName",
+            False,
+            f"the customer identifier: one of {', '.join(IDENTIFIERS)}; required unless type is NOT_INTERESTED(_RETURN)",
+        ),
+        Column(
+            "identifierValue",
+            False,
+            "its value (e.g. the mobile number); required with identifierName",
+            kind="id",
+        ),
+        Column("source", False, f"optional: one of {', '.join(SOURCES)}"),
+        Column(
+            "accountId",
+            False,
+            "optional: for sources with several accounts; not for INSTORE",
+            kind="id",
+        ),
+        Column(
+            "id", False, "the transaction id (a whole number); id or number is required", kind="id"
+        ),
+        Column(
+            "number", False, "the transaction (bill) number; id or number is required", kind="id"
+        ),
+        Column(
+            "type",
+            False,
+            f"optional: one of {', '.join(TYPES)} (default REGULAR); MIXED is refused",
+        ),
+        Column("deliveryStatus", False, f"optional: one of {', '.join(DELIVERY)}"),
+        Column(
+            "lineItems.itemCode", False, "a line item to update, by item code (or lineItems.id)"
+        ),
+        Column(
+            "lineItems.id", False, "a line item to update, by its id (a whole number)", kind="id"
+        ),
+        Column(
+            "lineItems.outlierStatus", False, "optional; not for RETURN or NOT_INTERESTED_RETURN"
+        ),
+    )
+
+    def schema(
+        self, communities: Collection[str], family_columns: Sequence[str] = ()
+    ) -> pa.DataFrameSchema:
+        kind = pl.col("type").fill_null("REGULAR")
+        return pa.DataFrameSchema(
+            {
+                "community": rules.community_column(communities),
+                "identifierName": pa.Column(
+                    str, nullable=True, checks=[_enum(IDENTIFIERS, "customer identifier")]
+                ),
+                "identifierValue": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "source": pa.Column(str, nullable=True, checks=[_enum(SOURCES, "source")]),
+                "accountId": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "id": pa.Column(
+                    str, nullable=True, checks=[rules.not_excel_number(), _whole("transaction id")]
+                ),
+                "number": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "type": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[
+                        rules.check(MIXED, lambda c: c != "MIXED"),
+                        rules.check(
+                            f"is not a transaction type: use one of {', '.join(TYPES)}",
+                            lambda c: c.is_in((*TYPES, "MIXED")),
+                        ),
+                    ],
+                ),
+                "deliveryStatus": pa.Column(
+                    str, nullable=True, checks=[_enum(DELIVERY, "delivery status")]
+                ),
+                "lineItems.itemCode": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "lineItems.id": pa.Column(str, nullable=True, checks=[_whole("line item id")]),
+                "lineItems.outlierStatus": pa.Column(
+                    str, nullable=True, checks=[rules.not_empty()]
+                ),
+            },
+            checks=[
+                rules.frame_check(
+                    "give the transaction's {id} or its {number}",
+                    pl.col("id").is_not_null() | pl.col("number").is_not_null(),
+                ),
+                rules.frame_check(
+                    "{identifierName} and {identifierValue} are required (except for "
+                    "NOT_INTERESTED and NOT_INTERESTED_RETURN transactions)",
+                    kind.is_in(NO_IDENTIFIER_TYPES)
+                    | (
+                        pl.col("identifierName").is_not_null()
+                        & pl.col("identifierValue").is_not_null()
+                    ),
+                ),
+                rules.frame_check(
+                    "{accountId} does not apply to the INSTORE source: leave it empty",
+                    ~(
+                        (pl.col("source") == "INSTORE") & pl.col("accountId").is_not_null()
+                    ).fill_null(False),
+                ),
+                rules.frame_check(
+                    "{lineItems.outlierStatus} is not accepted for RETURN and NOT_INTERESTED_RETURN "
+                    "transactions: leave it empty",
+                    ~(kind.is_in(RETURN_TYPES) & pl.col("lineItems.outlierStatus").is_not_null()),
+                ),
+                rules.frame_check(
+                    "a line item needs {lineItems.itemCode} or {lineItems.id}",
+                    pl.col("lineItems.itemCode").is_not_null()
+                    | pl.col("lineItems.id").is_not_null()
+                    | (
+                        pl.col("lineItems.outlierStatus").is_null()
+                        & pl.all_horizontal(
+                            pl.lit(True),
+                            *(
+                                pl.col(c).is_null()
+                                for c in family_columns
+                                if c.startswith("lineItems.")
+                            ),
+                        )
+                    ),
+                ),
+            ],
+            strict=False,
+        )
+
+    def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
+        """Rows of one transaction must agree on its fields, and name each line item once."""
+        transaction = [
+            "community",
+            pl.coalesce(pl.lit("id:") + pl.col("id"), pl.lit("number:") + pl.col("number")),
+        ]
+        shared = [
+            *TRANSACTION_FIELDS,
+            *(c for c in frame.columns if c.startswith(("extendedFields.", "customFields."))),
+        ]
+        keyed = frame.with_row_index("index").with_columns(transaction[1].alias("__tx"))
+        keyed = keyed.filter(pl.col("__tx").is_not_null())
+        problems = []
+        for field in shared:
+            differs = pl.col(field).n_unique().over("community", "__tx") > 1
+            problems.append(
+                keyed.filter(differs).select(
+                    "index",
+                    pl.lit(
+                        f"the rows of this transaction disagree on '{headers.get(field, field)}': "
+                        "give all its rows the same value"
+                    ).alias("message"),
+                )
+            )
+        item = pl.coalesce(
+            pl.lit("code:") + pl.col("lineItems.itemCode"), pl.lit("id:") + pl.col("lineItems.id")
+        )
+        repeated = pl.struct("community", "__tx", item.fill_null("")).is_duplicated()
+        problems.append(
+            keyed.filter(repeated).select(
+                "index",
+                pl.lit(
+                    "the same transaction and line item are on several rows: keep one row per line item "
+                    "(which would win depends on the order of the rows)"
+                ).alias("message"),
+            )
+        )
+        return pl.concat(problems)
+
+    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+        names = valid.columns
+        frame = valid.with_columns(
+            pl.coalesce("id", "number").alias("target"),
+            (
+                pl.col("lineItems.itemCode").is_not_null() | pl.col("lineItems.id").is_not_null()
+            ).alias("__has_item"),
+        )
+        frame = with_json_object(
+            frame,
+            {
+                "itemCode": pl.col("lineItems.itemCode"),
+                "id": pl.col("lineItems.id").cast(pl.Int64),
+                "extendedFields": self.family_members(names, "lineItems.extendedFields"),
+                "outlierStatus": pl.col("lineItems.outlierStatus"),
+            },
+            "__item",
+        )
+        frame = with_json_object(
+            frame,
+            {
+                "id": pl.col("id").cast(pl.Int64),
+                "number": pl.col("number"),
+                "type": pl.col("type"),
+                "deliveryStatus": pl.col("deliveryStatus"),
+                "extendedFields": self.family_members(names, "extendedFields"),
+                "customFields": self.family_members(names, "customFields"),
+            },
+            "__transaction",
+        )
+        items = frame.group_by("community", "target", maintain_order=True).agg(
+            pl.col("__item").filter(pl.col("__has_item")).str.join(",").alias("__items")
+        )
+        frame = frame.join(items, on=["community", "target"], how="left", maintain_order="left")
+        with_items = pl.concat_str(
+            pl.col("__transaction").str.strip_suffix("}"),
+            pl.when(pl.col("__transaction") != "{}").then(pl.lit(",")).otherwise(pl.lit("")),
+            pl.lit('"lineItems":['),
+            pl.col("__items"),
+            pl.lit("]}"),
+        )
+        body = pl.when(pl.col("__items") != "").then(with_items).otherwise(pl.col("__transaction"))
+        for column in ("identifierName", "identifierValue", "source", "accountId"):
+            frame = with_encoded_segment(frame, column, f"__q_{column}")
+        query = pl.concat_str(
+            *(
+                pl.lit(f"{c}=") + pl.col(f"__q_{c}")
+                for c in ("identifierName", "identifierValue", "source", "accountId")
+            ),
+            separator="&",
+            ignore_nulls=True,
+        )
+        return frame.select(
+            "__row",
+            "community",
+            "target",
+            pl.lit("PUT").alias("method"),
+            pl.when(query != "")
+            .then(pl.lit("/v2/transactions?") + query)
+            .otherwise(pl.lit("/v2/transactions"))
+            .alias("path"),
+            body.alias("body"),
+            # An update sets values: repeating it leaves the same transaction.
+            pl.lit(True).alias("repeatable"),
+        )
+
+    def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
+        token = base64.b64encode(
+            f"{credentials['username']}:{credentials['password']}".encode()
+        ).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    def extra_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+        return {"SKIP-DOWNSTREAM": "true"} if options.get("skip_downstream") else {}
+
+    def classify(self, status: int, body: bytes) -> Classified:
+        verdict = super().classify(status, body)
+        if status == 400:
+            code = _error_code(body)
+            if code in ERRORS:
+                return Classified(Verdict.REJECTED, ERRORS[code])
+        return verdict
+
+
+def _whole(what: str) -> pa.Check:
+    return rules.check(
+        f"is not a {what}: digits only",
+        lambda c: c.str.contains(r"^[0-9]{1,19}$") | c.str.contains(rules.EXCEL_NUMBER),
+    )
+
+
+def _error_code(body: bytes) -> int | None:
+    """Capillary errors: ``{"errors": [{"code": 667, "message": ...}]}``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        code = errors[0].get("code")
+        return code if isinstance(code, int) else None
+    return None
+
+
+OPERATION = CapillaryTransaction()
