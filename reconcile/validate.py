@@ -73,7 +73,9 @@ def _messages(
     templates = cases.get_column("check").unique().to_list()
     rendered = {
         t: re.sub(
-            r"\{([\w.]+)\}", lambda m: quoted.get(m.group(1), m.group(0)), _BUILTIN_MESSAGES.get(t, t)
+            r"\{([\w.]+)\}",
+            lambda m: quoted.get(m.group(1), m.group(0)),
+            _BUILTIN_MESSAGES.get(t, t),
         )
         for t in templates
     }

@@ -35,6 +35,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+LOGGED_HEADERS = ("user-agent", "content-type", "skip-downstream")
+
+
 class DroppedConnection(Exception):
     """Raised after the response has started: the server cuts the connection."""
 
@@ -68,6 +71,8 @@ async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> 
         "path": request.url.path,
         "query": request.url.query,
         "endpoint": endpoint.name,
+        # A few headers worth asserting on; never the credentials.
+        "headers": {h: request.headers[h] for h in LOGGED_HEADERS if h in request.headers},
     }
     response = await _answer(request, endpoint, state, entry)
     entry["status"] = response.status_code
