@@ -235,6 +235,18 @@ class TestSandbox:
         assert httpx.post(url, json={}, headers=ACME).status_code == 400
         assert redemption(sandbox, "r_acme0001")["rollbacks"] == 1
 
+    def test_rollback_404_and_401(self, sandbox: SandboxServer) -> None:
+        missing = httpx.post(
+            f"{sandbox.url}/v1/redemptions/r_globex0001/rollback", json={}, headers=ACME
+        )
+        assert missing.status_code == 404 and missing.json()["key"] == "not_found"
+        wrong = httpx.post(
+            f"{sandbox.url}/v1/redemptions/r_acme0001/rollback",
+            json={},
+            headers={"X-App-Id": "x", "X-App-Token": "y"},
+        )
+        assert wrong.status_code == 401
+
     def test_rollback_failure_result_is_200(self, sandbox: SandboxServer) -> None:
         response = httpx.post(
             f"{sandbox.url}/v1/redemptions/r_acme_locked/rollback", json={}, headers=ACME
