@@ -77,6 +77,8 @@ def _enum(values: Sequence[str], what: str) -> pa.Check:
     )
 
 
+# Capillary's ids, bill numbers and mobile numbers are often digits: a spreadsheet number cell
+# holds them exactly (under 15 significant digits), so no column here is flagged as damaged.
 class CapillaryTransaction(Operation):
     name = "capillary-transaction"
     summary = (
@@ -97,21 +99,15 @@ class CapillaryTransaction(Operation):
             "identifierValue",
             False,
             "its value (e.g. the mobile number); required with identifierName",
-            kind="id",
         ),
         Column("source", False, f"optional: one of {', '.join(SOURCES)}"),
         Column(
             "accountId",
             False,
             "optional: for sources with several accounts; not for INSTORE",
-            kind="id",
         ),
-        Column(
-            "id", False, "the transaction id (a whole number); id or number is required", kind="id"
-        ),
-        Column(
-            "number", False, "the transaction (bill) number; id or number is required", kind="id"
-        ),
+        Column("id", False, "the transaction id (a whole number); id or number is required"),
+        Column("number", False, "the transaction (bill) number; id or number is required"),
         Column(
             "type",
             False,
@@ -121,9 +117,7 @@ class CapillaryTransaction(Operation):
         Column(
             "lineItems.itemCode", False, "a line item to update, by item code (or lineItems.id)"
         ),
-        Column(
-            "lineItems.id", False, "a line item to update, by its id (a whole number)", kind="id"
-        ),
+        Column("lineItems.id", False, "a line item to update, by its id (a whole number)"),
         Column(
             "lineItems.outlierStatus", False, "optional; not for RETURN or NOT_INTERESTED_RETURN"
         ),
