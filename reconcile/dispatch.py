@@ -163,31 +163,28 @@ class Dispatcher:
         return [self.outcomes[r.request_id] for r in requests]
 
     async def _run_community(self, community: _Community, todo: list[PlannedRequest]) -> None:
-        slots = anyio.Semaphore(community.concurrency)
+        """``concurrency`` workers take the community's requests in order, one at a time each:
+        the cap without a task per request."""
         structlog.contextvars.bind_contextvars(community=community.name)
         log.info("community.start", requests=len(todo), rate=community.pacer.configured)
+        queue = iter(todo)
+
+        async def worker() -> None:
+            for request in queue:  # shared: each request goes to exactly one worker
+                if community.stop_reason or self.stop.is_set():
+                    return
+                await self._send_one(community, request)
+
         try:
             async with anyio.create_task_group() as group:
-                for request in todo:
-                    await slots.acquire()
-                    if community.stop_reason or self.stop.is_set():
-                        slots.release()
-                        break
-                    group.start_soon(self._send_with_slot, community, request, slots)
+                for _ in range(min(community.concurrency, len(todo))):
+                    group.start_soon(worker)
         finally:
             reason = community.stop_reason or self.stop_reason
             for request in todo:
                 if request.request_id not in self.outcomes:
                     self._finish(request, Status.SKIPPED, None, f"not sent: {reason}", 0)
             log.info("community.done", stopped=community.stop_reason)
-
-    async def _send_with_slot(
-        self, community: _Community, request: PlannedRequest, slots: anyio.Semaphore
-    ) -> None:
-        try:
-            await self._send_one(community, request)
-        finally:
-            slots.release()
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep, unless the run is stopped first; true when it was."""
