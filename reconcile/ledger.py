@@ -96,10 +96,14 @@ class Ledger:
         # an OS crash may lose the last commits, which then re-send as in flight.
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.execute("PRAGMA busy_timeout=10000")
+        # Checkpoints (WAL -> database, with an fsync) would stall sends mid-run: let the WAL
+        # grow during a run (~40 MB at most) and checkpoint when the run closes the ledger.
+        self.connection.execute("PRAGMA wal_autocheckpoint=10000")
         self.connection.executescript(_SCHEMA)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
+        self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.connection.close()
 
     # --- runs --------------------------------------------------------------------------------
