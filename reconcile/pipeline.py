@@ -46,9 +46,10 @@ log = structlog.get_logger("reconcile")
 #: uvloop: a cheaper event loop, for CPU per request (bench/README.md).
 EVENT_LOOP = {"use_uvloop": True}
 RESENT = "re-sent: the previous run stopped while this request was in flight"
-#: Group commit: how long the ledger writer gathers in-flight records before committing, and
-#: how long an outcome may wait for a commit (a crash in that window re-sends, never loses).
-GATHER_SECONDS = 0.003
+#: Group commit: how long the ledger writer gathers in-flight records before committing (0: one
+#: pass of the event loop, so every send that became ready meanwhile joins the commit), and how
+#: long an outcome may wait for a commit (a crash in that window re-sends, never loses).
+GATHER_SECONDS = 0.0
 OUTCOME_DELAY_SECONDS = 0.1
 
 
@@ -304,7 +305,7 @@ class LedgerRecorder:
             with anyio.move_on_after(OUTCOME_DELAY_SECONDS):
                 await self._wake.wait()
             self._wake = anyio.Event()
-            await anyio.sleep(GATHER_SECONDS)  # let the other sends of this moment join the commit
+            await anyio.sleep(GATHER_SECONDS)  # the other sends of this moment join the commit
             await self.flush()
 
     async def flush(self) -> None:
