@@ -11,9 +11,11 @@ import polars as pl
 import pytest
 
 from reconcile import cli
+from reconcile.operations import Operation
 from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
+from reconcile.validate import ERROR, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -97,3 +99,16 @@ def read_results(path: Path) -> pl.DataFrame:
 def run(*args: str | Path) -> int:
     """The CLI, in-process, as a user would call it."""
     return cli.main([str(a) for a in args])
+
+
+def validation_errors(
+    operation: Operation, *rows: dict[str, str | None], families: tuple[str, ...] = ()
+) -> list[str | None]:
+    """Validate rows (missing keys = empty cells; ``families``: family columns such as
+    ``metadata.location``) for the communities acme and globex; each row's error text."""
+    names = operation.column_names + list(families)
+    records = [{c: r.get(c) for c in names} for r in rows]
+    frame = pl.DataFrame(records, schema=dict.fromkeys(names, pl.String))
+    frame = frame.with_row_index("__row", offset=2)
+    headers = {c: c for c in names}
+    return validate(frame, operation, ["acme", "globex"], headers).get_column(ERROR).to_list()

@@ -8,27 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import pytest
 
 from reconcile.operations import OPERATIONS, get_operation
 from reconcile.sandbox import SandboxServer
-from reconcile.validate import ERROR, validate
-from tests.conftest import SAMPLE, read_results, run
+from tests.conftest import SAMPLE, read_results, run, validation_errors
 
 OP = get_operation("capillary-transaction")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"acme.api:sandbox-password-acme").decode()}
-
-
-def errors_for(*rows: dict[str, str | None], families: tuple[str, ...] = ()) -> list[str | None]:
-    names = OP.column_names + list(families)
-    records = [{c: r.get(c) for c in names} for r in rows]
-    frame = pl.DataFrame(records, schema=dict.fromkeys(names, pl.String)).with_row_index(
-        "__row", offset=2
-    )
-    return (
-        validate(frame, OP, ["acme", "globex"], {c: c for c in names}).get_column(ERROR).to_list()
-    )
 
 
 def tx(**cells: str | None) -> dict[str, str | None]:
@@ -55,7 +42,7 @@ class TestRules:
         ],
     )
     def test_valid(self, cells: dict[str, str | None]) -> None:
-        assert errors_for(tx(**cells)) == [None]
+        assert validation_errors(OP, tx(**cells)) == [None]
 
     @pytest.mark.parametrize(
         ("cells", "words"),
@@ -79,11 +66,12 @@ class TestRules:
         ],
     )
     def test_invalid(self, cells: dict[str, str | None], words: str) -> None:
-        [error] = errors_for(tx(**cells))
+        [error] = validation_errors(OP, tx(**cells))
         assert error is not None and words in error
 
     def test_rows_of_one_transaction_must_agree(self) -> None:
-        errors = errors_for(
+        errors = validation_errors(
+            OP,
             tx(deliveryStatus="SHIPPED", **{"lineItems.itemCode": "a"}),
             tx(deliveryStatus="DELIVERED", **{"lineItems.itemCode": "b"}),
             tx(id="999", deliveryStatus="DELIVERED"),
@@ -92,7 +80,8 @@ class TestRules:
         assert all(e is not None and "disagree on 'deliveryStatus'" in e for e in errors[:2])
 
     def test_the_same_line_item_twice(self) -> None:
-        errors = errors_for(
+        errors = validation_errors(
+            OP,
             tx(**{"lineItems.itemCode": "a"}),
             tx(**{"lineItems.itemCode": "a"}),
             tx(**{"lineItems.itemCode": "b"}),
@@ -102,7 +91,9 @@ class TestRules:
         )
 
     def test_a_transaction_without_line_items_on_two_rows(self) -> None:
-        assert all("keep one row per line item" in (e or "") for e in errors_for(tx(), tx()))
+        assert all(
+            "keep one row per line item" in (e or "") for e in validation_errors(OP, tx(), tx())
+        )
 
 
 def test_operations_lists_all_five(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,31 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import pytest
 
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from reconcile.validate import ERROR, validate
-from tests.conftest import SAMPLE, read_results, run, write_job
+from tests.conftest import SAMPLE, read_results, run, validation_errors, write_job
 
 OP = get_operation("redemption-status")
 SHIPPING, REFUNDED = "695e00010000000000000000", "695e00030000000000000000"
 GLOBEX_SHIPPING = "695e01010000000000000000"
 ACME = {"Authorization": "Bearer sandbox-key-acme"}
-
-
-def errors_for(*rows: dict[str, str | None]) -> list[str | None]:
-    records = [{c: r.get(c) for c in OP.column_names} for r in rows]
-    frame = pl.DataFrame(records, schema=dict.fromkeys(OP.column_names, pl.String)).with_row_index(
-        "__row", offset=2
-    )
-    return (
-        validate(frame, OP, ["acme", "globex"], {c: c for c in OP.column_names})
-        .get_column(ERROR)
-        .to_list()
-    )
 
 
 def row(**cells: str | None) -> dict[str, str | None]:
@@ -43,7 +29,7 @@ class TestValidation:
         "flag", [None, "", "true", "TRUE", "Yes", "no", "FALSE", "1", "0", " yes "]
     )
     def test_refund_words_accepted(self, flag: str | None) -> None:
-        assert errors_for(row(refundCoins=flag)) == [None]
+        assert validation_errors(OP, row(refundCoins=flag)) == [None]
 
     @pytest.mark.parametrize(
         ("cells", "words"),
@@ -60,11 +46,13 @@ class TestValidation:
         ],
     )
     def test_invalid(self, cells: dict[str, str | None], words: str) -> None:
-        [error] = errors_for(row(**cells))
+        [error] = validation_errors(OP, row(**cells))
         assert error is not None and words in error
 
     def test_a_transaction_on_several_rows_is_invalid_everywhere(self) -> None:
-        errors = errors_for(row(), row(statusId=REFUNDED), row(transactionId="ORD202507013832"))
+        errors = validation_errors(
+            OP, row(), row(statusId=REFUNDED), row(transactionId="ORD202507013832")
+        )
         assert errors[2] is None
         assert all(e is not None and "rows 2, 3" in e for e in errors[:2])
 

@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile.operations import get_operation
-from reconcile.validate import ERROR, validate
+from tests.conftest import validation_errors
 
 OP = get_operation("purchase-history")
 COMMUNITIES = ["acme", "globex"]
 HEADERS = {c: c for c in OP.column_names}
-
-
-def errors_for(*rows: dict[str, str | None]) -> list[str | None]:
-    """Validate rows (missing keys = empty cells) and return each row's error text."""
-    records = [{c: row.get(c) for c in OP.column_names} for row in rows]
-    frame = pl.DataFrame(records, schema=dict.fromkeys(OP.column_names, pl.String)).with_row_index(
-        "__row", offset=2
-    )
-    return validate(frame, OP, COMMUNITIES, HEADERS).get_column(ERROR).to_list()
 
 
 def row(**cells: str | None) -> dict[str, str | None]:
@@ -132,41 +122,43 @@ INVALID = {
 class TestRules:
     @pytest.mark.parametrize("name", sorted(VALID))
     def test_valid_rows_pass(self, name: str) -> None:
-        assert errors_for(VALID[name]) == [None]
+        assert validation_errors(OP, VALID[name]) == [None]
 
     @pytest.mark.parametrize("name", sorted(INVALID))
     def test_invalid_rows_are_explained(self, name: str) -> None:
         bad, words = INVALID[name]
-        [error] = errors_for(bad)
+        [error] = validation_errors(OP, bad)
         assert error is not None and words in error
 
     def test_one_message_per_wrong_date_shape(self) -> None:
         """A wrong date gets its one hint, not every date message at once."""
-        [error] = errors_for(row(voucherCode="A", voucherExpiryDate="2026-12-31"))
+        [error] = validation_errors(OP, row(voucherCode="A", voucherExpiryDate="2026-12-31"))
         assert error is not None and error.count(";") == 0
 
     def test_all_errors_of_a_row_are_collected(self) -> None:
-        [error] = errors_for(
+        [error] = validation_errors(
+            OP,
             row(
                 community="initech",
                 purchaseHistoryID="2.1E+19",
                 voucherCode="c" * 513,
                 voucherExpiryDate="2026-01-01",
-            )
+            ),
         )
         assert error is not None
         for words in ("not a community", "Excel", "longer than 512", "year first"):
             assert words in error
 
     def test_messages_show_the_value(self) -> None:
-        [error] = errors_for(row(voucherCode="A", voucherExpiryDate="12/31/2026"))
+        [error] = validation_errors(OP, row(voucherCode="A", voucherExpiryDate="12/31/2026"))
         assert error == (
             "voucherExpiryDate: '12/31/2026' looks like month/day (US order): write day first, "
             "DD/MM/YYYY, e.g. 31/12/2026"
         )
 
     def test_duplicates_invalidate_every_copy_naming_the_rows(self) -> None:
-        errors = errors_for(
+        errors = validation_errors(
+            OP,
             row(redemptionInstructions="a"),
             row(purchaseHistoryID="ORD9", redemptionInstructions="b"),
             row(redemptionInstructions="c"),
@@ -177,7 +169,7 @@ class TestRules:
             assert error is not None and "are on rows 2, 4: keep one row" in error
 
     def test_a_large_duplicate_group_lists_ten_rows(self) -> None:
-        errors = errors_for(*[row(redemptionInstructions=str(n)) for n in range(13)])
+        errors = validation_errors(OP, *[row(redemptionInstructions=str(n)) for n in range(13)])
         assert (
             errors[0] is not None and "rows 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 3 more:" in errors[0]
         )
@@ -212,6 +204,6 @@ def test_date_validation_agrees_with_the_calendar(dates: list[tuple[int, int, in
         )
         for i, (d, m, y) in enumerate(dates)
     ]
-    errors = errors_for(*rows)
+    errors = validation_errors(OP, *rows)
     for (d, m, y), error in zip(dates, errors, strict=True):
         assert (error is None) == _is_real(d, m, y), (d, m, y, error)

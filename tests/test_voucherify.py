@@ -7,33 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import pytest
 
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from reconcile.validate import ERROR, validate
-from tests.conftest import APPS, SAMPLE, read_results, run, write_job
+from tests.conftest import APPS, SAMPLE, read_results, run, validation_errors, write_job
 
 ORDER = get_operation("voucherify-order")
 ROLLBACK = get_operation("voucherify-rollback")
 ACME = {"X-App-Id": APPS["acme"][0], "X-App-Token": APPS["acme"][1]}
-
-
-def errors_for(
-    operation: Any, *rows: dict[str, str | None], families: tuple[str, ...] = ()
-) -> list[str | None]:
-    names = operation.column_names + list(families)
-    records = [{c: r.get(c) for c in names} for r in rows]
-    frame = pl.DataFrame(records, schema=dict.fromkeys(names, pl.String)).with_row_index(
-        "__row", offset=2
-    )
-    return (
-        validate(frame, operation, ["acme", "globex"], {c: c for c in names})
-        .get_column(ERROR)
-        .to_list()
-    )
 
 
 def order(**cells: str | None) -> dict[str, str | None]:
@@ -54,10 +37,10 @@ class TestOrderRules:
         ],
     )
     def test_valid(self, cells: dict[str, str]) -> None:
-        assert errors_for(ORDER, order(**cells)) == [None]
+        assert validation_errors(ORDER, order(**cells)) == [None]
 
     def test_metadata_alone_is_a_change(self) -> None:
-        assert errors_for(
+        assert validation_errors(
             ORDER, order(**{"metadata.location": "L2"}), families=("metadata.location",)
         ) == [None]
 
@@ -78,11 +61,11 @@ class TestOrderRules:
         ],
     )
     def test_invalid(self, cells: dict[str, str | None], words: str) -> None:
-        [error] = errors_for(ORDER, order(**cells))
+        [error] = validation_errors(ORDER, order(**cells))
         assert error is not None and words in error
 
     def test_one_order_on_two_rows(self) -> None:
-        errors = errors_for(ORDER, order(status="PAID"), order(amount="1"))
+        errors = validation_errors(ORDER, order(status="PAID"), order(amount="1"))
         assert all(e is not None and "rows 2, 3" in e for e in errors)
 
 
@@ -99,7 +82,7 @@ class TestRollbackRules:
             {"community": "acme", "redemptionId": None},
             {"community": "acme", "redemptionId": "r_3", "reason": "  "},
         ]
-        errors = errors_for(ROLLBACK, *rows)
+        errors = validation_errors(ROLLBACK, *rows)
         assert errors[:2] == [None, None]
         assert "redemptionId: is empty" in (errors[2] or "")
         assert "reason: is blank" in (errors[3] or "")
