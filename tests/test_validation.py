@@ -12,8 +12,6 @@ from reconcile.operations import get_operation
 from tests.conftest import validation_errors
 
 OP = get_operation("purchase-history")
-COMMUNITIES = ["acme", "globex"]
-HEADERS = {c: c for c in OP.column_names}
 
 
 def row(**cells: str | None) -> dict[str, str | None]:
