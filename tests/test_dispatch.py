@@ -333,8 +333,12 @@ def test_canary_key_never_written(
         assert canary.encode() not in path.read_bytes(), path
 
 
-def test_sigterm_stops_cleanly(sandbox: SandboxServer, tmp_path: Path) -> None:
-    """SIGTERM: no new requests, in-flight ones finish, the rest skipped, results written, 143."""
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_cleanly(
+    sandbox: SandboxServer, tmp_path: Path, signum: int, code: int
+) -> None:
+    """SIGTERM/SIGINT: no new requests, in-flight ones finish, the rest skipped, results
+    written, exit 143/130."""
     sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
     rows = [("acme", order_id("acme", n)) for n in range(60)]
     out = tmp_path / "out.csv"
@@ -364,9 +368,9 @@ def test_sigterm_stops_cleanly(sandbox: SandboxServer, tmp_path: Path) -> None:
     deadline = time.monotonic() + 20
     while len(sandbox.state.requests) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=30)
-    assert process.returncode == 143, err.decode()
+    assert process.returncode == code, err.decode()
     results = read_results(out)
     counts = dict(results.group_by("status").len().iter_rows())
     assert counts.get("skipped", 0) > 0 and counts.get("applied", 0) >= 5
@@ -385,3 +389,17 @@ def test_sigterm_stops_cleanly(sandbox: SandboxServer, tmp_path: Path) -> None:
         for line in err.decode().splitlines()
         if line.startswith("{")
     )
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_a_dry_run_sends_nothing(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """An auditor's dry run against a live base URL: every row shown, not one request made."""
+    rows = [(c, order_id(c, n)) for n in range(5) for c in ("acme", "globex")]
+    out = tmp_path / "out.csv"
+    job = write_job(tmp_path / "j.toml", sandbox.url)
+    assert (
+        run("run", orders_csv(tmp_path / "in.csv", rows), "--job", job, "--out", out, "--dry-run")
+        == 0
+    )
+    assert set(statuses(out)) == {"would_apply"}
+    assert sandbox.state.requests == []
