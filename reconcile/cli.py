@@ -155,7 +155,7 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
         report.print_summary(result.outcomes, out)
         if job.notify_url:
             notify.notify(job.notify_url, result.manifest)
-        code = int(result.manifest["exit_code"])
+        code = result.exit_code
         codes.append(code)
         if code > EXIT_UNUSABLE:
             return code  # interrupted: stop here; this file stays in the inbox for the next run

@@ -37,21 +37,14 @@ class SendFailure(Exception):
         self.maybe_applied = maybe_applied
 
 
-def make_client(
-    *, timeout_seconds: float, max_connections: int, transport: str = "aiohttp"
-) -> httpx.AsyncClient:
+def make_client(*, timeout_seconds: float, max_connections: int) -> httpx.AsyncClient:
     """One client for the whole run: pooled keep-alive connections shared by all communities."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
     timeout = httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds))
-    chosen: httpx.AsyncBaseTransport = (
-        AiohttpTransport(limits=limits)
-        if transport == "aiohttp"
-        else httpx.AsyncHTTPTransport(limits=limits)
-    )
     return httpx.AsyncClient(
-        transport=chosen,
+        transport=AiohttpTransport(limits=limits),
         timeout=timeout,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,

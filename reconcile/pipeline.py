@@ -66,15 +66,14 @@ class Prepared:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunResult:
-    run_id: str
+    """Per-row outcomes, and the manifest (run id, counts, exit code) written beside them."""
+
     outcomes: pl.DataFrame
-    results_path: Path
     manifest: dict[str, Any]
-    interrupted_by: int | None = None
 
     @property
-    def succeeded(self) -> bool:
-        return results.all_succeeded(self.outcomes)
+    def exit_code(self) -> int:
+        return int(self.manifest["exit_code"])
 
 
 def sibling(out: Path, suffix: str) -> Path:
@@ -504,7 +503,7 @@ def _execute_locked(
         _write_json_atomic(manifest, sibling(out, "manifest.json"))
         report.write_report(sibling(out, "report.html"), manifest, outcomes, events)
         ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
-        return RunResult(run_id, outcomes, out, manifest, signum)
+        return RunResult(outcomes, manifest)
     finally:
         ledger.close()
 

@@ -155,9 +155,9 @@ def summary(outcomes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def all_succeeded(outcomes: pl.DataFrame, statuses: Sequence[str] | None = None) -> bool:
-    ok = [s.value for s in SUCCESS] if statuses is None else list(statuses)
-    return bool(outcomes.select(pl.col("status").is_in(ok).all()).item())
+def all_succeeded(outcomes: pl.DataFrame) -> bool:
+    """Every row applied, already applied or (dry run) would apply: exit code 0."""
+    return bool(outcomes.select(pl.col("status").is_in([s.value for s in SUCCESS]).all()).item())
 
 
 #: Fill colours of the status column in a results workbook.

@@ -112,3 +112,18 @@ def validation_errors(
     frame = frame.with_row_index("__row", offset=2)
     headers = {c: c for c in names}
     return validate(frame, operation, ["acme", "globex"], headers).get_column(ERROR).to_list()
+
+
+def run_sample(tmp_path: Path, sample: str, job: str, out: Path, *flags: str) -> int:
+    """The CLI on a shipped sample file and example job, its ledger under ``tmp_path``."""
+    return run(
+        "run",
+        SAMPLE / sample,
+        "--job",
+        ROOT / "jobs" / job,
+        "--out",
+        out,
+        "--state-dir",
+        tmp_path,
+        *flags,
+    )

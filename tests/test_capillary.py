@@ -12,7 +12,7 @@ import pytest
 
 from reconcile.operations import OPERATIONS, get_operation
 from reconcile.sandbox import SandboxServer
-from tests.conftest import SAMPLE, read_results, run, validation_errors
+from tests.conftest import read_results, run, run_sample, validation_errors
 
 OP = get_operation("capillary-transaction")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"acme.api:sandbox-password-acme").decode()}
@@ -114,18 +114,13 @@ def test_operations_lists_all_five(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_line_items_become_one_request(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
-    job = SAMPLE.parent / "jobs" / "capillary-transaction.example.toml"
     assert (
-        run(
-            "run",
-            SAMPLE / "capillary-transaction.csv",
-            "--job",
-            job,
-            "--out",
+        run_sample(
+            tmp_path,
+            "capillary-transaction.csv",
+            "capillary-transaction.example.toml",
             out,
             "--dry-run",
-            "--state-dir",
-            tmp_path,
         )
         == 0
     )

@@ -12,7 +12,7 @@ import pytest
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import SAMPLE, read_results, run, validation_errors, write_job
+from tests.conftest import read_results, run, run_sample, validation_errors, write_job
 
 OP = get_operation("redemption-status")
 SHIPPING, REFUNDED = "695e00010000000000000000", "695e00030000000000000000"
@@ -60,18 +60,13 @@ class TestValidation:
         """statusId as the integration notes say (not the curl example's statusID); refundCoins
         always a boolean."""
         out = tmp_path / "r.csv"
-        job = SAMPLE.parent / "jobs" / "redemption-status.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "redemption-status.csv",
-                "--job",
-                job,
-                "--out",
+            run_sample(
+                tmp_path,
+                "redemption-status.csv",
+                "redemption-status.example.toml",
                 out,
                 "--dry-run",
-                "--state-dir",
-                tmp_path,
             )
             == 0
         )
@@ -93,18 +88,13 @@ class TestValidation:
 
     def test_mistakes_sample(self, tmp_path: Path) -> None:
         out = tmp_path / "r.csv"
-        job = SAMPLE.parent / "jobs" / "redemption-status.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "redemption-status-mistakes.csv",
-                "--job",
-                job,
-                "--out",
+            run_sample(
+                tmp_path,
+                "redemption-status-mistakes.csv",
+                "redemption-status.example.toml",
                 out,
                 "--dry-run",
-                "--state-dir",
-                tmp_path,
             )
             == 1
         )
@@ -312,18 +302,13 @@ class TestOutcomes:
 
     def test_sample_file_against_the_sandbox(self, tmp_path: Path) -> None:
         out = tmp_path / "out.csv"
-        job = SAMPLE.parent / "jobs" / "redemption-status.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "redemption-status.csv",
-                "--job",
-                job,
-                "--sandbox",
-                "--out",
-                out,
-                "--state-dir",
+            run_sample(
                 tmp_path,
+                "redemption-status.csv",
+                "redemption-status.example.toml",
+                out,
+                "--sandbox",
             )
             == 0
         )

@@ -12,7 +12,7 @@ import pytest
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import APPS, SAMPLE, read_results, run, validation_errors, write_job
+from tests.conftest import APPS, read_results, run, run_sample, validation_errors, write_job
 
 ORDER = get_operation("voucherify-order")
 ROLLBACK = get_operation("voucherify-rollback")
@@ -91,18 +91,9 @@ class TestRollbackRules:
 class TestRequests:
     def test_sample_dry_run(self, tmp_path: Path) -> None:
         out = tmp_path / "r.csv"
-        job = SAMPLE.parent / "jobs" / "voucherify-order.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "voucherify-order.csv",
-                "--job",
-                job,
-                "--out",
-                out,
-                "--dry-run",
-                "--state-dir",
-                tmp_path,
+            run_sample(
+                tmp_path, "voucherify-order.csv", "voucherify-order.example.toml", out, "--dry-run"
             )
             == 0
         )
@@ -118,18 +109,13 @@ class TestRequests:
 
     def test_rollback_query_is_encoded(self, tmp_path: Path) -> None:
         out = tmp_path / "r.csv"
-        job = SAMPLE.parent / "jobs" / "voucherify-rollback.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "voucherify-rollback.csv",
-                "--job",
-                job,
-                "--out",
+            run_sample(
+                tmp_path,
+                "voucherify-rollback.csv",
+                "voucherify-rollback.example.toml",
                 out,
                 "--dry-run",
-                "--state-dir",
-                tmp_path,
             )
             == 0
         )
@@ -143,18 +129,13 @@ class TestRequests:
 
     def test_mistakes_sample(self, tmp_path: Path) -> None:
         out = tmp_path / "r.csv"
-        job = SAMPLE.parent / "jobs" / "voucherify-order.example.toml"
         assert (
-            run(
-                "run",
-                SAMPLE / "voucherify-order-mistakes.csv",
-                "--job",
-                job,
-                "--out",
+            run_sample(
+                tmp_path,
+                "voucherify-order-mistakes.csv",
+                "voucherify-order.example.toml",
                 out,
                 "--dry-run",
-                "--state-dir",
-                tmp_path,
             )
             == 1
         )
