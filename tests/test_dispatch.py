@@ -55,6 +55,13 @@ class TestOutcomes:
         communities = {r["community"] for r in sandbox.state.requests}
         assert communities == {"acme", "globex"}
         assert all(r["method"] == "PATCH" for r in sandbox.state.requests)
+        from reconcile import __version__
+
+        agents = {r["headers"]["user-agent"] for r in sandbox.state.requests}
+        assert agents == {f"reconcile/{__version__} (+bulk corrections)"}
+        assert {r["headers"]["content-type"] for r in sandbox.state.requests} == {
+            "application/json"
+        }
 
     def test_rejected_rows_carry_the_api_message(
         self, sandbox: SandboxServer, tmp_path: Path
