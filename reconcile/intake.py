@@ -6,6 +6,7 @@ or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their lea
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import dataclasses
 import hashlib
@@ -65,15 +66,18 @@ def header_key(header: str) -> str:
     return re.sub(r"[\s_\-]+", "", header).casefold()
 
 
-def decode(path: Path, raw: bytes) -> bytes:
-    """Return UTF-8 bytes without BOM, from UTF-8 (BOM or not) or Windows-1252."""
-    if raw.startswith(_BOM):
-        raw = raw[len(_BOM) :]
+def as_utf8(path: Path, raw: bytes) -> bytes | None:
+    """``raw`` re-encoded as UTF-8 when it is Windows-1252 (not UTF-8); None when it is UTF-8.
+
+    Only called when polars refused the bytes: the common UTF-8 file is never decoded in Python.
+    """
     try:
         raw.decode("utf-8")
-        return raw
+        return None
     except UnicodeDecodeError:
         pass
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
     try:
         return raw.decode("cp1252").encode("utf-8")
     except UnicodeDecodeError as exc:
@@ -110,30 +114,45 @@ def read_table(
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
-    data = decode(path, raw)
-    if not data[:65536].strip() and not data.strip():
-        raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
-    separator = sniff_delimiter(data)
-    try:
-        grid = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            infer_schema=False,
-            separator=separator,
-            quote_char='"',
-        )
-    except pl.exceptions.PolarsError as exc:
-        raise InputError(
-            _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({exc})."
-        ) from None
+    # The manifest's SHA-256 is computed while polars parses (hashlib releases the GIL).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        grid = _parse_csv(path, raw)
     headers = [(h or "").strip() for h in grid.row(0)]
     table = _map_headers(path, grid.slice(1), headers, columns, families)
-    return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest())
+    return dataclasses.replace(table, sha256=digest.result())
+
+
+def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
+    """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
+    a BOM; a Windows-1252 file is re-encoded and parsed again."""
+    if not raw[:65536].strip() and not raw.strip():
+        raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
+    separator = sniff_delimiter(raw)
+    try:
+        return _read_grid(raw, separator)
+    except pl.exceptions.PolarsError as exc:
+        problem, data = exc, raw
+    reencoded = as_utf8(path, raw)
+    if reencoded is not None:
+        try:
+            return _read_grid(reencoded, separator)
+        except pl.exceptions.PolarsError as exc:
+            problem, data = exc, reencoded
+    raise InputError(
+        _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({problem})."
+    )
+
+
+def _read_grid(data: bytes, separator: str) -> pl.DataFrame:
+    return pl.read_csv(
+        data, has_header=False, infer_schema=False, separator=separator, quote_char='"'
+    )
 
 
 def _csv_problem(path: Path, data: bytes, separator: str) -> str | None:
     """Name the first record with more cells than the header (only on the error path)."""
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=separator)
     header = next(reader, [])
     for number, record in enumerate(reader, start=2):
         if len(record) > len(header):

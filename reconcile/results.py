@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -87,12 +87,13 @@ def row_outcomes(
 def results_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
     """``row``, the input columns under their own headers, then the outcome columns."""
     columns = [c for c in table.frame.columns if c != ROW]
-    return table.frame.join(
-        outcomes.drop("community").rename(lambda c: _ours(c, columns)),
-        on=ROW,
-        how="left",
-        maintain_order="left",
-    ).select(
+    mine = outcomes.drop("community").rename(lambda c: _ours(c, columns))
+    if table.frame.get_column(ROW).equals(outcomes.get_column(ROW)):
+        # The usual case: one outcome per input row, in the same order; no join needed.
+        joined = pl.concat([table.frame, mine.drop(ROW)], how="horizontal")
+    else:
+        joined = table.frame.join(mine, on=ROW, how="left", maintain_order="left")
+    return joined.select(
         pl.col(ROW).alias(_ours("row", columns)),
         *columns,
         *(_ours(c, columns) for c in ("status", "http_status", "error", "attempts", "request")),
@@ -104,46 +105,50 @@ def _ours(name: str, input_columns: Sequence[str]) -> str:
     return f"{RESULT_PREFIX}{name}" if name in input_columns else name
 
 
-def neutralise(frame: pl.DataFrame) -> pl.DataFrame:
+def neutralised(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Prefix text cells that Excel would treat as a formula with a quote (values sent are not
     affected: this is only the file people open)."""
-    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
-    if not text:
-        return frame
-    hits = frame.select(pl.col(c).str.contains(_FORMULA_START).any() for c in text).row(0)
     return frame.with_columns(
         pl.when(pl.col(c).str.contains(_FORMULA_START))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
         .alias(c)
-        for c, hit in zip(text, hits, strict=True)
-        if hit
+        for c, dtype in frame.collect_schema().items()
+        if dtype == pl.String
     )
 
 
-def write_csv_atomic(frame: pl.DataFrame, path: Path) -> None:
-    """Write next to ``path`` then rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
+    """Write each frame to a temporary file next to its path, all at once on polars' streaming
+    engine, synced, then rename: readers never see a partial file."""
+    temporary: dict[Path, Path] = {}
     try:
-        with os.fdopen(fd, "wb") as handle:
-            neutralise(frame).write_csv(handle, include_bom=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        for path in frames:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(fd)
+            temporary[path] = Path(tmp)
+        pl.collect_all(
+            neutralised(frame.lazy()).sink_csv(
+                temporary[path], include_bom=True, sync_on_close="data", lazy=True
+            )
+            for path, frame in frames.items()
+        )
+        for path, tmp in temporary.items():
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in temporary.values():
+            tmp.unlink(missing_ok=True)
         raise
 
 
-def errors_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
-    """Rows not applied, with their original columns and the error: a file to fix and re-run."""
-    failed = outcomes.filter(~pl.col("status").is_in([s.value for s in SUCCESS]))
+def errors_frame(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of the results ``frame`` not applied, with their original columns and the error:
+    a file to fix and re-run."""
     columns = [c for c in table.frame.columns if c != ROW]
-    mine = failed.select(ROW, "status", "error").rename(lambda c: _ours(c, columns))
-    return table.frame.join(mine, on=ROW, how="inner").select(
-        *columns, _ours("status", columns), _ours("error", columns)
-    )
+    status, error = _ours("status", columns), _ours("error", columns)
+    succeeded = pl.col(status).is_in([s.value for s in SUCCESS])
+    return frame.filter(~succeeded).select(*columns, status, error)
 
 
 def summary(outcomes: pl.DataFrame) -> pl.DataFrame:
@@ -176,12 +181,13 @@ STATUS_COLOURS = {
 def write_results(table: Table, outcomes: pl.DataFrame, out: Path) -> None:
     """The results file (CSV, or a workbook when ``out`` ends in .xlsx) and the errors CSV."""
     frame = results_frame(table, outcomes)
-    errors = errors_frame(table, outcomes)
+    errors = errors_frame(table, frame)
+    errors_path = out.with_name(f"{out.stem}.errors.csv")
     if out.suffix.lower() == ".xlsx":
         write_workbook_atomic(frame, errors, out)
+        write_csvs_atomic({errors_path: errors})
     else:
-        write_csv_atomic(frame, out)
-    write_csv_atomic(errors, out.with_name(f"{out.stem}.errors.csv"))
+        write_csvs_atomic({out: frame, errors_path: errors})
 
 
 def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path) -> None:

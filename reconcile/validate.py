@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 
+import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
 
@@ -40,11 +41,17 @@ def validate(
     """
     normalised = operation.normalise(frame.lazy()).collect()
     schema = operation.schema(communities, operation.family_columns(normalised.columns))
+    passing = passes_checks(normalised, schema)
+    # pandera explains the rows that fail; rows that pass every check need no explaining.
+    suspects = pl.int_range(normalised.height, dtype=pl.UInt32, eager=True).alias("index")
+    if passing is not None:
+        suspects = suspects.filter(~passing)
     try:
-        schema.validate(normalised, lazy=True)
+        schema.validate(normalised[suspects], lazy=True)
         failures = None
     except SchemaErrors as exc:
         failures = _messages(exc.failure_cases, operation, headers)
+        failures = failures.with_columns(suspects.gather(failures.get_column("index")))
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
     errors = conflicts if failures is None else pl.concat([failures, conflicts])
     across = operation.group_errors(normalised, headers)
@@ -54,9 +61,41 @@ def validate(
         positions = normalised.select(ROW).with_row_index("index")
         errors = pl.concat([cell_errors.join(positions, on=ROW).select("index", "message"), errors])
     # Each check fails at most once per row, so a row's messages are distinct already.
-    per_row = errors.group_by("index").agg(pl.col("message").str.join("; ").alias(ERROR))
-    indexed = normalised.with_row_index("index")
-    return indexed.join(per_row, on="index", how="left", maintain_order="left").drop("index")
+    per_row = errors.group_by("index").agg(pl.col("message").str.join("; "))
+    error = pl.repeat(None, normalised.height, dtype=pl.String, eager=True).scatter(
+        per_row.get_column("index"), per_row.get_column("message")
+    )
+    return normalised.with_columns(error.alias(ERROR))
+
+
+def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series | None:
+    """Whether each row passes every check of ``schema`` (pandera's semantics: a required column
+    is not null; a check ignores nulls), all checks in one parallel polars pass.
+
+    pandera runs one pass per check, which dominates large files; this answers the common
+    question (which rows are fine) at once. None when the schema has a check this cannot
+    evaluate: pandera then sees every row.
+    """
+    conditions = []
+    for name, column in schema.columns.items():
+        if column.unique or column.regex:
+            return None
+        if not column.nullable:
+            conditions.append(pl.col(name).is_not_null())
+        conditions += [_condition(check, pl.col(name)) for check in column.checks]
+    conditions += [_condition(check, pl.all()) for check in schema.checks]
+    if schema.unique or any(c is None for c in conditions):
+        return None
+    if not conditions:
+        return pl.Series(values=[True] * frame.height, dtype=pl.Boolean)
+    return frame.select(pl.all_horizontal(conditions)).to_series()
+
+
+def _condition(check: pa.Check, column: pl.Expr) -> pl.Expr | None:
+    valid = (check.statistics or {}).get("valid")
+    if valid is None or check.element_wise or check.groupby is not None:
+        return None
+    return valid(column).fill_null(check.ignore_na)
 
 
 def _header_words(headers: Mapping[str, str]) -> dict[str, str]:

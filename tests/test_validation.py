@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pandera.errors import SchemaErrors
 
-from reconcile.operations import get_operation
-from tests.conftest import validation_errors
+from reconcile.intake import read_table
+from reconcile.operations import Operation, get_operation
+from reconcile.validate import passes_checks
+from tests.conftest import SAMPLE, validation_errors
 
 OP = get_operation("purchase-history")
 
@@ -205,3 +209,55 @@ def test_date_validation_agrees_with_the_calendar(dates: list[tuple[int, int, in
     errors = validation_errors(OP, *rows)
     for (d, m, y), error in zip(dates, errors, strict=True):
         assert (error is None) == _is_real(d, m, y), (d, m, y, error)
+
+
+def _pandera_failing_rows(operation: Operation, frame: pl.DataFrame) -> set[int]:
+    """Positions of the rows pandera itself fails, validating every row (no pre-screen)."""
+    normalised = operation.normalise(frame.lazy()).collect()
+    schema = operation.schema(["acme", "globex"], operation.family_columns(normalised.columns))
+    try:
+        schema.validate(normalised, lazy=True)
+    except SchemaErrors as exc:
+        return set(exc.failure_cases.get_column("index").drop_nulls().to_list())
+    return set()
+
+
+def _screened_failing_rows(operation: Operation, frame: pl.DataFrame) -> set[int]:
+    normalised = operation.normalise(frame.lazy()).collect()
+    schema = operation.schema(["acme", "globex"], operation.family_columns(normalised.columns))
+    passing = passes_checks(normalised, schema)
+    assert passing is not None, "every shipped schema is made of rules.check/frame_check"
+    return set((~passing).arg_true().to_list())
+
+
+@pytest.mark.parametrize(
+    "sample", sorted(p.name for p in SAMPLE.glob("*.csv")), ids=lambda name: name
+)
+def test_the_one_pass_screen_agrees_with_pandera_on_every_sample(sample: str) -> None:
+    """validate() hands pandera only the rows the one-pass screen fails: both must agree."""
+    operation = get_operation(sample.removesuffix(".csv").removesuffix("-mistakes"))
+    table = read_table(SAMPLE / sample, operation.columns, families=operation.families)
+    names = operation.column_names + operation.family_columns(list(table.canonical))
+    frame = table.operation_view(names)
+    assert _screened_failing_rows(operation, frame) == _pandera_failing_rows(operation, frame)
+
+
+CELL = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["", " ", "acme", "initech", "ORD1", "2.02641E+19", "507f1f77bcf86cd799439011"]
+    ),
+    st.sampled_from(
+        ["31/12/2026", "29/02/2027", "2026-12-31", "12/31/2026", "1/2/2027", "31/12/26"]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({c: CELL for c in OP.column_names}), min_size=1, max_size=20))
+def test_the_one_pass_screen_agrees_with_pandera_on_any_rows(
+    rows: list[dict[str, str | None]],
+) -> None:
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(OP.column_names, pl.String))
+    assert _screened_failing_rows(OP, frame) == _pandera_failing_rows(OP, frame)

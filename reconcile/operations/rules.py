@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 
 import pandera.polars as pa
 import polars as pl
+from pandera.api.polars.types import PolarsData
 
 OBJECT_ID = r"^[0-9a-fA-F]{24}$"
 #: What Excel makes of a long number: 2.02641E+19.
@@ -24,14 +25,25 @@ _US_ORDER = r"^(0?[1-9]|1[0-2])/(1[3-9]|2[0-9]|3[01])/[0-9]{4}$"
 _ISO = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 
 
-def check(message: str, valid: Callable[[pl.Expr], pl.Expr]) -> pa.Check:
-    """A column check whose ``valid`` maps the column expression to a boolean expression."""
-    return pa.Check(lambda data: data.lazyframe.select(valid(pl.col(data.key))), error=message)
+Valid = Callable[[pl.Expr], pl.Expr]
+
+
+def _evaluate(data: PolarsData, *, valid: Valid) -> pl.LazyFrame:
+    return data.lazyframe.select(valid(pl.col(data.key)))
+
+
+def check(message: str, valid: Valid) -> pa.Check:
+    """A column check whose ``valid`` maps the column expression to a boolean expression.
+
+    ``valid`` is kept as the check's statistic, so validate.py can also evaluate every check of
+    a schema in one polars pass.
+    """
+    return pa.Check(_evaluate, error=message, valid=valid)
 
 
 def frame_check(message: str, valid: pl.Expr) -> pa.Check:
     """A whole-row check; ``message`` may name columns as {column} (replaced by the header)."""
-    return pa.Check(lambda data: data.lazyframe.select(valid), error=message)
+    return pa.Check(_evaluate, error=message, valid=lambda _: valid)
 
 
 def not_empty() -> pa.Check:
