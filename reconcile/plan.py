@@ -27,7 +27,7 @@ class Plan:
 
 def describe(method: pl.Expr, path: pl.Expr, body: pl.Expr) -> pl.Expr:
     """The request as an auditor reads it: ``PATCH /v1/... {"json": "body"}``."""
-    return pl.concat_str(method, pl.lit(" "), path, pl.lit(" ") + body, ignore_nulls=True)
+    return pl.concat_str([method, path, body], separator=" ", ignore_nulls=True)
 
 
 def plan(valid: pl.DataFrame, operation: Operation) -> Plan:

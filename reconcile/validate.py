@@ -60,8 +60,11 @@ def validate(
     if cell_errors is not None and cell_errors.height:
         positions = normalised.select(ROW).with_row_index("index")
         errors = pl.concat([cell_errors.join(positions, on=ROW).select("index", "message"), errors])
-    # Each check fails at most once per row, so a row's messages are distinct already.
-    per_row = errors.group_by("index").agg(pl.col("message").str.join("; "))
+    # Each check fails at most once per row, so a row's messages are distinct already. Most
+    # rows have one message: only the others need joining.
+    several = pl.col("index").is_duplicated()
+    joined = errors.filter(several).group_by("index").agg(pl.col("message").str.join("; "))
+    per_row = pl.concat([errors.filter(~several), joined])
     error = pl.repeat(None, normalised.height, dtype=pl.String, eager=True).scatter(
         per_row.get_column("index"), per_row.get_column("message")
     )
@@ -88,7 +91,10 @@ def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series 
         return None
     if not conditions:
         return pl.Series(values=[True] * frame.height, dtype=pl.Boolean)
-    return frame.select(pl.all_horizontal(conditions)).to_series()
+    # One column per condition, lazily: polars evaluates them in parallel and computes a
+    # sub-expression shared by several checks (a date regex) once.
+    each = frame.lazy().select(c.alias(str(n)) for n, c in enumerate(conditions))
+    return each.select(pl.all_horizontal(pl.all())).collect().to_series()
 
 
 def _condition(check: pa.Check, column: pl.Expr) -> pl.Expr | None:
@@ -149,7 +155,12 @@ def _conflicts(
         return pl.DataFrame(schema={"index": pl.UInt32, "message": pl.String})
     named = " and ".join(f"'{headers.get(k, k)}'" for k in key)
     present = pl.all_horizontal(pl.col(k).is_not_null() & (pl.col(k) != "") for k in key)
-    rows = frame.with_row_index("index").filter(present & pl.struct(key).is_duplicated())
+    rows = (
+        frame.lazy()
+        .select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("index"), ROW, *key)
+        .filter(present & pl.struct(key).is_duplicated())
+        .collect()
+    )
     # One message per group, listing a few rows: a group can be thousands of rows long.
     groups = rows.group_by(key).agg(
         pl.col(ROW).sort().head(_LISTED_ROWS).cast(pl.String).str.join(", ").alias("__listed"),

@@ -94,10 +94,17 @@ class Operation(abc.ABC):
         family cell of only spaces is an empty cell (the key is not sent)."""
         names = frame.collect_schema().names()
         family = self.family_columns(names)
+        columns = [c.name for c in self.columns]
+        # Folding CRLF rewrites every cell: only where a column has a CR at all (rare).
+        has_cr = frame.select(pl.col(columns).str.contains("\r", literal=True).any()).collect()
         return frame.with_columns(
             *(
-                pl.col(c.name).str.replace_all("\r\n", "\n", literal=True).str.strip_chars()
-                for c in self.columns
+                (
+                    pl.col(c).str.replace_all("\r\n", "\n", literal=True)
+                    if has_cr.get_column(c).item()
+                    else pl.col(c)
+                ).str.strip_chars()
+                for c in columns
             ),
             *(pl.col(n).str.strip_chars().replace("", None) for n in family),
         )
@@ -225,12 +232,11 @@ def with_encoded_segment(frame: pl.DataFrame, column: str, alias: str) -> pl.Dat
     Values made only of unreserved characters (all valid IDs) pass through as they are; the rare
     others are encoded with urllib, on that subset only.
     """
-    safe = pl.col(column).str.contains(_UNRESERVED)
-    frame = frame.with_columns(pl.when(safe).then(pl.col(column)).alias(alias))
-    unsafe = frame.select(pl.col(column).filter(~safe)).to_series()
-    if unsafe.len() == 0:
-        return frame
-    encoded = {v: urllib.parse.quote(v, safe="") for v in unsafe.unique().to_list()}
+    values = frame.get_column(column)
+    unsafe = values.filter(~values.str.contains(_UNRESERVED)).unique()
+    if unsafe.is_empty():
+        return frame.with_columns(values.alias(alias))
+    encoded = {v: urllib.parse.quote(v, safe="") for v in unsafe.to_list()}
     return frame.with_columns(
-        pl.col(alias).fill_null(pl.col(column).replace_strict(encoded, default=None))
+        pl.col(column).replace_strict(encoded, default=pl.col(column)).alias(alias)
     )
