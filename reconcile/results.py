@@ -68,7 +68,9 @@ def row_outcomes(
         .join(request_outcomes, on="__request", how="left")
         .drop("__request")
     )
-    base = validated.select(ROW, "community", ERROR).join(sent, on=ROW, how="left")
+    base = validated.select(ROW, "community", ERROR).join(
+        sent, on=ROW, how="left", maintain_order="left"
+    )
     invalid = pl.col(ERROR).is_not_null()
     return base.select(
         ROW,

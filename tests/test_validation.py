@@ -45,6 +45,11 @@ VALID = {
         redemptionInstructions="  x  ", voucherCode=" A ", voucherExpiryDate=" 01/01/2027 "
     ),
     "padded id": row(purchaseHistoryID="  ORD1  ", redemptionInstructions="x"),
+    "tabs, newlines and no-break spaces are trimmed": row(
+        purchaseHistoryID="\u00a0ORD1\t",
+        voucherCode="\r\nA\n",
+        voucherExpiryDate="01/01/2027\u00a0",
+    ),
 }
 
 INVALID = {

@@ -95,17 +95,17 @@ class Operation(abc.ABC):
         names = frame.collect_schema().names()
         family = self.family_columns(names)
         columns = [c.name for c in self.columns]
-        # Folding CRLF rewrites every cell: only where a column has a CR at all (rare).
+        # Folding CRLF rewrites every cell of a column: only where a column has a CR at all.
         has_cr = frame.select(pl.col(columns).str.contains("\r", literal=True).any()).collect()
+
+        def cleaned(name: str) -> pl.Expr:
+            column = pl.col(name)
+            if has_cr.get_column(name).item():
+                column = column.str.replace_all("\r\n", "\n", literal=True)
+            return column.str.strip_chars()
+
         return frame.with_columns(
-            *(
-                (
-                    pl.col(c).str.replace_all("\r\n", "\n", literal=True)
-                    if has_cr.get_column(c).item()
-                    else pl.col(c)
-                ).str.strip_chars()
-                for c in columns
-            ),
+            *(cleaned(c) for c in columns),
             *(pl.col(n).str.strip_chars().replace("", None) for n in family),
         )
 
@@ -212,17 +212,13 @@ def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.
     indexed = frame.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("__index"), shape.alias("__shape"), **columns
     )
-    parts = []
+    bodies = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(alias)
     for code in indexed.get_column("__shape").unique().to_list():
         present = {path: f"__leaf{bit}" for bit, (path, _) in enumerate(leaves) if code >> bit & 1}
         struct = _struct(fields, present)
         encoded = struct.struct.json_encode() if struct is not None else pl.lit("{}")
-        parts.append(
-            indexed.filter(pl.col("__shape") == code).select("__index", encoded.alias(alias))
-        )
-    if not parts:
-        return frame.with_columns(pl.lit(None, pl.String).alias(alias))
-    bodies = pl.concat(parts).sort("__index").get_column(alias)
+        part = indexed.filter(pl.col("__shape") == code).select("__index", encoded)
+        bodies = bodies.scatter(part.get_column("__index"), part.to_series(1))
     return frame.with_columns(bodies)
 
 
