@@ -1,8 +1,9 @@
 """Run an operation's pandera schema and turn its failure cases into per-row messages.
 
-The frame is validated eagerly with ``lazy=True`` so that every failing check of every row is
-collected; the failure cases are joined back to spreadsheet row numbers, so each row ends with
-either no error or all its errors in plain words.
+All of the schema's checks are first evaluated together in one polars pass, which tells the rows
+that pass every check; pandera then validates the other rows eagerly with ``lazy=True``, so that
+every failing check of every row is collected, and its failure cases are mapped back to the rows,
+so each row ends with either no error or all its errors in plain words.
 """
 
 from __future__ import annotations
