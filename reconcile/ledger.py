@@ -20,9 +20,11 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from reconcile.exceptions import RunLockedError
 
@@ -60,6 +62,8 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, updated_at);
 """
 IN_FLIGHT = "in_flight"
+#: Fingerprints per lookup query (SQLite allows 32,766 parameters since 3.32).
+_LOOKUP_CHUNK = 10_000
 
 
 def now_iso() -> str:
@@ -70,11 +74,53 @@ def fingerprint(
     base_url: str, operation: str, community: str, method: str, path: str, body: str | None
 ) -> str:
     """What makes two requests the same correction (the base URL too: a sandbox rehearsal must
-    never make production think a row is applied)."""
+    never make production think a row is applied). The definition: ledgers keep these."""
     material = json.dumps(
         [base_url, operation, community, method, path, body or ""], ensure_ascii=False
     )
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+#: Characters json.dumps writes as escapes besides the quote and the backslash.
+_CONTROL = r"[\x00-\x1f]"
+
+
+def fingerprints(base_url: str, operation: str, requests: pl.DataFrame) -> pl.Series:
+    """``fingerprint`` of each request (columns community, method, path, body), identical to
+    the function, without a json.dumps per row.
+
+    For text without control characters, ``json.dumps(..., ensure_ascii=False)`` only escapes
+    the backslash and the quote, so polars builds those materials; the rare rows with a control
+    character (a newline in a body) go through ``fingerprint`` itself. Hashing stays hashlib's.
+    """
+    fields = [
+        pl.lit(base_url),
+        pl.lit(operation),
+        pl.col("community"),
+        pl.col("method"),
+        pl.col("path"),
+        pl.col("body").fill_null(""),
+    ]
+    quoted = [
+        pl.concat_str(
+            pl.lit('"'),
+            f.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True),
+            pl.lit('"'),
+        )
+        for f in fields
+    ]
+    built = requests.select(
+        pl.concat_str(pl.lit("["), pl.concat_str(quoted, separator=", "), pl.lit("]")).alias(
+            "material"
+        ),
+        pl.any_horizontal(f.str.contains(_CONTROL) for f in fields).alias("special"),
+    )
+    keys = [hashlib.sha256(m.encode("utf-8")).hexdigest() for m in built.get_column("material")]
+    special = built.get_column("special")
+    rows = requests.filter(special).select("community", "method", "path", "body").iter_rows()
+    for index, row in zip(special.arg_true().to_list(), rows, strict=True):
+        keys[index] = fingerprint(base_url, operation, *row)
+    return pl.Series("fingerprint", keys, dtype=pl.String)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,13 +190,12 @@ class Ledger:
         return found
 
     # --- requests ----------------------------------------------------------------------------
-    def prior(self, fingerprints: Iterable[str]) -> dict[str, PriorState]:
+    def prior(self, fingerprints: Sequence[str]) -> dict[str, PriorState]:
         """For each fingerprint with history: an applied record if any run applied it, else the
-        latest record."""
+        latest record. (A fingerprint given twice is only looked up twice.)"""
         found: dict[str, PriorState] = {}
-        unique = list(dict.fromkeys(fingerprints))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
+        for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
+            chunk = fingerprints[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows = self.connection.execute(
                 f"SELECT fingerprint, state, run_id, updated_at FROM requests WHERE fingerprint IN ({marks}) "

@@ -35,7 +35,7 @@ from reconcile.dispatch import (
 from reconcile.exceptions import ConfigError
 from reconcile.intake import Table, read_table
 from reconcile.job import Job
-from reconcile.ledger import IN_FLIGHT, Ledger, fingerprint, now_iso, run_lock
+from reconcile.ledger import IN_FLIGHT, Ledger, fingerprints, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
 from reconcile.plan import Plan, plan
 from reconcile.progress import ProgressReporter
@@ -149,17 +149,7 @@ def with_fingerprints(prepared: Prepared, requests: pl.DataFrame | None = None) 
     """The plan's requests with a ``fingerprint`` column (sha256: stable across versions)."""
     requests = prepared.plan.requests if requests is None else requests
     job = prepared.job
-    keys = [
-        fingerprint(job.base_url, job.operation, community, method, path, body)
-        for community, method, path, body in zip(
-            requests.get_column("community").to_list(),
-            requests.get_column("method").to_list(),
-            requests.get_column("path").to_list(),
-            requests.get_column("body").to_list(),
-            strict=True,
-        )
-    ]
-    return requests.with_columns(pl.Series("fingerprint", keys, dtype=pl.String))
+    return requests.with_columns(fingerprints(job.base_url, job.operation, requests))
 
 
 def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFrame:
@@ -170,7 +160,7 @@ def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFra
     ``unknown`` (a refund must never be sent twice blindly). In flight before and repeatable:
     re-sent, saying so. ``--force`` sends everything.
     """
-    prior = ledger.prior(requests.get_column("fingerprint").to_list())
+    prior = ledger.prior(requests.get_column("fingerprint").unique().to_list())
     history = pl.DataFrame(
         {
             "fingerprint": list(prior),

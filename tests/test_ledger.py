@@ -14,8 +14,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconcile.ledger import fingerprint
+from reconcile.ledger import fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
@@ -190,6 +192,20 @@ class TestLedger:
             "http://127.0.0.1:1", "purchase-history", "acme", "PATCH", "/v1/x", "{}"
         )
 
+    def test_a_known_fingerprint_never_changes(self) -> None:
+        """Ledgers written by earlier versions keep matching: the definition is frozen."""
+        assert (
+            fingerprint(
+                "https://api.returning.ai",
+                "purchase-history",
+                "acme",
+                "PATCH",
+                "/v1/x",
+                '{"a":"é"}',
+            )
+            == "ccf69c745327665323040266b07a16731e5ece9136392aeae5db3cf1cc7fbca5"
+        )
+
     def test_dry_run_marks_nothing_applied_but_shows_what_is(
         self, sandbox: SandboxServer, tmp_path: Path
     ) -> None:
@@ -309,3 +325,39 @@ class TestLedger:
         assert shown["counts"]["per_status"] == {"applied": 1}
         assert shown["requests"] == {"applied": 1}
         assert run("runs", "show", "nope", "--job", job) == 2
+
+
+TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(
+            ['"', "\\", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "/", "é", "€", "\u2028"]
+        ),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            TEXT, st.sampled_from(["PATCH", "PUT", "POST"]), TEXT, st.one_of(st.none(), TEXT)
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    TEXT,
+)
+def test_vectorised_fingerprints_equal_the_definition(
+    rows: list[tuple[str, str, str, str | None]], base_url: str
+) -> None:
+    """The polars-built fingerprints are the very ones ``fingerprint`` gives, whatever the text:
+    a difference would make a re-run forget what was applied."""
+    requests = pl.DataFrame(
+        rows,
+        schema={"community": pl.String, "method": pl.String, "path": pl.String, "body": pl.String},
+        orient="row",
+    )
+    expected = [fingerprint(base_url, "op", *row) for row in rows]
+    assert fingerprints(base_url, "op", requests).to_list() == expected
