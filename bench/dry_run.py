@@ -4,7 +4,7 @@ Each side runs in its own process, timed from after imports and pandera's one-ti
 its peak memory (max RSS).
 Targets (issue 2): the dry run takes at most 3x the floor, and stays under 2 GiB.
 
-    uv run python bench/dry_run.py [--rows 1000000]
+    uv run python bench/dry_run.py [--rows 1000000] [--history]
 """
 
 from __future__ import annotations
@@ -77,7 +77,14 @@ def child(mode: str, source: Path, out: Path, job: Path) -> None:
         # Library set-up, like the imports: pandera registers its polars backends (and imports
         # hypothesis when it is installed, as in this dev environment) on its first validate.
         pa.DataFrameSchema({}).validate(pl.DataFrame())
-        settings = load_job(job).with_overrides(state_dir=out.parent / "state")
+        settings = load_job(job).with_overrides(state_dir=out.parent / mode)
+        if mode == "history":
+            # The job has sent before: every request is fingerprinted and looked up.
+            from reconcile.ledger import Ledger
+
+            ledger = Ledger(settings.state_dir)
+            ledger.commit([ledger.sending_statement("earlier-run", "0" * 64, "acme", "PATCH", "/")])
+            ledger.close()
         started = time.perf_counter()
         execute(source, settings, out, RunOptions(dry_run=True))
     elapsed = time.perf_counter() - started
@@ -100,6 +107,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", nargs=4)
+    parser.add_argument(
+        "--history", action="store_true", help="the job's ledger has history (fingerprints)"
+    )
     args = parser.parse_args()
     if args.child:
         mode, source, out, job = args.child
@@ -114,7 +124,7 @@ def main() -> None:
         results = folder / "results.csv"
         for _ in range(args.repeat):
             floors.append(measure("floor", source, folder / "floor.csv", job))
-            runs.append(measure("tool", source, results, job))
+            runs.append(measure("history" if args.history else "tool", source, results, job))
             # The same floor for the results file the dry run must write (it carries every row's
             # request): what polars alone takes to read and write a file of that size.
             output_floors.append(measure("floor", results, folder / "floor2.csv", job))

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,20 +193,21 @@ class Ledger:
     def prior(self, fingerprints: Sequence[str]) -> dict[str, PriorState]:
         """For each fingerprint with history: an applied record if any run applied it, else the
         latest record. (A fingerprint given twice is only looked up twice.)"""
+        select = "SELECT fingerprint, state, run_id, updated_at FROM requests"
+        (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
+        if recorded <= len(fingerprints):
+            # A ledger smaller than the file: reading it whole beats one lookup per request.
+            wanted = set(fingerprints)
+            rows = self.connection.execute(f"{select} ORDER BY updated_at").fetchall()
+            return _latest_or_applied(r for r in rows if r[0] in wanted)
         found: dict[str, PriorState] = {}
         for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
             chunk = fingerprints[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows = self.connection.execute(
-                f"SELECT fingerprint, state, run_id, updated_at FROM requests WHERE fingerprint IN ({marks}) "
-                "ORDER BY updated_at",
-                chunk,
+                f"{select} WHERE fingerprint IN ({marks}) ORDER BY updated_at", chunk
             ).fetchall()
-            for key, state, run_id, updated_at in rows:
-                current = found.get(key)
-                if current is not None and current.state == "applied":
-                    continue
-                found[key] = PriorState(state, run_id, updated_at)
+            found.update(_latest_or_applied(rows))
         return found
 
     def has_history(self) -> bool:
@@ -298,3 +299,13 @@ def run_lock(state_dir: Path, job_key: str) -> Iterator[Path]:
         yield path
     finally:
         handle.close()
+
+
+def _latest_or_applied(rows: Iterable[tuple[str, str, str, str]]) -> dict[str, PriorState]:
+    """Ledger rows in time order -> per fingerprint its applied record if any, else the latest."""
+    found: dict[str, PriorState] = {}
+    for key, state, run_id, updated_at in rows:
+        current = found.get(key)
+        if current is None or current.state != "applied":
+            found[key] = PriorState(state, run_id, updated_at)
+    return found

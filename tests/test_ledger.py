@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconcile.ledger import fingerprint, fingerprints
+from reconcile.ledger import Ledger, fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
@@ -361,3 +361,41 @@ def test_vectorised_fingerprints_equal_the_definition(
     )
     expected = [fingerprint(base_url, "op", *row) for row in rows]
     assert fingerprints(base_url, "op", requests).to_list() == expected
+
+
+@pytest.mark.parametrize("others", [0, 20], ids=["ledger larger than the file", "file larger"])
+def test_prior_keeps_an_applied_record_else_the_latest(tmp_path: Path, others: int) -> None:
+    """Both lookups (one query per chunk, or the whole ledger when it is the smaller) agree."""
+    ledger = Ledger(tmp_path)
+
+    def outcome(run_id: str, key: str, state: str) -> None:
+        ledger.commit(
+            [
+                ledger.finished_statement(
+                    run_id,
+                    key,
+                    "acme",
+                    "PATCH",
+                    "/",
+                    state=state,
+                    http_status=None,
+                    error=None,
+                    attempts=1,
+                )
+            ]
+        )
+        time.sleep(0.002)  # distinct timestamps: the order is the ledger's time order
+
+    outcome("r1", "applied-then-failed", "applied")
+    outcome("r2", "applied-then-failed", "failed")
+    outcome("r1", "unknown-then-in-flight", "unknown")
+    outcome("r2", "unknown-then-in-flight", "in_flight")
+    outcome("r1", "only-failed", "failed")
+    wanted = ["applied-then-failed", "unknown-then-in-flight", "only-failed", "never-sent"]
+    found = ledger.prior(wanted + [f"other-{n}" for n in range(others)])
+    ledger.close()
+    assert {key: (p.state, p.run_id) for key, p in found.items()} == {
+        "applied-then-failed": ("applied", "r1"),
+        "unknown-then-in-flight": ("in_flight", "r2"),
+        "only-failed": ("failed", "r1"),
+    }
