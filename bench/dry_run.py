@@ -38,7 +38,7 @@ def generate(path: Path, rows: int) -> None:
         for n in range(rows):
             community = "acme" if n % 2 else "globex"
             kind = rng.random()
-            ident = f"ORD{202600000000000000 + n}" if n % 3 else f"{n:024x}"
+            ident = identifier(n)
             instructions, code, expiry = (
                 "",
                 f"CODE-{n}",
@@ -61,6 +61,35 @@ def generate(path: Path, rows: int) -> None:
             handle.write(f"{community},{ident},{instructions},{code},{expiry},row {n}\n")
 
 
+def identifier(n: int) -> str:
+    return f"ORD{202600000000000000 + n}" if n % 3 else f"{n:024x}"
+
+
+def seed_history(state_dir: Path, rows: int) -> None:
+    """A ledger in which an earlier run sent every tenth row's target (with other bodies): those
+    requests are fingerprinted and looked up, the others need neither."""
+    from reconcile.ledger import Ledger
+
+    ledger = Ledger(state_dir)
+    ledger.commit(
+        [
+            ledger.finished_statement(
+                "earlier-run",
+                f"{n:064x}",
+                "acme" if n % 2 else "globex",
+                "PATCH",
+                f"/v1/purchase-histories/{identifier(n)}",
+                state="applied",
+                http_status=200,
+                error=None,
+                attempts=1,
+            )
+            for n in range(0, rows, 10)
+        ]
+    )
+    ledger.close()
+
+
 def child(mode: str, source: Path, out: Path, job: Path) -> None:
     if mode == "floor":
         import polars as pl
@@ -79,12 +108,7 @@ def child(mode: str, source: Path, out: Path, job: Path) -> None:
         pa.DataFrameSchema({}).validate(pl.DataFrame())
         settings = load_job(job).with_overrides(state_dir=out.parent / mode)
         if mode == "history":
-            # The job has sent before: every request is fingerprinted and looked up.
-            from reconcile.ledger import Ledger
-
-            ledger = Ledger(settings.state_dir)
-            ledger.commit([ledger.sending_statement("earlier-run", "0" * 64, "acme", "PATCH", "/")])
-            ledger.close()
+            seed_history(settings.state_dir, rows=sum(1 for _ in source.open()) - 1)
         started = time.perf_counter()
         execute(source, settings, out, RunOptions(dry_run=True))
     elapsed = time.perf_counter() - started

@@ -210,8 +210,21 @@ class Ledger:
             found.update(_latest_or_applied(rows))
         return found
 
-    def has_history(self) -> bool:
-        return self.connection.execute("SELECT 1 FROM requests LIMIT 1").fetchone() is not None
+    def known_targets(self, limit: int) -> pl.DataFrame | None:
+        """The distinct ``community``, ``method``, ``path`` of every recorded request, when the
+        ledger has at most ``limit`` records (else None: looking each request up is cheaper). A
+        request whose target is not among them has no history, so needs no fingerprint."""
+        (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
+        if recorded > limit:
+            return None
+        rows = self.connection.execute(
+            "SELECT DISTINCT community, method, path FROM requests"
+        ).fetchall()
+        return pl.DataFrame(
+            rows,
+            schema={"community": pl.String, "method": pl.String, "path": pl.String},
+            orient="row",
+        )
 
     @staticmethod
     def sending_statement(

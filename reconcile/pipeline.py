@@ -515,6 +515,28 @@ def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.Dat
     )
 
 
+def _would_happen(
+    prepared: Prepared,
+    requests: pl.DataFrame,
+    ledger: Ledger,
+    *,
+    force: bool,
+) -> pl.DataFrame:
+    """A dry run's outcome per request: what the ledger decides (already applied, unknown),
+    else would apply. Only requests the ledger may know need a fingerprint."""
+    would_apply = results.would_apply(requests)
+    if force:
+        return would_apply
+    known = ledger.known_targets(limit=requests.height)
+    if known is not None:
+        requests = requests.join(known, on=["community", "method", "path"], how="semi")
+    if requests.is_empty():
+        return would_apply  # the common audit case: no hashing at all
+    decided = _decided_outcomes(triage(with_fingerprints(prepared, requests), ledger, force=False))
+    rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
+    return pl.concat([decided, rest])
+
+
 def _send_or_show(
     prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
 ) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
@@ -523,14 +545,10 @@ def _send_or_show(
     requests = prepared.plan.requests
     if options.communities is not None:
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
-    would_apply = results.would_apply(requests)
-    if options.dry_run and not ledger.has_history():
-        return would_apply, None, []  # the common audit case stays vectorised: no hashing
+    if options.dry_run:
+        return _would_happen(prepared, requests, ledger, force=options.force), None, []
     triaged = triage(with_fingerprints(prepared, requests), ledger, force=options.force)
     decided = _decided_outcomes(triaged)
-    if options.dry_run:
-        rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
-        return pl.concat([decided, rest]), None, []
     to_send = planned(triaged)
     communities = sorted({r.community for r in to_send})
     credentials = resolve_credentials(

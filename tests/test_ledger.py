@@ -245,7 +245,17 @@ class TestLedger:
             "would_apply",
             "would_apply",
         ]
-        assert len(sandbox.state.requests) == 1
+        # --force would send everything again; and a ledger larger than the file is looked
+        # up request by request instead of read whole: the same answers.
+        flags = ("--job", job, "--out", out, "--dry-run")
+        assert run("run", orders_csv(tmp_path / "in.csv", rows), *flags, "--force") == 0
+        assert read_results(out).get_column("status").to_list() == ["would_apply"] * 3
+        assert (
+            run("run", orders_csv(tmp_path / "in.csv", rows[1:]), "--job", job, "--out", out) == 0
+        )
+        assert run("run", orders_csv(tmp_path / "in.csv", rows[:1]), *flags) == 0
+        assert read_results(out).get_column("status").to_list() == ["already_applied"]
+        assert len(sandbox.state.requests) == 3
 
     def test_manifest(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         import hashlib
