@@ -99,7 +99,7 @@ def fingerprints(base_url: str, operation: str, requests: pl.DataFrame) -> pl.Se
         pl.col("community"),
         pl.col("method"),
         pl.col("path"),
-        pl.col("body").fill_null(""),
+        pl.col("body").cast(pl.String).fill_null(""),
     ]
     quoted = [
         pl.concat_str(
