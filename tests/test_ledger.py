@@ -212,49 +212,21 @@ class TestLedger:
         rows = [("acme", order_id("acme", n)) for n in range(3)]
         job = write_job(tmp_path / "job.toml", sandbox.url)
         out = tmp_path / "out.csv"
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", rows),
-                "--job",
-                job,
-                "--out",
-                out,
-                "--dry-run",
-            )
-            == 0
-        )
-        assert (
-            run("run", orders_csv(tmp_path / "in.csv", rows[:1]), "--job", job, "--out", out) == 0
-        )
+
+        def statuses(chosen: list[tuple[str, str]], *flags: str) -> list[str]:
+            source = orders_csv(tmp_path / "in.csv", chosen)
+            assert run("run", source, "--job", job, "--out", out, *flags) == 0
+            return read_results(out).get_column("status").to_list()
+
+        assert statuses(rows, "--dry-run") == ["would_apply"] * 3
+        assert statuses(rows[:1]) == ["applied"]
         assert len(sandbox.state.requests) == 1
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", rows),
-                "--job",
-                job,
-                "--out",
-                out,
-                "--dry-run",
-            )
-            == 0
-        )
-        assert read_results(out).get_column("status").to_list() == [
-            "already_applied",
-            "would_apply",
-            "would_apply",
-        ]
+        assert statuses(rows, "--dry-run") == ["already_applied", "would_apply", "would_apply"]
         # --force would send everything again; and a ledger larger than the file is looked
         # up request by request instead of read whole: the same answers.
-        flags = ("--job", job, "--out", out, "--dry-run")
-        assert run("run", orders_csv(tmp_path / "in.csv", rows), *flags, "--force") == 0
-        assert read_results(out).get_column("status").to_list() == ["would_apply"] * 3
-        assert (
-            run("run", orders_csv(tmp_path / "in.csv", rows[1:]), "--job", job, "--out", out) == 0
-        )
-        assert run("run", orders_csv(tmp_path / "in.csv", rows[:1]), *flags) == 0
-        assert read_results(out).get_column("status").to_list() == ["already_applied"]
+        assert statuses(rows, "--dry-run", "--force") == ["would_apply"] * 3
+        assert statuses(rows[1:]) == ["applied", "applied"]
+        assert statuses(rows[:1], "--dry-run") == ["already_applied"]
         assert len(sandbox.state.requests) == 3
 
     def test_manifest(self, sandbox: SandboxServer, tmp_path: Path) -> None:
