@@ -101,6 +101,15 @@ def run(*args: str | Path) -> int:
     return cli.main([str(a) for a in args])
 
 
+def run_orders(
+    job: Path, rows: list[tuple[str, str]], folder: Path, *flags: str
+) -> tuple[int, pl.DataFrame]:
+    """The CLI on an orders CSV of ``rows`` (written in ``folder``): exit code and results."""
+    out = folder / "out.csv"
+    code = run("run", orders_csv(folder / "in.csv", rows), "--job", job, "--out", out, *flags)
+    return code, read_results(out)
+
+
 def validation_errors(
     operation: Operation, *rows: dict[str, str | None], families: tuple[str, ...] = ()
 ) -> list[str | None]:

@@ -17,7 +17,7 @@ import pytest
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import ROOT, orders_csv, read_results, run, write_job
+from tests.conftest import ROOT, orders_csv, read_results, run, run_orders, write_job
 
 FAST = {"backoff_base_seconds": 0.01}
 
@@ -154,20 +154,10 @@ class TestOutcomes:
         sandbox.state.faults.rules = [
             FaultRule(kind="error_before", status=502, match=target, times=2)
         ]
-        out = tmp_path / "out.csv"
         job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", [("acme", target)]),
-                "--job",
-                job,
-                "--out",
-                out,
-            )
-            == 0
-        )
-        result = read_results(out).row(0, named=True)
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 0
+        result = results.row(0, named=True)
         assert (result["status"], result["attempts"], result["http_status"]) == (
             "applied",
             "3",
@@ -180,20 +170,10 @@ class TestOutcomes:
         sandbox.state.faults.rules = [
             FaultRule(kind="error_after", status=502, match=target, times=1)
         ]
-        out = tmp_path / "out.csv"
         job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", [("acme", target)]),
-                "--job",
-                job,
-                "--out",
-                out,
-            )
-            == 0
-        )
-        result = read_results(out).row(0, named=True)
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 0
+        result = results.row(0, named=True)
         assert (result["status"], result["attempts"]) == ("applied", "2")
         assert [r["committed"] for r in sandbox.state.requests] == [True, True]
 
@@ -205,60 +185,30 @@ class TestOutcomes:
             FaultRule(kind="error_after", status=502, match=target, times=1),
             FaultRule(kind="error_before", status=409, match=target, after=1, times=1),
         ]
-        out = tmp_path / "out.csv"
         job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", [("acme", target)]),
-                "--job",
-                job,
-                "--out",
-                out,
-            )
-            == 1
-        )
-        result = read_results(out).row(0, named=True)
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 1
+        result = results.row(0, named=True)
         assert result["status"] == "unknown"
         assert "an earlier attempt may have applied it" in result["error"]
 
     def test_dropped_connection_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         target = order_id("acme", 6)
         sandbox.state.faults.rules = [FaultRule(kind="drop", match=target, times=1)]
-        out = tmp_path / "out.csv"
         job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", [("acme", target)]),
-                "--job",
-                job,
-                "--out",
-                out,
-            )
-            == 0
-        )
-        assert read_results(out).row(0, named=True)["attempts"] == "2"
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 0
+        assert results.row(0, named=True)["attempts"] == "2"
 
     def test_retries_exhausted_is_failed_with_last_error(
         self, sandbox: SandboxServer, tmp_path: Path
     ) -> None:
         target = order_id("acme", 7)
         sandbox.state.faults.rules = [FaultRule(kind="error_before", status=503, match=target)]
-        out = tmp_path / "out.csv"
         job = write_job(tmp_path / "j.toml", sandbox.url, max_attempts=3, **FAST)
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", [("acme", target)]),
-                "--job",
-                job,
-                "--out",
-                out,
-            )
-            == 1
-        )
-        result = read_results(out).row(0, named=True)
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 1
+        result = results.row(0, named=True)
         assert (result["status"], result["attempts"], result["http_status"]) == (
             "failed",
             "3",

@@ -21,7 +21,7 @@ from reconcile.ledger import Ledger, fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import KEYS, ROOT, orders_csv, read_results, run, write_job
+from tests.conftest import KEYS, ROOT, orders_csv, read_results, run, run_orders, write_job
 
 ENV = {
     **os.environ,
@@ -211,12 +211,11 @@ class TestLedger:
     ) -> None:
         rows = [("acme", order_id("acme", n)) for n in range(3)]
         job = write_job(tmp_path / "job.toml", sandbox.url)
-        out = tmp_path / "out.csv"
 
         def statuses(chosen: list[tuple[str, str]], *flags: str) -> list[str]:
-            source = orders_csv(tmp_path / "in.csv", chosen)
-            assert run("run", source, "--job", job, "--out", out, *flags) == 0
-            return read_results(out).get_column("status").to_list()
+            code, results = run_orders(job, chosen, tmp_path, *flags)
+            assert code == 0
+            return results.get_column("status").to_list()
 
         assert statuses(rows, "--dry-run") == ["would_apply"] * 3
         assert statuses(rows[:1]) == ["applied"]
