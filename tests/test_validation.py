@@ -12,7 +12,7 @@ from pandera.errors import SchemaErrors
 
 from reconcile.intake import read_table
 from reconcile.operations import Operation, get_operation
-from reconcile.validate import passes_checks
+from reconcile.validate import duplicated, passes_checks
 from tests.conftest import SAMPLE, validation_errors
 
 OP = get_operation("purchase-history")
@@ -266,3 +266,26 @@ def test_the_one_pass_screen_agrees_with_pandera_on_any_rows(
 ) -> None:
     frame = pl.DataFrame(rows, schema=dict.fromkeys(OP.column_names, pl.String))
     assert _screened_failing_rows(OP, frame) == _pandera_failing_rows(OP, frame)
+
+
+KEY_CELL = st.one_of(
+    st.none(), st.sampled_from(["", "a", "b", "ORD1", "ORD2"]), st.text(max_size=3)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(KEY_CELL, KEY_CELL), min_size=1, max_size=30))
+def test_hashed_duplicate_detection_agrees_with_polars_exact_one(
+    keys: list[tuple[str | None, str | None]],
+) -> None:
+    frame = pl.DataFrame(keys, schema=["community", "id"], orient="row")
+    exact = frame.select(pl.struct("community", "id").is_duplicated()).to_series()
+    assert duplicated(frame, ["community", "id"]).to_list() == exact.to_list()
+
+
+def test_duplicates_need_every_key_column_equal() -> None:
+    """Per-column hashes are seeded apart, so equal or swapped values do not cancel out."""
+    frame = pl.DataFrame({"a": ["x", "y", "x"], "b": ["x", "y", "x"]})
+    assert duplicated(frame, ["a", "b"]).to_list() == [True, False, True]
+    swapped = pl.DataFrame({"a": ["p", "q"], "b": ["q", "p"]})
+    assert duplicated(swapped, ["a", "b"]).to_list() == [False, False]
