@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from reconcile.sandbox import SandboxServer
-from reconcile.sandbox.state import FaultRule, Faults
+from reconcile.sandbox.state import DEFAULT_SEED, FaultRule, Faults, load_seed
 
 ACME = {"Authorization": "Bearer sandbox-key-acme"}
 GLOBEX = {"Authorization": "Bearer sandbox-key-globex"}
@@ -267,7 +268,7 @@ def test_reconcile_sandbox_serves_in_the_foreground(tmp_path: Any) -> None:
             "reconcile.cli",
             "sandbox",
             "--seed",
-            str(ROOT / "sample_data" / "sandbox-seed.json"),
+            str(DEFAULT_SEED),
             "--port",
             str(port),
             "--faults",
@@ -294,3 +295,12 @@ def test_reconcile_sandbox_serves_in_the_foreground(tmp_path: Any) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_default_seed_ships_inside_the_package() -> None:
+    """An installed reconcile (no checkout around it) must still find its sandbox seed."""
+    import reconcile
+
+    package = Path(reconcile.__file__).resolve().parent
+    assert DEFAULT_SEED.is_relative_to(package)
+    assert load_seed(DEFAULT_SEED)["communities"]

@@ -200,4 +200,5 @@ def load_seed(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-DEFAULT_SEED = Path(__file__).resolve().parents[2] / "sample_data" / "sandbox-seed.json"
+#: The sample seed ships inside the package, so an installed ``reconcile`` finds it too.
+DEFAULT_SEED = Path(__file__).resolve().parent / "seed.json"
