@@ -5,7 +5,9 @@ credentials, pacer, concurrency cap and stop switch (auth refused, reject guard)
 
 - 2xx applied; 400/404/409/422 rejected (never retried);
 - 401/403 failed, and the community stops: its unsent rows are skipped;
-- 429: the community pauses for Retry-After and slows down; retried, not counted in the budget;
+- 429: the community pauses for Retry-After and slows down; retried, not counted in the budget,
+  until 429s have held the community for ``rate_limit_budget_seconds``: then it stops (that row
+  failed, its unsent rows skipped), so a spent quota never hangs a nightly run;
 - 5xx, timeouts, cut connections: retried with exponential backoff and full jitter up to
   ``max_attempts`` -- only if the request is repeatable (it sets values); otherwise an ambiguous
   failure ends ``unknown``. A 409 after an earlier ambiguous failure is ``unknown`` too: the
@@ -106,6 +108,8 @@ class _Community:
     pacer: Pacer
     concurrency: int
     stop_reason: str | None = None
+    rate_limited_seconds: float = 0.0
+    """Time 429s have held this community (each counts its Retry-After, at least 1 s)."""
     answered: int = 0
     rejected: int = 0
 
@@ -285,6 +289,17 @@ class Dispatcher:
                         if answer.retry_after is not None
                         else DEFAULT_RETRY_AFTER_SECONDS
                     )
+                    if self._rate_limit_spent(community, wait):
+                        error = f"{community.stop_reason}: {verdict.message}"
+                        if maybe_applied:
+                            return self._finish(
+                                request,
+                                Status.UNKNOWN,
+                                answer.status,
+                                f"{error}; {MAYBE_APPLIED}",
+                                sent,
+                            )
+                        return self._finish(request, Status.FAILED, answer.status, error, sent)
                     community.pacer.pause(wait)
                     log.info("community.rate_limited", retry_after=wait, rate=community.pacer.rate)
                     continue
@@ -322,6 +337,23 @@ class Dispatcher:
         if maybe_applied:
             message += f" ({MAYBE_APPLIED})"
         self._finish(request, Status.FAILED, status, message, sent)
+
+    def _rate_limit_spent(self, community: _Community, wait: float) -> bool:
+        """Charge a 429's wait to the community; true (and the community stopped) when it
+        would go past ``rate_limit_budget_seconds``."""
+        budget = self.job.rate_limit_budget_seconds
+        charged = max(wait, DEFAULT_RETRY_AFTER_SECONDS)
+        if community.rate_limited_seconds + charged <= budget:
+            community.rate_limited_seconds += charged
+            return False
+        if community.stop_reason is None:
+            community.stop_reason = (
+                f"rate limited (429) for {community.rate_limited_seconds:.0f} s, and the API "
+                f"asks to wait {wait:.0f} s more: over rate_limit_budget_seconds = {budget:g}; "
+                "run again later"
+            )
+            log.error("community.stopped", reason=community.stop_reason)
+        return True
 
     def _count_answer(self, community: _Community, *, rejected: bool) -> None:
         """The guard: a systematic mistake should cost a few rows, not the whole file."""

@@ -24,6 +24,7 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_INTERRUPT_GRACE_SECONDS = 10.0
 DEFAULT_BACKOFF_BASE_SECONDS = 0.5
 DEFAULT_SETTLE_SECONDS = 60.0
+DEFAULT_RATE_LIMIT_BUDGET_SECONDS = 900.0
 
 
 def default_state_dir() -> Path:
@@ -59,6 +60,10 @@ class Job:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
+    rate_limit_budget_seconds: float = DEFAULT_RATE_LIMIT_BUDGET_SECONDS
+    """How long 429s may hold one community in a run (each counts its Retry-After, at least
+    1 s); past it the community stops, so a spent daily quota never keeps a nightly run waiting
+    (and the next night's run locked out) for hours."""
     state_dir: Path = dataclasses.field(default_factory=default_state_dir)
     input: str | None = None
     """For cron: a file, a glob or an inbox directory (relative to the job file's folder)."""
@@ -108,6 +113,7 @@ _TOP_KEYS = {
     "timeout_seconds": (int, float),
     "interrupt_grace_seconds": (int, float),
     "backoff_base_seconds": (int, float),
+    "rate_limit_budget_seconds": (int, float),
     "state_dir": str,
     "input": str,
     "results_dir": str,
@@ -152,7 +158,13 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
     for key in ("operation", "base_url"):
         if not raw.get(key):
             raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
-    for key in ("rate_per_second", "concurrency", "max_attempts", "guard_window"):
+    for key in (
+        "rate_per_second",
+        "concurrency",
+        "max_attempts",
+        "guard_window",
+        "rate_limit_budget_seconds",
+    ):
         _check_positive(raw.get(key), key, path)
     reject = raw.get("max_reject_rate")
     if reject is not None and not 0 < reject <= 1:
@@ -209,6 +221,9 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
             raw.get("interrupt_grace_seconds", DEFAULT_INTERRUPT_GRACE_SECONDS)
         ),
         backoff_base_seconds=float(raw.get("backoff_base_seconds", DEFAULT_BACKOFF_BASE_SECONDS)),
+        rate_limit_budget_seconds=float(
+            raw.get("rate_limit_budget_seconds", DEFAULT_RATE_LIMIT_BUDGET_SECONDS)
+        ),
         state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
         input=raw.get("input"),
         results_dir=folder("results_dir"),

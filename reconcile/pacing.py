@@ -2,7 +2,7 @@
 
 Evenly spaced slots (no start-up burst, unlike a leaky bucket that starts full), a sliding window
 of the last sends as a hard cap, a pause that holds the whole community after a 429, and an
-adaptive rate: halved on each 429, recovering slowly towards the configured rate on successes.
+adaptive rate: cut by a quarter on each 429, recovering slowly towards the configured rate on successes.
 aiolimiter was not used: its start-up burst breaks the one-second rule and it has neither pause
 nor adaptive rate.
 """

@@ -149,6 +149,54 @@ class TestOutcomes:
         # attempts counts requests sent, 429s included, although max_attempts is 1.
         assert results.get_column("attempts").cast(pl.Int64).sum() == len(log)
 
+    def test_a_long_retry_after_stops_the_community_instead_of_waiting(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """A spent daily quota (429, Retry-After one hour) must not hold a nightly run: the
+        community stops at once, its other rows are skipped, other communities go on."""
+        first = order_id("acme", 1)
+        sandbox.state.faults.rules = [
+            FaultRule(kind="error_before", status=429, match=first, retry_after=3600)
+        ]
+        rows = [("acme", order_id("acme", n)) for n in range(1, 6)] + [
+            ("globex", order_id("globex", 1))
+        ]
+        job = write_job(
+            tmp_path / "j.toml", sandbox.url, concurrency=1, rate_limit_budget_seconds=60
+        )
+        started = time.monotonic()
+        code, results = run_orders(job, rows, tmp_path)
+        assert time.monotonic() - started < 30
+        assert code == 1
+        statuses = results.get_column("status").to_list()
+        assert statuses == ["failed", "skipped", "skipped", "skipped", "skipped", "applied"]
+        failed = results.row(0, named=True)
+        assert failed["http_status"] == "429"
+        assert "over rate_limit_budget_seconds = 60" in failed["error"]
+        assert "run again later" in results.row(1, named=True)["error"]
+        acme_sent = [r for r in sandbox.state.requests if r.get("community") == "acme"]
+        assert len(acme_sent) == 1
+
+    def test_429s_hold_a_community_at_most_its_rate_limit_budget(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """Retry-After 1 s on every answer: waited out until 2.5 s of 429s, then stopped."""
+        target = order_id("acme", 2)
+        sandbox.state.faults.rules = [
+            FaultRule(kind="error_before", status=429, match=target, retry_after=1)
+        ]
+        job = write_job(tmp_path / "j.toml", sandbox.url, rate_limit_budget_seconds=2.5)
+        code, results = run_orders(job, [("acme", target)], tmp_path)
+        assert code == 1
+        result = results.row(0, named=True)
+        # Two 429s waited out (2 s), the third would pass 2.5 s.
+        assert (result["status"], result["attempts"], result["http_status"]) == (
+            "failed",
+            "3",
+            "429",
+        )
+        assert len(sandbox.state.requests) == 3
+
     def test_502_before_commit_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         target = order_id("acme", 3)
         sandbox.state.faults.rules = [

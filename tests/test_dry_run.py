@@ -159,6 +159,10 @@ class TestJobFile:
                 "never put a key",
             ),
             ('operation = "x"\nbase_url = "u"\nmax_reject_rate = 2\n', "max_reject_rate"),
+            (
+                'operation = "x"\nbase_url = "u"\nrate_limit_budget_seconds = -1\n',
+                "rate_limit_budget_seconds: must be a number above 0",
+            ),
             ("operation = [\n", "not valid TOML"),
         ],
     )

@@ -24,7 +24,7 @@ from reconcile.sandbox import (
     voucherify_rollback,
 )
 from reconcile.sandbox.endpoint import ApiError, Endpoint, bearer_key
-from reconcile.sandbox.state import SandboxState
+from reconcile.sandbox.state import FaultRule, SandboxState
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     purchase_history.ENDPOINT,
@@ -108,7 +108,9 @@ async def _answer(
     entry["faults"] = [r.kind for r in fired]
     for rule in fired:
         if rule.kind == "error_before":
-            return _error(endpoint, rule.status, "Injected failure before the write")
+            return _error(
+                endpoint, rule.status, "Injected failure before the write", _retry_after(rule)
+            )
         if rule.kind == "drop":
             return _Dropped()
     try:
@@ -131,8 +133,14 @@ async def _answer(
     entry["committed"] = True
     for rule in fired:
         if rule.kind == "error_after":
-            return _error(endpoint, rule.status, "Bad Gateway: the publisher timed out")
+            return _error(
+                endpoint, rule.status, "Bad Gateway: the publisher timed out", _retry_after(rule)
+            )
     return JSONResponse(payload, status_code=status)
+
+
+def _retry_after(rule: FaultRule) -> dict[str, str] | None:
+    return None if rule.retry_after is None else {"Retry-After": str(rule.retry_after)}
 
 
 def _route(endpoint: Endpoint, state: SandboxState) -> Route:

@@ -33,6 +33,8 @@ class FaultRule:
     """Let this many matching requests through before the rule starts."""
     times: int | None = None
     seconds: float = 0.0
+    retry_after: int | None = None
+    """A ``Retry-After`` header (seconds) on the error answer (a 429 with a quota's wait)."""
 
     def __post_init__(self) -> None:
         if self.kind not in {"error_before", "error_after", "error_mid_write", "drop", "latency"}:
