@@ -81,6 +81,7 @@ def seed_history(state_dir: Path, rows: int) -> None:
                 "acme" if n % 2 else "globex",
                 "PATCH",
                 f"/v1/purchase-histories/{identifier(n)}",
+                identifier(n),
                 state="applied",
                 http_status=200,
                 error=None,

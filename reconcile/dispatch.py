@@ -49,6 +49,8 @@ class PlannedRequest:
     body: str | None
     repeatable: bool
     fingerprint: str = ""
+    target: str | None = None
+    """The id of the record the request changes (the ledger tells later changes by it)."""
     note: str | None = None
     """Said in the outcome's error even on success (e.g. why it is re-sent)."""
 

@@ -29,6 +29,7 @@ import polars as pl
 from reconcile.exceptions import RunLockedError
 
 DATABASE = "ledger.sqlite3"
+IN_FLIGHT = "in_flight"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS requests (
     community TEXT NOT NULL,
     method TEXT NOT NULL,
     path TEXT NOT NULL,
+    target TEXT,
     state TEXT NOT NULL,
     http_status INTEGER,
     error TEXT,
@@ -61,7 +63,12 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, updated_at);
 """
-IN_FLIGHT = "in_flight"
+#: After the migrations: indexes on columns that older ledgers did not have.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS requests_by_target ON requests (community, target, updated_at);
+"""
+#: Request states after which a record may hold another value than a request set there.
+_CHANGED_STATES = ("applied", "unknown", IN_FLIGHT)
 #: Fingerprints per lookup query (SQLite allows 32,766 parameters since 3.32).
 _LOOKUP_CHUNK = 10_000
 
@@ -146,6 +153,10 @@ class Ledger:
         # grow during a run (~40 MB at most) and checkpoint when the run closes the ledger.
         self.connection.execute("PRAGMA wal_autocheckpoint=10000")
         self.connection.executescript(_SCHEMA)
+        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(requests)")}
+        if "target" not in columns:  # a ledger written before targets were recorded
+            self.connection.execute("ALTER TABLE requests ADD COLUMN target TEXT")
+        self.connection.executescript(_INDEXES)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -191,8 +202,8 @@ class Ledger:
 
     # --- requests ----------------------------------------------------------------------------
     def prior(self, fingerprints: Sequence[str]) -> dict[str, PriorState]:
-        """For each fingerprint with history: an applied record if any run applied it, else the
-        latest record. (A fingerprint given twice is only looked up twice.)"""
+        """For each fingerprint with history: its latest applied record if any run applied it,
+        else its latest record. (A fingerprint given twice is only looked up twice.)"""
         select = "SELECT fingerprint, state, run_id, updated_at FROM requests"
         (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
         if recorded <= len(fingerprints):
@@ -209,6 +220,38 @@ class Ledger:
             ).fetchall()
             found.update(_latest_or_applied(rows))
         return found
+
+    def later_changes(self, base_url: str, operation: str, targets: pl.DataFrame) -> pl.DataFrame:
+        """Every record that may have changed one of ``targets`` (``community``, ``target``): its
+        request applied, in flight or unknown, against this base URL with this operation.
+        Columns ``community``, ``target``, ``changed_by`` (fingerprint), ``changed_run``,
+        ``changed_at``; a correction applied before one of them may have been overwritten."""
+        select = (
+            "SELECT r.community, r.target, r.fingerprint, r.run_id, r.updated_at FROM requests r "
+            "JOIN runs u ON u.run_id = r.run_id WHERE u.base_url = ? AND u.operation = ? "
+            f"AND r.state IN ({', '.join('?' for _ in _CHANGED_STATES)}) "
+        )
+        rows: list[tuple[str, str, str, str, str]] = []
+        for community, part in targets.unique().partition_by("community", as_dict=True).items():
+            wanted = part.get_column("target").to_list()
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[start : start + _LOOKUP_CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                rows += self.connection.execute(
+                    f"{select} AND r.community = ? AND r.target IN ({marks})",
+                    (base_url, operation, *_CHANGED_STATES, community[0], *chunk),
+                ).fetchall()
+        return pl.DataFrame(
+            rows,
+            schema={
+                "community": pl.String,
+                "target": pl.String,
+                "changed_by": pl.String,
+                "changed_run": pl.String,
+                "changed_at": pl.String,
+            },
+            orient="row",
+        )
 
     def known_targets(self, limit: int) -> pl.DataFrame | None:
         """The distinct ``community``, ``method``, ``path`` of every recorded request, when the
@@ -228,14 +271,14 @@ class Ledger:
 
     @staticmethod
     def sending_statement(
-        run_id: str, key: str, community: str, method: str, path: str
+        run_id: str, key: str, community: str, method: str, path: str, target: str | None
     ) -> tuple[str, tuple[Any, ...]]:
         """The in-flight record: committed before the request leaves."""
         return (
-            "INSERT INTO requests (run_id, fingerprint, community, method, path, state, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO UPDATE SET "
-            "state = excluded.state, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, IN_FLIGHT),
+            "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO "
+            "UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            (run_id, key, community, method, path, target, IN_FLIGHT),
         )
 
     @staticmethod
@@ -245,6 +288,7 @@ class Ledger:
         community: str,
         method: str,
         path: str,
+        target: str | None,
         *,
         state: str,
         http_status: int | None,
@@ -253,12 +297,12 @@ class Ledger:
     ) -> tuple[str, tuple[Any, ...]]:
         """A request's outcome."""
         return (
-            "INSERT INTO requests (run_id, fingerprint, community, method, path, state, http_status, "
-            "error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
+            "http_status, error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
             "http_status = excluded.http_status, error = excluded.error, "
             "attempts = excluded.attempts, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, state, http_status, error, attempts),
+            (run_id, key, community, method, path, target, state, http_status, error, attempts),
         )
 
     def commit(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
@@ -315,10 +359,11 @@ def run_lock(state_dir: Path, job_key: str) -> Iterator[Path]:
 
 
 def _latest_or_applied(rows: Iterable[tuple[str, str, str, str]]) -> dict[str, PriorState]:
-    """Ledger rows in time order -> per fingerprint its applied record if any, else the latest."""
+    """Ledger rows in time order -> per fingerprint its latest applied record if any, else its
+    latest record."""
     found: dict[str, PriorState] = {}
     for key, state, run_id, updated_at in rows:
         current = found.get(key)
-        if current is None or current.state != "applied":
+        if current is None or current.state != "applied" or state == "applied":
             found[key] = PriorState(state, run_id, updated_at)
     return found

@@ -152,13 +152,15 @@ def with_fingerprints(prepared: Prepared, requests: pl.DataFrame | None = None) 
     return requests.with_columns(fingerprints(job.base_url, job.operation, requests))
 
 
-def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFrame:
+def triage(requests: pl.DataFrame, ledger: Ledger, job: Job, *, force: bool) -> pl.DataFrame:
     """Decide per request from the ledger's history: ``decided`` status (or null: send) and a
     ``note`` for the results.
 
-    Applied before: ``already_applied``. In flight or unknown before, and not repeatable:
-    ``unknown`` (a refund must never be sent twice blindly). In flight before and repeatable:
-    re-sent, saying so. ``--force`` sends everything.
+    Applied before: ``already_applied``, unless another request changed (or may have changed)
+    the same record since: then it is re-sent if repeatable, else ``unknown`` (a correction
+    reverted by a later one is not "already applied"). In flight or unknown before, and not
+    repeatable: ``unknown`` (a refund must never be sent twice blindly). In flight before and
+    repeatable: re-sent, saying so. ``--force`` sends everything.
     """
     prior = ledger.prior(requests.get_column("fingerprint").unique().to_list())
     history = pl.DataFrame(
@@ -176,17 +178,45 @@ def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFra
         },
     )
     joined = requests.join(history, on="fingerprint", how="left", maintain_order="left")
+    joined = joined.join(
+        _changed_since(joined, ledger, job), on="fingerprint", how="left", maintain_order="left"
+    )
     state = pl.col("prior_state")
     uncertain = state.is_in([IN_FLIGHT, Status.UNKNOWN.value])
+    superseded = (state == Status.APPLIED.value) & pl.col("changed_run").is_not_null()
     return joined.with_columns(
         pl.when(pl.lit(force))
         .then(pl.lit(None, pl.String))
+        .when(superseded & pl.col("repeatable"))
+        .then(pl.lit(None, pl.String))
+        .when(superseded)
+        .then(pl.lit(Status.UNKNOWN.value))
         .when(state == Status.APPLIED.value)
         .then(pl.lit(Status.ALREADY_APPLIED.value))
         .when(uncertain & ~pl.col("repeatable"))
         .then(pl.lit(Status.UNKNOWN.value))
         .alias("decided"),
-        pl.when(~pl.lit(force) & (state == Status.APPLIED.value))
+        pl.when(~pl.lit(force) & superseded & pl.col("repeatable"))
+        .then(
+            pl.format(
+                "re-sent: run {} changed this record at {}, after run {} had applied this",
+                pl.col("changed_run"),
+                pl.col("changed_at"),
+                pl.col("prior_run"),
+            )
+        )
+        .when(~pl.lit(force) & superseded)
+        .then(
+            pl.format(
+                "applied by run {} at {}, then run {} changed this record at {}: check it "
+                "before sending it again (--force)",
+                pl.col("prior_run"),
+                pl.col("prior_at"),
+                pl.col("changed_run"),
+                pl.col("changed_at"),
+            )
+        )
+        .when(~pl.lit(force) & (state == Status.APPLIED.value))
         .then(pl.format("already applied by run {} at {}", pl.col("prior_run"), pl.col("prior_at")))
         .when(~pl.lit(force) & uncertain & ~pl.col("repeatable"))
         .then(
@@ -203,6 +233,27 @@ def triage(requests: pl.DataFrame, ledger: Ledger, *, force: bool) -> pl.DataFra
             pl.format("re-sent: run {} could not tell whether it was applied", pl.col("prior_run"))
         )
         .alias("note"),
+    )
+
+
+def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataFrame:
+    """Per fingerprint applied before: the latest other request on the same record after it
+    (``changed_run``, ``changed_at``), if any."""
+    applied = requests.filter(pl.col("prior_state") == Status.APPLIED.value).select(
+        "fingerprint", "community", pl.col("target").cast(pl.String), "prior_at"
+    )
+    changes = ledger.later_changes(
+        job.base_url, job.operation, applied.select("community", "target")
+    )
+    return (
+        applied.join(changes, on=["community", "target"])
+        .filter(
+            (pl.col("changed_by") != pl.col("fingerprint"))
+            & (pl.col("changed_at") > pl.col("prior_at"))
+        )
+        .sort("changed_at")
+        .group_by("fingerprint")
+        .agg(pl.col("changed_run").last(), pl.col("changed_at").last())
     )
 
 
@@ -225,6 +276,7 @@ def planned(triaged: pl.DataFrame) -> list[PlannedRequest]:
             method=row["method"],
             path=row["path"],
             body=row["body"],
+            target=row["target"],
             repeatable=row["repeatable"],
             fingerprint=row["fingerprint"],
             note=row["note"],
@@ -262,7 +314,12 @@ class LedgerRecorder:
         self._requests[request.request_id] = request
         self._pending.append(
             self.ledger.sending_statement(
-                self.run_id, request.fingerprint, request.community, request.method, request.path
+                self.run_id,
+                request.fingerprint,
+                request.community,
+                request.method,
+                request.path,
+                request.target,
             )
         )
         committed = self._batch_committed  # everyone in this batch waits on the same commit
@@ -280,6 +337,7 @@ class LedgerRecorder:
                 request.community,
                 request.method,
                 request.path,
+                request.target,
                 state=outcome.status.value,
                 http_status=outcome.http_status,
                 error=outcome.error,
@@ -532,7 +590,9 @@ def _would_happen(
         requests = requests.join(known, on=["community", "method", "path"], how="semi")
     if requests.is_empty():
         return would_apply  # the common audit case: no hashing at all
-    decided = _decided_outcomes(triage(with_fingerprints(prepared, requests), ledger, force=False))
+    decided = _decided_outcomes(
+        triage(with_fingerprints(prepared, requests), ledger, prepared.job, force=False)
+    )
     rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
     return pl.concat([decided, rest])
 
@@ -547,7 +607,9 @@ def _send_or_show(
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
     if options.dry_run:
         return _would_happen(prepared, requests, ledger, force=options.force), None, []
-    triaged = triage(with_fingerprints(prepared, requests), ledger, force=options.force)
+    triaged = triage(
+        with_fingerprints(prepared, requests), ledger, prepared.job, force=options.force
+    )
     decided = _decided_outcomes(triaged)
     to_send = planned(triaged)
     communities = sorted({r.community for r in to_send})

@@ -179,6 +179,33 @@ class TestLedger:
         )
         assert read_results(tmp_path / "o.csv").get_column("status").to_list() == ["applied"]
 
+    def test_a_correction_reverted_by_a_later_one_is_sent_again(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """First text, then Second text, then First text again: the third run must apply it
+        (its fingerprint was applied once, but a later request changed the record since)."""
+        job = write_job(tmp_path / "job.toml", sandbox.url)
+        target = order_id("acme", 1)
+        for text in ("First text", "Second text", "First text"):
+            source = orders_csv(tmp_path / f"{text}.csv", [("acme", target)], text)
+            code = run("run", source, "--job", job, "--out", tmp_path / "out.csv")
+            assert code == 0
+            result = read_results(tmp_path / "out.csv").row(0, named=True)
+            assert result["status"] == "applied"
+        assert result["error"].startswith("re-sent: run ")
+        assert "changed this record at" in result["error"]
+        assert len(sandbox.state.requests) == 3
+        [record] = [
+            r for r in sandbox.state.snapshot()["purchaseHistories"] if r["purchaseID"] == target
+        ]
+        assert record["product"]["redemptionInstructions"] == "First text"
+        # Applied last: already applied again.
+        assert run("run", source, "--job", job, "--out", tmp_path / "out.csv") == 0
+        assert read_results(tmp_path / "out.csv").get_column("status").to_list() == [
+            "already_applied"
+        ]
+        assert len(sandbox.state.requests) == 3
+
     def test_fingerprint_includes_the_base_url(self) -> None:
         """A rehearsal against the sandbox never makes production think a row is applied."""
         sandbox = fingerprint(
@@ -345,7 +372,7 @@ def test_vectorised_fingerprints_equal_the_definition(
 
 
 @pytest.mark.parametrize("others", [0, 20], ids=["ledger larger than the file", "file larger"])
-def test_prior_keeps_an_applied_record_else_the_latest(tmp_path: Path, others: int) -> None:
+def test_prior_keeps_the_latest_applied_record_else_the_latest(tmp_path: Path, others: int) -> None:
     """Both lookups (one query per chunk, or the whole ledger when it is the smaller) agree."""
     ledger = Ledger(tmp_path)
 
@@ -358,6 +385,7 @@ def test_prior_keeps_an_applied_record_else_the_latest(tmp_path: Path, others: i
                     "acme",
                     "PATCH",
                     "/",
+                    "target",
                     state=state,
                     http_status=None,
                     error=None,
@@ -372,11 +400,41 @@ def test_prior_keeps_an_applied_record_else_the_latest(tmp_path: Path, others: i
     outcome("r1", "unknown-then-in-flight", "unknown")
     outcome("r2", "unknown-then-in-flight", "in_flight")
     outcome("r1", "only-failed", "failed")
+    outcome("r1", "applied-twice", "applied")
+    outcome("r3", "applied-twice", "applied")
+    outcome("r4", "applied-twice", "failed")
     wanted = ["applied-then-failed", "unknown-then-in-flight", "only-failed", "never-sent"]
+    wanted.append("applied-twice")
     found = ledger.prior(wanted + [f"other-{n}" for n in range(others)])
     ledger.close()
     assert {key: (p.state, p.run_id) for key, p in found.items()} == {
         "applied-then-failed": ("applied", "r1"),
         "unknown-then-in-flight": ("in_flight", "r2"),
         "only-failed": ("failed", "r1"),
+        "applied-twice": ("applied", "r3"),  # the latest application
     }
+
+
+def test_a_ledger_from_before_targets_is_migrated(tmp_path: Path) -> None:
+    """Ledgers written before the target column keep working: the column is added, their
+    records keep answering ``prior`` (they just cannot tell later changes)."""
+    old = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    old.executescript(
+        """
+        CREATE TABLE requests (run_id TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            community TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+            state TEXT NOT NULL, http_status INTEGER, error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, fingerprint));
+        INSERT INTO requests VALUES ('r1', 'f1', 'acme', 'PATCH', '/v1/x', 'applied', 200, NULL,
+            1, '2026-01-01T00:00:00.000+00:00');
+        """
+    )
+    old.close()
+    ledger = Ledger(tmp_path)
+    columns = {r[1] for r in ledger.connection.execute("PRAGMA table_info(requests)")}
+    assert "target" in columns
+    assert ledger.prior(["f1"])["f1"].state == "applied"
+    targets = pl.DataFrame({"community": ["acme"], "target": ["x"]})
+    assert ledger.later_changes("https://api", "purchase-history", targets).is_empty()
+    ledger.close()

@@ -263,6 +263,25 @@ class TestOutcomes:
         assert read_results(out).row(0, named=True)["status"] == "rejected"
         assert transaction(sandbox, "ORD202507013833")["refunds"] == 1
 
+    def test_a_refund_overtaken_by_a_later_status_is_not_sent_again_blindly(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """Refunded, then moved to shipping by a later run: the refund row again is not
+        'already applied' (the record changed since), and not sent either: unknown."""
+        job = job_for(tmp_path, sandbox)
+        out = tmp_path / "out.csv"
+        refund = f"acme,ORD202507013833,{REFUNDED},yes"
+        assert run("run", csv(tmp_path, refund), "--job", job, "--out", out) == 0
+        shipping = f"acme,ORD202507013833,{SHIPPING},"
+        assert run("run", csv(tmp_path, shipping), "--job", job, "--out", out) == 0
+        assert run("run", csv(tmp_path, refund), "--job", job, "--out", out) == 1
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"]) == ("unknown", "0")
+        assert "changed this record at" in result["error"]
+        assert "--force" in result["error"]
+        assert len(sandbox.state.requests) == 2
+        assert transaction(sandbox, "ORD202507013833")["refunds"] == 1
+
     def test_refund_not_resent_after_timeout(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=1.5, times=1)]
         source = csv(tmp_path, f"acme,ORD202507013833,{REFUNDED},1")
