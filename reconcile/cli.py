@@ -122,17 +122,35 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     """One input from the command line, or every ready file of the job's inbox."""
-    from reconcile import inbox, notify, pipeline, report
+    from reconcile import inbox, pipeline
 
     if args.input is not None:
-        sources, from_inbox = [args.input], False
-    else:
-        sources, from_inbox = inbox.pending_inputs(job), True
-        if args.out is not None:
-            raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
-        if not sources:
-            log.info("inbox.empty", input=job.input)
-            return EXIT_OK
+        return _run_sources(args, job, options, [args.input], from_inbox=False)
+    if args.out is not None:
+        raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
+    if options.dry_run:
+        return _run_sources(args, job, options, inbox.pending_inputs(job), from_inbox=True)
+    # One lock for the whole pass, taken before the inbox is listed: a second cron run
+    # started meanwhile exits 2 instead of taking the files this one has not reached yet.
+    with pipeline.job_lock(job):
+        held = dataclasses.replace(options, lock_held=True)
+        return _run_sources(args, job, held, inbox.pending_inputs(job), from_inbox=True)
+
+
+def _run_sources(
+    args: argparse.Namespace,
+    job: Job,
+    options: RunOptions,
+    sources: list[Path],
+    *,
+    from_inbox: bool,
+) -> int:
+    """Run each source in turn; an unusable inbox file is skipped (it stays in the inbox)."""
+    from reconcile import inbox, notify, pipeline, report
+
+    if from_inbox and not sources:
+        log.info("inbox.empty", input=job.input)
+        return EXIT_OK
     codes = []
     for source in sources:
         started = dt.datetime.now(dt.UTC)

@@ -247,10 +247,12 @@ class TestSpreadsheets:
 class _Collector(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []  # noqa: RUF012 - shared by the handler instances of one test
     status = 204
+    delay = 0.0
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append(json.loads(body))
+        time.sleep(type(self).delay)
         self.send_response(type(self).status)
         self.end_headers()
 
@@ -260,7 +262,7 @@ class _Collector(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector() -> Iterator[tuple[str, type[_Collector]]]:
-    handler = type("Collector", (_Collector,), {"received": [], "status": 204})
+    handler = type("Collector", (_Collector,), {"received": [], "status": 204, "delay": 0.0})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -394,3 +396,29 @@ def test_dry_run_report_has_no_timeline(tmp_path: Path) -> None:
     html = (tmp_path / "out.report.html").read_text()
     assert "timeline" not in html and "dry run" in html
     assert "<script" not in html and "http" not in html.split("</style>")[1].split("<body>")[0]
+
+
+def test_an_inbox_pass_holds_the_lock_between_its_files(
+    sandbox: SandboxServer, tmp_path: Path, collector: tuple[str, type[_Collector]]
+) -> None:
+    """A second cron run started between two files of the first one's pass (here: while the
+    first file's notification is slow to answer) exits 2; it never takes or re-runs a file."""
+    from tests.test_ledger import start, wait_for
+
+    url, handler = collector
+    handler.delay = 4.0
+    job = inbox_job(tmp_path, sandbox.url, notify_url=url)
+    for name, number in (("a.csv", 1), ("b.csv", 2)):
+        age(orders_csv(tmp_path / "inbox" / name, [("acme", order_id("acme", number))]), 600)
+    first = start(["run", "--job", job])
+    wait_for(lambda: len(handler.received) >= 1)  # a.csv done; b.csv not started
+    second = start(["run", "--job", job])
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 2
+    assert "is in progress" in err.decode()
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err.decode()[-2000:]
+    assert sorted(p.name for p in (tmp_path / "archive").iterdir()) == ["a.csv", "b.csv"]
+    assert len(handler.received) == 2
+    paths = [r["path"] for r in sandbox.state.requests]
+    assert len(paths) == len(set(paths)) == 2
