@@ -1,7 +1,7 @@
 """Input file -> a polars frame of strings with spreadsheet row numbers.
 
-Finance teams' files come from Excel: UTF-8 with or without BOM or Windows-1252, comma, semicolon
-or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their leading zeros).
+Finance teams' files come from Excel: UTF-8 with or without BOM, Windows-1252 or UTF-16 ("Unicode
+Text"), comma, semicolon or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their leading zeros).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ RESULT_COLUMNS = ("row", "status", "http_status", "error", "attempts", "request"
 RESULT_PREFIX = "reconcile_"
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 _BOM = b"\xef\xbb\xbf"
+#: Excel's "Unicode Text" files are UTF-16 (little-endian) with one of these byte-order marks.
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _DELIMITERS = (",", ";", "\t")
 
 
@@ -126,6 +128,8 @@ def read_table(
 def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
     a BOM; a Windows-1252 file is re-encoded and parsed again."""
+    if raw.startswith(_UTF16_BOMS):
+        raw = _from_utf16(path, raw)
     if not raw[:65536].strip() and not raw.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
     separator = sniff_delimiter(raw)
@@ -142,6 +146,17 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     raise InputError(
         _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({problem})."
     )
+
+
+def _from_utf16(path: Path, raw: bytes) -> bytes:
+    """A UTF-16 file (it starts with a UTF-16 byte-order mark) as UTF-8."""
+    try:
+        return raw.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: starts like a UTF-16 file (Excel's 'Unicode Text') but byte {exc.start} "
+            "cannot be read as UTF-16. Fix: save it from Excel again, as 'CSV UTF-8'."
+        ) from None
 
 
 def _read_grid(data: bytes, separator: str) -> pl.DataFrame:

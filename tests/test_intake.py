@@ -55,6 +55,8 @@ VARIANTS = {
     "tab": (CANONICAL, "\t", "\n", "utf-8", b""),
     "crlf": (CANONICAL, ",", "\r\n", "utf-8", b""),
     "cp1252-semicolon-crlf-human": (HUMAN, ";", "\r\n", "cp1252", b""),
+    # Excel's "Unicode Text" (.txt): UTF-16 LE with a BOM, tab-delimited, CRLF.
+    "utf16-tab-crlf-human": (HUMAN, "\t", "\r\n", "utf-16-le", b"\xff\xfe"),
     "human-snake": (
         [
             "community",
@@ -150,6 +152,14 @@ class TestUnusableFiles:
         path = tmp_path / "bad.csv"
         path.write_bytes(b"community,purchaseHistoryID\nacme,ORD\x81\x8d\n")
         with pytest.raises(InputError, match=r"bad\.csv.*neither UTF-8 nor Windows-1252"):
+            read_table(path, OP.columns)
+
+    def test_broken_utf16_says_so(self, tmp_path: Path) -> None:
+        path = tmp_path / "bad.txt"
+        path.write_bytes(
+            b"\xff\xfe" + "community\tpurchaseHistoryID\n".encode("utf-16-le") + b"\x00"
+        )
+        with pytest.raises(InputError, match=r"bad\.txt.*UTF-16"):
             read_table(path, OP.columns)
 
     def test_two_headers_for_one_column(self, tmp_path: Path) -> None:
