@@ -49,6 +49,8 @@ class Table:
     cell_errors: pl.DataFrame | None = None
     """``__row``, ``message``: problems only the file format shows (a number cell in an ID
     column of a spreadsheet)."""
+    reuploaded: bool = False
+    """The file is one of our results or errors files (it has our output columns)."""
 
     def operation_view(self, names: Sequence[str]) -> pl.DataFrame:
         """``__row`` plus the operation's columns under canonical names (null when absent)."""
@@ -122,7 +124,26 @@ def read_table(
         grid = _parse_csv(path, raw)
     headers = [(h or "").strip() for h in grid.row(0)]
     table = _map_headers(path, grid.slice(1), headers, columns, families)
+    if table.reuploaded:
+        table = dataclasses.replace(table, frame=without_excel_guard(table.frame))
     return dataclasses.replace(table, sha256=digest.result())
+
+
+#: First characters that make Excel run a cell as a formula (OWASP CSV injection guidance).
+FORMULA_START = r"[=+\-@\t\r\n]"
+
+
+def without_excel_guard(frame: pl.DataFrame) -> pl.DataFrame:
+    """Our results and errors CSVs prefix formula-like cells with a quote, for Excel; when such
+    a file comes back as input, the quote goes, so ``-5`` is sent as ``-5``, not ``'-5``."""
+    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(f"^'{FORMULA_START}"))
+        .then(pl.col(c).str.slice(1))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in text
+    )
 
 
 def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
@@ -277,6 +298,7 @@ def _map_headers(
     names: list[str] = []
     keep: list[int] = []
     ours = {header_key(r) for r in RESULT_COLUMNS}
+    reuploaded = False
     claimed = {
         wanted[header_key(h)]
         for h in headers
@@ -291,6 +313,7 @@ def _map_headers(
         ):
             # Our own output columns: a results or errors file can be uploaded again as it is.
             # (An operation's own "Status" column is kept; our "status" beside it is dropped.)
+            reuploaded = True
             continue
         if target is not None:
             if target in canonical:
@@ -317,4 +340,4 @@ def _map_headers(
     # Lines with no value at all (blank lines, ';;;' from Excel) are not records.
     frame = frame.filter(~pl.all_horizontal(pl.col(n).is_null() for n in names))
     extra = [n for n in names if n not in canonical.values()]
-    return Table(path=path, frame=frame, canonical=canonical, extra=extra)
+    return Table(path=path, frame=frame, canonical=canonical, extra=extra, reuploaded=reuploaded)

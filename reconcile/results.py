@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reconcile.intake import RESULT_PREFIX, ROW, Table
+from reconcile.intake import FORMULA_START, RESULT_PREFIX, ROW, Table
 from reconcile.validate import ERROR
 
 
@@ -39,7 +39,6 @@ OUTCOME_SCHEMA = {
     "error": pl.String,
     "attempts": pl.Int64,
 }
-_FORMULA_START = r"^[=+\-@\t\r\n]"
 
 
 def would_apply(requests: pl.DataFrame) -> pl.DataFrame:
@@ -111,7 +110,7 @@ def neutralised(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Prefix text cells that Excel would treat as a formula with a quote (values sent are not
     affected: this is only the file people open)."""
     return frame.with_columns(
-        pl.when(pl.col(c).str.contains(_FORMULA_START))
+        pl.when(pl.col(c).str.contains(f"^{FORMULA_START}"))
         .then(pl.lit("'") + pl.col(c))
         .otherwise(pl.col(c))
         .alias(c)
