@@ -312,16 +312,7 @@ class LedgerRecorder:
 
     async def sending(self, request: PlannedRequest) -> None:
         self._requests[request.request_id] = request
-        self._pending.append(
-            self.ledger.sending_statement(
-                self.run_id,
-                request.fingerprint,
-                request.community,
-                request.method,
-                request.path,
-                request.target,
-            )
-        )
+        self._pending.append(self.ledger.sending_statement(*self._identity(request)))
         committed = self._batch_committed  # everyone in this batch waits on the same commit
         self._wake.set()
         await committed.wait()
@@ -332,17 +323,24 @@ class LedgerRecorder:
             return  # never sent (skipped, or failed before sending): nothing to remember
         self._pending.append(
             self.ledger.finished_statement(
-                self.run_id,
-                request.fingerprint,
-                request.community,
-                request.method,
-                request.path,
-                request.target,
+                *self._identity(request),
                 state=outcome.status.value,
                 http_status=outcome.http_status,
                 error=outcome.error,
                 attempts=outcome.attempts,
             )
+        )
+
+    def _identity(self, request: PlannedRequest) -> tuple[str, str, str, str, str, str | None]:
+        """What a ledger record says of its request: run, fingerprint, community, method, path,
+        target."""
+        return (
+            self.run_id,
+            request.fingerprint,
+            request.community,
+            request.method,
+            request.path,
+            request.target,
         )
 
     async def write_forever(self) -> None:
