@@ -12,6 +12,7 @@ import email.utils
 import time
 from collections.abc import Mapping
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
@@ -80,16 +81,36 @@ async def send(
         all_headers["Content-Type"] = "application/json"
     try:
         response = await client.request(method, url, headers=all_headers, content=content)
-    except httpx.ConnectError as exc:
-        raise SendFailure(f"could not connect: {exc}", maybe_applied=False) from exc
-    except httpx.TimeoutException as exc:
-        raise SendFailure(f"no answer in time ({type(exc).__name__})", maybe_applied=True) from exc
     except httpx.HTTPError as exc:
-        raise SendFailure(
-            f"connection lost: {type(exc).__name__} {exc}", maybe_applied=True
-        ) from exc
+        raise send_failure(exc) from exc
     return Answer(
         status=response.status_code,
         body=response.content,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def send_failure(exc: httpx.HTTPError) -> SendFailure:
+    """Why there is no answer, and whether the request may have reached the server.
+
+    The aiohttp transport maps every aiohttp connection error to ``httpx.ConnectTimeout``: a
+    refused connection or a rejected certificate (nothing sent) as well as a server that hung
+    up after reading the request (maybe applied). So the aiohttp error it wraps decides.
+    """
+    cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError) else None
+    if cause is not None:
+        never_connected = isinstance(
+            cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+        )
+        timed_out = isinstance(cause, aiohttp.ServerTimeoutError)
+    else:  # httpx's own transport says what it means
+        never_connected = isinstance(
+            exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+        )
+        timed_out = isinstance(exc, httpx.TimeoutException)
+    reason = cause or exc
+    if never_connected:
+        return SendFailure(f"could not connect: {reason}", maybe_applied=False)
+    if timed_out:
+        return SendFailure(f"no answer in time ({type(reason).__name__})", maybe_applied=True)
+    return SendFailure(f"connection lost: {type(reason).__name__} {reason}", maybe_applied=True)

@@ -408,3 +408,53 @@ def test_a_dry_run_sends_nothing(sandbox: SandboxServer, tmp_path: Path) -> None
     )
     assert set(statuses(out)) == {"would_apply"}
     assert sandbox.state.requests == []
+
+
+CERTIFICATE = ROOT / "tests" / "data" / "self-signed.crt"
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_tls_certificates_are_verified(tmp_path: Path) -> None:
+    """An HTTPS API on 127.0.0.1 with a self-signed certificate: reconcile refuses to talk to
+    it (nothing sent), while a client that trusts that certificate gets answers from it."""
+    import http.server
+    import ssl
+    import threading
+
+    import httpx
+
+    answered: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_PATCH(self) -> None:
+            answered.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERTIFICATE, ROOT / "tests" / "data" / "self-signed.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    try:
+        job = write_job(tmp_path / "j.toml", url, max_attempts=2, **FAST)
+        code, results = run_orders(job, [("acme", "ORD1")], tmp_path)
+        assert code == 1
+        result = results.row(0, named=True)
+        # Nothing reached the server: retried (safe), then failed, saying why.
+        assert (result["status"], result["attempts"]) == ("failed", "2")
+        assert "certificate" in result["error"].lower()
+        assert "may have applied" not in result["error"]
+        assert answered == []
+        # The server itself is fine: trusting its certificate, a client is answered.
+        trusted = ssl.create_default_context(cafile=str(CERTIFICATE))
+        assert httpx.patch(f"{url}/v1/ping", verify=trusted).status_code == 200
+        assert answered == ["/v1/ping"]
+    finally:
+        server.shutdown()

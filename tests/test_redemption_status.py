@@ -301,6 +301,29 @@ class TestOutcomes:
         assert (result["status"], result["attempts"]) == ("unknown", "1")
         assert "no answer in time" in result["error"]
 
+    def test_a_refund_that_could_not_connect_was_not_sent(self, tmp_path: Path) -> None:
+        """A refused connection means nothing reached the API: a refund is failed (safe to
+        run again), not unknown."""
+        import socket
+
+        with socket.socket() as sock:  # a port nobody listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        job = write_job(
+            tmp_path / "job.toml",
+            f"http://127.0.0.1:{port}",
+            operation="redemption-status",
+            backoff_base_seconds=0.01,
+            max_attempts=2,
+        )
+        out = tmp_path / "out.csv"
+        source = csv(tmp_path, f"acme,ORD202507013833,{REFUNDED},yes")
+        assert run("run", source, "--job", job, "--out", out) == 1
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"]) == ("failed", "2")
+        assert "could not connect" in result["error"]
+        assert "may have applied" not in result["error"]
+
     def test_status_without_refund_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         sandbox.state.faults.rules = [FaultRule(kind="error_after", status=502, times=1)]
         source = csv(tmp_path, f"acme,ORD202507013831,{SHIPPING},no")

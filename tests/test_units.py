@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import email.utils
 import io
+import types
 
+import aiohttp
 import anyio
+import httpx
 import pytest
 import structlog
 from rich.console import Console
 
 from reconcile import __all__ as exported
-from reconcile.client import parse_retry_after
+from reconcile.client import parse_retry_after, send_failure
 from reconcile.dispatch import backoff_seconds
 from reconcile.logs import redact, register_secret
 from reconcile.pacing import Pacer
@@ -119,3 +122,36 @@ def test_progress_bars_on_a_terminal() -> None:
 
 def test_public_api_is_curated() -> None:
     assert exported == sorted(exported)
+
+
+class TestSendFailures:
+    """The aiohttp transport maps every aiohttp connection error to httpx.ConnectTimeout: the
+    wrapped aiohttp error decides whether the request may have reached the server."""
+
+    @staticmethod
+    def mapped(cause: Exception) -> httpx.HTTPError:
+        exc = httpx.ConnectTimeout(str(cause))
+        exc.__cause__ = cause
+        return exc
+
+    def test_a_connection_never_made_was_not_sent(self) -> None:
+        key = types.SimpleNamespace(host="127.0.0.1", port=1, ssl=True)
+        refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))  # type: ignore[arg-type]
+        failure = send_failure(self.mapped(refused))
+        assert not failure.maybe_applied
+        assert str(failure).startswith("could not connect: ")
+        assert not send_failure(self.mapped(aiohttp.ConnectionTimeoutError())).maybe_applied
+
+    def test_a_server_that_hung_up_may_have_applied_it(self) -> None:
+        failure = send_failure(self.mapped(aiohttp.ServerDisconnectedError()))
+        assert failure.maybe_applied
+        assert "ServerDisconnectedError" in str(failure)
+        read_timeout = send_failure(self.mapped(aiohttp.SocketTimeoutError()))
+        assert read_timeout.maybe_applied
+        assert str(read_timeout).startswith("no answer in time")
+
+    def test_httpx_own_transport_errors_keep_their_meaning(self) -> None:
+        assert not send_failure(httpx.ConnectError("refused")).maybe_applied
+        assert not send_failure(httpx.PoolTimeout("pool")).maybe_applied
+        assert send_failure(httpx.ReadTimeout("slow")).maybe_applied
+        assert send_failure(httpx.RemoteProtocolError("cut")).maybe_applied
