@@ -1,8 +1,9 @@
 """The command line: parses arguments, calls the library, picks the exit code.
 
 Exit codes: 0 every row applied (or would apply); 1 some row did not; 2 the input, the job file
-or the command line is unusable, or another run holds the lock (nothing sent); 130/143 interrupted
-by SIGINT/SIGTERM (results still written).
+or the command line is unusable, or another run holds the lock (nothing sent); 3 stopped on an
+unexpected error (a bug, a damaged ledger, a full disk: what was sent is in the ledger); 130/143
+interrupted by SIGINT/SIGTERM (results still written when sending had begun).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from reconcile.pipeline import RunOptions
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_UNUSABLE = 2
+EXIT_CRASHED = 3
+EXIT_INTERRUPTED = 130
 
 log = structlog.get_logger("reconcile")
 
@@ -259,6 +262,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        # Outside the sending phase (which handles signals itself): nothing was being sent.
+        log.warning("run.interrupted", phase="reading, checking or writing")
+        return EXIT_INTERRUPTED
+    except Exception:
+        # A bug or a broken environment (disk full, a damaged ledger): a code of its own, so
+        # that monitoring tells it from rows that failed. Every outcome is already in the ledger.
+        log.exception("run.crashed")
+        print(
+            "reconcile: stopped on an unexpected error (logged above as run.crashed). Whatever "
+            "was sent is recorded in the ledger: once the cause is fixed, the same command "
+            "resumes without sending anything twice.",
+            file=sys.stderr,
+        )
+        return EXIT_CRASHED
     return EXIT_UNUSABLE
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from reconcile.exceptions import RunLockedError
+from reconcile.exceptions import ConfigError, RunLockedError
 
 DATABASE = "ledger.sqlite3"
 IN_FLIGHT = "in_flight"
@@ -141,7 +141,7 @@ class PriorState:
 
 class Ledger:
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        usable_state_dir(state_dir)
         self.path = state_dir / DATABASE
         self.connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.connection.execute("PRAGMA journal_mode=WAL")
@@ -325,6 +325,18 @@ class Ledger:
             self.connection.execute("COMMIT")
 
 
+def usable_state_dir(state_dir: Path) -> Path:
+    """``state_dir``, created if needed; a ConfigError (nothing sent) when it cannot be."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"state_dir {state_dir}: cannot be used as the ledger's folder ({exc.strerror}). "
+            "Fix: set state_dir in the job file (or --state-dir) to a folder this user can write."
+        ) from None
+    return state_dir
+
+
 def _row(cursor: sqlite3.Cursor, values: Sequence[Any]) -> dict[str, Any]:
     record = dict(zip([c[0] for c in cursor.description], values, strict=True))
     if record.get("counts"):
@@ -335,7 +347,7 @@ def _row(cursor: sqlite3.Cursor, values: Sequence[Any]) -> dict[str, Any]:
 @contextlib.contextmanager
 def run_lock(state_dir: Path, job_key: str) -> Iterator[Path]:
     """Hold the job's lock for the run; a second run of the same job fails at once."""
-    folder = state_dir / "locks"
+    folder = usable_state_dir(state_dir) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(job_key.encode()).hexdigest()[:16]}.lock"
     handle = path.open("a+")

@@ -130,6 +130,33 @@ def test_second_run_of_a_job_exits_2_and_a_crashed_lock_does_not_block(
     assert third.returncode == 0, err.decode()[-2000:]
 
 
+def test_a_damaged_ledger_stops_with_its_own_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not 1 (rows failed) nor a bare traceback: monitoring can tell a crash from bad rows."""
+    job = write_job(tmp_path / "job.toml")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"not a database at all" * 100)
+    source = orders_csv(tmp_path / "in.csv", [("acme", "ORD1")])
+    assert run("run", source, "--job", job, "--out", tmp_path / "out.csv", "--dry-run") == 3
+    err = capsys.readouterr().err
+    crashed = [json.loads(line) for line in err.splitlines() if '"run.crashed"' in line]
+    assert crashed and "not a database" in crashed[0]["exception"]
+    assert "resumes without sending anything twice" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_state_dir_that_is_a_file_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state").write_text("a file, not a folder")
+    job = write_job(tmp_path / "job.toml")
+    source = orders_csv(tmp_path / "in.csv", [("acme", "ORD1")])
+    assert run("run", source, "--job", job, "--out", tmp_path / "out.csv", "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert f"state_dir {tmp_path / 'state'}: cannot be used" in err
+
+
 @pytest.mark.usefixtures("keys_in_env")
 class TestLedger:
     def test_applied_rows_are_not_sent_again_unless_forced(
