@@ -82,12 +82,17 @@ def as_utf8(path: Path, raw: bytes) -> bytes | None:
         pass
     if raw.startswith(_BOM):
         raw = raw[len(_BOM) :]
+    return recoded(path, raw, "cp1252", "neither UTF-8 nor Windows-1252")
+
+
+def recoded(path: Path, raw: bytes, encoding: str, unreadable: str) -> bytes:
+    """``raw`` read as ``encoding``, as UTF-8; an InputError naming the first bad byte."""
     try:
-        return raw.decode("cp1252").encode("utf-8")
+        return raw.decode(encoding).encode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path}: cannot read the file: byte {raw[exc.start]:#04x} at offset {exc.start} is "
-            "neither UTF-8 nor Windows-1252. Fix: save it from Excel as 'CSV UTF-8'."
+            f"{unreadable}. Fix: save it from Excel as 'CSV UTF-8'."
         ) from None
 
 
@@ -150,7 +155,9 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
     a BOM; a Windows-1252 file is re-encoded and parsed again."""
     if raw.startswith(_UTF16_BOMS):
-        raw = _from_utf16(path, raw)
+        raw = recoded(
+            path, raw, "utf-16", "not UTF-16, although the file starts like Excel's 'Unicode Text'"
+        )
     if not raw[:65536].strip() and not raw.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
     separator = sniff_delimiter(raw)
@@ -167,17 +174,6 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     raise InputError(
         _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({problem})."
     )
-
-
-def _from_utf16(path: Path, raw: bytes) -> bytes:
-    """A UTF-16 file (it starts with a UTF-16 byte-order mark) as UTF-8."""
-    try:
-        return raw.decode("utf-16").encode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{path}: starts like a UTF-16 file (Excel's 'Unicode Text') but byte {exc.start} "
-            "cannot be read as UTF-16. Fix: save it from Excel again, as 'CSV UTF-8'."
-        ) from None
 
 
 def _read_grid(data: bytes, separator: str) -> pl.DataFrame:
