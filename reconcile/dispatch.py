@@ -65,6 +65,9 @@ class RequestOutcome:
     http_status: int | None
     error: str | None
     attempts: int
+    maybe_applied: bool = False
+    """Failed, but an earlier attempt may have applied it (a 5xx after the write): the ledger
+    keeps it as unknown, so later runs know the record may have changed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -338,7 +341,7 @@ class Dispatcher:
         message = f"gave up after {sent} attempts: {error}"
         if maybe_applied:
             message += f" ({MAYBE_APPLIED})"
-        self._finish(request, Status.FAILED, status, message, sent)
+        self._finish(request, Status.FAILED, status, message, sent, maybe_applied=maybe_applied)
 
     def _rate_limit_spent(self, community: _Community, wait: float) -> bool:
         """Charge a 429's wait to the community; true (and the community stopped) when it
@@ -379,9 +382,17 @@ class Dispatcher:
         http_status: int | None,
         error: str | None,
         attempts: int,
+        *,
+        maybe_applied: bool = False,
     ) -> None:
         outcome = RequestOutcome(
-            request.request_id, request.community, status, http_status, error, attempts
+            request.request_id,
+            request.community,
+            status,
+            http_status,
+            error,
+            attempts,
+            maybe_applied,
         )
         self.outcomes[request.request_id] = outcome
         self.recorder.finished(outcome)

@@ -324,7 +324,7 @@ class LedgerRecorder:
         self._pending.append(
             self.ledger.finished_statement(
                 *self._identity(request),
-                state=outcome.status.value,
+                state=Status.UNKNOWN.value if outcome.maybe_applied else outcome.status.value,
                 http_status=outcome.http_status,
                 error=outcome.error,
                 attempts=outcome.attempts,

@@ -233,6 +233,36 @@ class TestLedger:
         ]
         assert len(sandbox.state.requests) == 3
 
+    def test_a_failed_request_that_may_have_applied_counts_as_a_change(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """Second text failed after retries, but each attempt was written before its 502: the
+        record holds it. Asking for First text again must send it, not call it applied."""
+        job = write_job(
+            tmp_path / "job.toml", sandbox.url, max_attempts=2, backoff_base_seconds=0.01
+        )
+        target = order_id("acme", 1)
+        out = tmp_path / "out.csv"
+
+        def correct(text: str) -> dict[str, str]:
+            source = orders_csv(tmp_path / "in.csv", [("acme", target)], text)
+            run("run", source, "--job", job, "--out", out)
+            return read_results(out).row(0, named=True)
+
+        assert correct("First text")["status"] == "applied"
+        sandbox.state.faults.rules = [FaultRule(kind="error_after", status=502, match=target)]
+        failed = correct("Second text")
+        assert (failed["status"], failed["attempts"]) == ("failed", "2")
+        assert "may have applied it" in failed["error"]
+        sandbox.state.faults.rules = []
+        again = correct("First text")
+        assert again["status"] == "applied"
+        assert "changed this record" in again["error"]
+        [record] = [
+            r for r in sandbox.state.snapshot()["purchaseHistories"] if r["purchaseID"] == target
+        ]
+        assert record["product"]["redemptionInstructions"] == "First text"
+
     def test_fingerprint_includes_the_base_url(self) -> None:
         """A rehearsal against the sandbox never makes production think a row is applied."""
         sandbox = fingerprint(
