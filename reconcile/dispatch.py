@@ -10,7 +10,8 @@ credentials, pacer, concurrency cap and stop switch (auth refused, reject guard)
   failed, its unsent rows skipped), so a spent quota never hangs a nightly run;
 - 5xx, timeouts, cut connections: retried with exponential backoff and full jitter up to
   ``max_attempts`` -- only if the request is repeatable (it sets values); otherwise an ambiguous
-  failure ends ``unknown``. A 409 after an earlier ambiguous failure is ``unknown`` too: the
+  failure ends ``unknown``. A connection never made, a 408 or a 425 reached nothing: retried
+  the same way even when the request is not repeatable. A 409 after an earlier ambiguous failure is ``unknown`` too: the
   earlier attempt may have applied it.
 """
 
@@ -307,6 +308,14 @@ class Dispatcher:
                         return self._finish(request, Status.FAILED, answer.status, error, sent)
                     community.pacer.pause(wait)
                     log.info("community.rate_limited", retry_after=wait, rate=community.pacer.rate)
+                    continue
+                if verdict.verdict is Verdict.NOT_PROCESSED:
+                    # The server did not act on it: safe to retry, whatever the request.
+                    if budget >= self.job.max_attempts:
+                        return self._give_up(request, last_status, last_error, sent, maybe_applied)
+                    await self._wait(
+                        backoff_seconds(budget, self.job.backoff_base_seconds, self.rng)
+                    )
                     continue
                 # Transient (5xx): the server may have acted before failing.
                 maybe_applied = True

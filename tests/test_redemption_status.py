@@ -324,6 +324,20 @@ class TestOutcomes:
         assert "could not connect" in result["error"]
         assert "may have applied" not in result["error"]
 
+    @pytest.mark.parametrize("status", [408, 425])
+    def test_a_refund_the_server_did_not_act_on_is_retried(
+        self, sandbox: SandboxServer, tmp_path: Path, status: int
+    ) -> None:
+        """408 (request not received in time) and 425 (too early) say nothing was done: the
+        refund is sent again, and applied once."""
+        sandbox.state.faults.rules = [FaultRule(kind="error_before", status=status, times=1)]
+        source = csv(tmp_path, f"acme,ORD202507013833,{REFUNDED},yes")
+        out = tmp_path / "out.csv"
+        assert run("run", source, "--job", job_for(tmp_path, sandbox), "--out", out) == 0
+        result = read_results(out).row(0, named=True)
+        assert (result["status"], result["attempts"]) == ("applied", "2")
+        assert transaction(sandbox, "ORD202507013833")["refunds"] == 1
+
     def test_status_without_refund_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         sandbox.state.faults.rules = [FaultRule(kind="error_after", status=502, times=1)]
         source = csv(tmp_path, f"acme,ORD202507013831,{SHIPPING},no")

@@ -43,6 +43,7 @@ class Verdict(enum.Enum):
     AUTH = "auth"  # the community's credentials are refused: stop the community
     RATE_LIMITED = "rate_limited"  # 429: wait and retry, not counted as an attempt
     TRANSIENT = "transient"  # 5xx: retry with backoff (if the request may be repeated)
+    NOT_PROCESSED = "not_processed"  # 408, 425: the server did not act on it; retry, even a refund
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,6 +140,9 @@ class Operation(abc.ABC):
             return Classified(Verdict.AUTH, message)
         if status == 429:
             return Classified(Verdict.RATE_LIMITED, message)
+        if status in (408, 425):
+            # RFC 9110/8470: the request was not (completely) received, or not acted on yet.
+            return Classified(Verdict.NOT_PROCESSED, message)
         if status in (500, 502, 503, 504) or status >= 500:
             return Classified(Verdict.TRANSIENT, message)
         return Classified(Verdict.REJECTED, message)
