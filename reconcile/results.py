@@ -144,12 +144,13 @@ def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
 
 
 def errors_frame(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows of the results ``frame`` not applied, with their original columns and the error:
-    a file to fix and re-run."""
+    """Rows of the results ``frame`` not applied: their row in the original file (messages
+    such as duplicates name those rows), their original columns and the error: a file to fix
+    and re-run (the row, status and error columns are ignored when it comes back)."""
     columns = [c for c in table.frame.columns if c != ROW]
-    status, error = _ours("status", columns), _ours("error", columns)
+    row, status, error = (_ours(c, columns) for c in ("row", "status", "error"))
     succeeded = pl.col(status).is_in([s.value for s in SUCCESS])
-    return frame.filter(~succeeded).select(*columns, status, error)
+    return frame.filter(~succeeded).select(row, *columns, status, error)
 
 
 def summary(outcomes: pl.DataFrame) -> pl.DataFrame:

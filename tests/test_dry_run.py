@@ -71,6 +71,9 @@ class TestDryRun:
         errors = read_results(tmp_path / "r.errors.csv")
         assert errors.height == invalid.height
         assert errors.columns[-2:] == ["status", "error"]
+        # The rows of the original file, which messages such as duplicates refer to.
+        assert errors.columns[0] == "row"
+        assert errors.get_column("row").to_list() == invalid.get_column("row").to_list()
 
     def test_body_has_only_provided_fields_trimmed(self, tmp_path: Path) -> None:
         path = write_csv(
