@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ class Job:
             given["state_dir"] = Path(given["state_dir"]).expanduser()
         if not given:
             return self
+        if "base_url" in given:
+            given["base_url"] = checked_base_url(given["base_url"], "--base-url", self.path)
         rate = given.get("rate_per_second")
         concurrency = given.get("concurrency")
         _check_positive(rate, "--rate", self.path)
@@ -134,6 +137,31 @@ def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:
 def _check_positive(value: Any, where: str, path: Path | None) -> None:
     if value is not None and (isinstance(value, bool) or value <= 0):
         raise _fail(path, where, f"must be a number above 0, got {value!r}", "use e.g. 5")
+
+
+#: Hosts plain http may be used with: keys never leave the machine.
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def checked_base_url(url: str, where: str, path: Path | None) -> str:
+    """An https URL (or http on this machine, for the sandbox), without a trailing slash: the
+    keys ride along with every request and must never cross a network unencrypted."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise _fail(
+            path,
+            where,
+            f"not an http(s) URL: {url!r}",
+            'write it in full, e.g. "https://api.returning.ai"',
+        )
+    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
+        raise _fail(
+            path,
+            where,
+            f"{url!r} would send the API keys unencrypted",
+            "use https:// (plain http is only accepted for 127.0.0.1 / localhost)",
+        )
+    return url.rstrip("/")
 
 
 def load_job(path: Path) -> Job:
@@ -210,7 +238,7 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
     return Job(
         path=path,
         operation=raw["operation"],
-        base_url=raw["base_url"].rstrip("/"),
+        base_url=checked_base_url(raw["base_url"], "base_url", path),
         rate_per_second=rate,
         concurrency=concurrency,
         max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),

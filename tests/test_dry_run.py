@@ -166,6 +166,11 @@ class TestJobFile:
                 'operation = "x"\nbase_url = "u"\nrate_limit_budget_seconds = -1\n',
                 "rate_limit_budget_seconds: must be a number above 0",
             ),
+            ('operation = "x"\nbase_url = "api.returning.ai"\n', "not an http(s) URL"),
+            (
+                'operation = "x"\nbase_url = "http://api.returning.ai"\n',
+                "would send the API keys unencrypted",
+            ),
             ("operation = [\n", "not valid TOML"),
         ],
     )
@@ -177,6 +182,18 @@ class TestJobFile:
         with pytest.raises(ConfigError, match=r"bad\.toml") as caught:
             load_job(path)
         assert words in str(caught.value)
+
+    def test_plain_http_only_on_this_machine(self, tmp_path: Path) -> None:
+        job = load_job(write_job(tmp_path / "j.toml", "http://127.0.0.1:8080/"))
+        assert job.base_url == "http://127.0.0.1:8080"
+        with pytest.raises(ConfigError, match=r"--base-url.*unencrypted"):
+            job.with_overrides(base_url="http://10.0.0.7")
+        source = write_csv(
+            tmp_path / "in.csv", "community,purchaseHistoryID,redemptionInstructions\nacme,ORD1,x\n"
+        )
+        flags = ["--job", write_job(tmp_path / "j.toml"), "--base-url", "http://10.0.0.7"]
+        assert run("run", source, *flags, "--out", tmp_path / "o.csv") == 2
+        assert not (tmp_path / "o.csv").exists()
 
     def test_unknown_operation_exits_2(self, tmp_path: Path) -> None:
         job = write_job(tmp_path / "j.toml")
@@ -194,7 +211,9 @@ class TestJobFile:
         assert code == 2
 
     def test_flags_override_the_file(self) -> None:
-        job = load_job(JOB).with_overrides(rate_per_second=9.0, concurrency=7, base_url="http://x")
-        assert job.base_url == "http://x"
+        job = load_job(JOB).with_overrides(
+            rate_per_second=9.0, concurrency=7, base_url="https://x/"
+        )
+        assert job.base_url == "https://x"
         assert {c.rate_per_second for c in job.communities.values()} == {9.0}
         assert {c.concurrency for c in job.communities.values()} == {7}
