@@ -10,9 +10,10 @@ credentials, pacer, concurrency cap and stop switch (auth refused, reject guard)
   failed, its unsent rows skipped), so a spent quota never hangs a nightly run;
 - 5xx, timeouts, cut connections: retried with exponential backoff and full jitter up to
   ``max_attempts`` -- only if the request is repeatable (it sets values); otherwise an ambiguous
-  failure ends ``unknown``. A connection never made, a 408 or a 425 reached nothing: retried
-  the same way even when the request is not repeatable. A 409 after an earlier ambiguous failure is ``unknown`` too: the
-  earlier attempt may have applied it.
+  failure ends ``unknown``. A 409 after an earlier ambiguous failure is ``unknown`` too: the
+  earlier attempt may have applied it;
+- a connection never made, a 408 or a 425: nothing was acted on, so retried the same way even
+  when the request is not repeatable.
 """
 
 from __future__ import annotations

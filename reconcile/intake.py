@@ -1,7 +1,8 @@
 """Input file -> a polars frame of strings with spreadsheet row numbers.
 
-Finance teams' files come from Excel: UTF-8 with or without BOM, Windows-1252 or UTF-16 ("Unicode
-Text"), comma, semicolon or tab delimited, CRLF, human headers. Every cell stays text (IDs keep their leading zeros).
+Finance teams' files come from Excel: UTF-8 with or without BOM, Windows-1252 or UTF-16
+("Unicode Text"), comma, semicolon or tab delimited, CRLF, human headers. Every cell stays text
+(IDs keep their leading zeros).
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def without_excel_guard(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
-    a BOM; a Windows-1252 file is re-encoded and parsed again."""
+    a BOM; a UTF-16 file is re-encoded first, a Windows-1252 one when polars refuses it."""
     if raw.startswith(_UTF16_BOMS):
         raw = recoded(
             path, raw, "utf-16", "not UTF-16, although the file starts like Excel's 'Unicode Text'"
