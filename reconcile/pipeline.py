@@ -543,6 +543,9 @@ def _execute_locked(
             "job_file": str(job.path) if job.path else None,
             "operation": job.operation,
             "base_url": job.base_url,
+            # Headers every request carries besides the credentials (e.g. Capillary's
+            # SKIP-DOWNSTREAM): part of "what was sent", for auditors.
+            "extra_headers": prepared.operation.extra_headers(job.options),
             "input": {"path": str(input_path), "sha256": prepared.table.sha256},
             "results": str(out),
             "communities_selected": sorted(options.communities) if options.communities else None,

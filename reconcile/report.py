@@ -74,6 +74,7 @@ def write_report(
                 manifest["input"]["path"],
                 f"{manifest['started_at']} → {manifest['ended_at']}",
                 f"exit code {manifest['exit_code']}",
+                *(f"header {k}: {v}" for k, v in (manifest.get("extra_headers") or {}).items()),
             )
         )
         + "</p>",

@@ -259,6 +259,10 @@ def test_outcomes_against_the_sandbox(
     # The two line-item rows were one request.
     first = [r for r in sandbox.state.requests if '"id":873547608' in r.get("body", "")]
     assert len(first) == 1 and first[0]["headers"]["skip-downstream"] == "true"
+    # What every request carried besides the credentials is on record for auditors.
+    manifest = json.loads((tmp_path / "out.manifest.json").read_text())
+    assert manifest["extra_headers"] == {"SKIP-DOWNSTREAM": "true"}
+    assert "header SKIP-DOWNSTREAM: true" in (tmp_path / "out.report.html").read_text()
     [updated] = [
         t for t in sandbox.state.snapshot()["capillaryTransactions"] if t["id"] == 873547608
     ]
