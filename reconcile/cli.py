@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import polars as pl
 import structlog
 
 from reconcile import __version__, logs
@@ -180,9 +181,19 @@ def _run_sources(
         codes.append(code)
         if code > EXIT_UNUSABLE:
             return code  # interrupted: stop here; this file stays in the inbox for the next run
-        if from_inbox:
+        if from_inbox and _has_unselected_rows(result.outcomes):
+            # --community left other communities' rows unsent: archiving the file would
+            # lose them. It stays; a later run sends them (the applied ones are not re-sent).
+            log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
+        elif from_inbox:
             inbox.archive(job, source)
     return max(codes)
+
+
+def _has_unselected_rows(outcomes: pl.DataFrame) -> bool:
+    from reconcile.pipeline import NOT_SELECTED
+
+    return bool((outcomes.get_column("error") == NOT_SELECTED).any())
 
 
 def _runs(args: argparse.Namespace) -> int:

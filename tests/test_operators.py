@@ -107,6 +107,22 @@ class TestInbox:
         assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["a-bad.csv"]
         assert [p.name for p in (tmp_path / "archive").iterdir()] == ["b-good.csv"]
 
+    def test_a_file_with_rows_of_unselected_communities_stays(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """--community acme tonight: globex's rows are not sent, so the file is not archived
+        (it would lose them); the next full run sends only what is left."""
+        job = inbox_job(tmp_path, sandbox.url)
+        rows = [("acme", order_id("acme", 1)), ("globex", order_id("globex", 1))]
+        age(orders_csv(tmp_path / "inbox" / "mixed.csv", rows), 600)
+        assert run("run", "--job", job, "--community", "acme") == 0
+        assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["mixed.csv"]
+        assert not (tmp_path / "archive" / "mixed.csv").exists()
+        assert run("run", "--job", job) == 0
+        assert [p.name for p in (tmp_path / "archive").iterdir()] == ["mixed.csv"]
+        communities = [r["community"] for r in sandbox.state.requests]
+        assert sorted(communities) == ["acme", "globex"]  # acme's row was not sent twice
+
     def test_a_glob_input(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         job = inbox_job(tmp_path, sandbox.url)
         job.write_text(job.read_text().replace('input = "inbox/"', 'input = "inbox/*-acme.csv"'))
