@@ -181,7 +181,10 @@ def _run_sources(
         codes.append(code)
         if code > EXIT_UNUSABLE:
             return code  # interrupted: stop here; this file stays in the inbox for the next run
-        if from_inbox and _has_unselected_rows(result.outcomes):
+        if from_inbox and (options.dry_run or args.sandbox):
+            # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.
+            log.info("inbox.kept", input=str(source), reason="dry run or sandbox rehearsal")
+        elif from_inbox and _has_unselected_rows(result.outcomes):
             # --community left other communities' rows unsent: archiving the file would
             # lose them. It stays; a later run sends them (the applied ones are not re-sent).
             log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")

@@ -123,6 +123,22 @@ class TestInbox:
         communities = [r["community"] for r in sandbox.state.requests]
         assert sorted(communities) == ["acme", "globex"]  # acme's row was not sent twice
 
+    def test_a_dry_run_or_rehearsal_of_an_inbox_leaves_its_files(
+        self, sandbox: SandboxServer, tmp_path: Path
+    ) -> None:
+        """An auditor previewing tonight's run must not move tonight's files to the archive."""
+        job = inbox_job(tmp_path, sandbox.url)
+        # An order of the sample seed: the embedded sandbox (--sandbox) has it too.
+        age(orders_csv(tmp_path / "inbox" / "a.csv", [("acme", "ORD202641612055614747")]), 600)
+        assert run("run", "--job", job, "--dry-run") == 0
+        assert run("run", "--job", job, "--sandbox") == 0
+        assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["a.csv"]
+        assert len(list((tmp_path / "results").glob("a.*.results.csv"))) >= 1
+        assert sandbox.state.requests == []
+        assert run("run", "--job", job) == 0
+        assert [p.name for p in (tmp_path / "archive").iterdir()] == ["a.csv"]
+        assert len(sandbox.state.requests) == 1
+
     def test_a_glob_input(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         job = inbox_job(tmp_path, sandbox.url)
         job.write_text(job.read_text().replace('input = "inbox/"', 'input = "inbox/*-acme.csv"'))
