@@ -52,10 +52,17 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
 
 
 def results_path(job: Job, source: Path, started: dt.datetime) -> Path:
-    """``<results_dir>/<input name>.<UTC run time>.results.csv`` (or .xlsx)."""
+    """``<results_dir>/<input name>.<UTC run time>.results.csv`` (or .xlsx); ``-2``, ``-3``…
+    after the time when that name is taken (``corrections.csv`` and ``corrections.xlsx`` run
+    in the same second)."""
     folder = job.results_dir or source.parent
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    return folder / f"{source.stem}.{stamp}.results.{job.results_format}"
+    path = folder / f"{source.stem}.{stamp}.results.{job.results_format}"
+    taken = 1
+    while path.exists():
+        taken += 1
+        path = folder / f"{source.stem}.{stamp}-{taken}.results.{job.results_format}"
+    return path
 
 
 def archive(job: Job, source: Path) -> Path | None:

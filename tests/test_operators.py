@@ -139,6 +139,22 @@ class TestInbox:
         assert [p.name for p in (tmp_path / "archive").iterdir()] == ["a.csv"]
         assert len(sandbox.state.requests) == 1
 
+    def test_two_inputs_of_one_name_in_one_second_keep_their_own_results(
+        self, tmp_path: Path
+    ) -> None:
+        """fixes.csv and fixes.txt run in the same second: the second must not overwrite the
+        first one's results."""
+        from reconcile.inbox import results_path
+        from reconcile.job import load_job
+
+        job = load_job(inbox_job(tmp_path, "https://api.example.invalid"))
+        started = dt.datetime(2026, 11, 23, 2, 0, 0, tzinfo=dt.UTC)
+        first = results_path(job, tmp_path / "inbox" / "fixes.csv", started)
+        first.write_text("results of fixes.csv")
+        second = results_path(job, tmp_path / "inbox" / "fixes.txt", started)
+        assert first.name == "fixes.20261123T020000Z.results.csv"
+        assert second.name == "fixes.20261123T020000Z-2.results.csv"
+
     def test_a_glob_input(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         job = inbox_job(tmp_path, sandbox.url)
         job.write_text(job.read_text().replace('input = "inbox/"', 'input = "inbox/*-acme.csv"'))
