@@ -161,7 +161,8 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
         )
     if not raw[:65536].strip() and not raw.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
-    separator = sniff_delimiter(raw)
+    raw, separator = _excel_separator_line(raw)
+    separator = separator or sniff_delimiter(raw)
     try:
         return _read_grid(raw, separator)
     except pl.exceptions.PolarsError as exc:
@@ -175,6 +176,18 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     raise InputError(
         _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({problem})."
     )
+
+
+_SEPARATOR_LINE = re.compile(rb"^(?:\xef\xbb\xbf)?sep=(.)\r?\n", re.IGNORECASE)
+
+
+def _excel_separator_line(raw: bytes) -> tuple[bytes, str | None]:
+    """Excel's ``sep=;`` first line names the delimiter and is not a row (Excel hides it, so
+    the header stays row 1): the file without it, and that delimiter (None when absent)."""
+    found = _SEPARATOR_LINE.match(raw)
+    if found is None:
+        return raw, None
+    return raw[found.end() :], found.group(1).decode("latin-1")
 
 
 def _read_grid(data: bytes, separator: str) -> pl.DataFrame:

@@ -55,6 +55,8 @@ VARIANTS = {
     "tab": (CANONICAL, "\t", "\n", "utf-8", b""),
     "crlf": (CANONICAL, ",", "\r\n", "utf-8", b""),
     "cp1252-semicolon-crlf-human": (HUMAN, ";", "\r\n", "cp1252", b""),
+    # Excel's "sep=" first line names the delimiter; Excel hides it (the header stays row 1).
+    "excel-sep-line": (CANONICAL, ";", "\r\n", "utf-8", b"sep=;\r\n"),
     # Excel's "Unicode Text" (.txt): UTF-16 LE with a BOM, tab-delimited, CRLF.
     "utf16-tab-crlf-human": (HUMAN, "\t", "\r\n", "utf-16-le", b"\xff\xfe"),
     "human-snake": (
