@@ -310,19 +310,13 @@ class Dispatcher:
                     community.pacer.pause(wait)
                     log.info("community.rate_limited", retry_after=wait, rate=community.pacer.rate)
                     continue
-                if verdict.verdict is Verdict.NOT_PROCESSED:
-                    # The server did not act on it: safe to retry, whatever the request.
-                    if budget >= self.job.max_attempts:
-                        return self._give_up(request, last_status, last_error, sent, maybe_applied)
-                    await self._wait(
-                        backoff_seconds(budget, self.job.backoff_base_seconds, self.rng)
-                    )
-                    continue
-                # Transient (5xx): the server may have acted before failing.
-                maybe_applied = True
-                if not request.repeatable and not self.force:
-                    error = f"{NOT_REPEATED} (HTTP {answer.status}: {verdict.message})"
-                    return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
+                if verdict.verdict is Verdict.TRANSIENT:
+                    # A 5xx: the server may have acted before failing. (NOT_PROCESSED, a 408 or
+                    # 425, did not act: retried below whatever the request.)
+                    maybe_applied = True
+                    if not request.repeatable and not self.force:
+                        error = f"{NOT_REPEATED} (HTTP {answer.status}: {verdict.message})"
+                        return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
                 if budget >= self.job.max_attempts:
                     return self._give_up(request, last_status, last_error, sent, maybe_applied)
                 await self._wait(backoff_seconds(budget, self.job.backoff_base_seconds, self.rng))

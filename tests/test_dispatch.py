@@ -26,6 +26,21 @@ def statuses(out: Path) -> list[str]:
     return read_results(out).get_column("status").to_list()
 
 
+def run_one(
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    target: str,
+    rules: list[FaultRule],
+    **settings: object,
+) -> tuple[int, dict[str, str]]:
+    """One acme row changing ``target``, sent to the sandbox under fault ``rules``: the exit
+    code and the row's result."""
+    sandbox.state.faults.rules = rules
+    job = write_job(tmp_path / "j.toml", sandbox.url, **settings)
+    code, results = run_orders(job, [("acme", target)], tmp_path)
+    return code, results.row(0, named=True)
+
+
 def instructions(sandbox: SandboxServer, purchase_id: str) -> str:
     [found] = [
         r for r in sandbox.state.snapshot()["purchaseHistories"] if r["purchaseID"] == purchase_id
@@ -182,13 +197,14 @@ class TestOutcomes:
     ) -> None:
         """Retry-After 1 s on every answer: waited out until 2.5 s of 429s, then stopped."""
         target = order_id("acme", 2)
-        sandbox.state.faults.rules = [
-            FaultRule(kind="error_before", status=429, match=target, retry_after=1)
-        ]
-        job = write_job(tmp_path / "j.toml", sandbox.url, rate_limit_budget_seconds=2.5)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox,
+            tmp_path,
+            target,
+            [FaultRule(kind="error_before", status=429, match=target, retry_after=1)],
+            rate_limit_budget_seconds=2.5,
+        )
         assert code == 1
-        result = results.row(0, named=True)
         # Two 429s waited out (2 s), the third would pass 2.5 s.
         assert (result["status"], result["attempts"], result["http_status"]) == (
             "failed",
@@ -199,13 +215,14 @@ class TestOutcomes:
 
     def test_502_before_commit_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         target = order_id("acme", 3)
-        sandbox.state.faults.rules = [
-            FaultRule(kind="error_before", status=502, match=target, times=2)
-        ]
-        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox,
+            tmp_path,
+            target,
+            [FaultRule(kind="error_before", status=502, match=target, times=2)],
+            **FAST,
+        )
         assert code == 0
-        result = results.row(0, named=True)
         assert (result["status"], result["attempts"], result["http_status"]) == (
             "applied",
             "3",
@@ -215,13 +232,14 @@ class TestOutcomes:
 
     def test_502_after_commit_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         target = order_id("acme", 4)
-        sandbox.state.faults.rules = [
-            FaultRule(kind="error_after", status=502, match=target, times=1)
-        ]
-        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox,
+            tmp_path,
+            target,
+            [FaultRule(kind="error_after", status=502, match=target, times=1)],
+            **FAST,
+        )
         assert code == 0
-        result = results.row(0, named=True)
         assert (result["status"], result["attempts"]) == ("applied", "2")
         assert [r["committed"] for r in sandbox.state.requests] == [True, True]
 
@@ -229,34 +247,41 @@ class TestOutcomes:
         self, sandbox: SandboxServer, tmp_path: Path
     ) -> None:
         target = order_id("acme", 5)
-        sandbox.state.faults.rules = [
-            FaultRule(kind="error_after", status=502, match=target, times=1),
-            FaultRule(kind="error_before", status=409, match=target, after=1, times=1),
-        ]
-        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox,
+            tmp_path,
+            target,
+            [
+                FaultRule(kind="error_after", status=502, match=target, times=1),
+                FaultRule(kind="error_before", status=409, match=target, after=1, times=1),
+            ],
+            **FAST,
+        )
         assert code == 1
-        result = results.row(0, named=True)
         assert result["status"] == "unknown"
         assert "an earlier attempt may have applied it" in result["error"]
 
     def test_dropped_connection_is_retried(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         target = order_id("acme", 6)
-        sandbox.state.faults.rules = [FaultRule(kind="drop", match=target, times=1)]
-        job = write_job(tmp_path / "j.toml", sandbox.url, **FAST)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox, tmp_path, target, [FaultRule(kind="drop", match=target, times=1)], **FAST
+        )
         assert code == 0
-        assert results.row(0, named=True)["attempts"] == "2"
+        assert result["attempts"] == "2"
 
     def test_retries_exhausted_is_failed_with_last_error(
         self, sandbox: SandboxServer, tmp_path: Path
     ) -> None:
         target = order_id("acme", 7)
-        sandbox.state.faults.rules = [FaultRule(kind="error_before", status=503, match=target)]
-        job = write_job(tmp_path / "j.toml", sandbox.url, max_attempts=3, **FAST)
-        code, results = run_orders(job, [("acme", target)], tmp_path)
+        code, result = run_one(
+            sandbox,
+            tmp_path,
+            target,
+            [FaultRule(kind="error_before", status=503, match=target)],
+            max_attempts=3,
+            **FAST,
+        )
         assert code == 1
-        result = results.row(0, named=True)
         assert (result["status"], result["attempts"], result["http_status"]) == (
             "failed",
             "3",
