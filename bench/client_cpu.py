@@ -4,7 +4,7 @@ Against the sandbox (own process, no rate limit), 50 requests in flight, each va
 process measuring its own CPU time (user + system) over the sending phase only:
 
 - httpx-default: a bare loop over httpx.AsyncClient with its default transport
-- httpx-aiohttp: the same loop on the httpx-aiohttp transport
+- httpx-aiohttp: the same loop on reconcile's own aiohttp transport (reconcile.client)
 - aiohttp:       a bare aiohttp loop
 - reconcile:     the tool's dispatch (pacing, retries, outcomes, progress), rows planned from a CSV
 
@@ -39,11 +39,12 @@ def targets(url: str, total: int) -> list[str]:
 
 async def bare_httpx(url: str, total: int, transport: str) -> None:
     import httpx
-    from httpx_aiohttp import AiohttpTransport
+
+    from reconcile.client import AiohttpTransport
 
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     chosen = (
-        AiohttpTransport(limits=limits)
+        AiohttpTransport(max_connections=IN_FLIGHT, read_timeout=30)
         if transport == "aiohttp"
         else httpx.AsyncHTTPTransport(limits=limits)
     )

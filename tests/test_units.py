@@ -11,10 +11,11 @@ import anyio
 import httpx
 import pytest
 import structlog
+import yarl
 from rich.console import Console
 
 from reconcile import __all__ as exported
-from reconcile.client import parse_retry_after, send_failure
+from reconcile.client import _transport_error, parse_retry_after, send_failure
 from reconcile.dispatch import backoff_seconds
 from reconcile.logs import redact, register_secret
 from reconcile.pacing import Pacer
@@ -125,16 +126,15 @@ def test_public_api_is_curated() -> None:
 
 
 class TestSendFailures:
-    """The aiohttp transport maps every aiohttp connection error to httpx.ConnectTimeout: the
-    wrapped aiohttp error decides whether the request may have reached the server."""
+    """Each aiohttp error becomes the httpx error that says whether the request may have
+    reached the server, and send_failure words it."""
 
     @staticmethod
     def mapped(cause: Exception) -> httpx.HTTPError:
-        exc = httpx.ConnectTimeout(str(cause))
-        exc.__cause__ = cause
-        return exc
+        return _transport_error(cause, httpx.Request("PUT", "http://127.0.0.1/x"))
 
     def test_a_connection_never_made_was_not_sent(self) -> None:
+        """Refused connections and connect timeouts prove nothing was sent."""
         key = types.SimpleNamespace(host="127.0.0.1", port=1, ssl=True)
         refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))  # type: ignore[arg-type]
         failure = send_failure(self.mapped(refused))
@@ -142,15 +142,37 @@ class TestSendFailures:
         assert str(failure).startswith("could not connect: ")
         assert not send_failure(self.mapped(aiohttp.ConnectionTimeoutError())).maybe_applied
 
-    def test_a_server_that_hung_up_may_have_applied_it(self) -> None:
-        failure = send_failure(self.mapped(aiohttp.ServerDisconnectedError()))
+    @pytest.mark.parametrize(
+        "cause",
+        [
+            aiohttp.ServerDisconnectedError(),
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            aiohttp.ClientPayloadError("short body"),
+            aiohttp.ClientResponseError(
+                aiohttp.RequestInfo(yarl.URL("http://127.0.0.1/x"), "PUT", {}),  # type: ignore[arg-type]
+                (),
+                status=400,
+                message="Bad status line",
+            ),
+            ValueError("anything else the library raises"),
+        ],
+    )
+    def test_a_server_that_hung_up_or_spoke_garbage_may_have_applied_it(
+        self, cause: Exception
+    ) -> None:
+        """Once a connection was open, every failure may have come after the write."""
+        failure = send_failure(self.mapped(cause))
         assert failure.maybe_applied
-        assert "ServerDisconnectedError" in str(failure)
+        assert type(cause).__name__ in str(failure)
+
+    def test_a_read_timeout_is_no_answer_in_time(self) -> None:
+        """A read timeout may have applied it, and says it timed out."""
         read_timeout = send_failure(self.mapped(aiohttp.SocketTimeoutError()))
         assert read_timeout.maybe_applied
         assert str(read_timeout).startswith("no answer in time")
 
     def test_httpx_own_transport_errors_keep_their_meaning(self) -> None:
+        """Errors raised by another transport (MockTransport in tests) mean the same."""
         assert not send_failure(httpx.ConnectError("refused")).maybe_applied
         assert not send_failure(httpx.PoolTimeout("pool")).maybe_applied
         assert send_failure(httpx.ReadTimeout("slow")).maybe_applied
