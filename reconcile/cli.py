@@ -30,6 +30,8 @@ EXIT_ROWS_FAILED = 1
 EXIT_UNUSABLE = 2
 EXIT_CRASHED = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: the reader of our output went away (``reconcile operations | head``)."""
 
 log = structlog.get_logger("reconcile")
 
@@ -276,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except BrokenPipeError:
+        # The reader is gone: end quietly, as Unix tools do. Output still buffered for the
+        # closed pipe would fail again at exit, so stdout is pointed at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
         log.warning("run.interrupted", phase="reading, checking or writing")

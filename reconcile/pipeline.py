@@ -101,7 +101,7 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         valid=valid.height,
         invalid=validated.height - valid.height,
     )
-    return Prepared(job, operation, table, validated, plan(valid, operation))
+    return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
 
 
 def resolve_credentials(

@@ -7,6 +7,8 @@ form one request) share it, and each of them reports that request's outcome.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
@@ -30,8 +32,10 @@ def describe(method: pl.Expr, path: pl.Expr, body: pl.Expr) -> pl.Expr:
     return pl.concat_str([method, path, body], separator=" ", ignore_nulls=True)
 
 
-def plan(valid: pl.DataFrame, operation: Operation) -> Plan:
-    per_row = operation.requests(valid)
+def plan(
+    valid: pl.DataFrame, operation: Operation, options: Mapping[str, Any] | None = None
+) -> Plan:
+    per_row = operation.requests(valid, options or {})
     shape = ["community", "target", "method", "path", "body", "repeatable"]
     if operation.request_key is None:
         request_id = pl.col(ROW).cast(pl.Int64)

@@ -54,7 +54,7 @@ class TestRules:
             ({"source": "SHOP"}, "is not a source"),
             ({"source": "INSTORE", "accountId": "A-1"}, "does not apply to the INSTORE source"),
             ({"id": None}, "give the transaction's 'id' or its 'number'"),
-            ({"id": "12a"}, "is not a transaction id"),
+            ({"id": "12a"}, "is not a whole number: the transaction id is digits only"),
             ({"id": "8.73548E+08"}, "turned into a number by Excel"),
             ({"deliveryStatus": "LOST"}, "is not a delivery status"),
             (
@@ -62,7 +62,11 @@ class TestRules:
                 "'lineItems.outlierStatus' is not accepted for RETURN",
             ),
             ({"lineItems.outlierStatus": "NORMAL"}, "a line item needs"),
-            ({"lineItems.id": "x"}, "is not a line item id"),
+            ({"lineItems.id": "x"}, "is not a whole number: the line item id is digits only"),
+            ({"lineItems.id": "1.2E+5"}, "is not a whole number"),
+            ({"lineItems.id": "1.2E+15"}, "turned into a number by Excel"),
+            ({"id": "9999999999999999999"}, "is larger than the API accepts"),
+            ({"lineItems.id": "2147483648"}, "is larger than the API accepts"),
         ],
     )
     def test_invalid(self, cells: dict[str, str | None], words: str) -> None:

@@ -29,7 +29,7 @@ class TestOrderRules:
         [
             {"status": "PAID"},
             {"status": "canceled"},
-            {"amount": "0"},
+            {"amount": "1", "discount_amount": "0"},
             {"amount": "2100", "discount_amount": "100"},
             {"amount": "999999999999999"},
             {"source_id": " src-1 "},
@@ -50,7 +50,10 @@ class TestOrderRules:
             ({"status": "SHIPPED"}, "is not an order status"),
             ({"amount": "21.00"}, "write 2100 for 21.00"),
             ({"amount": "21,5"}, "has decimals"),
-            ({"amount": "-5"}, "is negative"),
+            ({"amount": "-5"}, "amounts are at least 1"),
+            ({"amount": "0"}, "amounts are at least 1 (the API takes a positive amount)"),
+            ({"amount": "-0"}, "amounts are at least 1"),
+            ({"discount_amount": "-1"}, "amounts are at least 0"),
             ({"discount_amount": "12a"}, "is not a whole number"),
             ({"amount": "1000000000000000"}, "too large"),
             ({"amount": "  "}, "is blank"),
@@ -244,7 +247,7 @@ class TestOutcomes:
             "acme,ord_acme0001,paid,2100,L2",
             "acme,ord_missing,PAID,,",
             "acme,ord_acme0003,FULFILLED,,",
-            "globex,globex-order-1,CANCELED,0,",
+            "globex,globex-order-1,CANCELED,1,",
         )
         out = tmp_path / "out.csv"
         assert (

@@ -118,8 +118,9 @@ class Operation(abc.ABC):
         (``family_columns``: the family columns this file has, e.g. ``metadata.location``)."""
 
     @abc.abstractmethod
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
-        """Valid normalised rows -> one line per row with the request it is part of.
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+        """Valid normalised rows -> one line per row with the request it is part of
+        (``options``: the job's ``[options]`` table).
 
         Columns: ``__row``, ``community``, ``target`` (the id the request changes), ``method``,
         ``path`` (relative to the base URL, query included), ``body`` (JSON text or null),
@@ -158,17 +159,28 @@ class BearerKeyOperation(Operation, abc.ABC):
 
 
 def api_message(body: bytes) -> str:
-    """The human message of an API error envelope, or a short excerpt of the body."""
+    """The API's own words from an error body, whatever its vendor's shape: an envelope's
+    ``message`` (``error``, ``details``), or Capillary's ``errors[]`` / ``warnings[]`` entries
+    (``code`` and ``message`` each); else a short excerpt of the body."""
     try:
         data = json.loads(body)
     except ValueError:
         return body[:200].decode("utf-8", "replace").strip()
-    if isinstance(data, dict):
-        for key in ("message", "error", "details"):
-            value = data.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return ""
+    if not isinstance(data, dict):
+        return body[:200].decode("utf-8", "replace").strip()
+    for key in ("message", "error", "details"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+    listed = [
+        f"{entry.get('message') or ''} ({entry['code']})".strip()
+        if entry.get("code") is not None
+        else str(entry.get("message") or "")
+        for key in ("errors", "warnings")
+        for entry in (data.get(key) or [])
+        if isinstance(entry, dict) and (entry.get("message") or entry.get("code") is not None)
+    ]
+    return "; ".join(m for m in listed if m)
 
 
 JsonFields = Mapping[str, "pl.Expr | JsonFields"]
@@ -226,17 +238,28 @@ def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.
     return frame.with_columns(bodies)
 
 
-def with_encoded_segment(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:
-    """Add ``alias``: ``column`` percent-encoded as one URL path segment.
+def encode_segment(value: str) -> str:
+    """``value`` as one URL path segment that names exactly it: every character outside RFC
+    3986's unreserved set percent-encoded, and a segment of dots (``.``, ``..``) written
+    ``%2E``, which no URL resolver removes."""
+    if value.strip(".") == "":
+        return value.replace(".", "%2E")
+    return urllib.parse.quote(value, safe="")
 
-    Values made only of unreserved characters (all valid IDs) pass through as they are; the rare
-    others are encoded with urllib, on that subset only.
+
+def with_encoded_segment(frame: pl.DataFrame, column: str, alias: str) -> pl.DataFrame:
+    """Add ``alias``: ``column`` percent-encoded as one URL path segment (:func:`encode_segment`).
+
+    Values made only of unreserved characters, not only dots (all valid IDs), pass through as
+    they are; the rare others are encoded on that subset only.
     """
     values = frame.get_column(column)
-    unsafe = values.filter(~values.str.contains(_UNRESERVED)).unique()
-    if unsafe.is_empty():
+    unsafe = values.filter(
+        ~values.str.contains(_UNRESERVED) | values.str.contains(r"^\.*$")
+    ).unique()
+    if unsafe.drop_nulls().is_empty():
         return frame.with_columns(values.alias(alias))
-    encoded = {v: urllib.parse.quote(v, safe="") for v in unsafe.to_list()}
+    encoded = {v: encode_segment(v) for v in unsafe.drop_nulls().to_list()}
     return frame.with_columns(
         pl.col(column).replace_strict(encoded, default=pl.col(column)).alias(alias)
     )

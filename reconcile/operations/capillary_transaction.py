@@ -15,6 +15,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
+from reconcile.intake import ROW
 from reconcile.operations import rules
 from reconcile.operations.base import (
     Classified,
@@ -53,14 +54,10 @@ TYPES = ("REGULAR", "RETURN", "NOT_INTERESTED", "NOT_INTERESTED_RETURN")
 NO_IDENTIFIER_TYPES = ("NOT_INTERESTED", "NOT_INTERESTED_RETURN")
 RETURN_TYPES = ("RETURN", "NOT_INTERESTED_RETURN")
 DELIVERY = ("PLACED", "PROCESSED", "SHIPPED", "DELIVERED", "RETURNED")
-TRANSACTION_FIELDS = (
-    "identifierName",
-    "identifierValue",
-    "source",
-    "accountId",
-    "type",
-    "deliveryStatus",
-)
+CUSTOMER_FIELDS = ("identifierName", "identifierValue", "source", "accountId")
+#: Fields every row of one transaction must agree on (the key's own fields agree by definition;
+#: ``number`` is a field of a transaction named by its ``id``).
+TRANSACTION_FIELDS = ("number", "type", "deliveryStatus")
 LINE_FIELDS = ("lineItems.itemCode", "lineItems.id", "lineItems.outlierStatus")
 #: The doc's explanations of its error numbers (all HTTP 400).
 ERRORS = {
@@ -137,7 +134,9 @@ class CapillaryTransaction(Operation):
                 "source": pa.Column(str, nullable=True, checks=[_enum(SOURCES, "source")]),
                 "accountId": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
                 "id": pa.Column(
-                    str, nullable=True, checks=[rules.not_excel_number(), _whole("transaction id")]
+                    str,
+                    nullable=True,
+                    checks=[rules.not_excel_number(), *_whole("transaction id", 63)],
                 ),
                 "number": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
                 "type": pa.Column(
@@ -155,7 +154,11 @@ class CapillaryTransaction(Operation):
                     str, nullable=True, checks=[_enum(DELIVERY, "delivery status")]
                 ),
                 "lineItems.itemCode": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "lineItems.id": pa.Column(str, nullable=True, checks=[_whole("line item id")]),
+                "lineItems.id": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[rules.not_excel_number(), *_whole("line item id", 31)],
+                ),
                 "lineItems.outlierStatus": pa.Column(
                     str, nullable=True, checks=[rules.not_empty()]
                 ),
@@ -206,48 +209,59 @@ class CapillaryTransaction(Operation):
         )
 
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
-        """Rows of one transaction must agree on its fields, and name each line item once."""
-        transaction = [
-            "community",
-            pl.coalesce(pl.lit("id:") + pl.col("id"), pl.lit("number:") + pl.col("number")),
-        ]
+        """Rows of one transaction (:func:`transaction_key`, the same definition that groups
+        them into one request) must agree on its fields and name each line item once; every
+        row of a group that does not is invalid, and its message names the group's rows."""
+        keyed = frame.with_row_index("index").filter(
+            pl.col("id").is_not_null() | pl.col("number").is_not_null()
+        )
+        keyed = keyed.with_columns(transaction_key().alias("__tx"))
+        rows = keyed.group_by("community", "__tx").agg(
+            pl.col(ROW).sort().head(10).cast(pl.String).str.join(", ").alias("__rows")
+        )
+        keyed = keyed.join(rows, on=["community", "__tx"], how="left", maintain_order="left")
         shared = [
             *TRANSACTION_FIELDS,
             *(c for c in frame.columns if c.startswith(("extendedFields.", "customFields."))),
         ]
-        keyed = frame.with_row_index("index").with_columns(transaction[1].alias("__tx"))
-        keyed = keyed.filter(pl.col("__tx").is_not_null())
         problems = []
         for field in shared:
             differs = pl.col(field).n_unique().over("community", "__tx") > 1
             problems.append(
                 keyed.filter(differs).select(
                     "index",
-                    pl.lit(
-                        f"the rows of this transaction disagree on '{headers.get(field, field)}': "
-                        "give all its rows the same value"
+                    pl.format(
+                        "rows {} are one transaction (the same {} and customer) but disagree "
+                        "on '{}': give all its rows the same value",
+                        pl.col("__rows"),
+                        pl.when(pl.col("id").is_not_null())
+                        .then(pl.lit("id"))
+                        .otherwise(pl.lit("number")),
+                        pl.lit(headers.get(field, field)),
                     ).alias("message"),
                 )
             )
         item = pl.coalesce(
-            pl.lit("code:") + pl.col("lineItems.itemCode"), pl.lit("id:") + pl.col("lineItems.id")
+            pl.lit("code:") + pl.col("lineItems.itemCode"),
+            pl.lit("id:") + _canonical("lineItems.id"),
         )
         repeated = pl.struct("community", "__tx", item.fill_null("")).is_duplicated()
         problems.append(
             keyed.filter(repeated).select(
                 "index",
-                pl.lit(
-                    "the same transaction and line item are on several rows: keep one row per line item "
-                    "(which would win depends on the order of the rows)"
+                pl.format(
+                    "the same transaction and line item are on rows {}: keep one row per line "
+                    "item (which would win depends on the order of the rows)",
+                    pl.col("__rows"),
                 ).alias("message"),
             )
         )
         return pl.concat(problems)
 
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         names = valid.columns
         frame = valid.with_columns(
-            pl.coalesce("id", "number").alias("target"),
+            transaction_key().alias("target"),
             (
                 pl.col("lineItems.itemCode").is_not_null() | pl.col("lineItems.id").is_not_null()
             ).alias("__has_item"),
@@ -256,7 +270,7 @@ class CapillaryTransaction(Operation):
             frame,
             {
                 "itemCode": pl.col("lineItems.itemCode"),
-                "id": pl.col("lineItems.id").cast(pl.Int64),
+                "id": pl.col("lineItems.id").cast(pl.Int64, strict=False),
                 "extendedFields": self.family_members(names, "lineItems.extendedFields"),
                 "outlierStatus": pl.col("lineItems.outlierStatus"),
             },
@@ -265,7 +279,7 @@ class CapillaryTransaction(Operation):
         frame = with_json_object(
             frame,
             {
-                "id": pl.col("id").cast(pl.Int64),
+                "id": pl.col("id").cast(pl.Int64, strict=False),
                 "number": pl.col("number"),
                 "type": pl.col("type"),
                 "deliveryStatus": pl.col("deliveryStatus"),
@@ -306,8 +320,9 @@ class CapillaryTransaction(Operation):
             .otherwise(pl.lit("/v2/transactions"))
             .alias("path"),
             body.alias("body"),
-            # An update sets values: repeating it leaves the same transaction.
-            pl.lit(True).alias("repeatable"),
+            # Setting values twice leaves the same transaction, but without SKIP-DOWNSTREAM the
+            # update fires loyalty actions and events (the doc): those must not run twice.
+            pl.lit(bool(options.get("skip_downstream"))).alias("repeatable"),
         )
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
@@ -328,11 +343,46 @@ class CapillaryTransaction(Operation):
         return verdict
 
 
-def _whole(what: str) -> pa.Check:
-    return rules.check(
-        f"is not a {what}: digits only",
-        lambda c: c.str.contains(r"^[0-9]{1,19}$") | c.str.contains(rules.EXCEL_NUMBER),
+def _canonical(column: str) -> pl.Expr:
+    """A whole-number id as the API reads it: 0100 and 100 are the same id."""
+    return pl.col(column).str.strip_chars_start("0").replace("", "0")
+
+
+def transaction_key() -> pl.Expr:
+    """The one definition of "the same transaction", used to group rows into one request and to
+    check that they agree: the customer (identifier name and value), source and account, and
+    the transaction's ``id`` as a number or, without an id, its bill ``number``; an id and a
+    number are never the same transaction. JSON text, so no two keys can run together."""
+    record = (
+        pl.when(pl.col("id").is_not_null())
+        .then(pl.lit("id:") + _canonical("id"))
+        .otherwise(pl.lit("number:") + pl.col("number"))
     )
+    return pl.struct(record.alias("transaction"), *CUSTOMER_FIELDS).struct.json_encode()
+
+
+def _whole(what: str, bits: int) -> list[pa.Check]:
+    """A whole number that fits the API's field (``long``: 63 bits, ``int``: 31 bits); a value
+    Excel wrote in scientific notation gets rules.not_excel_number's message instead."""
+    digits = r"^[0-9]+$"
+    limit = 2**bits - 1
+    return [
+        rules.check(
+            f"is not a whole number: the {what} is digits only",
+            lambda c: c.str.contains(digits) | c.str.contains(rules.EXCEL_NUMBER),
+        ),
+        rules.check(
+            f"is larger than the API accepts for a {what} (at most {limit})",
+            lambda c: (
+                ~c.str.contains(digits)
+                | (c.str.strip_chars_start("0").str.len_chars() < len(str(limit)))
+                | (
+                    (c.str.strip_chars_start("0").str.len_chars() == len(str(limit)))
+                    & (c.str.strip_chars_start("0") <= str(limit))
+                )
+            ),
+        ),
+    ]
 
 
 def _error_code(body: bytes) -> int | None:

@@ -6,7 +6,8 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -108,7 +109,7 @@ class PurchaseHistory(BearerKeyOperation):
             strict=False,
         )
 
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         encoded = with_encoded_segment(valid, "purchaseHistoryID", "__segment")
         encoded = with_json_object(encoded, {f: pl.col(f) for f in BODY_FIELDS}, "__body")
         return encoded.select(

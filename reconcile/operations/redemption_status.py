@@ -7,7 +7,8 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -79,7 +80,7 @@ class RedemptionStatus(BearerKeyOperation):
             strict=False,
         )
 
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         refund = refund_flag(pl.col("refundCoins"))
         body = with_json_object(
             valid,

@@ -14,8 +14,10 @@ import polars as pl
 from pandera.api.polars.types import PolarsData
 
 OBJECT_ID = r"^[0-9a-fA-F]{24}$"
-#: What Excel makes of a long number: 2.02641E+19.
-EXCEL_NUMBER = r"^[0-9]+(\.[0-9]+)?[eE][+-]?[0-9]+$"
+#: What Excel and Calc write for a number of 12 digits or more in a General cell: 2.02641E+19 (at
+#: most 6 significant digits, a capital E, a plus sign, a two-digit exponent). Only this form is
+#: spreadsheet damage: 12E3, 1E5 or a hex ID with one "e" are values someone meant.
+EXCEL_NUMBER = r"^[1-9](\.[0-9]{1,5})?E\+[0-9]{2}$"
 
 _STRICT_DMY = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
 _LOOSE_DMY = r"^[0-9]{1,2}/[0-9]{1,2}/[0-9]{4}$"
@@ -132,10 +134,13 @@ def community_column(communities: Collection[str]) -> pa.Column:
     return pa.Column(str, nullable=False, checks=[not_empty(), one_of(communities, "community")])
 
 
-def whole_amount_checks() -> list[pa.Check]:
-    """A non-negative integer in the smallest currency unit; each wrong shape its own hint."""
+def whole_amount_checks(*, positive: bool) -> list[pa.Check]:
+    """A whole number in the smallest currency unit, at least 1 when ``positive`` (else at
+    least 0); each wrong shape gets its own hint, once."""
     decimals = r"^-?[0-9]+[.,][0-9]+$"
     negative = r"^-[0-9]+([.,][0-9]+)?$"
+    below = f"({negative})|(^-?0+$)" if positive else negative
+    least = "1 (the API takes a positive amount)" if positive else "0"
     return [
         not_empty(),
         check(
@@ -143,7 +148,10 @@ def whole_amount_checks() -> list[pa.Check]:
             "(cents): write 2100 for 21.00",
             lambda c: ~c.str.contains(decimals),
         ),
-        check("is negative: amounts cannot be below 0", lambda c: ~c.str.contains(negative)),
+        check(
+            f"is not allowed: amounts are at least {least}",
+            lambda c: ~c.str.contains(below),
+        ),
         check(
             "is not a whole number: write digits only, in the smallest currency unit (cents)",
             lambda c: (

@@ -5,7 +5,8 @@ Rules from ``shared/api/voucherify-order-update.txt``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -34,9 +35,9 @@ class VoucherifyOrder(VoucherifyOperation):
         Column(
             "amount",
             False,
-            "optional; a whole number >= 0 in the smallest currency unit (2100 for 21.00)",
+            "optional; a positive whole number in the smallest currency unit (2100 for 21.00)",
         ),
-        Column("discount_amount", False, "optional; like amount"),
+        Column("discount_amount", False, "optional; a whole number >= 0, smallest currency unit"),
         Column("source_id", False, "optional; trimmed, non-empty when given"),
         Column("referrer_id", False, "optional; trimmed, non-empty when given", kind="id"),
     )
@@ -61,9 +62,11 @@ class VoucherifyOrder(VoucherifyOperation):
                         )
                     ],
                 ),
-                "amount": pa.Column(str, nullable=True, checks=rules.whole_amount_checks()),
+                "amount": pa.Column(
+                    str, nullable=True, checks=rules.whole_amount_checks(positive=True)
+                ),
                 "discount_amount": pa.Column(
-                    str, nullable=True, checks=rules.whole_amount_checks()
+                    str, nullable=True, checks=rules.whole_amount_checks(positive=False)
                 ),
                 "source_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
                 "referrer_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
@@ -78,14 +81,14 @@ class VoucherifyOrder(VoucherifyOperation):
             strict=False,
         )
 
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         metadata = self.family_members(valid.columns, "metadata")
         body = with_json_object(
             with_encoded_segment(valid, "orderId", "__segment"),
             {
                 "status": pl.col("status").str.to_uppercase(),
-                "amount": pl.col("amount").cast(pl.Int64),
-                "discount_amount": pl.col("discount_amount").cast(pl.Int64),
+                "amount": pl.col("amount").cast(pl.Int64, strict=False),
+                "discount_amount": pl.col("discount_amount").cast(pl.Int64, strict=False),
                 "source_id": pl.col("source_id"),
                 "referrer_id": pl.col("referrer_id"),
                 "metadata": metadata,

@@ -8,7 +8,8 @@ answer whose ``result`` is ``FAILURE`` did not roll anything back.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pandera.polars as pa
 import polars as pl
@@ -55,7 +56,7 @@ class VoucherifyRollback(VoucherifyOperation):
             strict=False,
         )
 
-    def requests(self, valid: pl.DataFrame) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         metadata = self.family_members(valid.columns, "metadata")
         frame = with_encoded_segment(valid, "redemptionId", "__segment")
         frame = with_encoded_segment(frame, "reason", "__reason")

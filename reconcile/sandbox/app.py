@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from typing import Any
 
 import anyio
@@ -68,7 +69,8 @@ async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> 
     entry: dict[str, Any] = {
         "time": started,
         "method": request.method,
-        "path": request.url.path,
+        "path": urllib.parse.unquote(request.url.path),
+        "raw_path": request.url.path,
         "query": request.url.query,
         "endpoint": endpoint.name,
         # A few headers worth asserting on; never the credentials.
@@ -122,7 +124,7 @@ async def _answer(
             status, payload = endpoint.apply(
                 state,
                 community,
-                dict(request.path_params),
+                {k: urllib.parse.unquote(v) for k, v in request.path_params.items()},
                 dict(request.query_params),
                 body,
                 any(r.kind == "error_mid_write" for r in fired),
@@ -150,7 +152,7 @@ def _route(endpoint: Endpoint, state: SandboxState) -> Route:
     return Route(endpoint.path, handler, methods=[endpoint.method])
 
 
-def create_app(state: SandboxState) -> Starlette:
+def create_app(state: SandboxState) -> _RawPathRouting:
     """The sandbox app over ``state``; state/requests dumps live under /_sandbox/."""
 
     async def dump_state(_: Request) -> Response:
@@ -165,4 +167,18 @@ def create_app(state: SandboxState) -> Starlette:
         Route("/_sandbox/state", dump_state, methods=["GET"]),
         Route("/_sandbox/requests", dump_requests, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    return _RawPathRouting(Starlette(routes=routes))
+
+
+class _RawPathRouting:
+    """Route on the path as it arrived, still percent-encoded, as a real API gateway does: an
+    ID holding ``%2F`` or ``%2E%2E`` stays one path segment (handlers decode their parameters),
+    instead of the server's decoded path splitting or resolving it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("raw_path"):
+            scope = {**scope, "path": scope["raw_path"].decode("latin-1")}
+        await self.app(scope, receive, send)
