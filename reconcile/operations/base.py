@@ -18,6 +18,12 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
+#: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
+#: that nothing the tool sends as non-empty is empty to an API that trims (JavaScript's trim).
+TRIMMED = (
+    "\t\n\v\f\r \x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
 #: Characters that need no percent-encoding in a path segment (RFC 3986 "unreserved").
 _UNRESERVED = r"^[A-Za-z0-9._~-]*$"
 
@@ -103,11 +109,11 @@ class Operation(abc.ABC):
             column = pl.col(name)
             if has_cr.get_column(name).item():
                 column = column.str.replace_all("\r\n", "\n", literal=True)
-            return column.str.strip_chars()
+            return column.str.strip_chars(TRIMMED)
 
         return frame.with_columns(
             *(cleaned(c) for c in columns),
-            *(pl.col(n).str.strip_chars().replace("", None) for n in family),
+            *(pl.col(n).str.strip_chars(TRIMMED).replace("", None) for n in family),
         )
 
     @abc.abstractmethod

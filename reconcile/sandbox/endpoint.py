@@ -19,6 +19,19 @@ Apply = Callable[
 ]
 
 
+#: What a JavaScript API's ``String.prototype.trim`` removes: ECMAScript's WhiteSpace and
+#: LineTerminator characters (not the C0 separators \x1c-\x1f that Python's ``str.strip`` takes).
+JS_WHITESPACE = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+
+def js_trim(text: str) -> str:
+    """``text.trim()`` as the emulated APIs (Node.js services) compute it."""
+    return text.strip(JS_WHITESPACE)
+
+
 class ApiError(Exception):
     """An answer other than success: status and the API's message."""
 

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint, envelope
+from reconcile.sandbox.endpoint import ApiError, Endpoint, envelope, js_trim
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"redemptionInstructions", "voucherCode", "voucherExpiryDate"}
@@ -22,9 +22,9 @@ def _now() -> str:
 
 
 def _parse_date(value: Any) -> dt.date:
-    if not isinstance(value, str) or not re.fullmatch(r"\d\d/\d\d/\d\d\d\d", value.strip()):
+    if not isinstance(value, str) or not re.fullmatch(r"\d\d/\d\d/\d\d\d\d", js_trim(value)):
         raise ApiError(400, "voucherExpiryDate must be a valid date in DD/MM/YYYY format")
-    day, month, year = (int(p) for p in value.strip().split("/"))
+    day, month, year = (int(p) for p in js_trim(value).split("/"))
     try:
         return dt.date(year, month, day)
     except ValueError:
@@ -63,21 +63,21 @@ def _validated(body: Any) -> dict[str, Any]:
     update: dict[str, Any] = {}
     if "redemptionInstructions" in body:
         text = body["redemptionInstructions"]
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not js_trim(text):
             raise ApiError(400, "redemptionInstructions must be a non-empty string")
-        if len(text.strip()) > 10000:
+        if len(js_trim(text)) > 10000:
             raise ApiError(400, "redemptionInstructions must be at most 10000 characters")
-        update["redemptionInstructions"] = text.strip()
+        update["redemptionInstructions"] = js_trim(text)
     has_code, has_date = "voucherCode" in body, "voucherExpiryDate" in body
     if has_code != has_date:
         raise ApiError(400, "voucherCode and voucherExpiryDate must be provided together")
     if has_code:
         code = body["voucherCode"]
-        if not isinstance(code, str) or not code.strip():
+        if not isinstance(code, str) or not js_trim(code):
             raise ApiError(400, "voucherCode must be a non-empty string")
-        if len(code.strip()) > 512:
+        if len(js_trim(code)) > 512:
             raise ApiError(400, "voucherCode must be at most 512 characters")
-        update["voucherCode"] = code.strip()
+        update["voucherCode"] = js_trim(code)
         update["voucherExpiryDate"] = _parse_date(body["voucherExpiryDate"])
     if not update:
         raise ApiError(400, "At least one valid update group must be provided")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint
+from reconcile.sandbox.endpoint import ApiError, Endpoint, js_trim
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"transactionId", "statusId", "refundCoins"}
@@ -27,7 +27,7 @@ def _validated(body: Any) -> tuple[str, str, bool]:
     if unknown:
         raise ApiError(400, f"Unknown field(s): {', '.join(sorted(unknown))}")
     transaction = body.get("transactionId")
-    if not isinstance(transaction, str) or not transaction.strip():
+    if not isinstance(transaction, str) or not js_trim(transaction):
         raise ApiError(400, "transactionId is required")
     status_id = body.get("statusId")
     if status_id is None:
@@ -37,7 +37,7 @@ def _validated(body: Any) -> tuple[str, str, bool]:
     refund = body.get("refundCoins", False)
     if not isinstance(refund, bool):
         raise ApiError(400, "refundCoins must be a boolean")
-    return transaction.strip(), status_id, refund
+    return js_trim(transaction), status_id, refund
 
 
 def apply(

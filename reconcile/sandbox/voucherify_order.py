@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token
+from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token, js_trim
 from reconcile.sandbox.state import SandboxState
 
 STATUSES = {"CREATED", "PAID", "CANCELED", "FULFILLED"}
@@ -68,7 +68,7 @@ def apply(
     _amount(body, "amount")
     _amount(body, "discount_amount")
     for key in ("source_id", "referrer_id"):
-        if key in body and (not isinstance(body[key], str) or not body[key].strip()):
+        if key in body and (not isinstance(body[key], str) or not js_trim(body[key])):
             raise ApiError(400, f"Invalid payload: {key} must be a non-empty string")
     if "metadata" in body and not isinstance(body["metadata"], dict):
         raise ApiError(400, "Invalid payload: metadata must be an object")
