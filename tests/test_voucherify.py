@@ -106,9 +106,15 @@ class TestRequests:
         assert json.loads(body) == {
             "status": "PAID",
             "amount": 2100,
-            "metadata": {"location_id": "L2", "channel": "web"},
+            "metadata": {"location_id": "L2", "channel": "web", "floor": 2, "tags": ["L2", "L3"]},
         }
         assert json.loads(requests[1].split(" ", 2)[2]) == {"status": "FULFILLED"}
+        # The two rows of ord_acme0004 are one request with both items.
+        assert requests[4] == requests[5]
+        assert [i["source_id"] for i in json.loads(requests[4].split(" ", 2)[2])["items"]] == [
+            "roses_1",
+            "vase_1",
+        ]
 
     def test_rollback_query_is_encoded(self, tmp_path: Path) -> None:
         out = tmp_path / "r.csv"
@@ -125,7 +131,9 @@ class TestRequests:
         requests = read_results(out).get_column("request").to_list()
         assert (
             requests[0]
-            == 'POST /v1/redemptions/r_acme0001/rollback?reason=Customer%20returned%20the%20order {"metadata":{"ticket":"T-1001"}}'
+            == "POST /v1/redemptions/r_acme0001/rollback?reason=Customer%20returned%20the%20order "
+            '{"customer":{"source_id":"36_bob"},"order":{"source_id":"test_rollback_8"},'
+            '"metadata":{"ticket":"T-1001","location_id":["L2"]}}'
         )
         assert requests[1] == "POST /v1/redemptions/r_acme0002/rollback {}"
         assert "?reason=Duplicate%20redemption&tracking_id=36_bob " in requests[2]

@@ -18,6 +18,9 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
+from reconcile.operations import typed
+from reconcile.operations.typed import JsonValue, RawJson
+
 #: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
 #: that nothing the tool sends as non-empty is empty to an API that trims (JavaScript's trim).
 TRIMMED = (
@@ -83,10 +86,16 @@ class Operation(abc.ABC):
         """The family columns among ``names``, in their order."""
         return [n for n in names if any(n.startswith(f"{f}.") for f in self.families)]
 
-    def family_members(self, names: Sequence[str], family: str) -> dict[str, pl.Expr]:
-        """``{key: column}`` of one family, for a JSON object."""
+    def family_members(self, names: Sequence[str], family: str) -> dict[str, JsonValue]:
+        """``{key: value}`` of one family, for a JSON object; a header ``metadata.age:number``
+        is the key ``age`` sent as a number (:mod:`reconcile.operations.typed`)."""
         prefix = f"{family}."
-        return {n[len(prefix) :]: pl.col(n) for n in names if n.startswith(prefix)}
+        members: dict[str, JsonValue] = {}
+        for name in names:
+            if name.startswith(prefix):
+                key, kind = typed.split(name[len(prefix) :])
+                members[key] = typed.value(pl.col(name), kind)
+        return members
 
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
         """Rules across rows beyond ``conflict_key`` (``index``, ``message``); none by default."""
@@ -164,6 +173,39 @@ class BearerKeyOperation(Operation, abc.ABC):
         return {"Authorization": f"Bearer {credentials['api_key']}"}
 
 
+def one_request_per_group(
+    frame: pl.DataFrame,
+    key: pl.Expr,
+    shared: Sequence[str],
+    headers: Mapping[str, str],
+    record: str,
+) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Rows grouped into one request by ``key`` must agree on every field in ``shared``, or
+    which row's value is sent would depend on row order: each row of such a group gets a
+    message naming the group's rows. Returns the keyed rows (``index``, ``__group``, ``__rows``
+    added, for further checks) and those messages (``index``, ``message``)."""
+    keyed = frame.with_row_index("index").with_columns(key.alias("__group"))
+    keyed = keyed.filter(pl.col("__group").is_not_null())
+    rows = keyed.group_by("community", "__group").agg(
+        pl.col("__row").sort().head(10).cast(pl.String).str.join(", ").alias("__rows")
+    )
+    keyed = keyed.join(rows, on=["community", "__group"], how="left", maintain_order="left")
+    problems = [
+        keyed.filter(pl.col(field).n_unique().over("community", "__group") > 1).select(
+            "index",
+            pl.format(
+                "rows {} are one {} but disagree on '{}': give all its rows the same value",
+                pl.col("__rows"),
+                pl.lit(record),
+                pl.lit(headers.get(field, field)),
+            ).alias("message"),
+        )
+        for field in shared
+        if field in frame.columns
+    ]
+    return keyed, problems
+
+
 def api_message(body: bytes) -> str:
     """The API's own words from an error body, whatever its vendor's shape: an envelope's
     ``message`` (``error``, ``details``), or Capillary's ``errors[]`` / ``warnings[]`` entries
@@ -189,11 +231,11 @@ def api_message(body: bytes) -> str:
     return "; ".join(m for m in listed if m)
 
 
-JsonFields = Mapping[str, "pl.Expr | JsonFields"]
+JsonFields = Mapping[str, "JsonValue | JsonFields"]
 
 
-def _leaves(fields: JsonFields, prefix: str = "") -> list[tuple[str, pl.Expr]]:
-    found: list[tuple[str, pl.Expr]] = []
+def _leaves(fields: JsonFields, prefix: str = "") -> list[tuple[str, JsonValue]]:
+    found: list[tuple[str, JsonValue]] = []
     for key, value in fields.items():
         if isinstance(value, Mapping):
             found += _leaves(value, f"{prefix}{key}\0")
@@ -202,9 +244,16 @@ def _leaves(fields: JsonFields, prefix: str = "") -> list[tuple[str, pl.Expr]]:
     return found
 
 
-def _struct(fields: JsonFields, present: Mapping[str, str], prefix: str = "") -> pl.Expr | None:
-    """A struct of the present leaves (path -> column); a nested object with no present leaf is
-    left out."""
+def _placeholder(bit: int) -> tuple[str, str]:
+    """A string no cell holds (it has NUL bytes), and its JSON text as polars encodes it."""
+    text = f"\x00raw{bit}\x00"
+    encoded = pl.select(pl.struct(pl.lit(text).alias("k")).struct.json_encode()).item()
+    return text, encoded[len('{"k":') : -1]
+
+
+def _struct(fields: JsonFields, present: Mapping[str, pl.Expr], prefix: str = "") -> pl.Expr | None:
+    """A struct of the present leaves (path -> expression); a nested object with no present leaf
+    is left out."""
     members = []
     for key, value in fields.items():
         if isinstance(value, Mapping):
@@ -212,33 +261,43 @@ def _struct(fields: JsonFields, present: Mapping[str, str], prefix: str = "") ->
             if inner is not None:
                 members.append(inner.alias(key))
         elif f"{prefix}{key}" in present:
-            members.append(pl.col(present[f"{prefix}{key}"]).alias(key))
+            members.append(present[f"{prefix}{key}"].alias(key))
     return pl.struct(members) if members else None
 
 
 def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.DataFrame:
     """Add ``alias``: a JSON object per row, keys in the given order, null fields left out.
 
-    ``fields`` maps keys to expressions, or to nested mappings (a nested object, left out when
-    none of its fields is present). Rows are grouped by which fields they have (a handful of
+    ``fields`` maps keys to expressions, to :class:`RawJson` (an expression yielding JSON text,
+    put in the object as it is: a number, an array, null), or to nested mappings (a nested
+    object, left out when none of its fields is present). Rows are grouped by which fields they have (a handful of
     shapes); each shape is encoded by polars in one pass (correct escaping), so the text is
     deterministic and doubles as the canonical body.
     """
     leaves = _leaves(fields)
     if not leaves:
         return frame.with_columns(pl.lit("{}").alias(alias))
-    columns = {f"__leaf{i}": expr for i, (_, expr) in enumerate(leaves)}
+    exprs = [v.expr if isinstance(v, RawJson) else v for _, v in leaves]
+    raw = {bit: _placeholder(bit) for bit, (_, v) in enumerate(leaves) if isinstance(v, RawJson)}
+    columns = {f"__leaf{i}": expr for i, expr in enumerate(exprs)}
     shape = pl.sum_horizontal(
-        expr.is_not_null().cast(pl.UInt64) * (1 << bit) for bit, (_, expr) in enumerate(leaves)
+        expr.is_not_null().cast(pl.UInt64) * (1 << bit) for bit, expr in enumerate(exprs)
     )
     indexed = frame.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("__index"), shape.alias("__shape"), **columns
     )
     bodies = pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(alias)
     for code in indexed.get_column("__shape").unique().to_list():
-        present = {path: f"__leaf{bit}" for bit, (path, _) in enumerate(leaves) if code >> bit & 1}
+        present = {
+            path: pl.lit(raw[bit][0]) if bit in raw else pl.col(f"__leaf{bit}")
+            for bit, (path, _) in enumerate(leaves)
+            if code >> bit & 1
+        }
         struct = _struct(fields, present)
         encoded = struct.struct.json_encode() if struct is not None else pl.lit("{}")
+        for bit, (_, token) in raw.items():  # JSON text (a number, [..], null) put in place
+            if code >> bit & 1:
+                encoded = encoded.str.replace(token, pl.col(f"__leaf{bit}"), literal=True, n=1)
         part = indexed.filter(pl.col("__shape") == code).select("__index", encoded)
         bodies = bodies.scatter(part.get_column("__index"), part.to_series(1))
     return frame.with_columns(bodies)

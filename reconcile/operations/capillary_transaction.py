@@ -15,13 +15,13 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from reconcile.intake import ROW
-from reconcile.operations import rules
+from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
     Column,
     Operation,
     Verdict,
+    one_request_per_group,
     with_encoded_segment,
     with_json_object,
 )
@@ -162,6 +162,7 @@ class CapillaryTransaction(Operation):
                 "lineItems.outlierStatus": pa.Column(
                     str, nullable=True, checks=[rules.not_empty()]
                 ),
+                **typed.family_columns_schema(family_columns, self.families),
             },
             checks=[
                 rules.frame_check(
@@ -212,40 +213,23 @@ class CapillaryTransaction(Operation):
         """Rows of one transaction (:func:`transaction_key`, the same definition that groups
         them into one request) must agree on its fields and name each line item once; every
         row of a group that does not is invalid, and its message names the group's rows."""
-        keyed = frame.with_row_index("index").filter(
-            pl.col("id").is_not_null() | pl.col("number").is_not_null()
-        )
-        keyed = keyed.with_columns(transaction_key().alias("__tx"))
-        rows = keyed.group_by("community", "__tx").agg(
-            pl.col(ROW).sort().head(10).cast(pl.String).str.join(", ").alias("__rows")
-        )
-        keyed = keyed.join(rows, on=["community", "__tx"], how="left", maintain_order="left")
+        has_record = pl.col("id").is_not_null() | pl.col("number").is_not_null()
         shared = [
             *TRANSACTION_FIELDS,
             *(c for c in frame.columns if c.startswith(("extendedFields.", "customFields."))),
         ]
-        problems = []
-        for field in shared:
-            differs = pl.col(field).n_unique().over("community", "__tx") > 1
-            problems.append(
-                keyed.filter(differs).select(
-                    "index",
-                    pl.format(
-                        "rows {} are one transaction (the same {} and customer) but disagree "
-                        "on '{}': give all its rows the same value",
-                        pl.col("__rows"),
-                        pl.when(pl.col("id").is_not_null())
-                        .then(pl.lit("id"))
-                        .otherwise(pl.lit("number")),
-                        pl.lit(headers.get(field, field)),
-                    ).alias("message"),
-                )
-            )
+        keyed, problems = one_request_per_group(
+            frame,
+            pl.when(has_record).then(transaction_key()),
+            shared,
+            headers,
+            "transaction (the same id or number, and customer)",
+        )
         item = pl.coalesce(
             pl.lit("code:") + pl.col("lineItems.itemCode"),
             pl.lit("id:") + _canonical("lineItems.id"),
         )
-        repeated = pl.struct("community", "__tx", item.fill_null("")).is_duplicated()
+        repeated = pl.struct("community", "__group", item.fill_null("")).is_duplicated()
         problems.append(
             keyed.filter(repeated).select(
                 "index",

@@ -1,6 +1,11 @@
-"""Voucherify ``PUT /v1/orders/{orderId}``: correct an order's status, amounts, IDs, metadata.
+"""Voucherify ``PUT /v1/orders/{orderId}``: correct an order's status, amounts, IDs, dates, items
+and metadata.
 
-Rules from ``shared/api/voucherify-order-update.txt``.
+Rules from ``shared/api/voucherify-order-update.txt`` and, where it is vague, Voucherify's OpenAPI
+spec (``OrdersUpdateRequestBody`` = ``OrderBase`` + ``created_at``, ``referrer_id``; ``OrderItem``).
+The update sets the values passed and leaves the others unchanged: a ``metadata`` or ``items``
+value replaces the order's whole object or list. Several rows of one order form one request whose
+``items`` array has one entry per row, as Capillary line items do.
 """
 
 from __future__ import annotations
@@ -11,18 +16,50 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from reconcile.operations import rules
-from reconcile.operations.base import Classified, Column, with_encoded_segment, with_json_object
+from reconcile.operations import rules, typed
+from reconcile.operations.base import (
+    Classified,
+    Column,
+    one_request_per_group,
+    with_encoded_segment,
+    with_json_object,
+)
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
 
 STATUSES = ("CREATED", "PAID", "CANCELED", "FULFILLED")
-FIELDS = ("status", "amount", "discount_amount", "source_id", "referrer_id")
+RELATED = ("product", "sku")
+#: ISO 8601 date and time with a zone (the spec's ``date-time``): 2021-12-22T10:13:06.487Z.
+DATE_TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+ORDER_FIELDS = (
+    "status",
+    "amount",
+    "initial_amount",
+    "discount_amount",
+    "source_id",
+    "referrer_id",
+    "created_at",
+)
+ITEM_TEXT = ("items.source_id", "items.product_id", "items.sku_id")
+ITEM_NUMBERS = ("items.quantity", "items.price", "items.amount", "items.discount_amount")
+ITEM_FIELDS = (*ITEM_TEXT, "items.related_object", *ITEM_NUMBERS)
+
+
+def _count_checks() -> list[pa.Check]:
+    return [
+        rules.check(
+            "is not a whole number: write digits only",
+            lambda c: c.str.contains(r"^[0-9]{1,15}$"),
+        )
+    ]
 
 
 class VoucherifyOrder(VoucherifyOperation):
     name = "voucherify-order"
-    summary = "Voucherify: correct an order's status, amounts, source/referrer IDs and metadata"
-    conflict_key = ("community", "orderId")
+    summary = (
+        "Voucherify: correct an order's status, amounts, IDs, creation date, items and metadata"
+    )
+    conflict_key = ()
+    request_key = ("community", "target")
     columns = (
         Column("community", True, "required; a Voucherify project of the job file"),
         Column(
@@ -37,15 +74,32 @@ class VoucherifyOrder(VoucherifyOperation):
             False,
             "optional; a positive whole number in the smallest currency unit (2100 for 21.00)",
         ),
+        Column("initial_amount", False, "optional; like amount (before discounts)"),
         Column("discount_amount", False, "optional; a whole number >= 0, smallest currency unit"),
-        Column("source_id", False, "optional; trimmed, non-empty when given"),
+        Column("source_id", False, "optional; trimmed, non-empty when given", kind="id"),
         Column("referrer_id", False, "optional; trimmed, non-empty when given", kind="id"),
+        Column(
+            "created_at",
+            False,
+            "optional; ISO 8601 date and time with its zone, e.g. 2021-12-22T10:13:06.487Z",
+        ),
+        Column("items.source_id", False, "an item: your product/SKU ID", kind="id"),
+        Column("items.product_id", False, "an item: Voucherify's product ID (prod_...)", kind="id"),
+        Column("items.sku_id", False, "an item: Voucherify's SKU ID (sku_...)", kind="id"),
+        Column("items.related_object", False, "with items.source_id: product or sku"),
+        Column("items.quantity", False, "an item's quantity: a whole number"),
+        Column("items.price", False, "an item's unit price, smallest currency unit"),
+        Column("items.amount", False, "an item's amount (price x quantity), smallest unit"),
+        Column("items.discount_amount", False, "an item's discount, smallest currency unit"),
     )
 
     def schema(
         self, communities: Collection[str], family_columns: Sequence[str] = ()
     ) -> pa.DataFrameSchema:
-        given = [pl.col(f).is_not_null() for f in (*FIELDS, *family_columns)]
+        given = [pl.col(f).is_not_null() for f in (*ORDER_FIELDS, *ITEM_FIELDS, *family_columns)]
+        has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
+        names_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_TEXT)
+        text = [rules.not_empty()]
         return pa.DataFrameSchema(
             {
                 "community": rules.community_column(communities),
@@ -65,33 +119,125 @@ class VoucherifyOrder(VoucherifyOperation):
                 "amount": pa.Column(
                     str, nullable=True, checks=rules.whole_amount_checks(positive=True)
                 ),
+                "initial_amount": pa.Column(
+                    str, nullable=True, checks=rules.whole_amount_checks(positive=True)
+                ),
                 "discount_amount": pa.Column(
                     str, nullable=True, checks=rules.whole_amount_checks(positive=False)
                 ),
-                "source_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "referrer_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                "source_id": pa.Column(str, nullable=True, checks=text),
+                "referrer_id": pa.Column(str, nullable=True, checks=text),
+                "created_at": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[
+                        rules.check(
+                            "is not an ISO 8601 date and time with its zone: write e.g. "
+                            "2021-12-22T10:13:06.487Z",
+                            lambda c: (
+                                c.str.contains(DATE_TIME)
+                                & (
+                                    c.is_null()
+                                    | c.str.slice(0, 19)
+                                    .str.strptime(pl.Datetime, "%Y-%m-%dT%H:%M:%S", strict=False)
+                                    .is_not_null()
+                                )
+                            ),
+                        )
+                    ],
+                ),
+                **{name: pa.Column(str, nullable=True, checks=text) for name in ITEM_TEXT},
+                "items.related_object": pa.Column(
+                    str,
+                    nullable=True,
+                    checks=[
+                        rules.check(
+                            "is not product or sku", lambda c: c.str.to_lowercase().is_in(RELATED)
+                        )
+                    ],
+                ),
+                "items.quantity": pa.Column(str, nullable=True, checks=_count_checks()),
+                **{
+                    name: pa.Column(
+                        str, nullable=True, checks=rules.whole_amount_checks(positive=False)
+                    )
+                    for name in ITEM_NUMBERS[1:]
+                },
+                **typed.family_columns_schema(family_columns, self.families),
             },
             checks=[
                 rules.frame_check(
-                    "nothing to change: fill in {status}, {amount}, {discount_amount}, "
-                    "{source_id}, {referrer_id} or a metadata.<key> column",
+                    "nothing to change: fill in {status}, {amount}, {initial_amount}, "
+                    "{discount_amount}, {source_id}, {referrer_id}, {created_at}, an item or a "
+                    "metadata.<key> column",
                     pl.any_horizontal(given),
-                )
+                ),
+                rules.frame_check(
+                    "an item needs {items.source_id}, {items.product_id} or {items.sku_id}",
+                    ~has_item | names_item,
+                ),
             ],
             strict=False,
         )
 
+    def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
+        """Rows of one order are one request: they agree on the order's fields, and each of
+        several rows names an item (else two rows would be one change written twice)."""
+        shared = [*ORDER_FIELDS, *(c for c in frame.columns if c.startswith("metadata."))]
+        keyed, problems = one_request_per_group(frame, pl.col("orderId"), shared, headers, "order")
+        has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
+        several = pl.len().over("community", "__group") > 1
+        problems.append(
+            keyed.filter(several & ~has_item).select(
+                "index",
+                pl.format(
+                    "the same order is on rows {}: keep one row per order, or give each of its "
+                    "rows one item (items.*): all of them form one request",
+                    pl.col("__rows"),
+                ).alias("message"),
+            )
+        )
+        return pl.concat(problems)
+
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
-        metadata = self.family_members(valid.columns, "metadata")
-        body = with_json_object(
+        has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
+        frame = with_json_object(
             with_encoded_segment(valid, "orderId", "__segment"),
+            {
+                # The spec's OrderItem requires its object type.
+                "object": pl.lit("order_item"),
+                "source_id": pl.col("items.source_id"),
+                "related_object": pl.col("items.related_object").str.to_lowercase(),
+                "product_id": pl.col("items.product_id"),
+                "sku_id": pl.col("items.sku_id"),
+                "quantity": pl.col("items.quantity").cast(pl.Int64, strict=False),
+                "price": pl.col("items.price").cast(pl.Int64, strict=False),
+                "amount": pl.col("items.amount").cast(pl.Int64, strict=False),
+                "discount_amount": pl.col("items.discount_amount").cast(pl.Int64, strict=False),
+            },
+            "__item",
+        )
+        items = frame.group_by("community", "orderId", maintain_order=True).agg(
+            pl.col("__item").filter(has_item).str.join(",").alias("__items")
+        )
+        frame = frame.join(items, on=["community", "orderId"], how="left", maintain_order="left")
+        frame = frame.with_columns(
+            pl.when(pl.col("__items") != "")
+            .then(pl.lit("[") + pl.col("__items") + pl.lit("]"))
+            .alias("__items_json")
+        )
+        body = with_json_object(
+            frame,
             {
                 "status": pl.col("status").str.to_uppercase(),
                 "amount": pl.col("amount").cast(pl.Int64, strict=False),
+                "initial_amount": pl.col("initial_amount").cast(pl.Int64, strict=False),
                 "discount_amount": pl.col("discount_amount").cast(pl.Int64, strict=False),
                 "source_id": pl.col("source_id"),
                 "referrer_id": pl.col("referrer_id"),
-                "metadata": metadata,
+                "created_at": pl.col("created_at"),
+                "items": typed.RawJson(pl.col("__items_json")),
+                "metadata": self.family_members(valid.columns, "metadata"),
             },
             "__body",
         )

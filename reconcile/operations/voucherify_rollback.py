@@ -1,7 +1,8 @@
 """Voucherify ``POST /v1/redemptions/{redemptionId}/rollback``: undo a redemption.
 
 Rules from ``shared/api/voucherify-redemption-rollback.txt``: ``reason`` and ``tracking_id`` go
-in the query, ``metadata.<key>`` columns in the body. A rollback is not idempotent, and a 2xx
+in the query; ``customer.*`` and ``order.*`` columns (the spec's ``Customer`` and ``Order``) and
+``metadata.<key>`` columns (typed: :mod:`reconcile.operations.typed`) in the body. A rollback is not idempotent, and a 2xx
 answer whose ``result`` is ``FAILURE`` did not roll anything back.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import pandera.polars as pa
 import polars as pl
 
-from reconcile.operations import rules
+from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
     Column,
@@ -23,6 +24,18 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+
+#: The body's ``customer`` and ``order`` objects (the spec's ``Customer`` and ``Order``): which
+#: customer and order the redemption was for, and customer details to update with it.
+BODY_COLUMNS = (
+    ("customer.id", "the customer's Voucherify ID (cust_...)", "id"),
+    ("customer.source_id", "the customer's source ID (ignored by the API with customer.id)", "id"),
+    ("customer.name", "the customer's name", "text"),
+    ("customer.email", "the customer's email", "text"),
+    ("customer.phone", "the customer's phone", "text"),
+    ("order.id", "the order's Voucherify ID (ord_...)", "id"),
+    ("order.source_id", "the order's source ID", "id"),
+)
 
 
 class VoucherifyRollback(VoucherifyOperation):
@@ -39,6 +52,10 @@ class VoucherifyRollback(VoucherifyOperation):
         ),
         Column("reason", False, "optional; why (sent as the reason query parameter)"),
         Column("tracking_id", False, "optional; the customer's source_id (query parameter)"),
+        *(
+            Column(name, False, f"optional; {rule} (body: {name})", kind=kind)
+            for name, rule, kind in BODY_COLUMNS
+        ),
     )
 
     def schema(
@@ -52,6 +69,11 @@ class VoucherifyRollback(VoucherifyOperation):
                 ),
                 "reason": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
                 "tracking_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
+                **{
+                    name: pa.Column(str, nullable=True, checks=[rules.not_empty()])
+                    for name, _, _ in BODY_COLUMNS
+                },
+                **typed.family_columns_schema(family_columns, self.families),
             },
             strict=False,
         )
@@ -61,7 +83,18 @@ class VoucherifyRollback(VoucherifyOperation):
         frame = with_encoded_segment(valid, "redemptionId", "__segment")
         frame = with_encoded_segment(frame, "reason", "__reason")
         frame = with_encoded_segment(frame, "tracking_id", "__tracking")
-        frame = with_json_object(frame, {"metadata": metadata}, "__body")
+        frame = with_json_object(
+            frame,
+            {
+                "customer": {
+                    key: pl.col(f"customer.{key}")
+                    for key in ("id", "source_id", "name", "email", "phone")
+                },
+                "order": {key: pl.col(f"order.{key}") for key in ("id", "source_id")},
+                "metadata": metadata,
+            },
+            "__body",
+        )
         query = pl.concat_str(
             pl.lit("reason=") + pl.col("__reason"),
             pl.lit("tracking_id=") + pl.col("__tracking"),

@@ -8,6 +8,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
+from reconcile.sandbox import voucherify_spec
 from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
@@ -21,8 +22,11 @@ def apply(
     body: Any,
     fail_mid_write: bool,
 ) -> tuple[int, dict[str, Any]]:
-    if body is not None and not isinstance(body, dict):
-        raise ApiError(400, "Invalid payload: body must be an object")
+    wrong = voucherify_spec.problem(
+        {} if body is None else body, voucherify_spec.ROLLBACK_REQUEST_BODY
+    )
+    if wrong:
+        raise ApiError(400, f"Invalid payload: {wrong}")
     target = params["redemptionId"]
     redemption = next(
         (
@@ -46,6 +50,8 @@ def apply(
         "reason": query.get("reason"),
         "tracking_id": query.get("tracking_id"),
         "metadata": (body or {}).get("metadata"),
+        "customer": (body or {}).get("customer"),
+        "order": (body or {}).get("order"),
         "amount": -redemption.get("amount", 0),
     }
     failure = redemption.get("rollback_failure")
