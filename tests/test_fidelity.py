@@ -315,3 +315,156 @@ def test_a_closed_pipe_ends_quietly() -> None:
     _, stderr = process.communicate(timeout=60)
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
     assert process.returncode == 141
+
+
+def workbook(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    """An .xlsx whose cells have the types given: str is a text cell, int/float a number cell,
+    datetime a date cell (as a spreadsheet stores what it parsed)."""
+    import datetime as dt
+
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    date = book.add_format({"num_format": "dd/mm/yyyy"})
+    sheet.write_row(0, 0, header)
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row):
+            if isinstance(value, dt.datetime):
+                sheet.write_datetime(r, c, value, date)
+            elif isinstance(value, (int, float)):
+                sheet.write_number(r, c, value)
+            elif value is not None:
+                sheet.write_string(r, c, str(value))
+    book.close()
+    return path
+
+
+def dry_run_file(tmp_path: Path, source: Path, operation: str) -> list[dict[str, str | None]]:
+    out = tmp_path / "out.csv"
+    job = write_job(tmp_path / "job.toml", operation=operation)
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") in (0, 1)
+    return list(read_results(out).iter_rows(named=True))
+
+
+class TestSpreadsheetDamage:
+    """Judged by the cell's type, not by whether its text parses as a number."""
+
+    def test_text_cells_of_digits_are_what_they_say(self, tmp_path: Path) -> None:
+        """A column formatted as Text, as the README advises, was refused as 'a number cell'."""
+        source = workbook(
+            tmp_path / "in.xlsx",
+            ["community", "orderId", "source_id", "metadata.location_id"],
+            [["acme", "000123456789012345678901", "000456", "007"]],
+        )
+        [row] = dry_run_file(tmp_path, source, "voucherify-order")
+        assert row["status"] == "would_apply", row["error"]
+        assert str(row["request"]) == (
+            'PUT /v1/orders/000123456789012345678901 {"source_id":"000456",'
+            '"metadata":{"location_id":"007"}}'
+        )
+
+    @pytest.mark.parametrize(
+        ("column", "cell"),
+        [
+            ("source_id", 4000123456789012345),  # a 19-digit gift card, rounded to 15 digits
+            ("source_id", 1.5),
+            ("metadata.location_id", 1e20),
+            ("referrer_id", 123456789012345678),
+        ],
+    )
+    def test_number_cells_that_a_spreadsheet_changed_are_refused(
+        self, tmp_path: Path, column: str, cell: float
+    ) -> None:
+        """Codes are text to the API: a number past 15 digits, with decimals or an exponent is
+        not what was typed."""
+        source = workbook(
+            tmp_path / "in.xlsx", ["community", "orderId", column], [["acme", "ord_1", cell]]
+        )
+        [row] = dry_run_file(tmp_path, source, "voucherify-order")
+        assert row["status"] == "invalid"
+        assert "is a number cell that a spreadsheet changed" in str(row["error"])
+        assert "Format the column as Text" in str(row["error"])
+
+    def test_a_number_beside_codes_with_leading_zeros_is_refused(self, tmp_path: Path) -> None:
+        """0099887766 kept as text beside 99887766 as a number: the number lost its zeros."""
+        source = workbook(
+            tmp_path / "in.xlsx",
+            ["community", "orderId", "source_id"],
+            [["acme", "ord_1", "0099887766"], ["acme", "ord_2", 99887766]],
+        )
+        rows = dry_run_file(tmp_path, source, "voucherify-order")
+        assert [r["status"] for r in rows] == ["would_apply", "invalid"]
+
+    def test_a_number_that_is_exactly_its_text_is_sent_as_that_text(self, tmp_path: Path) -> None:
+        """A whole number of at most 15 digits lost nothing: it is sent as text."""
+        source = workbook(
+            tmp_path / "in.xlsx",
+            ["community", "orderId", "source_id", "amount"],
+            [["acme", "ord_1", 99887766, 2100]],
+        )
+        [row] = dry_run_file(tmp_path, source, "voucherify-order")
+        assert row["status"] == "would_apply", row["error"]
+        assert '{"amount":2100,"source_id":"99887766"}' in str(row["request"])
+
+    def test_dates_read_in_a_month_first_locale_are_refused(self, tmp_path: Path) -> None:
+        """01/02/2027 became 2 January while 31/12/2026 stayed text: the date cells may have day
+        and month swapped; the text dates are what was typed."""
+        import datetime as dt
+
+        header = ["community", "purchaseHistoryID", "voucherCode", "voucherExpiryDate"]
+        source = workbook(
+            tmp_path / "in.xlsx",
+            header,
+            [
+                ["acme", "ORDTACME00001", "NEW-1", dt.datetime(2027, 1, 2)],
+                ["acme", "ORDTACME00002", "NEW-2", "31/12/2026"],
+            ],
+        )
+        rows = dry_run_file(tmp_path, source, "purchase-history")
+        assert [r["status"] for r in rows] == ["invalid", "would_apply"]
+        assert "month-first locale" in str(rows[0]["error"])
+
+    def test_text_that_only_looks_like_excel_notation_is_a_value(self, tmp_path: Path) -> None:
+        """Only the form Excel writes (2.02641E+19) is damage in a CSV: a hex ID of digits and
+        one e, or source IDs 12E3 and 1E5, were refused."""
+        job = write_job(tmp_path / "job.toml", operation="purchase-history")
+        code, rows = dry_run(
+            tmp_path,
+            job,
+            "community,purchaseHistoryID,redemptionInstructions",
+            "acme,5123456789012345678901e5,Collect at the desk",
+            "acme,2.02641E+19,Collect at the desk",
+        )
+        assert [r["status"] for r in rows] == ["would_apply", "invalid"]
+        job = write_job(tmp_path / "job.toml", operation="voucherify-order")
+        code, rows = dry_run(
+            tmp_path, job, "community,orderId,source_id", "acme,ord_1,12E3", "acme,ord_2,1E5"
+        )
+        assert code == 0
+        assert '"source_id":"12E3"' in str(rows[0]["request"])
+
+
+def test_a_file_saved_by_libreoffice_calc(tmp_path: Path) -> None:
+    """sample_data/purchase-history-spreadsheet.xlsx was made by LibreOffice Calc from a CSV with
+    default import settings (its first ID column formatted as Text): the 24-digit ID text cell
+    is kept, the 19-digit code Calc rounded (4000123456789009920) and the date it read month
+    first are refused, the date it left as text is sent as written."""
+    out = tmp_path / "out.csv"
+    code = run(
+        "run",
+        Path(__file__).parents[1] / "sample_data" / "purchase-history-spreadsheet.xlsx",
+        "--job",
+        Path(__file__).parents[1] / "jobs" / "purchase-history.example.toml",
+        "--out",
+        out,
+        "--state-dir",
+        tmp_path,
+        "--dry-run",
+    )
+    rows = list(read_results(out).iter_rows(named=True))
+    assert code == 1
+    assert [r["status"] for r in rows] == ["would_apply", "invalid", "invalid", "would_apply"]
+    assert "is a number cell that a spreadsheet changed" in str(rows[1]["error"])
+    assert "month-first locale" in str(rows[2]["error"])
+    assert '"voucherExpiryDate":"28/02/2027"' in str(rows[3]["request"])

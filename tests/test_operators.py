@@ -197,10 +197,10 @@ def make_workbook(path: Path) -> Path:
     sheet.write_row(1, 0, ["acme", order_id("acme", 1), "NEW-1"])
     sheet.write_datetime(1, 3, dt.datetime(2027, 3, 1), date)
     sheet.write(1, 4, "date cell")
-    sheet.write_row(2, 0, ["acme", order_id("acme", 2), "NEW-2", "31/12/2026", "date as text"])
+    sheet.write_row(2, 0, ["acme", order_id("acme", 2), "NEW-2", "01/12/2026", "date as text"])
     sheet.write_row(3, 0, ["acme"])
     sheet.write_number(3, 1, 202641612055614747)
-    sheet.write_row(3, 2, ["NEW-3", "31/12/2026", "ID as a number"])
+    sheet.write_row(3, 2, ["NEW-3", "01/12/2026", "ID as a number"])
     sheet.write_row(4, 0, ["acme", order_id("acme", 4)])
     sheet.write_number(4, 2, 1234)
     sheet.write_row(4, 3, ["2026-12-31", "ISO date as text"])
@@ -222,7 +222,7 @@ class TestSpreadsheets:
         assert results.get_column("row").to_list() == ["2", "3", "4", "5"]
         assert results.get_column("Voucher Expiry Date").to_list()[:2] == [
             "01/03/2027",
-            "31/12/2026",
+            "01/12/2026",
         ]
         assert results.get_column("status").to_list() == [
             "would_apply",

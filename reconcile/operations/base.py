@@ -40,8 +40,9 @@ class Column:
     rule: str
     """The rule in plain words, for `reconcile operations` and the README."""
     kind: str = "text"
-    """``id`` (a number cell in a spreadsheet is damaged), ``date`` (a date cell becomes
-    DD/MM/YYYY) or ``text``."""
+    """How a spreadsheet cell is read: ``text`` and ``id`` (the API reads text: a number cell is
+    refused unless it is exactly its text), ``date`` (a date cell becomes DD/MM/YYYY) or
+    ``number`` (the API reads a number: a number cell is its value)."""
 
 
 class Verdict(enum.Enum):

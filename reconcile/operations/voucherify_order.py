@@ -87,10 +87,20 @@ class VoucherifyOrder(VoucherifyOperation):
         Column("items.product_id", False, "an item: Voucherify's product ID (prod_...)", kind="id"),
         Column("items.sku_id", False, "an item: Voucherify's SKU ID (sku_...)", kind="id"),
         Column("items.related_object", False, "with items.source_id: product or sku"),
-        Column("items.quantity", False, "an item's quantity: a whole number"),
-        Column("items.price", False, "an item's unit price, smallest currency unit"),
-        Column("items.amount", False, "an item's amount (price x quantity), smallest unit"),
-        Column("items.discount_amount", False, "an item's discount, smallest currency unit"),
+        Column("items.quantity", False, "an item's quantity: a whole number", kind="number"),
+        Column("items.price", False, "an item's unit price, smallest currency unit", kind="number"),
+        Column(
+            "items.amount",
+            False,
+            "an item's amount (price x quantity), smallest unit",
+            kind="number",
+        ),
+        Column(
+            "items.discount_amount",
+            False,
+            "an item's discount, smallest currency unit",
+            kind="number",
+        ),
     )
 
     def schema(
