@@ -245,7 +245,11 @@ def _operations() -> int:
             )
         for family in operation.families:
             key = f"{family}.<key>"
-            print(f"  {key:<24} {'optional':<9} each becomes a key of {family}; empty = not sent")
+            print(
+                f"  {key:<24} {'optional':<9} each becomes a key of {family}; empty = not "
+                "sent; a type after a colon (metadata.floor:number; text, number, integer, "
+                "boolean, json) sends that JSON type"
+            )
         print()
     return EXIT_OK
 

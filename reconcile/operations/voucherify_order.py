@@ -56,7 +56,8 @@ def _count_checks() -> list[pa.Check]:
 class VoucherifyOrder(VoucherifyOperation):
     name = "voucherify-order"
     summary = (
-        "Voucherify: correct an order's status, amounts, IDs, creation date, items and metadata"
+        "Voucherify: correct an order's status, amounts, IDs, creation date, items and metadata "
+        "(metadata and items replace the order's own)"
     )
     conflict_key = ()
     request_key = ("community", "target")
