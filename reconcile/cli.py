@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import structlog
@@ -73,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="only this community's rows (repeatable); the others are skipped",
     )
     run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
+    run.add_argument(
+        "--plan",
+        metavar="RUN_ID",
+        help="apply this approved dry run's plan (the input named in it, or --input)",
+    )
+    run.add_argument(
+        "--input", type=Path, dest="plan_input", help="with --plan: the input file's new path"
+    )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
 
@@ -83,6 +92,23 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
     )
     runs.add_argument("--job", type=Path, help="take state_dir from this job file")
+    runs.add_argument(
+        "--requests", action="store_true", help="with show: every row's planned request too"
+    )
+
+    for name, text in (("approve", "approve"), ("reject", "reject")):
+        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
+        decide.add_argument("run_id", help="the dry run's id")
+        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
+        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
+        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
+
+    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
+    audit.add_argument("action", choices=["verify", "export"])
+    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
+    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
+    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
 
@@ -114,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         environ=os.environ,
     )
+    if args.plan is not None:
+        return _run_plan(args, job, options)
     if not args.sandbox or args.dry_run:
         return _run_inputs(args, job, options)
     from reconcile.sandbox import SandboxServer, SandboxState, load_seed
@@ -124,6 +152,18 @@ def _run(args: argparse.Namespace) -> int:
         log.info("sandbox.started", url=server.url)
         rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
         return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+
+
+def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+    """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
+    from reconcile import approval
+
+    if args.dry_run or args.sandbox:
+        raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
+    approved = approval.approved_plan(job.state_dir, args.plan, job, dt.datetime.now(dt.UTC))
+    source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
+    planned = dataclasses.replace(options, plan=approved)
+    return _run_sources(args, job, planned, [source], from_inbox=False)
 
 
 def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
@@ -140,7 +180,48 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     # started meanwhile exits 2 instead of taking the files this one has not reached yet.
     with pipeline.job_lock(job):
         held = dataclasses.replace(options, lock_held=True)
+        if job.require_approval and not args.sandbox:
+            return _run_inbox_with_approval(args, job, held, inbox.pending_inputs(job))
         return _run_sources(args, job, held, inbox.pending_inputs(job), from_inbox=True)
+
+
+def _run_inbox_with_approval(
+    args: argparse.Namespace, job: Job, options: RunOptions, sources: list[Path]
+) -> int:
+    """With require_approval, each inbox file goes: new -> dry run, its plan recorded, the file
+    kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
+    import hashlib
+
+    from reconcile import approval
+
+    codes = [EXIT_OK]
+    fingerprint = approval.fingerprint_of(approval.job_settings(job))
+    for source in sources:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        with approval.store(job.state_dir) as audit:
+            plan = audit.latest_plan_for(digest, fingerprint)
+        if plan is not None and plan.decision is None:
+            log.info("inbox.awaiting_approval", input=str(source), plan=plan.run_id)
+            continue
+        if plan is not None and plan.decision is not None:
+            if plan.decision["decision"] == "rejected":
+                log.warning("inbox.plan_rejected", input=str(source), plan=plan.run_id)
+                codes.append(EXIT_ROWS_FAILED)
+                continue
+            try:
+                approved = approval.approved_plan(
+                    job.state_dir, plan.run_id, job, dt.datetime.now(dt.UTC)
+                )
+            except approval.ApprovalError as exc:  # expired: plan the file again
+                log.warning("inbox.approval_expired", input=str(source), error=str(exc))
+            else:
+                planned = dataclasses.replace(options, plan=approved)
+                codes.append(_run_sources(args, job, planned, [source], from_inbox=True))
+                continue
+        rehearsal = dataclasses.replace(options, dry_run=True)
+        codes.append(_run_sources(args, job, rehearsal, [source], from_inbox=True))
+        log.info("inbox.awaiting_approval", input=str(source))
+    return max(codes)
 
 
 def _run_sources(
@@ -176,7 +257,7 @@ def _run_sources(
             print(f"reconcile: {exc}", file=sys.stderr)
             codes.append(EXIT_UNUSABLE)
             continue
-        report.print_summary(result.outcomes, out)
+        report.print_summary(result.outcomes, out, result.manifest)
         if job.notify_url:
             notify.notify(job.notify_url, result.manifest)
         code = result.exit_code
@@ -201,13 +282,59 @@ def _has_unselected_rows(outcomes: pl.DataFrame) -> bool:
     return bool((outcomes.get_column("error") == NOT_SELECTED).any())
 
 
-def _runs(args: argparse.Namespace) -> int:
+def _state_dir(args: argparse.Namespace) -> Path:
+    """``--state-dir``, else the ``--job``'s state_dir, else the default."""
     from reconcile.job import default_state_dir
+
+    if args.state_dir:
+        return Path(args.state_dir)
+    return load_job(args.job).state_dir if args.job else default_state_dir()
+
+
+def _decide(args: argparse.Namespace) -> int:
+    """``approve`` / ``reject``: recorded in the audit chain; exit 2 when refused."""
+    from reconcile import approval
+
+    decide = approval.approve if args.command == "approve" else approval.reject
+    record = decide(
+        _state_dir(args), args.run_id, note=args.note, user=approval.acting_user(os.environ)
+    )
+    print(
+        f"plan {record['run_id']} {record['decision']} by {record['decided_by']} at "
+        f"{record['decided_at']} (plan SHA-256 {record['plan_sha256']})"
+    )
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``audit verify``: exit 1 naming the first record that does not match; ``audit export``."""
+    from reconcile import approval
+
+    state_dir = _state_dir(args)
+    if args.action == "verify":
+        problems = approval.verify(state_dir)
+        for problem in problems:
+            print(f"reconcile audit: {problem}", file=sys.stderr)
+        if problems:
+            return EXIT_ROWS_FAILED
+        print(f"audit chain verified: {state_dir}")
+        return EXIT_OK
+    if not args.out or not args.since:
+        raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
+    try:
+        since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ConfigError(f"--since {args.since!r}: write a date as YYYY-MM-DD") from None
+    written = approval.export(state_dir, since, args.out)
+    print(f"{written} runs written to {args.out}")
+    return EXIT_OK
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from reconcile import approval
     from reconcile.ledger import Ledger
 
-    state_dir = args.state_dir or (
-        load_job(args.job).state_dir if args.job else default_state_dir()
-    )
+    state_dir = _state_dir(args)
     ledger = Ledger(state_dir)
     try:
         if args.action == "show":
@@ -217,6 +344,10 @@ def _runs(args: argparse.Namespace) -> int:
             if found is None:
                 raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir}")
             print(json.dumps(found, indent=2))
+            with approval.store(state_dir) as audit:
+                plan = audit.plan(found["run_id"])
+                if plan is not None:
+                    _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
             return EXIT_OK
         for run in ledger.runs():
             counts = (run.get("counts") or {}).get("per_status", {})
@@ -228,6 +359,28 @@ def _runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         ledger.close()
+
+
+def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
+    header = plan.header
+    decision = plan.decision
+    print(f"plan {plan.run_id}  SHA-256 {plan.plan_sha256}")
+    print(f"  maker {header['maker']} at {header['created_at']}")
+    print(f"  input {header['input_name']} (SHA-256 {header['input_sha256']})")
+    print(f"  job fingerprint {header['job_fingerprint']}")
+    if decision is None:
+        print("  decision: waiting for approval")
+    else:
+        note = f": {decision['note']}" if decision.get("note") else ""
+        print(
+            f"  decision: {decision['decision']} by {decision['decided_by']} at "
+            f"{decision['decided_at']}{note}"
+        )
+    counts = rows.group_by("status").len().sort("status").iter_rows()
+    print("  rows: " + ", ".join(f"{status} {n}" for status, n in counts))
+    if requests:
+        for row, community, status, request, error in rows.iter_rows():
+            print(f"  row {row} {community} {status}: {request or error or ''}")
 
 
 def _operations() -> int:
@@ -278,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _runs(args)
         if args.command == "operations":
             return _operations()
+        if args.command in ("approve", "reject"):
+            return _decide(args)
+        if args.command == "audit":
+            return _audit(args)
     except ReconcileError as exc:
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)

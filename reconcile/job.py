@@ -26,6 +26,7 @@ DEFAULT_INTERRUPT_GRACE_SECONDS = 10.0
 DEFAULT_BACKOFF_BASE_SECONDS = 0.5
 DEFAULT_SETTLE_SECONDS = 60.0
 DEFAULT_RATE_LIMIT_BUDGET_SECONDS = 900.0
+DEFAULT_APPROVAL_TTL_HOURS = 72.0
 
 
 def default_state_dir() -> Path:
@@ -76,6 +77,10 @@ class Job:
     notify_url: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The ``[options]`` table: settings of the operation (e.g. ``skip_downstream``)."""
+    require_approval: bool = False
+    """A real run needs a plan approved by a second person (``run --plan``)."""
+    approval_ttl_hours: float = DEFAULT_APPROVAL_TTL_HOURS
+    """An approval older than this cannot be applied: the file must be planned again."""
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> Job:
@@ -126,6 +131,8 @@ _TOP_KEYS = {
     "notify_url": str,
     "options": dict,
     "communities": dict,
+    "require_approval": bool,
+    "approval_ttl_hours": (int, float),
 }
 _COMMUNITY_LIMIT_KEYS = {"rate_per_second": (int, float), "concurrency": int}
 
@@ -181,12 +188,13 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
         expected = _TOP_KEYS.get(key)
         if expected is None:
             raise _fail(path, key, "unknown key", f"remove it; known keys: {', '.join(_TOP_KEYS)}")
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise _fail(path, key, f"wrong type {type(value).__name__}", "see the README")
     for key in ("operation", "base_url"):
         if not raw.get(key):
             raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
     for key in (
+        "approval_ttl_hours",
         "rate_per_second",
         "concurrency",
         "max_attempts",
@@ -261,4 +269,6 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
         notify_url=notify,
         options=dict(raw.get("options", {})),
         communities=communities,
+        require_approval=bool(raw.get("require_approval", False)),
+        approval_ttl_hours=float(raw.get("approval_ttl_hours", DEFAULT_APPROVAL_TTL_HOURS)),
     )

@@ -23,7 +23,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import __version__, logs, report, results
+from reconcile import __version__, approval, logs, report, results
 from reconcile.client import make_client
 from reconcile.dispatch import (
     NOT_REPEATED,
@@ -33,11 +33,11 @@ from reconcile.dispatch import (
     SendEvent,
 )
 from reconcile.exceptions import ConfigError
-from reconcile.intake import Table, read_table
+from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
 from reconcile.ledger import IN_FLIGHT, Ledger, fingerprints, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
-from reconcile.plan import Plan, plan
+from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.progress import ProgressReporter
 from reconcile.results import Status
 from reconcile.validate import validate
@@ -469,6 +469,8 @@ class RunOptions:
     given_credentials: Mapping[str, Mapping[str, str]] | None = None
     lock_held: bool = False
     """The caller holds the job's run lock (``job_lock``) for several inputs."""
+    plan: approval.ApprovedPlan | None = None
+    """Apply this approved plan: only if the file and job still make exactly its requests."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -492,6 +494,13 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             f"--community {', '.join(unknown)}: not in {job.path or 'the job'} "
             f"(known: {', '.join(sorted(job.communities))})"
         )
+    if job.require_approval and not options.dry_run and options.plan is None:
+        raise approval.ApprovalError(
+            f"{job.path or 'the job'} sets require_approval: a real run applies an approved "
+            "plan only. The flow: 1. reconcile run FILE --job JOB --dry-run (records a plan, "
+            "prints its run id); 2. a colleague: reconcile approve RUN_ID --job JOB; "
+            "3. reconcile run --plan RUN_ID --job JOB"
+        )
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
     with contextlib.nullcontext() if unlocked else job_lock(job):
@@ -503,6 +512,8 @@ def _execute_locked(
     prepared: Prepared, input_path: Path, out: Path, options: RunOptions
 ) -> RunResult:
     job = prepared.job
+    if options.plan is not None:
+        _check_plan(prepared, options.plan)
     ledger = Ledger(job.state_dir)
     run_id = _new_run_id()
     try:
@@ -530,6 +541,8 @@ def _execute_locked(
         )
         if options.communities is not None:
             outcomes = _skip_unselected(outcomes, options.communities)
+        if options.plan is not None:
+            outcomes = _skip_unplanned(outcomes, options.plan)
         results.write_results(prepared.table, outcomes, out)
         counts = _counts(outcomes)
         judged = (
@@ -555,13 +568,95 @@ def _execute_locked(
             "interrupted_by": signal.Signals(signum).name if signum else None,
             "exit_code": exit_code,
             "counts": counts,
+            **_plan_fields(prepared, input_path, options, run_id, started, outcomes),
         }
+        with approval.store(job.state_dir) as audit:
+            audit.record_manifest(manifest)
         _write_json_atomic(manifest, sibling(out, "manifest.json"))
         report.write_report(sibling(out, "report.html"), manifest, outcomes, events)
         ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
         return RunResult(outcomes, manifest)
     finally:
         ledger.close()
+
+
+def _rebuilt_rows(prepared: Prepared) -> pl.DataFrame:
+    """Per input row, the request the file and job make now (null for an invalid row)."""
+    requests = prepared.plan.rows.join(
+        prepared.plan.requests.select(REQUEST_ID, "request"), on=REQUEST_ID, how="left"
+    )
+    return (
+        prepared.validated.select(pl.col(ROW).cast(pl.Int64).alias("row"), ROW)
+        .join(requests, on=ROW, how="left")
+        .select("row", "request")
+    )
+
+
+def _check_plan(prepared: Prepared, approved: approval.ApprovedPlan) -> None:
+    """Nothing is sent unless the file and the job make exactly the approved requests."""
+    found = approval.differences(
+        approved, prepared.table.sha256, prepared.job, _rebuilt_rows(prepared)
+    )
+    if found:
+        raise approval.ApprovalError(
+            f"the file or the job differ from approved plan {approved.plan.run_id}; nothing was "
+            "sent: " + "; ".join(found) + ". Fix: restore them, or dry-run again and ask for a "
+            "new approval"
+        )
+
+
+def _plan_fields(
+    prepared: Prepared,
+    input_path: Path,
+    options: RunOptions,
+    run_id: str,
+    started: str,
+    outcomes: pl.DataFrame,
+) -> dict[str, Any]:
+    """A dry run records its plan (manifest: its hash and maker); a run of an approved plan
+    names the plan, its hash, its maker and its approver."""
+    if options.plan is not None:
+        return {
+            "plan_run_id": options.plan.plan.run_id,
+            "plan_sha256": options.plan.plan.plan_sha256,
+            "maker": options.plan.plan.maker,
+            "approver": options.plan.approver,
+        }
+    if not options.dry_run:
+        return {}
+    settings = approval.job_settings(prepared.job)
+    header = {
+        "run_id": run_id,
+        "maker": approval.acting_user(options.environ or os.environ),
+        "created_at": started,
+        "input_name": input_path.name,
+        "input_path": str(input_path.resolve()),
+        "input_sha256": prepared.table.sha256,
+        "job_fingerprint": approval.fingerprint_of(settings),
+        "job_settings": settings,
+        "tool_version": __version__,
+    }
+    with approval.store(prepared.job.state_dir) as audit:
+        digest = audit.record_plan(header, approval.plan_rows(outcomes))
+    return {"plan_sha256": digest, "maker": header["maker"]}
+
+
+def _skip_unplanned(outcomes: pl.DataFrame, approved: approval.ApprovedPlan) -> pl.DataFrame:
+    """Rows the approved plan did not send (already applied, invalid...) are not sent now."""
+    planned = approved.rows.select(pl.col("row").alias(ROW), pl.col("status").alias("__planned"))
+    joined = outcomes.join(planned, on=ROW, how="left", maintain_order="left")
+    unsent = pl.col("status").is_null()
+    return joined.with_columns(
+        pl.when(unsent)
+        .then(pl.lit(Status.SKIPPED.value))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.when(unsent)
+        .then(pl.format("not sent: the approved plan had this row as {}", pl.col("__planned")))
+        .otherwise(pl.col("error"))
+        .alias("error"),
+        pl.when(unsent).then(0).otherwise(pl.col("attempts")).alias("attempts"),
+    ).drop("__planned")
 
 
 def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.DataFrame:
@@ -613,6 +708,13 @@ def _send_or_show(
     requests = prepared.plan.requests
     if options.communities is not None:
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
+    if options.plan is not None:
+        # Never a request outside the plan: only those of rows it would have applied.
+        approved_rows = options.plan.rows.filter(pl.col("status") == Status.WOULD_APPLY.value)
+        allowed = prepared.plan.rows.join(
+            approved_rows.select(pl.col("row").alias(ROW)), on=ROW, how="semi"
+        )
+        requests = requests.join(allowed.select(REQUEST_ID).unique(), on=REQUEST_ID, how="semi")
     if options.dry_run:
         return _would_happen(prepared, requests, ledger, force=options.force), None, []
     triaged = triage(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,22 +20,33 @@ from reconcile.results import Status, summary
 log = structlog.get_logger("reconcile")
 
 
-def print_summary(outcomes: pl.DataFrame, out: Path) -> None:
-    """A table on a terminal; one structured event otherwise (cron logs are read by machines)."""
+def print_summary(
+    outcomes: pl.DataFrame, out: Path, manifest: Mapping[str, Any] | None = None
+) -> None:
+    """A table on a terminal; one structured event otherwise (cron logs are read by machines).
+    A dry run's recorded plan is named, with the command that approves it."""
     counts = summary(outcomes)
+    run_id = (manifest or {}).get("run_id")
     log.info(
         "run.summary",
+        run_id=run_id,
         results=str(out),
         counts=[dict(zip(counts.columns, r, strict=True)) for r in counts.iter_rows()],
     )
+    plan_sha256 = (manifest or {}).get("plan_sha256")
+    planned = bool(manifest and manifest.get("dry_run") and plan_sha256)
+    if planned:
+        log.info("plan.recorded", run_id=run_id, plan_sha256=plan_sha256)
     if not sys.stdout.isatty():
         return
-    table = Table(title=f"reconcile: {outcomes.height} rows -> {out}")
+    table = Table(title=f"reconcile {run_id or ''}: {outcomes.height} rows -> {out}")
     for column in counts.columns:
         table.add_column(column, justify="right" if column == "rows" else "left")
     for community, status, rows in counts.iter_rows():
         table.add_row(community, status, str(rows))
     Console().print(table)
+    if planned:
+        print(f"plan recorded: a colleague approves it with 'reconcile approve {run_id} --job JOB'")
 
 
 STATUS_ORDER = [s.value for s in Status]
