@@ -351,3 +351,11 @@ def test_the_python_api(sandbox: SandboxServer, tmp_path: Path, as_user: Switch)
     second = dry_run(tmp_path, job_path, orders_csv(tmp_path / "in.csv", ROWS[:1]))
     assert approval.reject(job.state_dir, second, note="no", user="bob")["decision"] == "rejected"
     assert approval.verify(job.state_dir) == []
+
+
+def test_help_lists_the_approval_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    """`reconcile --help` names approve, reject and audit."""
+    with pytest.raises(SystemExit):
+        run("--help")
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("approve", "reject", "audit"))
