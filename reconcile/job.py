@@ -110,7 +110,7 @@ class Job:
         return dataclasses.replace(self, communities=communities, **given)
 
 
-_TOP_KEYS = {
+_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "operation": str,
     "base_url": str,
     "rate_per_second": (int, float),

@@ -138,9 +138,9 @@ def resolve_credentials(
             found[credential] = value
         if found:
             resolved[name] = found
-    for value in resolved.values():
-        if isinstance(value, dict):
-            for secret in value.values():
+    for secrets_or_reason in resolved.values():
+        if isinstance(secrets_or_reason, dict):
+            for secret in secrets_or_reason.values():
                 logs.register_secret(secret)
     return resolved
 

@@ -126,9 +126,9 @@ def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
     try:
         for path in frames:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             os.close(fd)
-            temporary[path] = Path(tmp)
+            temporary[path] = Path(name)
         pl.collect_all(
             neutralised(frame.lazy()).sink_csv(
                 temporary[path], include_bom=True, sync_on_close="data", lazy=True

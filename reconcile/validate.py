@@ -80,7 +80,7 @@ def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series 
     question (which rows are fine) at once. None when the schema has a check this cannot
     evaluate: pandera then sees every row.
     """
-    conditions = []
+    conditions: list[pl.Expr | None] = []
     for name, column in schema.columns.items():
         if column.unique or column.regex:
             return None
@@ -88,13 +88,14 @@ def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series 
             conditions.append(pl.col(name).is_not_null())
         conditions += [_condition(check, pl.col(name)) for check in column.checks]
     conditions += [_condition(check, pl.all()) for check in schema.checks]
-    if schema.unique or any(c is None for c in conditions):
+    known = [c for c in conditions if c is not None]
+    if schema.unique or len(known) < len(conditions):
         return None
-    if not conditions:
+    if not known:
         return pl.Series(values=[True] * frame.height, dtype=pl.Boolean)
     # One column per condition, lazily: polars evaluates them in parallel and computes a
     # sub-expression shared by several checks (a date regex) once.
-    each = frame.lazy().select(c.alias(str(n)) for n, c in enumerate(conditions))
+    each = frame.lazy().select(c.alias(str(n)) for n, c in enumerate(known))
     return each.select(pl.all_horizontal(pl.all())).collect().to_series()
 
 
@@ -102,7 +103,8 @@ def _condition(check: pa.Check, column: pl.Expr) -> pl.Expr | None:
     valid = (check.statistics or {}).get("valid")
     if valid is None or check.element_wise or check.groupby is not None:
         return None
-    return valid(column).fill_null(check.ignore_na)
+    condition: pl.Expr = valid(column).fill_null(check.ignore_na)
+    return condition
 
 
 def _header_words(headers: Mapping[str, str]) -> dict[str, str]:

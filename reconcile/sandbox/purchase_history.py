@@ -107,7 +107,7 @@ def apply(
     voucher = None
     new_voucher = None
     if "voucherCode" in update:
-        voucher = index.vouchers.get(record.get("voucherID"))
+        voucher = index.vouchers.get(str(record.get("voucherID")))
         if voucher is None or voucher["communityID"] != cid:
             raise ApiError(404, "Voucher not found for this purchase history")
         holder = index.codes.get((cid, voucher["productID"], update["voucherCode"]))

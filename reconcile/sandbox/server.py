@@ -48,7 +48,7 @@ class SandboxServer:
     def __init__(self, state: SandboxState, port: int = 0) -> None:
         self.state = state
         self._server = uvicorn.Server(_config(state, port))
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # Signal handlers are left alone: uvicorn installs none outside the main thread.
         self._thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
         self.port = 0
 

@@ -199,7 +199,8 @@ class SandboxState:
 
 
 def load_seed(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    seed: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return seed
 
 
 #: The sample seed ships inside the package, so an installed ``reconcile`` finds it too.
