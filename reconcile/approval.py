@@ -29,14 +29,19 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.ledger import DATABASE, now_iso, usable_state_dir
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy("polars")
+
 
 GENESIS = "0" * 64
 _SCHEMA = """

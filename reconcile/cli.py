@@ -16,15 +16,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import polars as pl
-import structlog
+from typing import TYPE_CHECKING, Any
 
 from reconcile import __version__, logs
+from reconcile._lazy import lazy
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
-from reconcile.pipeline import RunOptions
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from reconcile.pipeline import RunOptions
+else:
+    pl = lazy("polars")
+
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -34,7 +39,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE: the reader of our output went away (``reconcile operations | head``)."""
 
-log = structlog.get_logger("reconcile")
+log = logs.get_logger("reconcile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +130,8 @@ def default_out(input_path: Path, results_format: str = "csv") -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from reconcile.pipeline import RunOptions
+
     job = load_job(args.job).with_overrides(
         operation=args.operation,
         base_url=args.base_url.rstrip("/") if args.base_url else None,
@@ -421,7 +428,10 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
+    # Listing commands log nothing on success: they start without structlog.
+    quick = args.command in ("operations", "runs")
+    if not quick:
+        logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
     try:
         if args.command == "run":
             return _run(args)
@@ -436,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "audit":
             return _audit(args)
     except ReconcileError as exc:
+        if quick:
+            logs.configure()
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE

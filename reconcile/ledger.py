@@ -22,11 +22,16 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.exceptions import ConfigError, RunLockedError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy("polars")
+
 
 DATABASE = "ledger.sqlite3"
 IN_FLIGHT = "in_flight"

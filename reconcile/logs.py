@@ -9,12 +9,32 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
+from reconcile._lazy import lazy
+
+if TYPE_CHECKING:
+    import structlog
+else:
+    structlog = lazy("structlog")
 
 _SECRETS: set[str] = set()
 _MASK = "[redacted]"
+
+
+class _Deferred:
+    """A structlog logger that imports structlog when first used: quick commands never do."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(structlog.get_logger(self._name), method)
+
+
+def get_logger(name: str) -> Any:
+    """``structlog.get_logger(name)``, imported on first use."""
+    return _Deferred(name)
 
 
 def register_secret(value: str) -> None:

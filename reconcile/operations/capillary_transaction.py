@@ -10,11 +10,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -25,6 +23,13 @@ from reconcile.operations.base import (
     with_encoded_segment,
     with_json_object,
 )
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
 
 IDENTIFIERS = (
     "mobile",

@@ -8,13 +8,19 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.operations import rules
 from reconcile.operations.base import BearerKeyOperation, Column, with_json_object
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
+
 
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0", "")

@@ -8,10 +8,18 @@ fix it; validate.py puts the column header and the value in front.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, TypeAlias
 
-import pandera.polars as pa
-import polars as pl
-from pandera.api.polars.types import PolarsData
+from reconcile._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+    from pandera.api.polars.types import PolarsData
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
+
 
 OBJECT_ID = r"^[0-9a-fA-F]{24}$"
 #: What Excel and Calc write for a number of 12 digits or more in a General cell: 2.02641E+19 (at
@@ -27,7 +35,7 @@ _US_ORDER = r"^(0?[1-9]|1[0-2])/(1[3-9]|2[0-9]|3[01])/[0-9]{4}$"
 _ISO = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 
 
-Valid = Callable[[pl.Expr], pl.Expr]
+Valid: TypeAlias = "Callable[[pl.Expr], pl.Expr]"
 
 
 def _evaluate(data: PolarsData, *, valid: Valid) -> pl.LazyFrame:

@@ -11,11 +11,9 @@ value replaces the order's whole object or list. Several rows of one order form 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -25,6 +23,14 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
+
 
 STATUSES = ("CREATED", "PAID", "CANCELED", "FULFILLED")
 RELATED = ("product", "sku")

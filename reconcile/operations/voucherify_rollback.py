@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandera.polars as pa
-import polars as pl
-
+from reconcile._lazy import lazy
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -24,6 +22,14 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
+
 
 #: The body's ``customer`` and ``order`` objects (the spec's ``Customer`` and ``Order``): which
 #: customer and order the redemption was for, and customer details to update with it.
