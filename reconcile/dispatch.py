@@ -28,18 +28,15 @@ import anyio
 import httpx
 import structlog
 
+from reconcile import retry
 from reconcile.client import Answer, SendFailure, send
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
 from reconcile.pacing import Pacer
 from reconcile.results import Status
+from reconcile.retry import DEFAULT_RETRY_AFTER_SECONDS
 
 log = structlog.get_logger("reconcile.dispatch")
-
-BACKOFF_CAP_SECONDS = 30.0
-DEFAULT_RETRY_AFTER_SECONDS = 1.0
-MAYBE_APPLIED = "an earlier attempt may have applied it: check the record before re-running"
-NOT_REPEATED = "outcome unknown: check the order before re-running"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,11 +100,6 @@ class _NoRecorder:
 Progress = Callable[[str, Status], None]
 
 
-def backoff_seconds(attempt: int, base: float, rng: random.Random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
-    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, base * 2 ** (attempt - 1)))
-
-
 @dataclasses.dataclass(slots=True)
 class _Community:
     name: str
@@ -139,6 +131,12 @@ class Dispatcher:
         self.progress = progress or (lambda community, status: None)
         self.force = force
         self.rng = rng or random.Random()
+        self.policy = retry.Policy(
+            max_attempts=job.max_attempts,
+            backoff_base_seconds=job.backoff_base_seconds,
+            force=force,
+            jitter=lambda ceiling: self.rng.uniform(0, ceiling),
+        )
         self.outcomes: dict[int, RequestOutcome] = {}
         self.events: list[SendEvent] = []
         self.stop_reason = "run interrupted"
@@ -204,148 +202,95 @@ class Dispatcher:
         return self.stop.is_set()
 
     async def _send_one(self, community: _Community, request: PlannedRequest) -> None:
+        """Attempts until the retry policy (reconcile.retry) says the request is done."""
         url = self.job.base_url + request.path
-        sent = 0  # requests sent for this row (the results' attempts)
-        budget = 0  # attempts counted against max_attempts (429s are not)
-        maybe_applied = False
-        last_error = ""
-        last_status: int | None = None
+        attempts = retry.Attempts()
         try:
             while True:
                 if community.stop_reason or self.stop.is_set():
                     reason = community.stop_reason or self.stop_reason
-                    if sent == 0:
-                        return self._finish(request, Status.SKIPPED, None, f"not sent: {reason}", 0)
-                    status = Status.UNKNOWN if maybe_applied else Status.FAILED
-                    error = f"stopped ({reason}) after {sent} attempt(s): {last_error}"
-                    if maybe_applied:
-                        error += f"; {MAYBE_APPLIED}"
-                    return self._finish(request, status, last_status, error, sent)
+                    return self._end(request, retry.stopped(attempts, reason))
                 await community.pacer.acquire()
                 if community.stop_reason or self.stop.is_set():
                     continue
                 await self.recorder.sending(request)
-                sent += 1
-                budget += 1
-                try:
-                    answer: Answer = await send(
-                        self.client,
-                        request.method,
-                        url,
-                        headers=community.headers,
-                        body=request.body,
-                    )
-                except SendFailure as failure:
-                    self.events.append(SendEvent(time.time(), community.name, None, sent > 1))
-                    last_error, last_status = str(failure), None
-                    log.warning(
-                        "request.no_answer",
-                        request=request.request_id,
-                        error=last_error,
-                        attempt=sent,
-                    )
-                    if failure.maybe_applied:
-                        maybe_applied = True
-                        if not request.repeatable and not self.force:
-                            return self._finish(
-                                request,
-                                Status.UNKNOWN,
-                                None,
-                                f"{NOT_REPEATED} ({last_error})",
-                                sent,
-                            )
-                    if budget >= self.job.max_attempts:
-                        return self._give_up(request, last_status, last_error, sent, maybe_applied)
-                    await self._wait(
-                        backoff_seconds(budget, self.job.backoff_base_seconds, self.rng)
-                    )
-                    continue
-                self.events.append(SendEvent(time.time(), community.name, answer.status, sent > 1))
-                verdict = self.operation.classify(answer.status, answer.body)
-                last_status, last_error = answer.status, verdict.message
-                log.debug(
-                    "request.answered",
-                    request=request.request_id,
-                    status=answer.status,
-                    attempt=sent,
+                result = await self._attempt(community, request, url, attempts.sent)
+                attempts = retry.record(attempts, result)
+                step = retry.next_step(
+                    result, attempts, repeatable=request.repeatable, policy=self.policy
                 )
-                if verdict.verdict is Verdict.APPLIED:
-                    community.pacer.succeeded()
-                    self._count_answer(community, rejected=False)
-                    return self._finish(request, Status.APPLIED, answer.status, request.note, sent)
-                if verdict.verdict is Verdict.REJECTED:
-                    self._count_answer(community, rejected=True)
-                    if maybe_applied and answer.status == 409:
-                        error = f"{verdict.message}; {MAYBE_APPLIED}"
-                        return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
-                    return self._finish(
-                        request, Status.REJECTED, answer.status, verdict.message, sent
+                if isinstance(step, retry.Done):
+                    return self._conclude(community, request, result, step)
+                if isinstance(step, retry.Pause):
+                    if self._rate_limit_spent(community, step.wait):
+                        assert community.stop_reason is not None
+                        return self._end(
+                            request,
+                            retry.rate_limit_spent(
+                                attempts, community.stop_reason, attempts.last_error
+                            ),
+                        )
+                    community.pacer.pause(step.wait)
+                    log.info(
+                        "community.rate_limited", retry_after=step.wait, rate=community.pacer.rate
                     )
-                if verdict.verdict is Verdict.AUTH:
-                    reason = f"community key rejected with {answer.status}"
-                    if community.stop_reason is None:
-                        community.stop_reason = reason
-                        log.error("community.stopped", reason=reason)
-                    return self._finish(
-                        request, Status.FAILED, answer.status, f"{reason}: {verdict.message}", sent
-                    )
-                if verdict.verdict is Verdict.RATE_LIMITED:
-                    budget -= 1
-                    wait = (
-                        answer.retry_after
-                        if answer.retry_after is not None
-                        else DEFAULT_RETRY_AFTER_SECONDS
-                    )
-                    if self._rate_limit_spent(community, wait):
-                        error = f"{community.stop_reason}: {verdict.message}"
-                        if maybe_applied:
-                            return self._finish(
-                                request,
-                                Status.UNKNOWN,
-                                answer.status,
-                                f"{error}; {MAYBE_APPLIED}",
-                                sent,
-                            )
-                        return self._finish(request, Status.FAILED, answer.status, error, sent)
-                    community.pacer.pause(wait)
-                    log.info("community.rate_limited", retry_after=wait, rate=community.pacer.rate)
                     continue
-                if verdict.verdict is Verdict.TRANSIENT:
-                    # A 5xx: the server may have acted before failing. (NOT_PROCESSED, a 408 or
-                    # 425, did not act: retried below whatever the request.)
-                    maybe_applied = True
-                    if not request.repeatable and not self.force:
-                        error = f"{NOT_REPEATED} (HTTP {answer.status}: {verdict.message})"
-                        return self._finish(request, Status.UNKNOWN, answer.status, error, sent)
-                if budget >= self.job.max_attempts:
-                    return self._give_up(request, last_status, last_error, sent, maybe_applied)
-                await self._wait(backoff_seconds(budget, self.job.backoff_base_seconds, self.rng))
+                await self._wait(step.wait)
         except anyio.get_cancelled_exc_class():
             if request.request_id not in self.outcomes:
-                if sent:
-                    self._finish(
-                        request,
-                        Status.UNKNOWN,
-                        last_status,
-                        f"run interrupted while in flight: {MAYBE_APPLIED}",
-                        sent,
-                    )
-                else:
-                    self._finish(request, Status.SKIPPED, None, "not sent: run interrupted", 0)
+                self._end(request, retry.interrupted(attempts))
             raise
 
-    def _give_up(
-        self,
-        request: PlannedRequest,
-        status: int | None,
-        error: str,
-        sent: int,
-        maybe_applied: bool,
+    async def _attempt(
+        self, community: _Community, request: PlannedRequest, url: str, before: int
+    ) -> retry.Result:
+        """One request on the wire, and what came back."""
+        try:
+            answer: Answer = await send(
+                self.client, request.method, url, headers=community.headers, body=request.body
+            )
+        except SendFailure as failure:
+            self.events.append(SendEvent(time.time(), community.name, None, before > 0))
+            log.warning(
+                "request.no_answer",
+                request=request.request_id,
+                error=str(failure),
+                attempt=before + 1,
+            )
+            return retry.NoAnswer(str(failure), failure.maybe_applied)
+        self.events.append(SendEvent(time.time(), community.name, answer.status, before > 0))
+        log.debug(
+            "request.answered", request=request.request_id, status=answer.status, attempt=before + 1
+        )
+        verdict = self.operation.classify(answer.status, answer.body)
+        return retry.Answered(answer.status, verdict, answer.retry_after)
+
+    def _conclude(
+        self, community: _Community, request: PlannedRequest, result: retry.Result, done: retry.Done
     ) -> None:
-        message = f"gave up after {sent} attempts: {error}"
-        if maybe_applied:
-            message += f" ({MAYBE_APPLIED})"
-        self._finish(request, Status.FAILED, status, message, sent, maybe_applied=maybe_applied)
+        """Community-wide effects of an answer (pacing, the reject guard, a refused key), then
+        the request's outcome."""
+        if isinstance(result, retry.Answered):
+            if result.verdict.verdict is Verdict.APPLIED:
+                community.pacer.succeeded()
+                self._count_answer(community, rejected=False)
+                done = dataclasses.replace(done, error=request.note)
+            elif result.verdict.verdict is Verdict.REJECTED:
+                self._count_answer(community, rejected=True)
+        if done.stop_community and community.stop_reason is None:
+            community.stop_reason = done.stop_community
+            log.error("community.stopped", reason=done.stop_community)
+        self._end(request, done)
+
+    def _end(self, request: PlannedRequest, done: retry.Done) -> None:
+        self._finish(
+            request,
+            done.status,
+            done.http_status,
+            done.error,
+            done.attempts,
+            maybe_applied=done.maybe_applied,
+        )
 
     def _rate_limit_spent(self, community: _Community, wait: float) -> bool:
         """Charge a 429's wait to the community; true (and the community stopped) when it

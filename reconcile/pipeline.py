@@ -26,7 +26,6 @@ import structlog
 from reconcile import __version__, approval, logs, report, results
 from reconcile.client import make_client
 from reconcile.dispatch import (
-    NOT_REPEATED,
     Dispatcher,
     PlannedRequest,
     RequestOutcome,
@@ -40,6 +39,7 @@ from reconcile.operations import Operation, get_operation
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.progress import ProgressReporter
 from reconcile.results import Status
+from reconcile.retry import NOT_REPEATED
 from reconcile.validate import validate
 
 log = structlog.get_logger("reconcile")

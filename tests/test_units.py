@@ -16,11 +16,11 @@ from rich.console import Console
 
 from reconcile import __all__ as exported
 from reconcile.client import _transport_error, parse_retry_after, send_failure
-from reconcile.dispatch import backoff_seconds
 from reconcile.logs import redact, register_secret
 from reconcile.pacing import Pacer
 from reconcile.progress import ProgressReporter
 from reconcile.results import Status
+from reconcile.retry import Policy
 
 
 class TestRetryAfter:
@@ -44,9 +44,10 @@ def test_backoff_is_full_jitter_doubling_and_capped() -> None:
     import random
 
     rng = random.Random(3)
+    policy = Policy(max_attempts=5, backoff_base_seconds=0.5, jitter=lambda c: rng.uniform(0, c))
     for attempt in range(1, 12):
         ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
-        samples = [backoff_seconds(attempt, 0.5, rng) for _ in range(200)]
+        samples = [policy.backoff(attempt) for _ in range(200)]
         assert all(0 <= s <= ceiling for s in samples)
         assert max(samples) > ceiling * 0.8  # it uses the whole range
 
