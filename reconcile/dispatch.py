@@ -32,7 +32,7 @@ from reconcile import retry
 from reconcile.client import Answer, SendFailure, send
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
-from reconcile.pacing import Pacer
+from reconcile.pacing import REAL_CLOCK, Clock, Pacer
 from reconcile.results import Status
 from reconcile.retry import DEFAULT_RETRY_AFTER_SECONDS
 
@@ -125,12 +125,15 @@ class Dispatcher:
         progress: Progress | None = None,
         force: bool = False,
         rng: random.Random | None = None,
+        clock: Clock = REAL_CLOCK,
     ) -> None:
+        """``clock`` paces and backs off (unit tests pass a fake one: no real waiting)."""
         self.operation, self.job, self.client, self.stop = operation, job, client, stop
         self.recorder = recorder or _NoRecorder()
         self.progress = progress or (lambda community, status: None)
         self.force = force
         self.rng = rng or random.Random()
+        self.clock = clock
         self.policy = retry.Policy(
             max_attempts=job.max_attempts,
             backoff_base_seconds=job.backoff_base_seconds,
@@ -165,7 +168,7 @@ class Dispatcher:
                         **self.operation.extra_headers(self.job.options),
                         **self.operation.auth_headers(secrets),
                     },
-                    pacer=Pacer(settings.rate_per_second),
+                    pacer=Pacer(settings.rate_per_second, self.clock),
                     concurrency=settings.concurrency,
                 )
                 group.start_soon(self._run_community, community, todo)
@@ -197,8 +200,15 @@ class Dispatcher:
 
     async def _wait(self, seconds: float) -> bool:
         """Sleep, unless the run is stopped first; true when it was."""
-        with anyio.move_on_after(seconds):
-            await self.stop.wait()
+        async with anyio.create_task_group() as group:
+
+            async def stop_early() -> None:
+                await self.stop.wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(stop_early)
+            await self.clock.sleep(seconds)
+            group.cancel_scope.cancel()
         return self.stop.is_set()
 
     async def _send_one(self, community: _Community, request: PlannedRequest) -> None:

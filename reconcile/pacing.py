@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+from typing import Protocol
 
 import anyio
 
@@ -24,8 +25,28 @@ RECOVERY_STEP = 0.05
 SPACING_MARGIN = 1.01
 
 
+class Clock(Protocol):
+    """Time as dispatch sees it: the real one in runs, a fake one in unit tests."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+REAL_CLOCK = RealClock()
+
+
 class Pacer:
-    def __init__(self, rate_per_second: float) -> None:
+    def __init__(self, rate_per_second: float, clock: Clock = REAL_CLOCK) -> None:
+        self.clock = clock
         self.configured = rate_per_second
         self.rate = rate_per_second
         self._cap = max(1, math.floor(rate_per_second))
@@ -36,7 +57,7 @@ class Pacer:
 
     def _try_take(self) -> float:
         """Take the slot if it is due (0.0), else return how long until it is."""
-        now = time.monotonic()
+        now = self.clock.now()
         ready = max(now, self._next, self._paused_until)
         if len(self._sent) == self._cap:
             # Strictly more than one second after the send `cap` sends ago.
@@ -53,11 +74,11 @@ class Pacer:
             return  # fast path: no waiter ahead and the slot is due; no event-loop round trip
         async with self._lock:
             while (wait := self._try_take()) > 0:
-                await anyio.sleep(wait)
+                await self.clock.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Hold every request of the community (a 429's Retry-After), and slow down."""
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._paused_until = max(self._paused_until, self.clock.now() + seconds)
         self.rate = max(MIN_RATE, self.rate * DECREASE_FACTOR)
 
     def succeeded(self) -> None:
