@@ -1,6 +1,32 @@
-"""reconcile: validate a file of order corrections against an API's rules and apply it."""
+"""reconcile: validate a file of order corrections against an API's rules and apply it.
+
+The Python API (``reconcile.api``), importable from here::
+
+    import reconcile
+
+    job = reconcile.load_job("jobs/purchase-history.example.toml")
+    summary = reconcile.run("sample_data/purchase-history.csv", job, "out/ph.csv", dry_run=True)
+
+Names are loaded on first use, so ``import reconcile`` (and the CLI's quick commands) stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 #: The one place the version is written: pyproject.toml reads it from here (hatch), so the tool
 #: needs no importlib.metadata look-up at start-up (~50 ms, measured by bench/startup.py).
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+if TYPE_CHECKING:
+    from reconcile.api import RunSummary, Validation, load_job, run, validate_file
+
+__all__ = ["RunSummary", "Validation", "__version__", "load_job", "run", "validate_file"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from reconcile import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'reconcile' has no attribute {name!r}")

@@ -86,6 +86,8 @@ def configure(*, verbose: bool = False, quiet: bool = False, json: bool | None =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr as it is when a logger is made, not when logging was configured (an
+        # embedding program, or a test, may replace it later).
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )

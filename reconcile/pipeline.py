@@ -15,7 +15,8 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,8 @@ async def _dispatch(
     force: bool,
     quiet: bool,
     handle_signals: bool,
+    on_progress: Callable[[str, Status], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
     job = prepared.job
     stop = anyio.Event()
@@ -383,7 +386,13 @@ async def _dispatch(
     async with make_client(
         timeout_seconds=job.timeout_seconds, max_connections=max_connections
     ) as client:
-        with ProgressReporter(totals, quiet=quiet) as progress:
+        with ProgressReporter(totals, quiet=quiet) as reporter:
+
+            def progress(community: str, status: Status) -> None:
+                reporter(community, status)
+                if on_progress is not None:
+                    on_progress(community, status)
+
             dispatcher = Dispatcher(
                 operation=prepared.operation,
                 job=job,
@@ -396,20 +405,30 @@ async def _dispatch(
             async with anyio.create_task_group() as group:
                 work = anyio.CancelScope()
 
+                def interrupt(signum: int) -> None:
+                    if received:
+                        work.cancel()  # a second signal: stop waiting for in-flight
+                        return
+                    received.append(signum)
+                    log.warning("run.interrupted", signal=signal.Signals(signum).name)
+                    stop.set()
+                    # In-flight requests get a bounded time to finish.
+                    group.start_soon(_cancel_after, work, job.interrupt_grace_seconds)
+
                 async def watch_signals() -> None:
                     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                         async for signum in signals:
-                            if received:
-                                work.cancel()  # a second signal: stop waiting for in-flight
-                                continue
-                            received.append(signum)
-                            log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                            stop.set()
-                            # In-flight requests get a bounded time to finish.
-                            group.start_soon(_cancel_after, work, job.interrupt_grace_seconds)
+                            interrupt(signum)
+
+                async def watch_cancel(event: threading.Event) -> None:
+                    while not event.is_set():  # a thread's request to stop, as Ctrl-C
+                        await anyio.sleep(CANCEL_POLL_SECONDS)
+                    interrupt(signal.SIGINT)
 
                 if handle_signals:
                     group.start_soon(watch_signals)
+                if cancel is not None:
+                    group.start_soon(watch_cancel, cancel)
                 if recorder is not None:
                     group.start_soon(recorder.write_forever)
                 with work:
@@ -420,6 +439,9 @@ async def _dispatch(
                         await recorder.flush()  # the last outcomes, before anything else
                 group.cancel_scope.cancel()
     return outcomes, (received[0] if received else None), dispatcher.events
+
+
+CANCEL_POLL_SECONDS = 0.05
 
 
 async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
@@ -471,6 +493,11 @@ class RunOptions:
     """The caller holds the job's run lock (``job_lock``) for several inputs."""
     plan: approval.ApprovedPlan | None = None
     """Apply this approved plan: only if the file and job still make exactly its requests."""
+    on_progress: Callable[[str, Status], None] | None = None
+    """Called with (community, status) as each request ends (the console's live progress)."""
+    cancel: threading.Event | None = None
+    """Set from any thread to stop the run as Ctrl-C does: no new requests, in-flight ones get
+    ``interrupt_grace_seconds``, results written, exit code 130."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -736,6 +763,8 @@ def _send_or_show(
             force=options.force,
             quiet=options.quiet,
             handle_signals=options.handle_signals,
+            on_progress=options.on_progress,
+            cancel=options.cancel,
         ),
         backend_options=EVENT_LOOP,
     )

@@ -1,0 +1,145 @@
+"""The Python API: what the CLI, the inbox pass and any server call.
+
+    import reconcile
+
+    job = reconcile.load_job("jobs/purchase-history.example.toml")
+    checked = reconcile.validate_file("sample_data/purchase-history-mistakes.csv", job)
+    summary = reconcile.run("sample_data/purchase-history.csv", job, "out/ph.csv", dry_run=True)
+
+Every function raises ``reconcile.exceptions.InputError`` / ``ConfigError`` (nothing sent) for an
+unusable file or job, exactly as the CLI exits 2 for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconcile import job as _job
+from reconcile._lazy import lazy
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from reconcile import pipeline
+    from reconcile.approval import ApprovedPlan
+    from reconcile.results import Status
+else:
+    pl = lazy("polars")
+    pipeline = lazy("reconcile.pipeline")
+
+Progress = Callable[[str, "Status"], None]
+
+
+def _default_logging() -> None:
+    """An embedding program that configured structlog keeps its set-up; otherwise events go to
+    stderr, warnings only (structlog's own default prints everything to stdout)."""
+    import structlog
+
+    from reconcile import logs
+
+    if not structlog.is_configured():
+        logs.configure(quiet=True)
+
+
+def load_job(path: str | Path, **overrides: Any) -> _job.Job:
+    """A job file, checked; ``overrides`` as the command line's (``base_url=``,
+    ``state_dir=``, ``rate_per_second=``, ``concurrency=``)."""
+    return _job.load_job(Path(path)).with_overrides(**overrides)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Validation:
+    """A file checked against the job's operation: nothing sent, nothing recorded."""
+
+    rows: int
+    valid: int
+    invalid: int
+    errors: pl.DataFrame
+    """``row`` (as the spreadsheet numbers it) and ``error`` (every problem in plain words)."""
+    requests: pl.DataFrame
+    """The planned requests: ``community``, ``target``, ``method``, ``path``, ``body``,
+    ``request`` (the text the results file shows)."""
+
+
+def validate_file(path: str | Path, job: _job.Job, *, sheet: str | None = None) -> Validation:
+    """Read and check a CSV or xlsx file and plan its requests, without the ledger."""
+    _default_logging()
+    prepared = pipeline.prepare(Path(path), job, sheet=sheet)
+    validated = prepared.validated
+    errors = validated.filter(pl.col("__error").is_not_null()).select(
+        pl.col("__row").alias("row"), pl.col("__error").alias("error")
+    )
+    return Validation(
+        rows=validated.height,
+        valid=validated.height - errors.height,
+        invalid=errors.height,
+        errors=errors,
+        requests=prepared.plan.requests.drop("__request", "repeatable"),
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did: its id, exit code (as the CLI's), counts and files."""
+
+    run_id: str
+    exit_code: int
+    counts: Mapping[str, int]
+    """Rows per status."""
+    results: Path
+    manifest: Mapping[str, Any]
+    outcomes: pl.DataFrame
+    """One line per input row: ``__row``, community, status, http_status, error, attempts,
+    request."""
+
+
+def run(
+    path: str | Path,
+    job: _job.Job,
+    out: str | Path,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    communities: Collection[str] | None = None,
+    sheet: str | None = None,
+    plan: ApprovedPlan | None = None,
+    environ: Mapping[str, str] | None = None,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> RunSummary:
+    """Validate, consult the ledger, send (unless ``dry_run``), record and write the results.
+
+    ``on_progress(community, status)`` is called as each request ends; setting ``cancel`` (from
+    any thread) stops the run as Ctrl-C does (exit code 130): no new requests, in-flight ones
+    finish within the job's grace period, every outcome recorded. Signals are handled only when
+    called from the main thread. Credentials come from ``environ`` (default: the process's).
+    """
+    import os
+
+    _default_logging()
+    options = pipeline.RunOptions(
+        dry_run=dry_run,
+        force=force,
+        quiet=True,
+        communities=frozenset(communities) if communities is not None else None,
+        sheet=sheet,
+        environ=os.environ if environ is None else environ,
+        handle_signals=threading.current_thread() is threading.main_thread(),
+        plan=plan,
+        on_progress=on_progress,
+        cancel=cancel,
+    )
+    result = pipeline.execute(Path(path), job, Path(out), options)
+    manifest = result.manifest
+    return RunSummary(
+        run_id=str(manifest["run_id"]),
+        exit_code=result.exit_code,
+        counts=dict(manifest["counts"]["per_status"]),
+        results=Path(out),
+        manifest=manifest,
+        outcomes=result.outcomes,
+    )
