@@ -78,7 +78,7 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
     """Plan from a CSV, then time only the dispatch phase."""
     import anyio
 
-    from reconcile import pipeline
+    from reconcile import pipeline, sending, triage
     from reconcile.job import parse_job
 
     source = folder / "rows.csv"
@@ -95,16 +95,22 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
         }
     )
     prepared = pipeline.prepare(source, job)
-    requests = pipeline.planned(
-        pipeline.with_fingerprints(prepared).with_columns(decided=None, note=None)
+    requests = triage.planned(
+        triage.with_fingerprints(prepared.plan.requests, job).with_columns(decided=None, note=None)
     )
     credentials = {"acme": {"api_key": KEYS["acme"]}}
     cpu, wall = time.process_time(), time.perf_counter()
     outcomes, _, _ = anyio.run(
-        lambda: pipeline._dispatch(
-            prepared, requests, credentials, force=False, quiet=True, handle_signals=False
+        lambda: sending.send_requests(
+            prepared.operation,
+            job,
+            requests,
+            credentials,
+            force=False,
+            quiet=True,
+            handle_signals=False,
         ),
-        backend_options=pipeline.EVENT_LOOP,
+        backend_options=sending.EVENT_LOOP,
     )
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert all(o.status == "applied" for o in outcomes), {o.status for o in outcomes}

@@ -31,7 +31,7 @@ def child(variant: str, url: str, folder: Path) -> None:
     import anyio
     import structlog
 
-    from reconcile import pipeline, report, results
+    from reconcile import pipeline, report, results, sending, triage
     from reconcile.job import parse_job
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -57,20 +57,28 @@ def child(variant: str, url: str, folder: Path) -> None:
         statuses = set(result.outcomes.get_column("status"))
     else:
         prepared = pipeline.prepare(source, job)
-        requests = pipeline.planned(
-            pipeline.with_fingerprints(prepared).with_columns(decided=None, note=None)
+        requests = triage.planned(
+            triage.with_fingerprints(prepared.plan.requests, job).with_columns(
+                decided=None, note=None
+            )
         )
         sent, _, events = anyio.run(
-            lambda: pipeline._dispatch(
-                prepared, requests, credentials, force=False, quiet=True, handle_signals=False
+            lambda: sending.send_requests(
+                prepared.operation,
+                job,
+                requests,
+                credentials,
+                force=False,
+                quiet=True,
+                handle_signals=False,
             ),
-            backend_options=pipeline.EVENT_LOOP,
+            backend_options=sending.EVENT_LOOP,
         )
         outcomes = results.row_outcomes(
             prepared.validated,
             prepared.plan.rows,
             prepared.plan.requests,
-            pipeline.outcomes_frame(sent),
+            triage.outcomes_frame(sent),
         )
         results.write_results(prepared.table, outcomes, out)
         manifest = {

@@ -24,34 +24,23 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, logs, report, results
-from reconcile.client import make_client
+from reconcile import __version__, approval, report, results
 from reconcile.dispatch import (
-    Dispatcher,
-    PlannedRequest,
-    RequestOutcome,
     SendEvent,
 )
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
-from reconcile.ledger import IN_FLIGHT, Ledger, fingerprints, now_iso, run_lock
+from reconcile.ledger import Ledger, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
 from reconcile.plan import REQUEST_ID, Plan, plan
-from reconcile.progress import ProgressReporter
+from reconcile.recorder import LedgerRecorder
 from reconcile.results import Status
-from reconcile.retry import NOT_REPEATED
+from reconcile.sending import EVENT_LOOP, resolve_credentials, send_requests
+from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
 
 log = structlog.get_logger("reconcile")
-#: uvloop: a cheaper event loop, for CPU per request (bench/README.md).
-EVENT_LOOP = {"use_uvloop": True}
-RESENT = "re-sent: the previous run stopped while this request was in flight"
-#: Group commit: how long the ledger writer gathers in-flight records before committing (0: one
-#: pass of the event loop, so every send that became ready meanwhile joins the commit), and how
-#: long an outcome may wait for a commit (a crash in that window re-sends, never loses).
-GATHER_SECONDS = 0.0
-OUTCOME_DELAY_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,350 +92,6 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         invalid=validated.height - valid.height,
     )
     return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
-
-
-def resolve_credentials(
-    operation: Operation,
-    job: Job,
-    communities: list[str],
-    environ: Mapping[str, str],
-    given: Mapping[str, Mapping[str, str]] | None = None,
-) -> dict[str, dict[str, str] | str]:
-    """Each community's secrets from its environment variables, or why it has none.
-
-    ``given`` supplies secrets directly (the in-process sandbox knows its own keys). A job file
-    that does not say where a credential lives is a ConfigError: nothing is sent.
-    """
-    resolved: dict[str, dict[str, str] | str] = {}
-    for name in communities:
-        if given and name in given:
-            resolved[name] = dict(given[name])
-            continue
-        settings = job.communities[name]
-        found: dict[str, str] = {}
-        for credential in operation.credentials:
-            variable = settings.credential_envs.get(credential)
-            if variable is None:
-                raise ConfigError(
-                    f"{job.path or 'job'}: [communities.{name}] has no {credential}_env. "
-                    f'Fix: add {credential}_env = "SOME_VARIABLE" and export that variable.'
-                )
-            value = environ.get(variable, "")
-            if not value:
-                found = {}
-                resolved[name] = f"environment variable {variable} is not set"
-                break
-            found[credential] = value
-        if found:
-            resolved[name] = found
-    for secrets_or_reason in resolved.values():
-        if isinstance(secrets_or_reason, dict):
-            for secret in secrets_or_reason.values():
-                logs.register_secret(secret)
-    return resolved
-
-
-def with_fingerprints(prepared: Prepared, requests: pl.DataFrame | None = None) -> pl.DataFrame:
-    """The plan's requests with a ``fingerprint`` column (sha256: stable across versions)."""
-    requests = prepared.plan.requests if requests is None else requests
-    job = prepared.job
-    return requests.with_columns(fingerprints(job.base_url, job.operation, requests))
-
-
-def triage(requests: pl.DataFrame, ledger: Ledger, job: Job, *, force: bool) -> pl.DataFrame:
-    """Decide per request from the ledger's history: ``decided`` status (or null: send) and a
-    ``note`` for the results.
-
-    Applied before: ``already_applied``, unless another request changed (or may have changed)
-    the same record since: then it is re-sent if repeatable, else ``unknown`` (a correction
-    reverted by a later one is not "already applied"). In flight or unknown before, and not
-    repeatable: ``unknown`` (a refund must never be sent twice blindly). In flight before and
-    repeatable: re-sent, saying so. ``--force`` sends everything.
-    """
-    prior = ledger.prior(requests.get_column("fingerprint").unique().to_list())
-    history = pl.DataFrame(
-        {
-            "fingerprint": list(prior),
-            "prior_state": [p.state for p in prior.values()],
-            "prior_run": [p.run_id for p in prior.values()],
-            "prior_at": [p.updated_at for p in prior.values()],
-        },
-        schema={
-            "fingerprint": pl.String,
-            "prior_state": pl.String,
-            "prior_run": pl.String,
-            "prior_at": pl.String,
-        },
-    )
-    joined = requests.join(history, on="fingerprint", how="left", maintain_order="left")
-    joined = joined.join(
-        _changed_since(joined, ledger, job), on="fingerprint", how="left", maintain_order="left"
-    )
-    state = pl.col("prior_state")
-    uncertain = state.is_in([IN_FLIGHT, Status.UNKNOWN.value])
-    superseded = (state == Status.APPLIED.value) & pl.col("changed_run").is_not_null()
-    return joined.with_columns(
-        pl.when(pl.lit(force))
-        .then(pl.lit(None, pl.String))
-        .when(superseded & pl.col("repeatable"))
-        .then(pl.lit(None, pl.String))
-        .when(superseded)
-        .then(pl.lit(Status.UNKNOWN.value))
-        .when(state == Status.APPLIED.value)
-        .then(pl.lit(Status.ALREADY_APPLIED.value))
-        .when(uncertain & ~pl.col("repeatable"))
-        .then(pl.lit(Status.UNKNOWN.value))
-        .alias("decided"),
-        pl.when(~pl.lit(force) & superseded & pl.col("repeatable"))
-        .then(
-            pl.format(
-                "re-sent: run {} changed this record at {}, after run {} had applied this",
-                pl.col("changed_run"),
-                pl.col("changed_at"),
-                pl.col("prior_run"),
-            )
-        )
-        .when(~pl.lit(force) & superseded)
-        .then(
-            pl.format(
-                "applied by run {} at {}, then run {} changed this record at {}: check it "
-                "before sending it again (--force)",
-                pl.col("prior_run"),
-                pl.col("prior_at"),
-                pl.col("changed_run"),
-                pl.col("changed_at"),
-            )
-        )
-        .when(~pl.lit(force) & (state == Status.APPLIED.value))
-        .then(pl.format("already applied by run {} at {}", pl.col("prior_run"), pl.col("prior_at")))
-        .when(~pl.lit(force) & uncertain & ~pl.col("repeatable"))
-        .then(
-            pl.format(
-                "{} (run {} left it uncertain; --force re-sends)",
-                pl.lit(NOT_REPEATED),
-                pl.col("prior_run"),
-            )
-        )
-        .when(state == IN_FLIGHT)
-        .then(pl.lit(RESENT))
-        .when(state == Status.UNKNOWN.value)
-        .then(
-            pl.format("re-sent: run {} could not tell whether it was applied", pl.col("prior_run"))
-        )
-        .alias("note"),
-    )
-
-
-def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataFrame:
-    """Per fingerprint applied before: the latest other request on the same record after it
-    (``changed_run``, ``changed_at``), if any."""
-    applied = requests.filter(pl.col("prior_state") == Status.APPLIED.value).select(
-        "fingerprint", "community", pl.col("target").cast(pl.String), "prior_at"
-    )
-    changes = ledger.later_changes(
-        job.base_url, job.operation, applied.select("community", "target")
-    )
-    return (
-        applied.join(changes, on=["community", "target"])
-        .filter(
-            (pl.col("changed_by") != pl.col("fingerprint"))
-            & (pl.col("changed_at") > pl.col("prior_at"))
-        )
-        .sort("changed_at")
-        .group_by("fingerprint")
-        .agg(pl.col("changed_run").last(), pl.col("changed_at").last())
-    )
-
-
-def _decided_outcomes(triaged: pl.DataFrame) -> pl.DataFrame:
-    return triaged.filter(pl.col("decided").is_not_null()).select(
-        "__request",
-        pl.col("decided").alias("status"),
-        pl.lit(None, pl.Int64).alias("http_status"),
-        pl.col("note").alias("error"),
-        pl.lit(0, pl.Int64).alias("attempts"),
-    )
-
-
-def planned(triaged: pl.DataFrame) -> list[PlannedRequest]:
-    """The requests to send, as values for the dispatcher (the per-request part of the run)."""
-    return [
-        PlannedRequest(
-            request_id=row["__request"],
-            community=row["community"],
-            method=row["method"],
-            path=row["path"],
-            body=row["body"],
-            target=row["target"],
-            repeatable=row["repeatable"],
-            fingerprint=row["fingerprint"],
-            note=row["note"],
-        )
-        for row in triaged.filter(pl.col("decided").is_null()).iter_rows(named=True)
-    ]
-
-
-def outcomes_frame(outcomes: list[RequestOutcome]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "__request": [o.request_id for o in outcomes],
-            "status": [o.status.value for o in outcomes],
-            "http_status": [o.http_status for o in outcomes],
-            "error": [o.error for o in outcomes],
-            "attempts": [o.attempts for o in outcomes],
-        },
-        schema=results.OUTCOME_SCHEMA,
-    )
-
-
-class LedgerRecorder:
-    """Dispatch -> ledger, with group commit: the in-flight records of requests about to go out
-    and the outcomes that came back are written together in one transaction, in a worker thread;
-    a request leaves only after the transaction holding its in-flight record has committed."""
-
-    def __init__(self, ledger: Ledger, run_id: str) -> None:
-        self.ledger, self.run_id = ledger, run_id
-        self._requests: dict[int, PlannedRequest] = {}
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
-        self._batch_committed = anyio.Event()
-        self._wake = anyio.Event()
-
-    async def sending(self, request: PlannedRequest) -> None:
-        self._requests[request.request_id] = request
-        self._pending.append(self.ledger.sending_statement(*self._identity(request)))
-        committed = self._batch_committed  # everyone in this batch waits on the same commit
-        self._wake.set()
-        await committed.wait()
-
-    def finished(self, outcome: RequestOutcome) -> None:
-        request = self._requests.get(outcome.request_id)
-        if request is None:
-            return  # never sent (skipped, or failed before sending): nothing to remember
-        self._pending.append(
-            self.ledger.finished_statement(
-                *self._identity(request),
-                state=Status.UNKNOWN.value if outcome.maybe_applied else outcome.status.value,
-                http_status=outcome.http_status,
-                error=outcome.error,
-                attempts=outcome.attempts,
-            )
-        )
-
-    def _identity(self, request: PlannedRequest) -> tuple[str, str, str, str, str, str | None]:
-        """What a ledger record says of its request: run, fingerprint, community, method, path,
-        target."""
-        return (
-            self.run_id,
-            request.fingerprint,
-            request.community,
-            request.method,
-            request.path,
-            request.target,
-        )
-
-    async def write_forever(self) -> None:
-        """The group-commit loop; cancel it after ``flush``. A request about to be sent wakes
-        it; outcomes ride along with the next commit, or wait at most ``OUTCOME_DELAY``."""
-        while True:
-            with anyio.move_on_after(OUTCOME_DELAY_SECONDS):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            await anyio.sleep(GATHER_SECONDS)  # the other sends of this moment join the commit
-            await self.flush()
-
-    async def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        committed, self._batch_committed = self._batch_committed, anyio.Event()
-        if batch:
-            self.ledger.commit(batch)  # WAL, synchronous=NORMAL: a write, no fsync
-        committed.set()
-
-
-async def _dispatch(
-    prepared: Prepared,
-    requests: list[PlannedRequest],
-    credentials: Mapping[str, Mapping[str, str] | str],
-    *,
-    recorder: LedgerRecorder | None = None,
-    force: bool,
-    quiet: bool,
-    handle_signals: bool,
-    on_progress: Callable[[str, Status], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
-    job = prepared.job
-    stop = anyio.Event()
-    received: list[int] = []
-    max_connections = (
-        sum(job.communities[c].concurrency for c in {r.community for r in requests}) or 1
-    )
-    totals: dict[str, int] = {}
-    for request in requests:
-        totals[request.community] = totals.get(request.community, 0) + 1
-    async with make_client(
-        timeout_seconds=job.timeout_seconds, max_connections=max_connections
-    ) as client:
-        with ProgressReporter(totals, quiet=quiet) as reporter:
-
-            def progress(community: str, status: Status) -> None:
-                reporter(community, status)
-                if on_progress is not None:
-                    on_progress(community, status)
-
-            dispatcher = Dispatcher(
-                operation=prepared.operation,
-                job=job,
-                client=client,
-                stop=stop,
-                recorder=recorder,
-                progress=progress,
-                force=force,
-            )
-            async with anyio.create_task_group() as group:
-                work = anyio.CancelScope()
-
-                def interrupt(signum: int) -> None:
-                    if received:
-                        work.cancel()  # a second signal: stop waiting for in-flight
-                        return
-                    received.append(signum)
-                    log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                    stop.set()
-                    # In-flight requests get a bounded time to finish.
-                    group.start_soon(_cancel_after, work, job.interrupt_grace_seconds)
-
-                async def watch_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            interrupt(signum)
-
-                async def watch_cancel(event: threading.Event) -> None:
-                    while not event.is_set():  # a thread's request to stop, as Ctrl-C
-                        await anyio.sleep(CANCEL_POLL_SECONDS)
-                    interrupt(signal.SIGINT)
-
-                if handle_signals:
-                    group.start_soon(watch_signals)
-                if cancel is not None:
-                    group.start_soon(watch_cancel, cancel)
-                if recorder is not None:
-                    group.start_soon(recorder.write_forever)
-                with work:
-                    await dispatcher.run(requests, credentials)
-                outcomes = [dispatcher.outcomes[r.request_id] for r in requests]
-                if recorder is not None:
-                    with anyio.CancelScope(shield=True):
-                        await recorder.flush()  # the last outcomes, before anything else
-                group.cancel_scope.cancel()
-    return outcomes, (received[0] if received else None), dispatcher.events
-
-
-CANCEL_POLL_SECONDS = 0.05
-
-
-async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
-    await anyio.sleep(seconds)
-    scope.cancel()
 
 
 def _new_run_id() -> str:
@@ -720,8 +365,8 @@ def _would_happen(
         requests = requests.join(known, on=["community", "method", "path"], how="semi")
     if requests.is_empty():
         return would_apply  # the common audit case: no hashing at all
-    decided = _decided_outcomes(
-        triage(with_fingerprints(prepared, requests), ledger, prepared.job, force=False)
+    decided = decided_outcomes(
+        triage(with_fingerprints(requests, prepared.job), ledger, prepared.job, force=False)
     )
     rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
     return pl.concat([decided, rest])
@@ -745,9 +390,9 @@ def _send_or_show(
     if options.dry_run:
         return _would_happen(prepared, requests, ledger, force=options.force), None, []
     triaged = triage(
-        with_fingerprints(prepared, requests), ledger, prepared.job, force=options.force
+        with_fingerprints(requests, prepared.job), ledger, prepared.job, force=options.force
     )
-    decided = _decided_outcomes(triaged)
+    decided = decided_outcomes(triaged)
     to_send = planned(triaged)
     communities = sorted({r.community for r in to_send})
     credentials = resolve_credentials(
@@ -755,8 +400,9 @@ def _send_or_show(
     )
     sent, signum, events = anyio.run(
         functools.partial(
-            _dispatch,
-            prepared,
+            send_requests,
+            prepared.operation,
+            prepared.job,
             to_send,
             credentials,
             recorder=LedgerRecorder(ledger, run_id),

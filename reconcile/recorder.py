@@ -1,0 +1,82 @@
+"""Group commit from dispatch into the ledger: in-flight records and outcomes, in batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from reconcile.dispatch import PlannedRequest, RequestOutcome
+from reconcile.ledger import Ledger
+from reconcile.results import Status
+
+#: Group commit: how long the ledger writer gathers in-flight records before committing (0: one
+#: pass of the event loop, so every send that became ready meanwhile joins the commit), and how
+#: long an outcome may wait for a commit (a crash in that window re-sends, never loses).
+GATHER_SECONDS = 0.0
+
+
+OUTCOME_DELAY_SECONDS = 0.1
+
+
+class LedgerRecorder:
+    """Dispatch -> ledger, with group commit: the in-flight records of requests about to go out
+    and the outcomes that came back are written together in one transaction, in a worker thread;
+    a request leaves only after the transaction holding its in-flight record has committed."""
+
+    def __init__(self, ledger: Ledger, run_id: str) -> None:
+        self.ledger, self.run_id = ledger, run_id
+        self._requests: dict[int, PlannedRequest] = {}
+        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._batch_committed = anyio.Event()
+        self._wake = anyio.Event()
+
+    async def sending(self, request: PlannedRequest) -> None:
+        self._requests[request.request_id] = request
+        self._pending.append(self.ledger.sending_statement(*self._identity(request)))
+        committed = self._batch_committed  # everyone in this batch waits on the same commit
+        self._wake.set()
+        await committed.wait()
+
+    def finished(self, outcome: RequestOutcome) -> None:
+        request = self._requests.get(outcome.request_id)
+        if request is None:
+            return  # never sent (skipped, or failed before sending): nothing to remember
+        self._pending.append(
+            self.ledger.finished_statement(
+                *self._identity(request),
+                state=Status.UNKNOWN.value if outcome.maybe_applied else outcome.status.value,
+                http_status=outcome.http_status,
+                error=outcome.error,
+                attempts=outcome.attempts,
+            )
+        )
+
+    def _identity(self, request: PlannedRequest) -> tuple[str, str, str, str, str, str | None]:
+        """What a ledger record says of its request: run, fingerprint, community, method, path,
+        target."""
+        return (
+            self.run_id,
+            request.fingerprint,
+            request.community,
+            request.method,
+            request.path,
+            request.target,
+        )
+
+    async def write_forever(self) -> None:
+        """The group-commit loop; cancel it after ``flush``. A request about to be sent wakes
+        it; outcomes ride along with the next commit, or wait at most ``OUTCOME_DELAY``."""
+        while True:
+            with anyio.move_on_after(OUTCOME_DELAY_SECONDS):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await anyio.sleep(GATHER_SECONDS)  # the other sends of this moment join the commit
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        committed, self._batch_committed = self._batch_committed, anyio.Event()
+        if batch:
+            self.ledger.commit(batch)  # WAL, synchronous=NORMAL: a write, no fsync
+        committed.set()

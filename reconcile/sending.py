@@ -1,0 +1,161 @@
+"""The sending phase of a run: credentials, one pooled client, dispatch, signals and cancel.
+
+Ctrl-C / SIGTERM (or a ``cancel`` event set from another thread) stops new requests; in-flight
+ones get ``interrupt_grace_seconds``; a second signal stops waiting. Every outcome is flushed to
+the ledger before this returns.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+
+import anyio
+import structlog
+
+from reconcile import logs
+from reconcile.client import make_client
+from reconcile.dispatch import Dispatcher, PlannedRequest, RequestOutcome, SendEvent
+from reconcile.exceptions import ConfigError
+from reconcile.job import Job
+from reconcile.operations import Operation
+from reconcile.progress import ProgressReporter
+from reconcile.recorder import LedgerRecorder
+from reconcile.results import Status
+
+log = structlog.get_logger("reconcile")
+
+
+#: uvloop: a cheaper event loop, for CPU per request (bench/README.md).
+EVENT_LOOP = {"use_uvloop": True}
+
+
+def resolve_credentials(
+    operation: Operation,
+    job: Job,
+    communities: list[str],
+    environ: Mapping[str, str],
+    given: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, dict[str, str] | str]:
+    """Each community's secrets from its environment variables, or why it has none.
+
+    ``given`` supplies secrets directly (the in-process sandbox knows its own keys). A job file
+    that does not say where a credential lives is a ConfigError: nothing is sent.
+    """
+    resolved: dict[str, dict[str, str] | str] = {}
+    for name in communities:
+        if given and name in given:
+            resolved[name] = dict(given[name])
+            continue
+        settings = job.communities[name]
+        found: dict[str, str] = {}
+        for credential in operation.credentials:
+            variable = settings.credential_envs.get(credential)
+            if variable is None:
+                raise ConfigError(
+                    f"{job.path or 'job'}: [communities.{name}] has no {credential}_env. "
+                    f'Fix: add {credential}_env = "SOME_VARIABLE" and export that variable.'
+                )
+            value = environ.get(variable, "")
+            if not value:
+                found = {}
+                resolved[name] = f"environment variable {variable} is not set"
+                break
+            found[credential] = value
+        if found:
+            resolved[name] = found
+    for secrets_or_reason in resolved.values():
+        if isinstance(secrets_or_reason, dict):
+            for secret in secrets_or_reason.values():
+                logs.register_secret(secret)
+    return resolved
+
+
+async def send_requests(
+    operation: Operation,
+    job: Job,
+    requests: list[PlannedRequest],
+    credentials: Mapping[str, Mapping[str, str] | str],
+    *,
+    recorder: LedgerRecorder | None = None,
+    force: bool,
+    quiet: bool,
+    handle_signals: bool,
+    on_progress: Callable[[str, Status], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
+    """Send ``requests`` (dispatch.Dispatcher) over one pooled client: per request its outcome,
+    the signal that stopped the run (if any), and the HTTP exchanges for the report."""
+    stop = anyio.Event()
+    received: list[int] = []
+    max_connections = (
+        sum(job.communities[c].concurrency for c in {r.community for r in requests}) or 1
+    )
+    totals: dict[str, int] = {}
+    for request in requests:
+        totals[request.community] = totals.get(request.community, 0) + 1
+    async with make_client(
+        timeout_seconds=job.timeout_seconds, max_connections=max_connections
+    ) as client:
+        with ProgressReporter(totals, quiet=quiet) as reporter:
+
+            def progress(community: str, status: Status) -> None:
+                reporter(community, status)
+                if on_progress is not None:
+                    on_progress(community, status)
+
+            dispatcher = Dispatcher(
+                operation=operation,
+                job=job,
+                client=client,
+                stop=stop,
+                recorder=recorder,
+                progress=progress,
+                force=force,
+            )
+            async with anyio.create_task_group() as group:
+                work = anyio.CancelScope()
+
+                def interrupt(signum: int) -> None:
+                    if received:
+                        work.cancel()  # a second signal: stop waiting for in-flight
+                        return
+                    received.append(signum)
+                    log.warning("run.interrupted", signal=signal.Signals(signum).name)
+                    stop.set()
+                    # In-flight requests get a bounded time to finish.
+                    group.start_soon(_cancel_after, work, job.interrupt_grace_seconds)
+
+                async def watch_signals() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            interrupt(signum)
+
+                async def watch_cancel(event: threading.Event) -> None:
+                    while not event.is_set():  # a thread's request to stop, as Ctrl-C
+                        await anyio.sleep(CANCEL_POLL_SECONDS)
+                    interrupt(signal.SIGINT)
+
+                if handle_signals:
+                    group.start_soon(watch_signals)
+                if cancel is not None:
+                    group.start_soon(watch_cancel, cancel)
+                if recorder is not None:
+                    group.start_soon(recorder.write_forever)
+                with work:
+                    await dispatcher.run(requests, credentials)
+                outcomes = [dispatcher.outcomes[r.request_id] for r in requests]
+                if recorder is not None:
+                    with anyio.CancelScope(shield=True):
+                        await recorder.flush()  # the last outcomes, before anything else
+                group.cancel_scope.cancel()
+    return outcomes, (received[0] if received else None), dispatcher.events
+
+
+CANCEL_POLL_SECONDS = 0.05
+
+
+async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    scope.cancel()
