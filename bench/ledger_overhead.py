@@ -100,16 +100,18 @@ def child(variant: str, url: str, folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=PER_COMMUNITY, help="per community")
     parser.add_argument("--child", nargs=3)
     args = parser.parse_args()
+    per_community = args.rows
     if args.child:
         variant, url, folder = args.child
         return child(variant, url, Path(folder))
-    with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), PER_COMMUNITY) as url:
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), per_community) as url:
         lines = ["community,purchaseHistoryID,redemptionInstructions"]
         lines += [
             f"{c},{order_id(c, n)},Desk {n}"
-            for n in range(PER_COMMUNITY)
+            for n in range(per_community)
             for c in ("acme", "globex")
         ]
         (Path(tmp) / "rows.csv").write_text("\n".join(lines) + "\n")
@@ -125,7 +127,7 @@ def main() -> None:
                 )
                 times[variant].append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
     without, with_ledger = min(times["without"]), min(times["with"])
-    print(f"{2 * PER_COMMUNITY:,} rows, no rate limit, best of {args.repeat}")
+    print(f"{2 * per_community:,} rows, no rate limit, best of {args.repeat}")
     print(f"without ledger: {without:.2f} s   with ledger: {with_ledger:.2f} s")
     print(f"overhead: {with_ledger / without - 1:+.1%} (target <= +10%)")
 

@@ -26,10 +26,10 @@ from reconcile.sandbox.seeding import order_id
 ROWS_PER_COMMUNITY = 250
 
 
-def write_inputs(folder: Path, url: str, rate: float) -> tuple[Path, Path]:
+def write_inputs(folder: Path, url: str, rate: float, per_community: int) -> tuple[Path, Path]:
     source = folder / "rows.csv"
     lines = ["community,purchaseHistoryID,redemptionInstructions"]
-    for n in range(ROWS_PER_COMMUNITY):
+    for n in range(per_community):
         lines += [f"{c},{order_id(c, n)},Collect at the desk" for c in ("acme", "globex")]
     source.write_text("\n".join(lines) + "\n")
     job = folder / "job.toml"
@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--burst", type=float, default=2)
+    parser.add_argument("--rows", type=int, default=ROWS_PER_COMMUNITY, help="per community")
     args = parser.parse_args()
     faults = {
         "rate_per_second": args.rate,
@@ -54,10 +55,10 @@ def main() -> None:
     }
     with (
         tempfile.TemporaryDirectory() as tmp,
-        sandbox_process(Path(tmp), ROWS_PER_COMMUNITY, faults) as url,
+        sandbox_process(Path(tmp), args.rows, faults) as url,
     ):
         folder = Path(tmp)
-        source, job = write_inputs(folder, url, args.rate)
+        source, job = write_inputs(folder, url, args.rate, args.rows)
         env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
         out = folder / "results.csv"
         started = time.perf_counter()
@@ -81,7 +82,7 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         log = request_log(url)
         statuses = pl.read_csv(out, infer_schema=False).get_column("status").value_counts()
-    rows = 2 * ROWS_PER_COMMUNITY
+    rows = 2 * args.rows
     ideal = rows / (2 * args.rate)
     limited = sum(r["status"] == 429 for r in log)
     print(f"R = {args.rate:g}/s per community (burst {args.burst:g}), 40 ms latency, {rows} rows")
