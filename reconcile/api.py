@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from reconcile import pipeline
     from reconcile.approval import ApprovedPlan
-    from reconcile.results import Status
+    from reconcile.outcome import Status
 else:
     pl = lazy("polars")
     pipeline = lazy("reconcile.pipeline")

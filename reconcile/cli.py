@@ -274,19 +274,13 @@ def _run_sources(
         if from_inbox and (options.dry_run or args.sandbox):
             # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.
             log.info("inbox.kept", input=str(source), reason="dry run or sandbox rehearsal")
-        elif from_inbox and _has_unselected_rows(result.outcomes):
+        elif from_inbox and result.left_other_communities:
             # --community left other communities' rows unsent: archiving the file would
             # lose them. It stays; a later run sends them (the applied ones are not re-sent).
             log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
         elif from_inbox:
             inbox.archive(job, source)
     return max(codes)
-
-
-def _has_unselected_rows(outcomes: pl.DataFrame) -> bool:
-    from reconcile.pipeline import NOT_SELECTED
-
-    return bool((outcomes.get_column("error") == NOT_SELECTED).any())
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

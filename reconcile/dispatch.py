@@ -32,8 +32,8 @@ from reconcile import retry
 from reconcile.client import Answer, SendFailure, send
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
+from reconcile.outcome import RequestOutcome, Status
 from reconcile.pacing import REAL_CLOCK, Clock, Pacer
-from reconcile.results import Status
 from reconcile.retry import DEFAULT_RETRY_AFTER_SECONDS
 
 log = structlog.get_logger("reconcile.dispatch")
@@ -52,21 +52,6 @@ class PlannedRequest:
     """The id of the record the request changes (the ledger tells later changes by it)."""
     note: str | None = None
     """Said in the outcome's error even on success (e.g. why it is re-sent)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestOutcome:
-    """One request's end: every row of that request reports it."""
-
-    request_id: int
-    community: str
-    status: Status
-    http_status: int | None
-    error: str | None
-    attempts: int
-    maybe_applied: bool = False
-    """Failed, but an earlier attempt may have applied it (a 5xx after the write): the ledger
-    keeps it as unknown, so later runs know the record may have changed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

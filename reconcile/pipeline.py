@@ -33,9 +33,9 @@ from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
 from reconcile.ledger import Ledger, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
+from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.recorder import LedgerRecorder
-from reconcile.results import Status
 from reconcile.sending import EVENT_LOOP, resolve_credentials, send_requests
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
@@ -60,10 +60,20 @@ class RunResult:
 
     outcomes: pl.DataFrame
     manifest: dict[str, Any]
+    selection: Selection = dataclasses.field(default_factory=Selection)
 
     @property
     def exit_code(self) -> int:
         return int(self.manifest["exit_code"])
+
+    @property
+    def left_other_communities(self) -> bool:
+        """Rows of communities the run was not asked to send are still unsent."""
+        selected = self.selection.communities
+        if selected is None:
+            return False
+        included = self.outcomes.get_column("community").is_in(sorted(selected)).fill_null(False)
+        return not included.all()
 
 
 def sibling(out: Path, suffix: str) -> Path:
@@ -218,7 +228,9 @@ def _execute_locked(
         results.write_results(prepared.table, outcomes, out)
         counts = _counts(outcomes)
         judged = (
-            outcomes.filter(pl.col("error") != NOT_SELECTED) if options.communities else outcomes
+            outcomes.filter(pl.col("community").is_in(sorted(options.communities)).fill_null(False))
+            if options.communities is not None
+            else outcomes
         )
         exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
         manifest = {
@@ -247,7 +259,7 @@ def _execute_locked(
         _write_json_atomic(manifest, sibling(out, "manifest.json"))
         report.write_report(sibling(out, "report.html"), manifest, outcomes, events)
         ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
-        return RunResult(outcomes, manifest)
+        return RunResult(outcomes, manifest, Selection(options.communities))
     finally:
         ledger.close()
 

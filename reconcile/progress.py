@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from reconcile.results import Status
+from reconcile.outcome import Status
 
 log = structlog.get_logger("reconcile.progress")
 LOG_EVERY_SECONDS = 5.0

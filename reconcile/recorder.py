@@ -6,9 +6,9 @@ from typing import Any
 
 import anyio
 
-from reconcile.dispatch import PlannedRequest, RequestOutcome
+from reconcile.dispatch import PlannedRequest
 from reconcile.ledger import Ledger
-from reconcile.results import Status
+from reconcile.outcome import RequestOutcome, Status
 
 #: Group commit: how long the ledger writer gathers in-flight records before committing (0: one
 #: pass of the event loop, so every send that became ready meanwhile joins the commit), and how

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reconcile.dispatch import SendEvent
-from reconcile.results import Status, summary
+from reconcile.outcome import Status
+from reconcile.results import summary
 
 log = structlog.get_logger("reconcile")
 

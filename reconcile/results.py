@@ -7,7 +7,6 @@ atomically so a crash never leaves half a file.
 
 from __future__ import annotations
 
-import enum
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -16,22 +15,9 @@ from pathlib import Path
 import polars as pl
 
 from reconcile.intake import FORMULA_START, RESULT_PREFIX, ROW, Table
+from reconcile.outcome import SUCCESS, Status
 from reconcile.validate import ERROR
 
-
-class Status(enum.StrEnum):
-    APPLIED = "applied"
-    WOULD_APPLY = "would_apply"
-    INVALID = "invalid"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    UNKNOWN = "unknown"
-    SKIPPED = "skipped"
-    ALREADY_APPLIED = "already_applied"
-
-
-#: Statuses that count as success for the exit code.
-SUCCESS = frozenset({Status.APPLIED, Status.WOULD_APPLY, Status.ALREADY_APPLIED})
 OUTCOME_SCHEMA = {
     "__request": pl.Int64,
     "status": pl.String,

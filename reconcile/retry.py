@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Callable
 
 from reconcile.operations.base import Classified, Verdict
-from reconcile.results import Status
+from reconcile.outcome import Status
 
 BACKOFF_CAP_SECONDS = 30.0
 DEFAULT_RETRY_AFTER_SECONDS = 1.0

@@ -16,13 +16,13 @@ import structlog
 
 from reconcile import logs
 from reconcile.client import make_client
-from reconcile.dispatch import Dispatcher, PlannedRequest, RequestOutcome, SendEvent
+from reconcile.dispatch import Dispatcher, PlannedRequest, SendEvent
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job
 from reconcile.operations import Operation
+from reconcile.outcome import RequestOutcome, Status
 from reconcile.progress import ProgressReporter
 from reconcile.recorder import LedgerRecorder
-from reconcile.results import Status
 
 log = structlog.get_logger("reconcile")
 

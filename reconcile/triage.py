@@ -10,10 +10,10 @@ from __future__ import annotations
 import polars as pl
 
 from reconcile import results
-from reconcile.dispatch import PlannedRequest, RequestOutcome
+from reconcile.dispatch import PlannedRequest
 from reconcile.job import Job
 from reconcile.ledger import IN_FLIGHT, Ledger, fingerprints
-from reconcile.results import Status
+from reconcile.outcome import RequestOutcome, Status
 from reconcile.retry import NOT_REPEATED
 
 RESENT = "re-sent: the previous run stopped while this request was in flight"

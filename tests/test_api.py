@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import reconcile
-from reconcile.results import Status
+from reconcile.outcome import Status
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule

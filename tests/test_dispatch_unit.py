@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from reconcile.client import make_client
-from reconcile.dispatch import Dispatcher, PlannedRequest, RequestOutcome
+from reconcile.dispatch import Dispatcher, PlannedRequest
 from reconcile.job import load_job
 from reconcile.operations import get_operation
-from reconcile.results import Status
+from reconcile.outcome import RequestOutcome, Status
 from tests.conftest import write_job
 
 

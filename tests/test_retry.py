@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from reconcile.operations.base import Classified, Verdict
-from reconcile.results import Status
+from reconcile.outcome import Status
 from reconcile.retry import (
     Answered,
     Attempts,

@@ -17,9 +17,9 @@ from rich.console import Console
 from reconcile import __all__ as exported
 from reconcile.client import _transport_error, parse_retry_after, send_failure
 from reconcile.logs import redact, register_secret
+from reconcile.outcome import Status
 from reconcile.pacing import Pacer
 from reconcile.progress import ProgressReporter
-from reconcile.results import Status
 from reconcile.retry import Policy
 
 
