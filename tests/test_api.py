@@ -15,7 +15,7 @@ from reconcile.outcome import Status
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import ROOT, orders_csv, write_job
+from tests.helpers import ROOT, orders_csv, write_job
 
 
 def test_the_readme_example_runs(

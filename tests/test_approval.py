@@ -16,7 +16,7 @@ from reconcile import approval
 from reconcile.job import load_job
 from reconcile.ledger import DATABASE
 from reconcile.sandbox import SandboxServer
-from tests.conftest import orders_csv, read_results, run, write_job
+from tests.helpers import orders_csv, read_results, run, write_job
 
 ROWS = [("acme", "ORDTACME00001"), ("acme", "ORDTACME00002"), ("acme", "NOT-AN-ID")]
 

@@ -12,7 +12,7 @@ import pytest
 
 from reconcile.operations import OPERATIONS, get_operation
 from reconcile.sandbox import SandboxServer
-from tests.conftest import read_results, run, run_sample, validation_errors
+from tests.helpers import read_results, run, run_sample, validation_errors
 
 OP = get_operation("capillary-transaction")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"acme.api:sandbox-password-acme").decode()}

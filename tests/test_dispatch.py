@@ -17,7 +17,7 @@ import pytest
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import ROOT, orders_csv, read_results, run, run_orders, write_job
+from tests.helpers import ROOT, orders_csv, read_results, run, run_orders, write_job
 
 FAST = {"backoff_base_seconds": 0.01}
 

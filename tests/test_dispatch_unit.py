@@ -17,7 +17,7 @@ from reconcile.dispatch import Dispatcher, PlannedRequest
 from reconcile.job import load_job
 from reconcile.operations import get_operation
 from reconcile.outcome import RequestOutcome, Status
-from tests.conftest import write_job
+from tests.helpers import write_job
 
 
 class FakeClock:

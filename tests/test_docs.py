@@ -6,7 +6,7 @@ import re
 
 from reconcile import cli
 from reconcile.operations import OPERATIONS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

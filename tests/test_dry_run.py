@@ -10,7 +10,7 @@ import pytest
 
 from reconcile.exceptions import ConfigError
 from reconcile.job import load_job
-from tests.conftest import SAMPLE, read_results, run, write_csv, write_job
+from tests.helpers import SAMPLE, read_results, run, write_csv, write_job
 
 JOB = SAMPLE.parent / "jobs" / "purchase-history.example.toml"
 

@@ -17,7 +17,7 @@ from reconcile.operations import get_operation
 from reconcile.operations.base import encode_segment
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import KEYS, read_results, run, write_job
+from tests.helpers import KEYS, read_results, run, write_job
 
 CAPILLARY = get_operation("capillary-transaction")
 HEADER = "community,identifierName,identifierValue,id,number,deliveryStatus,lineItems.itemCode"

@@ -10,7 +10,7 @@ import pytest
 from reconcile.exceptions import InputError
 from reconcile.intake import read_table
 from reconcile.operations import get_operation
-from tests.conftest import read_results, run, write_csv, write_job
+from tests.helpers import read_results, run, write_csv, write_job
 
 OP = get_operation("purchase-history")
 

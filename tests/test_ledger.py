@@ -21,7 +21,7 @@ from reconcile.ledger import Ledger, fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import KEYS, ROOT, orders_csv, read_results, run, run_orders, write_job
+from tests.helpers import KEYS, ROOT, orders_csv, read_results, run, run_orders, write_job
 
 ENV = {
     **os.environ,

@@ -13,8 +13,8 @@ import pytest
 
 from reconcile.client import SendFailure, make_client, send
 from reconcile.sandbox import Faults, SandboxServer, SandboxState
-from tests.conftest import KEYS, read_results, run, write_job
 from tests.faultproxy import FAULTS, FaultProxy
+from tests.helpers import KEYS, read_results, run, write_job
 
 ACME_ID = "64a000000000000000000001"
 REFUNDED = "695e00030000000000000000"

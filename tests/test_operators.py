@@ -23,7 +23,7 @@ import xlsxwriter
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import orders_csv, read_results, run, write_job
+from tests.helpers import orders_csv, read_results, run, write_job
 
 
 def inbox_job(tmp_path: Path, url: str, **top: Any) -> Path:
@@ -426,7 +426,7 @@ def test_report_in_the_browser_shows_the_runs_numbers(
 
 
 def test_dry_run_report_has_no_timeline(tmp_path: Path) -> None:
-    from tests.conftest import SAMPLE
+    from tests.helpers import SAMPLE
 
     out = tmp_path / "out.csv"
     job = SAMPLE.parent / "jobs" / "purchase-history.example.toml"

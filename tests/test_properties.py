@@ -22,7 +22,7 @@ from reconcile.operations import OPERATIONS
 from reconcile.pipeline import prepare
 from reconcile.sandbox import Faults, SandboxState, create_app, load_seed
 from reconcile.sandbox.state import DEFAULT_SEED
-from tests.conftest import APPS, KEYS, SAMPLE, write_job
+from tests.helpers import APPS, KEYS, SAMPLE, write_job
 
 #: Answers that depend on the sandbox's data, not on the request's form: an unknown record, a
 #: taken code, Capillary's customer/line item/field lookups, a refund towards another status.

@@ -12,7 +12,7 @@ import pytest
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import read_results, run, run_sample, validation_errors, write_job
+from tests.helpers import read_results, run, run_sample, validation_errors, write_job
 
 OP = get_operation("redemption-status")
 SHIPPING, REFUNDED = "695e00010000000000000000", "695e00030000000000000000"

@@ -253,7 +253,7 @@ def test_reconcile_sandbox_serves_in_the_foreground(tmp_path: Any) -> None:
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

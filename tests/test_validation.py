@@ -13,7 +13,7 @@ from pandera.errors import SchemaErrors
 from reconcile.intake import read_table
 from reconcile.operations import Operation, get_operation
 from reconcile.validate import duplicated, passes_checks
-from tests.conftest import SAMPLE, validation_errors
+from tests.helpers import SAMPLE, validation_errors
 
 OP = get_operation("purchase-history")
 

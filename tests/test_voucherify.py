@@ -12,7 +12,7 @@ import pytest
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.conftest import APPS, read_results, run, run_sample, validation_errors, write_job
+from tests.helpers import APPS, read_results, run, run_sample, validation_errors, write_job
 
 ORDER = get_operation("voucherify-order")
 ROLLBACK = get_operation("voucherify-rollback")

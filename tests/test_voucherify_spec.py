@@ -12,7 +12,7 @@ import pytest
 
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.voucherify_spec import ORDERS_UPDATE_REQUEST_BODY, problem
-from tests.conftest import APPS, read_results, run, write_job
+from tests.helpers import APPS, read_results, run, write_job
 
 ACME = {"X-App-Id": APPS["acme"][0], "X-App-Token": APPS["acme"][1]}
 
