@@ -7,6 +7,8 @@ docstring; ``planned`` turns what is left to send into dispatch's requests.
 
 from __future__ import annotations
 
+import enum
+
 import polars as pl
 
 from reconcile import results
@@ -53,59 +55,107 @@ def triage(requests: pl.DataFrame, ledger: Ledger, job: Job, *, force: bool) -> 
     joined = joined.join(
         _changed_since(joined, ledger, job), on="fingerprint", how="left", maintain_order="left"
     )
-    state = pl.col("prior_state")
-    uncertain = state.is_in([IN_FLIGHT, Status.UNKNOWN.value])
-    superseded = (state == Status.APPLIED.value) & pl.col("changed_run").is_not_null()
-    return joined.with_columns(
-        pl.when(pl.lit(force))
-        .then(pl.lit(None, pl.String))
-        .when(superseded & pl.col("repeatable"))
-        .then(pl.lit(None, pl.String))
-        .when(superseded)
-        .then(pl.lit(Status.UNKNOWN.value))
-        .when(state == Status.APPLIED.value)
-        .then(pl.lit(Status.ALREADY_APPLIED.value))
-        .when(uncertain & ~pl.col("repeatable"))
-        .then(pl.lit(Status.UNKNOWN.value))
-        .alias("decided"),
-        pl.when(~pl.lit(force) & superseded & pl.col("repeatable"))
-        .then(
-            pl.format(
-                "re-sent: run {} changed this record at {}, after run {} had applied this",
-                pl.col("changed_run"),
-                pl.col("changed_at"),
-                pl.col("prior_run"),
-            )
-        )
-        .when(~pl.lit(force) & superseded)
-        .then(
-            pl.format(
-                "applied by run {} at {}, then run {} changed this record at {}: check it "
-                "before sending it again (--force)",
-                pl.col("prior_run"),
-                pl.col("prior_at"),
-                pl.col("changed_run"),
-                pl.col("changed_at"),
-            )
-        )
-        .when(~pl.lit(force) & (state == Status.APPLIED.value))
-        .then(pl.format("already applied by run {} at {}", pl.col("prior_run"), pl.col("prior_at")))
-        .when(~pl.lit(force) & uncertain & ~pl.col("repeatable"))
-        .then(
-            pl.format(
-                "{} (run {} left it uncertain; --force re-sends)",
-                pl.lit(NOT_REPEATED),
-                pl.col("prior_run"),
-            )
-        )
-        .when(state == IN_FLIGHT)
-        .then(pl.lit(RESENT))
-        .when(state == Status.UNKNOWN.value)
-        .then(
-            pl.format("re-sent: run {} could not tell whether it was applied", pl.col("prior_run"))
-        )
-        .alias("note"),
+    action = decide(
+        pl.col("prior_state"),
+        changed=pl.col("changed_run").is_not_null(),
+        repeatable=pl.col("repeatable"),
+        force=force,
     )
+    return joined.with_columns(action.alias("action")).with_columns(
+        pl.col("action")
+        .replace_strict(DECIDED, default=None, return_dtype=pl.String)
+        .alias("decided"),
+        _note(pl.col("action")).alias("note"),
+    )
+
+
+class Action(enum.StrEnum):
+    """What a planned request needs, given the ledger's history of the same request."""
+
+    SEND = "send"
+    """Never sent before, or sent and failed: send."""
+    FORCE = "force"
+    """``--force``: send whatever the history."""
+    ALREADY_APPLIED = "already_applied"
+    """Applied by an earlier run, and nothing changed the record since: not sent."""
+    RESEND_CHANGED = "resend_changed"
+    """Applied, then another request changed the record: setting it again is harmless."""
+    HOLD_CHANGED = "hold_changed"
+    """Applied, then the record changed, and the request must not be repeated: unknown."""
+    HOLD_UNCERTAIN = "hold_uncertain"
+    """In flight or unknown before, and not repeatable (a refund): unknown, never re-sent."""
+    RESEND_IN_FLIGHT = "resend_in_flight"
+    """In flight when a run died, and repeatable: re-sent."""
+    RESEND_UNKNOWN = "resend_unknown"
+    """An earlier run could not tell, and repeatable: re-sent."""
+
+
+#: The outcome decided without sending (the others are sent).
+DECIDED = {
+    Action.ALREADY_APPLIED.value: Status.ALREADY_APPLIED.value,
+    Action.HOLD_CHANGED.value: Status.UNKNOWN.value,
+    Action.HOLD_UNCERTAIN.value: Status.UNKNOWN.value,
+}
+
+
+def decide(prior: pl.Expr, *, changed: pl.Expr, repeatable: pl.Expr, force: bool) -> pl.Expr:
+    """The triage rule, one expression for every request at once: ``prior`` is the request's
+    latest state in the ledger (null: never recorded), ``changed`` whether another request
+    changed the same record after it was applied. tests/test_triage.py tables it."""
+    applied = prior == Status.APPLIED.value
+    resent = (
+        pl.when(prior == IN_FLIGHT)
+        .then(pl.lit(Action.RESEND_IN_FLIGHT.value))
+        .when(prior == Status.UNKNOWN.value)
+        .then(pl.lit(Action.RESEND_UNKNOWN.value))
+    )
+    if force:  # sent whatever the history; an uncertain one still says it is re-sent
+        return resent.otherwise(pl.lit(Action.FORCE.value))
+    return (
+        pl.when(applied & changed & repeatable)
+        .then(pl.lit(Action.RESEND_CHANGED.value))
+        .when(applied & changed)
+        .then(pl.lit(Action.HOLD_CHANGED.value))
+        .when(applied)
+        .then(pl.lit(Action.ALREADY_APPLIED.value))
+        .when(prior.is_in([IN_FLIGHT, Status.UNKNOWN.value]) & ~repeatable)
+        .then(pl.lit(Action.HOLD_UNCERTAIN.value))
+        .otherwise(resent.otherwise(pl.lit(Action.SEND.value)))
+    )
+
+
+def _note(action: pl.Expr) -> pl.Expr:
+    """What the results say about a decided or re-sent request."""
+    run, at = pl.col("prior_run"), pl.col("prior_at")
+    changed_run, changed_at = pl.col("changed_run"), pl.col("changed_at")
+    notes = {
+        Action.RESEND_CHANGED: pl.format(
+            "re-sent: run {} changed this record at {}, after run {} had applied this",
+            changed_run,
+            changed_at,
+            run,
+        ),
+        Action.HOLD_CHANGED: pl.format(
+            "applied by run {} at {}, then run {} changed this record at {}: check it "
+            "before sending it again (--force)",
+            run,
+            at,
+            changed_run,
+            changed_at,
+        ),
+        Action.ALREADY_APPLIED: pl.format("already applied by run {} at {}", run, at),
+        Action.HOLD_UNCERTAIN: pl.format(
+            "{} (run {} left it uncertain; --force re-sends)", pl.lit(NOT_REPEATED), run
+        ),
+        Action.RESEND_IN_FLIGHT: pl.lit(RESENT),
+        Action.RESEND_UNKNOWN: pl.format(
+            "re-sent: run {} could not tell whether it was applied", run
+        ),
+    }
+    note = pl.lit(None, pl.String)
+    for name, text in notes.items():
+        note = pl.when(action == name.value).then(text).otherwise(note)
+    return note
 
 
 def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataFrame:
