@@ -7,7 +7,7 @@ or **rejects** that hash (a decision is final; the maker cannot decide their own
 run ``--plan RUN_ID`` rebuilds the requests from the file and the current job and sends only if
 they are exactly the approved ones.
 
-Plans, decisions and run manifests are appended to one **hash chain** (each record carries the
+Plans, decisions and run manifests are appended to one **hash chain** (reconcile.audit) (each record carries the
 hash of the one before it, and each record's fields are all under its hash): ``verify`` recomputes
 it and names the first record that does not match its store (an edited plan row, a deleted
 approval). The chain lives in the ledger's SQLite file.
@@ -18,24 +18,20 @@ nothing; the web console's logins are the stronger identity.
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
 import datetime as dt
 import getpass
 import hashlib
-import json
 import os
-import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile._lazy import lazy
-from reconcile.exceptions import ConfigError
+from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
+from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
 from reconcile.job import Job
-from reconcile.ledger import DATABASE, now_iso, usable_state_dir
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,51 +39,10 @@ else:
     pl = lazy("polars")
 
 
-GENESIS = "0" * 64
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_chain (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    record TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS plans (
-    run_id TEXT PRIMARY KEY,
-    header TEXT NOT NULL,
-    plan_sha256 TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS plan_rows (
-    run_id TEXT NOT NULL,
-    row INTEGER NOT NULL,
-    community TEXT,
-    status TEXT NOT NULL,
-    request TEXT,
-    error TEXT,
-    PRIMARY KEY (run_id, row)
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    run_id TEXT PRIMARY KEY,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS plans_by_input ON plans (plan_sha256);
-"""
-PLAN_COLUMNS = ("row", "community", "status", "request", "error")
-
-
-class ApprovalError(ConfigError):
-    """A plan cannot be approved, rejected or applied as asked: nothing is recorded or sent."""
-
-
 def acting_user(environ: Mapping[str, str] | None = None) -> str:
     """``RECONCILE_USER`` when set, else the login name of the OS user."""
     environ = os.environ if environ is None else environ
     return environ.get("RECONCILE_USER") or getpass.getuser()
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def job_settings(job: Job) -> dict[str, Any]:
@@ -118,287 +73,6 @@ def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:
         pl.col("request"),
         pl.col("error"),
     ).sort("row")
-
-
-def plan_hash(header: Mapping[str, Any], rows: pl.DataFrame) -> str:
-    """SHA-256 over the header's canonical JSON and one canonical JSON line per row."""
-    digest = hashlib.sha256(canonical(header).encode())
-    lines = rows.select(pl.struct(*PLAN_COLUMNS).struct.json_encode()).to_series()
-    digest.update(("\n" + "\n".join(lines.to_list())).encode())
-    return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
-    run_id: str
-    header: dict[str, Any]
-    plan_sha256: str
-    decision: dict[str, Any] | None
-
-    @property
-    def maker(self) -> str:
-        return str(self.header["maker"])
-
-
-class AuditStore:
-    """Plans, decisions and the audit chain, in the ledger's SQLite file."""
-
-    def __init__(self, state_dir: Path) -> None:
-        path = usable_state_dir(state_dir) / DATABASE
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _append(self, db: sqlite3.Connection, kind: str, run_id: str, record: Any) -> None:
-        last = db.execute("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1").fetchone()
-        previous = last[0] if last else GENESIS
-        text = canonical(record)
-        digest = hashlib.sha256(f"{previous}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
-        db.execute(
-            "INSERT INTO audit_chain (kind, run_id, record, prev_hash, hash) VALUES (?,?,?,?,?)",
-            (kind, run_id, text, previous, digest),
-        )
-
-    # -- plans --------------------------------------------------------------------------------
-
-    def record_plan(self, header: dict[str, Any], rows: pl.DataFrame) -> str:
-        """Store a dry run's plan and chain it; returns its SHA-256."""
-        digest = plan_hash(header, rows)
-        run_id = str(header["run_id"])
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO plans (run_id, header, plan_sha256) VALUES (?,?,?)",
-                (run_id, canonical(header), digest),
-            )
-            db.executemany(
-                "INSERT INTO plan_rows (run_id, row, community, status, request, error) "
-                "VALUES (?,?,?,?,?,?)",
-                ((run_id, *values) for values in rows.select(PLAN_COLUMNS).iter_rows()),
-            )
-            self._append(db, "plan", run_id, {**header, "plan_sha256": digest})
-        return digest
-
-    def plan(self, run_id: str) -> Plan | None:
-        found = self._db.execute(
-            "SELECT run_id, header, plan_sha256 FROM plans WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        if found is None:
-            return None
-        decided = self._db.execute(
-            "SELECT record FROM decisions WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        return Plan(
-            found[0], json.loads(found[1]), found[2], json.loads(decided[0]) if decided else None
-        )
-
-    def plan_rows(self, run_id: str) -> pl.DataFrame:
-        cursor = self._db.execute(
-            "SELECT row, community, status, request, error FROM plan_rows WHERE run_id = ? "
-            "ORDER BY row",
-            (run_id,),
-        )
-        schema = {
-            "row": pl.Int64,
-            "community": pl.String,
-            "status": pl.String,
-            "request": pl.String,
-            "error": pl.String,
-        }
-        return pl.DataFrame(cursor.fetchall(), schema=schema, orient="row")
-
-    def latest_plan_for(self, input_sha256: str, job_fingerprint: str) -> Plan | None:
-        """The newest plan of this file under this job (the inbox's approval flow)."""
-        rows = self._db.execute("SELECT run_id, header FROM plans").fetchall()
-        matching = [
-            (json.loads(h)["created_at"], run_id)
-            for run_id, h in rows
-            if json.loads(h)["input_sha256"] == input_sha256
-            and json.loads(h)["job_fingerprint"] == job_fingerprint
-        ]
-        return self.plan(max(matching)[1]) if matching else None
-
-    # -- decisions ----------------------------------------------------------------------------
-
-    def decide(self, run_id: str, *, approve: bool, user: str, note: str | None) -> dict[str, Any]:
-        """Approve or reject a plan. Refused (ApprovalError, nothing recorded): an unknown run,
-        a run that is not a dry run, a plan already decided, and the maker deciding their own."""
-        plan = self.plan(run_id)
-        if plan is None:
-            try:
-                real = self._db.execute(
-                    "SELECT dry_run FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-            except sqlite3.OperationalError:  # no run was ever recorded here
-                real = None
-            if real is not None and not real[0]:
-                raise ApprovalError(
-                    f"run {run_id} is a real run, not a dry run: only a dry run's plan can be "
-                    "approved. Fix: dry-run the file (reconcile run FILE --job JOB --dry-run) "
-                    "and approve that run id"
-                )
-            raise ApprovalError(
-                f"no plan {run_id!r} in this state dir. Fix: check the id with "
-                "'reconcile runs', and give --job or --state-dir of the job that made it"
-            )
-        if plan.decision is not None:
-            raise ApprovalError(
-                f"plan {run_id} was already {plan.decision['decision']} by "
-                f"{plan.decision['decided_by']} at {plan.decision['decided_at']}: a decision is "
-                "final. Fix: dry-run the file again for a new plan"
-            )
-        if user == plan.maker:
-            raise ApprovalError(
-                f"{user} made plan {run_id}: the person who prepares a batch cannot "
-                f"{'approve' if approve else 'reject'} it. Fix: ask a colleague to decide it"
-            )
-        record = {
-            "run_id": run_id,
-            "decision": "approved" if approve else "rejected",
-            "decided_by": user,
-            "decided_at": now_iso(),
-            "note": note,
-            "plan_sha256": plan.plan_sha256,
-        }
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
-            )
-            self._append(db, "approval" if approve else "rejection", run_id, record)
-        return record
-
-    # -- manifests ----------------------------------------------------------------------------
-
-    def record_manifest(self, manifest: Mapping[str, Any]) -> None:
-        with self._transaction() as db:
-            self._append(db, "manifest", str(manifest["run_id"]), dict(manifest))
-
-    # -- verification and export -------------------------------------------------------------
-
-    def verify(self) -> list[str]:
-        """Every problem of the chain and of the stores it covers, first one first."""
-        problems: list[str] = []
-        previous = GENESIS
-        chained_decisions: set[str] = set()
-        chained_plans: set[str] = set()
-        cursor = self._db.execute(
-            "SELECT seq, kind, run_id, record, prev_hash, hash FROM audit_chain ORDER BY seq"
-        )
-        for seq, kind, run_id, text, prev_hash, stored in cursor.fetchall():
-            where = f"record #{seq} ({kind} of run {run_id})"
-            digest = hashlib.sha256(f"{prev_hash}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
-            if prev_hash != previous:
-                problems.append(f"{where}: does not follow the record before it (one removed?)")
-            if digest != stored:
-                problems.append(f"{where}: its fields do not match its hash (edited)")
-            previous = stored
-            record = json.loads(text)
-            if kind == "plan":
-                chained_plans.add(run_id)
-                problems += self._check_plan(where, run_id, record)
-            elif kind in ("approval", "rejection"):
-                chained_decisions.add(run_id)
-                found = self._db.execute(
-                    "SELECT record FROM decisions WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if found is None or json.loads(found[0]) != record:
-                    problems.append(f"{where}: the stored decision differs or was deleted")
-        for (run_id,) in self._db.execute("SELECT run_id FROM decisions").fetchall():
-            if run_id not in chained_decisions:
-                problems.append(f"decision of run {run_id}: not in the audit chain (added)")
-        for (run_id,) in self._db.execute("SELECT run_id FROM plans").fetchall():
-            if run_id not in chained_plans:
-                problems.append(f"plan of run {run_id}: not in the audit chain (added)")
-        return problems
-
-    def _check_plan(self, where: str, run_id: str, record: dict[str, Any]) -> list[str]:
-        plan = self.plan(run_id)
-        if plan is None:
-            return [f"{where}: the plan was deleted from the store"]
-        header = {k: v for k, v in record.items() if k != "plan_sha256"}
-        if plan.header != header or plan.plan_sha256 != record["plan_sha256"]:
-            return [f"{where}: the stored plan's header differs from the chained one"]
-        if plan_hash(header, self.plan_rows(run_id)) != record["plan_sha256"]:
-            return [f"{where}: the stored plan rows do not hash to the approved plan_sha256"]
-        return []
-
-    def export(self, since: dt.datetime, out: Path) -> int:
-        """Per run since ``since``: maker, approver, plan and input hashes, counts, exit code."""
-        cursor = self._db.execute(
-            "SELECT run_id, record FROM audit_chain WHERE kind = 'manifest' ORDER BY seq"
-        )
-        written = 0
-        tmp = out.with_name(f".{out.name}.tmp")
-        with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(
-                [
-                    "run_id",
-                    "started_at",
-                    "dry_run",
-                    "operation",
-                    "base_url",
-                    "maker",
-                    "approver",
-                    "plan_run_id",
-                    "plan_sha256",
-                    "input_sha256",
-                    "counts",
-                    "exit_code",
-                ]
-            )
-            for run_id, text in cursor.fetchall():
-                manifest = json.loads(text)
-                started = dt.datetime.fromisoformat(manifest["started_at"])
-                if started < since:
-                    continue
-                counts = (manifest.get("counts") or {}).get("per_status", {})
-                writer.writerow(
-                    [
-                        _safe(run_id),
-                        manifest["started_at"],
-                        manifest["dry_run"],
-                        _safe(manifest["operation"]),
-                        _safe(manifest["base_url"]),
-                        _safe(manifest.get("maker") or manifest.get("operator")),
-                        _safe(manifest.get("approver") or ""),
-                        _safe(manifest.get("plan_run_id") or ""),
-                        manifest.get("plan_sha256") or "",
-                        manifest["input"]["sha256"],
-                        "; ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                        manifest["exit_code"],
-                    ]
-                )
-                written += 1
-        os.replace(tmp, out)
-        return written
-
-
-def _safe(value: Any) -> str:
-    """A cell Excel would run as a formula gets a leading quote (as in results files)."""
-    text = str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
-
-
-@contextlib.contextmanager
-def store(state_dir: Path) -> Iterator[AuditStore]:
-    opened = AuditStore(state_dir)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 # -- the Python API the CLI (and the console) call ---------------------------------------------
@@ -496,3 +170,24 @@ def differences(
     if changed.height > 5:
         found.append(f"... and {changed.height - 5} more rows")
     return found
+
+
+__all__ = [
+    "PLAN_COLUMNS",
+    "ApprovalError",
+    "ApprovedPlan",
+    "Plan",
+    "acting_user",
+    "approve",
+    "approved_plan",
+    "canonical",
+    "differences",
+    "export",
+    "fingerprint_of",
+    "job_settings",
+    "plan_hash",
+    "plan_rows",
+    "reject",
+    "store",
+    "verify",
+]

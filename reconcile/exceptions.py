@@ -3,6 +3,7 @@
 ReconcileError
  +-- InputError     the input file cannot be used (nothing is sent)
  +-- ConfigError    the job file or command line cannot be used (nothing is sent)
+ |    +-- ApprovalError  a plan cannot be approved, rejected or applied as asked
  +-- RunLockedError another run of the same job holds the lock
 """
 
@@ -23,3 +24,7 @@ class ConfigError(ReconcileError):
 
 class RunLockedError(ReconcileError):
     """Another run of the same job is in progress."""
+
+
+class ApprovalError(ConfigError):
+    """A plan cannot be approved, rejected or applied as asked: nothing is recorded or sent."""

@@ -125,6 +125,8 @@ def read_table(
     headers that mean the same column.
     """
     if path.suffix.lower() in SPREADSHEET_SUFFIXES:
+        from reconcile.workbook import read_workbook
+
         return read_workbook(path, columns, sheet=sheet, families=families)
     try:
         raw = path.read_bytes()
@@ -215,145 +217,6 @@ def _csv_problem(path: Path, data: bytes, separator: str) -> str | None:
                 "double quotes, or save the file from Excel again."
             )
     return None
-
-
-def read_workbook(
-    path: Path, columns: Sequence[Column], *, sheet: str | None = None, families: Sequence[str] = ()
-) -> Table:
-    """The first sheet (or ``sheet``) of an .xlsx, every cell as text.
-
-    A real date cell in a date column becomes DD/MM/YYYY (unambiguous); a number cell in an ID
-    column is reported: Excel has already rounded its digits.
-    """
-    import fastexcel
-
-    try:
-        raw = path.read_bytes()
-        workbook = fastexcel.read_excel(raw)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
-    except Exception as exc:  # fastexcel raises its own errors for damaged files
-        raise InputError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
-    names = workbook.sheet_names
-    if sheet is not None and sheet not in names:
-        raise InputError(
-            f"{path}: no sheet {sheet!r}. Fix: use --sheet with one of: {', '.join(names)}"
-        )
-    chosen: str | int = sheet if sheet is not None else 0
-    text = workbook.load_sheet(chosen, dtypes="string").to_polars()
-    if text.width == 0:
-        raise InputError(f"{path}: sheet {chosen!r} is empty. Fix: add a header row and data rows.")
-    headers = [str(h).strip() for h in text.columns]
-    grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
-    judged = _judged_columns(headers, columns, families)
-    problems = pl.DataFrame(schema={ROW: pl.Int64, "message": pl.String})
-    if judged:
-        originals = [text.columns[p] for p in judged]
-        # Cell types, which a text read hides: read as booleans, a number cell is non-null (a
-        # text cell is null, digits or not); read as dates, a date cell is non-null.
-        as_bool = workbook.load_sheet(
-            chosen, dtypes=dict.fromkeys(originals, "boolean"), use_columns=originals
-        ).to_polars()
-        as_date = workbook.load_sheet(
-            chosen, dtypes=dict.fromkeys(originals, "date"), use_columns=originals
-        ).to_polars()
-        fixes, flagged = [], []
-        for position, kind in judged.items():
-            original = text.columns[position]
-            shown = text.get_column(original)
-            number = as_bool.get_column(original).is_not_null() & ~shown.is_in(["true", "false"])
-            date = (
-                as_date.get_column(original).is_not_null() & as_bool.get_column(original).is_null()
-            )
-            name = f"column_{position}"
-            if kind == "date":
-                fixes.append(
-                    pl.when(pl.lit(date))
-                    .then(pl.lit(as_date.get_column(original)).dt.strftime("%d/%m/%Y"))
-                    .otherwise(pl.col(name))
-                    .alias(name)
-                )
-                flagged.append(_swapped_dates(headers[position], shown, date))
-            else:
-                flagged.append(_damaged_numbers(headers[position], shown, number))
-        grid = grid.with_columns(fixes)
-        problems = pl.concat(flagged)
-    table = _map_headers(path, grid, headers, columns, families)
-    return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
-
-
-#: A number cell whose value text is exactly what was typed: a whole number of at most 15
-#: digits (a spreadsheet keeps 15 significant digits), no exponent, no decimals.
-_LOSSLESS_NUMBER = r"^-?[1-9][0-9]{0,14}$|^0$"
-#: A date written day first that cannot be read month first (day above 12): DD/MM/YYYY text a
-#: spreadsheet in a month-first locale left as text while it turned the others into dates.
-_DAY_FIRST_ONLY = r"^(1[3-9]|2[0-9]|3[01])/(0?[1-9]|1[0-2])/[0-9]{4}$"
-
-
-def _judged_columns(
-    headers: Sequence[str], columns: Sequence[Column], families: Sequence[str]
-) -> dict[int, str]:
-    """Positions of the columns whose cells a spreadsheet may have changed, with their kind:
-    ``date`` columns, and every column the API reads as text (IDs, codes, text, text-typed
-    family columns): not the numbers an API reads as numbers (amounts, quantities)."""
-    by_key = {header_key(c.name): c for c in columns}
-    judged: dict[int, str] = {}
-    for position, header in enumerate(headers):
-        column = by_key.get(header_key(header))
-        if column is not None:
-            if column.kind != "number":
-                judged[position] = "date" if column.kind == "date" else "text"
-            continue
-        family = family_column(header, families)
-        if family is not None and family.rpartition(":")[2] in (family, "text"):
-            judged[position] = "text"
-    return judged
-
-
-def _damaged_numbers(header: str, shown: pl.Series, number: pl.Series) -> pl.DataFrame:
-    """Number cells in a column the API reads as text, unless the number is exactly its text:
-    past 15 digits a spreadsheet has rounded them, an exponent or decimals are not what was
-    typed, and beside text cells with leading zeros a number has lost its own. A text cell is
-    never flagged, digits or not (a column formatted as Text). A leading zero that a spreadsheet
-    dropped from a column of numbers only leaves no trace in the file: that cannot be seen."""
-    rows = pl.int_range(2, shown.len() + 2, eager=True)
-    # Text cells of digits with a leading zero say the column's values have leading zeros: a
-    # number cell beside them has probably lost its own, whatever its value.
-    zero_led = (~number & shown.str.contains(r"^0[0-9]+$").fill_null(False)).any()
-    hit = number & (zero_led | ~shown.str.contains(_LOSSLESS_NUMBER).fill_null(False))
-    return (
-        pl.DataFrame({ROW: rows, "hit": hit})
-        .filter("hit")
-        .select(
-            ROW,
-            pl.lit(
-                f"{header}: is a number cell that a spreadsheet changed (it keeps 15 digits and may "
-                "write an exponent or decimals): the API reads this value as text. Format the "
-                "column as Text, paste the values again from the source and save"
-            ).alias("message"),
-        )
-    )
-
-
-def _swapped_dates(header: str, shown: pl.Series, date: pl.Series) -> pl.DataFrame:
-    """Real date cells beside text dates that only read day first (31/12/2026): the file was
-    opened in a month-first locale, which read 01/02/2027 as 2 January and left 31/12/2026 as
-    text. Its real dates may have day and month swapped, so each is refused."""
-    rows = pl.int_range(2, shown.len() + 2, eager=True)
-    day_first_text = (~date & shown.str.contains(_DAY_FIRST_ONLY).fill_null(False)).any()
-    hit = date & day_first_text
-    return (
-        pl.DataFrame({ROW: rows, "hit": hit})
-        .filter("hit")
-        .select(
-            ROW,
-            pl.lit(
-                f"{header}: is a date cell in a column where other dates stayed text (such as "
-                "31/12/2026): the file was read in a month-first locale, so this date's day and "
-                "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY"
-            ).alias("message"),
-        )
-    )
 
 
 def family_column(header: str, families: Sequence[str]) -> str | None:
