@@ -23,6 +23,10 @@ RECOVERY_STEP = 0.05
 #: Slots are spaced this much wider than 1/rate, so that scheduling jitter never lands two
 #: requests closer than the server's own bucket allows.
 SPACING_MARGIN = 1.01
+#: The sliding window is this much longer than a second: a request's arrival at the server lags
+#: its send by a varying few milliseconds (a new connection's handshake), which must not let the
+#: server see one request too many in a second.
+WINDOW_MARGIN_SECONDS = 0.02
 
 
 class Clock(Protocol):
@@ -61,7 +65,7 @@ class Pacer:
         ready = max(now, self._next, self._paused_until)
         if len(self._sent) == self._cap:
             # Strictly more than one second after the send `cap` sends ago.
-            ready = max(ready, self._sent[0] + 1.0 + 1e-3)
+            ready = max(ready, self._sent[0] + 1.0 + WINDOW_MARGIN_SECONDS)
         if ready > now:
             return ready - now
         self._sent.append(now)
