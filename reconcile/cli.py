@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -125,10 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_out(input_path: Path, results_format: str = "csv") -> Path:
-    return Path("out") / f"{input_path.stem}.results.{results_format}"
-
-
 def _run(args: argparse.Namespace) -> int:
     from reconcile.pipeline import RunOptions
 
@@ -170,7 +167,9 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     approved = approval.approved_plan(job.state_dir, args.plan, job, dt.datetime.now(dt.UTC))
     source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
     planned = dataclasses.replace(options, plan=approved)
-    return _run_sources(args, job, planned, [source], from_inbox=False)
+    from reconcile import inbox
+
+    return inbox.run_sources(job, planned, [source], _show, from_inbox=False, out=args.out)
 
 
 def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
@@ -178,109 +177,37 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     from reconcile import inbox, pipeline
 
     if args.input is not None:
-        return _run_sources(args, job, options, [args.input], from_inbox=False)
+        return inbox.run_sources(
+            job,
+            options,
+            [args.input],
+            _show,
+            from_inbox=False,
+            out=args.out,
+            rehearsal=args.sandbox,
+        )
     if args.out is not None:
         raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
+    pending = functools.partial(inbox.run_sources, from_inbox=True, rehearsal=args.sandbox)
     if options.dry_run:
-        return _run_sources(args, job, options, inbox.pending_inputs(job), from_inbox=True)
+        return pending(job, options, inbox.pending_inputs(job), _show)
     # One lock for the whole pass, taken before the inbox is listed: a second cron run
     # started meanwhile exits 2 instead of taking the files this one has not reached yet.
     with pipeline.job_lock(job):
         held = dataclasses.replace(options, lock_held=True)
         if job.require_approval and not args.sandbox:
-            return _run_inbox_with_approval(args, job, held, inbox.pending_inputs(job))
-        return _run_sources(args, job, held, inbox.pending_inputs(job), from_inbox=True)
+            return inbox.run_with_approval(job, held, inbox.pending_inputs(job), _show)
+        return pending(job, held, inbox.pending_inputs(job), _show)
 
 
-def _run_inbox_with_approval(
-    args: argparse.Namespace, job: Job, options: RunOptions, sources: list[Path]
-) -> int:
-    """With require_approval, each inbox file goes: new -> dry run, its plan recorded, the file
-    kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
-    import hashlib
+def _show(source: Path, ended: Any, out: Path) -> None:
+    """What the operator sees of one input: the summary table, or why it was unusable."""
+    from reconcile import report
 
-    from reconcile import approval
-
-    codes = [EXIT_OK]
-    fingerprint = approval.fingerprint_of(approval.job_settings(job))
-    for source in sources:
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        with approval.store(job.state_dir) as audit:
-            plan = audit.latest_plan_for(digest, fingerprint)
-        if plan is not None and plan.decision is None:
-            log.info("inbox.awaiting_approval", input=str(source), plan=plan.run_id)
-            continue
-        if plan is not None and plan.decision is not None:
-            if plan.decision["decision"] == "rejected":
-                log.warning("inbox.plan_rejected", input=str(source), plan=plan.run_id)
-                codes.append(EXIT_ROWS_FAILED)
-                continue
-            try:
-                approved = approval.approved_plan(
-                    job.state_dir, plan.run_id, job, dt.datetime.now(dt.UTC)
-                )
-            except approval.ApprovalError as exc:  # expired: plan the file again
-                log.warning("inbox.approval_expired", input=str(source), error=str(exc))
-            else:
-                planned = dataclasses.replace(options, plan=approved)
-                codes.append(_run_sources(args, job, planned, [source], from_inbox=True))
-                continue
-        rehearsal = dataclasses.replace(options, dry_run=True)
-        codes.append(_run_sources(args, job, rehearsal, [source], from_inbox=True))
-        log.info("inbox.awaiting_approval", input=str(source))
-    return max(codes)
-
-
-def _run_sources(
-    args: argparse.Namespace,
-    job: Job,
-    options: RunOptions,
-    sources: list[Path],
-    *,
-    from_inbox: bool,
-) -> int:
-    """Run each source in turn; an unusable inbox file is skipped (it stays in the inbox)."""
-    from reconcile import inbox, notify, pipeline, report
-
-    if from_inbox and not sources:
-        log.info("inbox.empty", input=job.input)
-        return EXIT_OK
-    codes = []
-    for source in sources:
-        started = dt.datetime.now(dt.UTC)
-        if args.out is not None:
-            out = args.out
-        elif from_inbox or job.results_dir is not None:
-            out = inbox.results_path(job, source, started)
-        else:
-            out = default_out(source, job.results_format)
-        try:
-            result = pipeline.execute(source, job, out, options)
-        except InputError as exc:
-            if not from_inbox:
-                raise
-            # One unusable file must not stop the others; it stays in the inbox to be fixed.
-            log.error("run.unusable", input=str(source), error=str(exc))
-            print(f"reconcile: {exc}", file=sys.stderr)
-            codes.append(EXIT_UNUSABLE)
-            continue
-        report.print_summary(result.outcomes, out, result.manifest)
-        if job.notify_url:
-            notify.notify(job.notify_url, result.manifest)
-        code = result.exit_code
-        codes.append(code)
-        if code > EXIT_UNUSABLE:
-            return code  # interrupted: stop here; this file stays in the inbox for the next run
-        if from_inbox and (options.dry_run or args.sandbox):
-            # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.
-            log.info("inbox.kept", input=str(source), reason="dry run or sandbox rehearsal")
-        elif from_inbox and result.left_other_communities:
-            # --community left other communities' rows unsent: archiving the file would
-            # lose them. It stays; a later run sends them (the applied ones are not re-sent).
-            log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
-        elif from_inbox:
-            inbox.archive(job, source)
-    return max(codes)
+    if isinstance(ended, InputError):
+        print(f"reconcile: {ended}", file=sys.stderr)
+        return
+    report.print_summary(ended.outcomes, out, ended.manifest)
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

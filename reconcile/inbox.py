@@ -1,20 +1,33 @@
 """Cron jobs: the job file names its input (a file, a glob or an inbox folder); every new file
 is run in name order, its results named after it and the run time, and it moves to the archive
-once its run finished. A file still being written is left for next time."""
+once its run finished. A file still being written is left for next time. With
+``require_approval`` a new file is planned (dry run) and kept, and applied on the first pass after
+its plan's approval."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import glob
+import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from reconcile.exceptions import ConfigError
+from reconcile.exceptions import ConfigError, InputError
 from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
+
+if TYPE_CHECKING:
+    from reconcile.pipeline import RunOptions, RunResult
+
+#: Shows one input's end to the operator: its run, or why the file could not be used.
+Show = Callable[[Path, "RunResult | InputError", Path], None]
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 log = structlog.get_logger("reconcile.inbox")
 INPUT_SUFFIXES = (".csv", ".txt", *SPREADSHEET_SUFFIXES)
@@ -77,3 +90,98 @@ def archive(job: Job, source: Path) -> Path | None:
     shutil.move(str(source), destination)
     log.info("inbox.archived", path=str(source), archive=str(destination))
     return destination
+
+
+def default_out(input_path: Path, results_format: str = "csv") -> Path:
+    return Path("out") / f"{input_path.stem}.results.{results_format}"
+
+
+def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: Show) -> int:
+    """With require_approval, each inbox file goes: new -> dry run, its plan recorded, the file
+    kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
+    from reconcile import approval
+
+    codes = [EXIT_OK]
+    fingerprint = approval.fingerprint_of(approval.job_settings(job))
+    for source in sources:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        with approval.store(job.state_dir) as audit:
+            plan = audit.latest_plan_for(digest, fingerprint)
+        if plan is not None and plan.decision is None:
+            log.info("inbox.awaiting_approval", input=str(source), plan=plan.run_id)
+            continue
+        if plan is not None and plan.decision is not None:
+            if plan.decision["decision"] == "rejected":
+                log.warning("inbox.plan_rejected", input=str(source), plan=plan.run_id)
+                codes.append(EXIT_ROWS_FAILED)
+                continue
+            try:
+                approved = approval.approved_plan(
+                    job.state_dir, plan.run_id, job, dt.datetime.now(dt.UTC)
+                )
+            except approval.ApprovalError as exc:  # expired: plan the file again
+                log.warning("inbox.approval_expired", input=str(source), error=str(exc))
+            else:
+                planned = dataclasses.replace(options, plan=approved)
+                codes.append(run_sources(job, planned, [source], show, from_inbox=True))
+                continue
+        rehearsal = dataclasses.replace(options, dry_run=True)
+        codes.append(run_sources(job, rehearsal, [source], show, from_inbox=True))
+        log.info("inbox.awaiting_approval", input=str(source))
+    return max(codes)
+
+
+def run_sources(
+    job: Job,
+    options: RunOptions,
+    sources: list[Path],
+    show: Show,
+    *,
+    from_inbox: bool,
+    out: Path | None = None,
+    rehearsal: bool = False,
+) -> int:
+    """Run each source in turn; the worst exit code. An unusable inbox file is skipped (it stays
+    in the inbox); an interrupted run stops the pass (its file stays). ``out`` names the results
+    of a single input; ``rehearsal`` (a sandbox run) never archives, like a dry run."""
+    from reconcile import notify, pipeline
+
+    if from_inbox and not sources:
+        log.info("inbox.empty", input=job.input)
+        return EXIT_OK
+    codes = []
+    for source in sources:
+        started = dt.datetime.now(dt.UTC)
+        if out is not None:
+            target = out
+        elif from_inbox or job.results_dir is not None:
+            target = results_path(job, source, started)
+        else:
+            target = default_out(source, job.results_format)
+        try:
+            result = pipeline.execute(source, job, target, options)
+        except InputError as exc:
+            if not from_inbox:
+                raise
+            # One unusable file must not stop the others; it stays in the inbox to be fixed.
+            log.error("run.unusable", input=str(source), error=str(exc))
+            show(source, exc, target)
+            codes.append(EXIT_UNUSABLE)
+            continue
+        show(source, result, target)
+        if job.notify_url:
+            notify.notify(job.notify_url, result.manifest)
+        code = result.exit_code
+        codes.append(code)
+        if code > EXIT_UNUSABLE:
+            return code  # interrupted: stop here; this file stays in the inbox for the next run
+        if from_inbox and (options.dry_run or rehearsal):
+            # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.
+            log.info("inbox.kept", input=str(source), reason="dry run or sandbox rehearsal")
+        elif from_inbox and result.left_other_communities:
+            # --community left other communities' rows unsent: archiving the file would
+            # lose them. It stays; a later run sends them (the applied ones are not re-sent).
+            log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
+        elif from_inbox:
+            archive(job, source)
+    return max(codes)
