@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class _LazyModule(types.ModuleType):
@@ -30,3 +30,14 @@ class _LazyModule(types.ModuleType):
 def lazy(name: str) -> Any:
     """A stand-in for the module ``name`` that imports it on first attribute access."""
     return _LazyModule(name)
+
+
+# The two libraries most modules use, shared: ``from reconcile._lazy import pl, pa``.
+if TYPE_CHECKING:
+    import pandera.polars as pa
+    import polars as pl
+else:
+    pl = lazy("polars")
+    pa = lazy("pandera.polars")
+
+__all__ = ["lazy", "pa", "pl"]

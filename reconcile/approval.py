@@ -25,18 +25,13 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pl
 from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
 from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
 from reconcile.job import Job
-
-if TYPE_CHECKING:
-    import polars as pl
-else:
-    pl = lazy("polars")
 
 
 def acting_user(environ: Mapping[str, str] | None = None) -> str:

@@ -18,17 +18,11 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pl
 from reconcile.exceptions import ApprovalError
 from reconcile.ledger import DATABASE, now_iso, usable_state_dir
-
-if TYPE_CHECKING:
-    import polars as pl
-else:
-    pl = lazy("polars")
-
 
 GENESIS = "0" * 64
 

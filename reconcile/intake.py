@@ -15,17 +15,10 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.operations.base import Column
-
-if TYPE_CHECKING:
-    import polars as pl
-else:
-    pl = lazy("polars")
-
 
 ROW = "__row"
 #: Columns reconcile writes into results files; dropped from an input so that a results or

@@ -22,16 +22,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pl
 from reconcile.exceptions import ConfigError, RunLockedError
-
-if TYPE_CHECKING:
-    import polars as pl
-else:
-    pl = lazy("polars")
-
 
 DATABASE = "ledger.sqlite3"
 IN_FLIGHT = "in_flight"

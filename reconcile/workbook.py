@@ -13,17 +13,11 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.intake import ROW, Table, _map_headers, family_column, header_key
 from reconcile.operations.base import Column
-
-if TYPE_CHECKING:
-    import polars as pl
-else:
-    pl = lazy("polars")
 
 
 def read_workbook(

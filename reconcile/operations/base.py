@@ -13,19 +13,11 @@ import enum
 import json
 import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import typed
 from reconcile.operations.typed import JsonValue, RawJson
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
-
 
 #: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
 #: that nothing the tool sends as non-empty is empty to an API that trims (JavaScript's trim).

@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -23,13 +23,6 @@ from reconcile.operations.base import (
     with_encoded_segment,
     with_json_object,
 )
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
 
 IDENTIFIERS = (
     "mobile",

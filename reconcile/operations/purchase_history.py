@@ -7,9 +7,9 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import (
     BearerKeyOperation,
@@ -17,13 +17,6 @@ from reconcile.operations.base import (
     with_encoded_segment,
     with_json_object,
 )
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
 
 ORDER_ID = r"^ORD[A-Za-z0-9]+$"
 MAX_INSTRUCTIONS = 10_000

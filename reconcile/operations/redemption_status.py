@@ -8,19 +8,11 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import BearerKeyOperation, Column, with_json_object
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
-
 
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0", "")

@@ -10,15 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeAlias
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 
 if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
     from pandera.api.polars.types import PolarsData
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
 
 
 OBJECT_ID = r"^[0-9a-fA-F]{24}$"

@@ -23,19 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.exceptions import InputError
 from reconcile.operations import rules
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
-
 
 TYPES = ("text", "number", "integer", "boolean", "json")
 NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"

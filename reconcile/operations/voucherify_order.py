@@ -11,9 +11,9 @@ value replaces the order's whole object or list. Several rows of one order form 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -23,14 +23,6 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
-
 
 STATUSES = ("CREATED", "PAID", "CANCELED", "FULFILLED")
 RELATED = ("product", "sku")

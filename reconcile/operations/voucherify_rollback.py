@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reconcile._lazy import lazy
+from reconcile._lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
@@ -22,14 +22,6 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
-
-if TYPE_CHECKING:
-    import pandera.polars as pa
-    import polars as pl
-else:
-    pl = lazy("polars")
-    pa = lazy("pandera.polars")
-
 
 #: The body's ``customer`` and ``order`` objects (the spec's ``Customer`` and ``Order``): which
 #: customer and order the redemption was for, and customer details to update with it.
