@@ -70,25 +70,28 @@ def identifier(n: int) -> str:
 def seed_history(state_dir: Path, rows: int) -> None:
     """A ledger in which an earlier run sent every tenth row's target (with other bodies): those
     requests are fingerprinted and looked up, the others need neither."""
-    from reconcile.ledger import Ledger
+    from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
 
     ledger = Ledger(state_dir)
     ledger.commit(
+        [],
         [
-            ledger.finished_statement(
-                "earlier-run",
-                f"{n:064x}",
-                "acme" if n % 2 else "globex",
-                "PATCH",
-                f"/v1/purchase-histories/{identifier(n)}",
-                identifier(n),
+            FinishedRecord(
+                RequestRecord(
+                    "earlier-run",
+                    f"{n:064x}",
+                    "acme" if n % 2 else "globex",
+                    "PATCH",
+                    f"/v1/purchase-histories/{identifier(n)}",
+                    identifier(n),
+                ),
                 state="applied",
                 http_status=200,
                 error=None,
                 attempts=1,
             )
             for n in range(0, rows, 10)
-        ]
+        ],
     )
     ledger.close()
 

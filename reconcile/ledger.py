@@ -252,13 +252,14 @@ class Ledger:
             orient="row",
         )
 
-    def known_targets(self, limit: int) -> pl.DataFrame | None:
+    def known_targets(self, limit: int) -> pl.DataFrame | TooManyToHold:
         """The distinct ``community``, ``method``, ``path`` of every recorded request, when the
-        ledger has at most ``limit`` records (else None: looking each request up is cheaper). A
-        request whose target is not among them has no history, so needs no fingerprint."""
+        ledger has at most ``limit`` records (else TooManyToHold: looking each request up is
+        cheaper). A request whose target is not among them has no history, so needs no
+        fingerprint."""
         (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
         if recorded > limit:
-            return None
+            return TooManyToHold(recorded)
         rows = self.connection.execute(
             "SELECT DISTINCT community, method, path FROM requests"
         ).fetchall()
@@ -268,60 +269,77 @@ class Ledger:
             orient="row",
         )
 
-    @staticmethod
-    def sending_statement(
-        run_id: str, key: str, community: str, method: str, path: str, target: str | None
-    ) -> tuple[str, tuple[Any, ...]]:
-        """The in-flight record: committed before the request leaves."""
-        return (
-            "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO "
-            "UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, target, IN_FLIGHT),
-        )
-
-    @staticmethod
-    def finished_statement(
-        run_id: str,
-        key: str,
-        community: str,
-        method: str,
-        path: str,
-        target: str | None,
-        *,
-        state: str,
-        http_status: int | None,
-        error: str | None,
-        attempts: int,
-    ) -> tuple[str, tuple[Any, ...]]:
-        """A request's outcome."""
-        return (
-            "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
-            "http_status, error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
-            "http_status = excluded.http_status, error = excluded.error, "
-            "attempts = excluded.attempts, updated_at = excluded.updated_at",
-            (run_id, key, community, method, path, target, state, http_status, error, attempts),
-        )
-
-    def commit(self, statements: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-        """Write ``statements`` in one transaction (group commit), all stamped with its time.
-
-        Each statement's parameters lack the last one, ``updated_at``: the commit supplies it.
-        """
+    def commit(
+        self, in_flight: Sequence[RequestRecord], finished: Sequence[FinishedRecord]
+    ) -> None:
+        """Record requests about to leave and outcomes that came back in one transaction
+        (group commit), all stamped with its time."""
         stamp = now_iso()
-        grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in statements:
-            grouped.setdefault(sql, []).append((*params, stamp))
         with self._write_lock:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in grouped.items():
-                    self.connection.executemany(sql, rows)
+                self.connection.executemany(
+                    _IN_FLIGHT_SQL, [(*r.identity(), IN_FLIGHT, stamp) for r in in_flight]
+                )
+                self.connection.executemany(
+                    _FINISHED_SQL,
+                    [
+                        (*f.request.identity(), f.state, f.http_status, f.error, f.attempts, stamp)
+                        for f in finished
+                    ],
+                )
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
             self.connection.execute("COMMIT")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What the ledger keeps of a request: its run, fingerprint and where it went."""
+
+    run_id: str
+    fingerprint: str
+    community: str
+    method: str
+    path: str
+    target: str | None
+
+    def identity(self) -> tuple[str, str, str, str, str, str | None]:
+        return (self.run_id, self.fingerprint, self.community, self.method, self.path, self.target)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FinishedRecord:
+    """A request's outcome, as the ledger keeps it (``unknown`` when it may have applied)."""
+
+    request: RequestRecord
+    state: str
+    http_status: int | None
+    error: str | None
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TooManyToHold:
+    """The ledger holds more records than are worth reading whole: look requests up one by one."""
+
+    recorded: int
+
+
+#: The in-flight record, committed before the request leaves.
+_IN_FLIGHT_SQL = (
+    "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO "
+    "UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+)
+_FINISHED_SQL = (
+    "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
+    "http_status, error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
+    "http_status = excluded.http_status, error = excluded.error, "
+    "attempts = excluded.attempts, updated_at = excluded.updated_at"
+)
 
 
 def usable_state_dir(state_dir: Path) -> Path:

@@ -31,7 +31,7 @@ from reconcile.dispatch import (
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
-from reconcile.ledger import Ledger, now_iso, run_lock
+from reconcile.ledger import Ledger, TooManyToHold, now_iso, run_lock
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
@@ -373,7 +373,7 @@ def _would_happen(
     if force:
         return would_apply
     known = ledger.known_targets(limit=requests.height)
-    if known is not None:
+    if not isinstance(known, TooManyToHold):
         requests = requests.join(known, on=["community", "method", "path"], how="semi")
     if requests.is_empty():
         return would_apply  # the common audit case: no hashing at all

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 
 from reconcile.dispatch import PlannedRequest
-from reconcile.ledger import Ledger
+from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
 from reconcile.outcome import RequestOutcome, Status
 
 #: Group commit: how long the ledger writer gathers in-flight records before committing (0: one
@@ -27,13 +25,14 @@ class LedgerRecorder:
     def __init__(self, ledger: Ledger, run_id: str) -> None:
         self.ledger, self.run_id = ledger, run_id
         self._requests: dict[int, PlannedRequest] = {}
-        self._pending: list[tuple[str, tuple[Any, ...]]] = []
+        self._in_flight: list[RequestRecord] = []
+        self._finished: list[FinishedRecord] = []
         self._batch_committed = anyio.Event()
         self._wake = anyio.Event()
 
     async def sending(self, request: PlannedRequest) -> None:
         self._requests[request.request_id] = request
-        self._pending.append(self.ledger.sending_statement(*self._identity(request)))
+        self._in_flight.append(self._record(request))
         committed = self._batch_committed  # everyone in this batch waits on the same commit
         self._wake.set()
         await committed.wait()
@@ -42,9 +41,9 @@ class LedgerRecorder:
         request = self._requests.get(outcome.request_id)
         if request is None:
             return  # never sent (skipped, or failed before sending): nothing to remember
-        self._pending.append(
-            self.ledger.finished_statement(
-                *self._identity(request),
+        self._finished.append(
+            FinishedRecord(
+                self._record(request),
                 state=Status.UNKNOWN.value if outcome.maybe_applied else outcome.status.value,
                 http_status=outcome.http_status,
                 error=outcome.error,
@@ -52,10 +51,8 @@ class LedgerRecorder:
             )
         )
 
-    def _identity(self, request: PlannedRequest) -> tuple[str, str, str, str, str, str | None]:
-        """What a ledger record says of its request: run, fingerprint, community, method, path,
-        target."""
-        return (
+    def _record(self, request: PlannedRequest) -> RequestRecord:
+        return RequestRecord(
             self.run_id,
             request.fingerprint,
             request.community,
@@ -75,8 +72,9 @@ class LedgerRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, []
+        in_flight, finished = self._in_flight, self._finished
+        self._in_flight, self._finished = [], []
         committed, self._batch_committed = self._batch_committed, anyio.Event()
-        if batch:
-            self.ledger.commit(batch)  # WAL, synchronous=NORMAL: a write, no fsync
+        if in_flight or finished:
+            self.ledger.commit(in_flight, finished)  # WAL, synchronous=NORMAL: no fsync
         committed.set()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconcile.ledger import Ledger, fingerprint, fingerprints
+from reconcile.ledger import FinishedRecord, Ledger, RequestRecord, fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
@@ -437,22 +437,8 @@ def test_prior_keeps_the_latest_applied_record_else_the_latest(tmp_path: Path, o
     ledger = Ledger(tmp_path)
 
     def outcome(run_id: str, key: str, state: str) -> None:
-        ledger.commit(
-            [
-                ledger.finished_statement(
-                    run_id,
-                    key,
-                    "acme",
-                    "PATCH",
-                    "/",
-                    "target",
-                    state=state,
-                    http_status=None,
-                    error=None,
-                    attempts=1,
-                )
-            ]
-        )
+        record = RequestRecord(run_id, key, "acme", "PATCH", "/", "target")
+        ledger.commit([], [FinishedRecord(record, state, http_status=None, error=None, attempts=1)])
         time.sleep(0.002)  # distinct timestamps: the order is the ledger's time order
 
     outcome("r1", "applied-then-failed", "applied")
