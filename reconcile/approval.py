@@ -25,13 +25,18 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from reconcile import __version__
 from reconcile._lazy import pl
 from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
 from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
 from reconcile.job import Job
+from reconcile.outcome import Status
+
+if TYPE_CHECKING:
+    from reconcile.pipeline import Prepared, RunOptions
 
 
 def acting_user(environ: Mapping[str, str] | None = None) -> str:
@@ -176,13 +181,96 @@ __all__ = [
     "approve",
     "approved_plan",
     "canonical",
+    "check_plan",
     "differences",
     "export",
     "fingerprint_of",
     "job_settings",
+    "plan_fields",
     "plan_hash",
     "plan_rows",
+    "rebuilt_rows",
     "reject",
+    "skip_unplanned",
     "store",
     "verify",
 ]
+
+
+def rebuilt_rows(prepared: Prepared) -> pl.DataFrame:
+    """Per input row, the request the file and job make now (null for an invalid row)."""
+    from reconcile.plan import REQUEST_ID  # polars-heavy: only when a plan is applied
+
+    requests = prepared.plan.rows.join(
+        prepared.plan.requests.select(REQUEST_ID, "request"), on=REQUEST_ID, how="left"
+    )
+    return (
+        prepared.validated.select(pl.col(ROW).cast(pl.Int64).alias("row"), ROW)
+        .join(requests, on=ROW, how="left")
+        .select("row", "request")
+    )
+
+
+def check_plan(prepared: Prepared, approved: ApprovedPlan) -> None:
+    """Nothing is sent unless the file and the job make exactly the approved requests."""
+    found = differences(approved, prepared.table.sha256, prepared.job, rebuilt_rows(prepared))
+    if found:
+        raise ApprovalError(
+            f"the file or the job differ from approved plan {approved.plan.run_id}; nothing was "
+            "sent: " + "; ".join(found) + ". Fix: restore them, or dry-run again and ask for a "
+            "new approval"
+        )
+
+
+def plan_fields(
+    prepared: Prepared,
+    input_path: Path,
+    options: RunOptions,
+    run_id: str,
+    started: str,
+    outcomes: pl.DataFrame,
+) -> dict[str, Any]:
+    """A dry run records its plan (manifest: its hash and maker); a run of an approved plan
+    names the plan, its hash, its maker and its approver."""
+    if options.plan is not None:
+        return {
+            "plan_run_id": options.plan.plan.run_id,
+            "plan_sha256": options.plan.plan.plan_sha256,
+            "maker": options.plan.plan.maker,
+            "approver": options.plan.approver,
+        }
+    if not options.dry_run:
+        return {}
+    settings = job_settings(prepared.job)
+    header = {
+        "run_id": run_id,
+        "maker": acting_user(options.environ or os.environ),
+        "created_at": started,
+        "input_name": input_path.name,
+        "input_path": str(input_path.resolve()),
+        "input_sha256": prepared.table.sha256,
+        "job_fingerprint": fingerprint_of(settings),
+        "job_settings": settings,
+        "tool_version": __version__,
+    }
+    with store(prepared.job.state_dir) as audit:
+        digest = audit.record_plan(header, plan_rows(outcomes))
+    return {"plan_sha256": digest, "maker": header["maker"]}
+
+
+def skip_unplanned(outcomes: pl.DataFrame, approved: ApprovedPlan) -> pl.DataFrame:
+    """Rows the approved plan did not send (already applied, invalid...) are not sent now."""
+    planned = approved.rows.select(pl.col("row").alias(ROW), pl.col("status").alias("__planned"))
+    joined = outcomes.join(planned, on=ROW, how="left", maintain_order="left")
+    unsent = pl.col("status").is_null()
+    return joined.with_columns(
+        pl.when(unsent)
+        .then(pl.lit(Status.SKIPPED.value))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.when(unsent)
+        .then(pl.format("not sent: the approved plan had this row as {}", pl.col("__planned")))
+        .otherwise(pl.col("error"))
+        .alias("error"),
+        pl.when(unsent).then(0).otherwise(pl.col("attempts")).alias("attempts"),
+    ).drop("__planned")

@@ -195,7 +195,7 @@ def _execute_locked(
 ) -> RunResult:
     job = prepared.job
     if options.plan is not None:
-        _check_plan(prepared, options.plan)
+        approval.check_plan(prepared, options.plan)
     ledger = Ledger(job.state_dir)
     run_id = _new_run_id()
     try:
@@ -224,7 +224,7 @@ def _execute_locked(
         if options.communities is not None:
             outcomes = _skip_unselected(outcomes, options.communities)
         if options.plan is not None:
-            outcomes = _skip_unplanned(outcomes, options.plan)
+            outcomes = approval.skip_unplanned(outcomes, options.plan)
         results.write_results(prepared.table, outcomes, out)
         counts = _counts(outcomes)
         judged = (
@@ -234,25 +234,11 @@ def _execute_locked(
         )
         exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
         manifest = {
-            "run_id": run_id,
-            "tool_version": __version__,
-            "dry_run": options.dry_run,
-            "job_file": str(job.path) if job.path else None,
-            "operation": job.operation,
-            "base_url": job.base_url,
-            # Headers every request carries besides the credentials (e.g. Capillary's
-            # SKIP-DOWNSTREAM): part of "what was sent", for auditors.
-            "extra_headers": prepared.operation.extra_headers(job.options),
-            "input": {"path": str(input_path), "sha256": prepared.table.sha256},
-            "results": str(out),
-            "communities_selected": sorted(options.communities) if options.communities else None,
-            "started_at": started,
-            "ended_at": now_iso(),
-            "operator": _operator(),
+            **_manifest(prepared, input_path, out, options, run_id, started),
             "interrupted_by": signal.Signals(signum).name if signum else None,
             "exit_code": exit_code,
             "counts": counts,
-            **_plan_fields(prepared, input_path, options, run_id, started, outcomes),
+            **approval.plan_fields(prepared, input_path, options, run_id, started, outcomes),
         }
         with approval.store(job.state_dir) as audit:
             audit.record_manifest(manifest)
@@ -264,83 +250,33 @@ def _execute_locked(
         ledger.close()
 
 
-def _rebuilt_rows(prepared: Prepared) -> pl.DataFrame:
-    """Per input row, the request the file and job make now (null for an invalid row)."""
-    requests = prepared.plan.rows.join(
-        prepared.plan.requests.select(REQUEST_ID, "request"), on=REQUEST_ID, how="left"
-    )
-    return (
-        prepared.validated.select(pl.col(ROW).cast(pl.Int64).alias("row"), ROW)
-        .join(requests, on=ROW, how="left")
-        .select("row", "request")
-    )
-
-
-def _check_plan(prepared: Prepared, approved: approval.ApprovedPlan) -> None:
-    """Nothing is sent unless the file and the job make exactly the approved requests."""
-    found = approval.differences(
-        approved, prepared.table.sha256, prepared.job, _rebuilt_rows(prepared)
-    )
-    if found:
-        raise approval.ApprovalError(
-            f"the file or the job differ from approved plan {approved.plan.run_id}; nothing was "
-            "sent: " + "; ".join(found) + ". Fix: restore them, or dry-run again and ask for a "
-            "new approval"
-        )
-
-
-def _plan_fields(
+def _manifest(
     prepared: Prepared,
     input_path: Path,
+    out: Path,
     options: RunOptions,
     run_id: str,
     started: str,
-    outcomes: pl.DataFrame,
 ) -> dict[str, Any]:
-    """A dry run records its plan (manifest: its hash and maker); a run of an approved plan
-    names the plan, its hash, its maker and its approver."""
-    if options.plan is not None:
-        return {
-            "plan_run_id": options.plan.plan.run_id,
-            "plan_sha256": options.plan.plan.plan_sha256,
-            "maker": options.plan.plan.maker,
-            "approver": options.plan.approver,
-        }
-    if not options.dry_run:
-        return {}
-    settings = approval.job_settings(prepared.job)
-    header = {
+    """What a run was: its id, the tool, the job and input, the times and who ran it."""
+    job = prepared.job
+    return {
         "run_id": run_id,
-        "maker": approval.acting_user(options.environ or os.environ),
-        "created_at": started,
-        "input_name": input_path.name,
-        "input_path": str(input_path.resolve()),
-        "input_sha256": prepared.table.sha256,
-        "job_fingerprint": approval.fingerprint_of(settings),
-        "job_settings": settings,
         "tool_version": __version__,
+        "dry_run": options.dry_run,
+        "job_file": str(job.path) if job.path else None,
+        "operation": job.operation,
+        "base_url": job.base_url,
+        # Headers every request carries besides the credentials (e.g. Capillary's
+        # SKIP-DOWNSTREAM): part of "what was sent", for auditors.
+        "extra_headers": prepared.operation.extra_headers(job.options),
+        "input": {"path": str(input_path), "sha256": prepared.table.sha256},
+        "results": str(out),
+        "communities_selected": sorted(options.communities) if options.communities else None,
+        "started_at": started,
+        "ended_at": now_iso(),
+        "operator": _operator(),
     }
-    with approval.store(prepared.job.state_dir) as audit:
-        digest = audit.record_plan(header, approval.plan_rows(outcomes))
-    return {"plan_sha256": digest, "maker": header["maker"]}
-
-
-def _skip_unplanned(outcomes: pl.DataFrame, approved: approval.ApprovedPlan) -> pl.DataFrame:
-    """Rows the approved plan did not send (already applied, invalid...) are not sent now."""
-    planned = approved.rows.select(pl.col("row").alias(ROW), pl.col("status").alias("__planned"))
-    joined = outcomes.join(planned, on=ROW, how="left", maintain_order="left")
-    unsent = pl.col("status").is_null()
-    return joined.with_columns(
-        pl.when(unsent)
-        .then(pl.lit(Status.SKIPPED.value))
-        .otherwise(pl.col("status"))
-        .alias("status"),
-        pl.when(unsent)
-        .then(pl.format("not sent: the approved plan had this row as {}", pl.col("__planned")))
-        .otherwise(pl.col("error"))
-        .alias("error"),
-        pl.when(unsent).then(0).otherwise(pl.col("attempts")).alias("attempts"),
-    ).drop("__planned")
 
 
 def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.DataFrame:

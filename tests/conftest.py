@@ -13,6 +13,14 @@ from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import APPS, GENERATED, KEYS
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads or writes the user's own ledger: the default state dir is a temp one."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+
+
 @pytest.fixture
 def seed() -> dict[str, Any]:
     data = load_seed(DEFAULT_SEED)

@@ -10,9 +10,11 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from reconcile import approval
+from reconcile.audit import rows_blob, rows_from_blob
 from reconcile.job import load_job
 from reconcile.ledger import DATABASE
 from reconcile.sandbox import SandboxServer
@@ -270,10 +272,7 @@ class TestAudit:
     @pytest.mark.parametrize(
         ("statement", "words"),
         [
-            (
-                "UPDATE plan_rows SET request = replace(request, 'Collect', 'Burn') WHERE row = 2",
-                "stored plan rows do not hash",
-            ),
+            ("EDIT ROW 2", "stored plan rows do not hash"),
             ("DELETE FROM decisions", "the stored decision differs or was deleted"),
             (
                 "UPDATE audit_chain SET record = replace(record, 'bob', 'mallory') "
@@ -294,7 +293,18 @@ class TestAudit:
     ) -> None:
         job, _ = self.history(sandbox, tmp_path, as_user)
         with sqlite3.connect(load_job(job).state_dir / DATABASE) as db:
-            db.execute(statement)
+            if statement == "EDIT ROW 2":  # one row of the stored plan, changed behind its back
+                (blob,) = db.execute("SELECT rows FROM plans").fetchone()
+                rows = rows_from_blob(blob)
+                edited = rows.with_columns(
+                    pl.when(pl.col("row") == 2)
+                    .then(pl.col("request").str.replace("Collect", "Burn"))
+                    .otherwise(pl.col("request"))
+                    .alias("request")
+                )
+                db.execute("UPDATE plans SET rows = ?", (rows_blob(edited),))
+            else:
+                db.execute(statement)
         capsys.readouterr()
         assert run("audit", "verify", "--job", job) == 1
         err = capsys.readouterr().err
