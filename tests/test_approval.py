@@ -43,6 +43,15 @@ def dry_run(tmp_path: Path, job: Path, source: Path) -> str:
     return str(json.loads((tmp_path / "plan.manifest.json").read_text())["run_id"])
 
 
+def approved_by_bob(tmp_path: Path, job: Path, as_user: Switch, source: Path | None = None) -> str:
+    """Alice dry-runs the file (ROWS unless ``source``), Bob approves: the plan's run id."""
+    as_user("alice")
+    run_id = dry_run(tmp_path, job, source or orders_csv(tmp_path / "in.csv", ROWS))
+    as_user("bob")
+    assert run("approve", run_id, "--job", job) == 0
+    return run_id
+
+
 def sandbox_requests(sandbox: SandboxServer) -> list[tuple[str, str, str]]:
     return [(r["method"], r["raw_path"], r.get("body", "")) for r in sandbox.state.requests]
 
@@ -104,10 +113,7 @@ class TestFlow:
     ) -> None:
         job = write_job(tmp_path / "job.toml", sandbox.url)
         source = orders_csv(tmp_path / "in.csv", ROWS)
-        as_user("alice")
-        run_id = dry_run(tmp_path, job, source)
-        as_user("bob")
-        assert run("approve", run_id, "--job", job) == 0
+        run_id = approved_by_bob(tmp_path, job, as_user, source)
         text = source.read_text()
         changed = 'acme,ORDTACME00002,"Collect at the back door"'
         source.write_text(text.replace('acme,ORDTACME00002,"Collect at the desk"', changed))
@@ -134,10 +140,7 @@ class TestFlow:
         named: str,
     ) -> None:
         job = write_job(tmp_path / "job.toml", sandbox.url)
-        as_user("alice")
-        run_id = dry_run(tmp_path, job, orders_csv(tmp_path / "in.csv", ROWS))
-        as_user("bob")
-        assert run("approve", run_id, "--job", job) == 0
+        run_id = approved_by_bob(tmp_path, job, as_user)
         settings = {
             k: (v.format(port=sandbox.port) if isinstance(v, str) else v) for k, v in change.items()
         }
@@ -179,10 +182,7 @@ class TestFlow:
     ) -> None:
         """approval_ttl_hours bounds how long an approval may wait to be applied."""
         job = write_job(tmp_path / "job.toml", sandbox.url, approval_ttl_hours=72)
-        as_user("alice")
-        run_id = dry_run(tmp_path, job, orders_csv(tmp_path / "in.csv", ROWS))
-        as_user("bob")
-        assert run("approve", run_id, "--job", job) == 0
+        run_id = approved_by_bob(tmp_path, job, as_user)
         later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=73)
         with pytest.raises(approval.ApprovalError, match="over approval_ttl_hours = 72"):
             approval.approved_plan(load_job(job).state_dir, run_id, load_job(job), later)
@@ -256,10 +256,7 @@ class TestRequireApproval:
 class TestAudit:
     def history(self, sandbox: SandboxServer, tmp_path: Path, as_user: Switch) -> tuple[Path, str]:
         job = write_job(tmp_path / "job.toml", sandbox.url)
-        as_user("alice")
-        run_id = dry_run(tmp_path, job, orders_csv(tmp_path / "in.csv", ROWS))
-        as_user("bob")
-        assert run("approve", run_id, "--job", job) == 0
+        run_id = approved_by_bob(tmp_path, job, as_user)
         assert run("run", "--plan", run_id, "--job", job, "--out", tmp_path / "o.csv") == 1
         return job, run_id
 
