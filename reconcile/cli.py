@@ -50,6 +50,44 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_run(commands)
+    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
+    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
+    runs.add_argument(
+        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
+    )
+    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
+    runs.add_argument(
+        "--requests", action="store_true", help="with show: every row's planned request too"
+    )
+
+    for name, text in (("approve", "approve"), ("reject", "reject")):
+        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
+        decide.add_argument("run_id", help="the dry run's id")
+        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
+        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
+        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
+
+    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
+    audit.add_argument("action", choices=["verify", "export"])
+    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
+    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
+    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
+
+    commands.add_parser("operations", help="list the operations, their columns and rules")
+
+    sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
+    sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
+    sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
+    sandbox.add_argument("--faults", type=Path, help="fault injection and rate limit (JSON)")
+    sandbox.add_argument("--request-log", type=Path, help="append every request as a JSON line")
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    """``reconcile run``: its arguments."""
     run = commands.add_parser("run", help="validate a file and apply (or dry-run) it")
     run.add_argument(
         "input",
@@ -90,40 +128,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
-
-    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
-    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
-    runs.add_argument(
-        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
-    )
-    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
-    runs.add_argument(
-        "--requests", action="store_true", help="with show: every row's planned request too"
-    )
-
-    for name, text in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
-        decide.add_argument("run_id", help="the dry run's id")
-        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
-        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
-        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
-
-    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
-    audit.add_argument("action", choices=["verify", "export"])
-    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
-    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
-    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
-    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
-
-    commands.add_parser("operations", help="list the operations, their columns and rules")
-
-    sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
-    sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
-    sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
-    sandbox.add_argument("--faults", type=Path, help="fault injection and rate limit (JSON)")
-    sandbox.add_argument("--request-log", type=Path, help="append every request as a JSON line")
-    return parser
 
 
 def _run(args: argparse.Namespace) -> int:

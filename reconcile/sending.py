@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 import anyio
+import anyio.abc
 import structlog
 
 from reconcile import logs
@@ -116,31 +117,11 @@ async def send_requests(
             )
             async with anyio.create_task_group() as group:
                 work = anyio.CancelScope()
-
-                def interrupt(signum: int) -> None:
-                    if received:
-                        work.cancel()  # a second signal: stop waiting for in-flight
-                        return
-                    received.append(signum)
-                    log.warning("run.interrupted", signal=signal.Signals(signum).name)
-                    stop.set()
-                    # In-flight requests get a bounded time to finish.
-                    group.start_soon(_cancel_after, work, job.interrupt_grace_seconds)
-
-                async def watch_signals() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            interrupt(signum)
-
-                async def watch_cancel(event: threading.Event) -> None:
-                    while not event.is_set():  # a thread's request to stop, as Ctrl-C
-                        await anyio.sleep(CANCEL_POLL_SECONDS)
-                    interrupt(signal.SIGINT)
-
+                interrupts = _Interrupts(stop, work, group, job.interrupt_grace_seconds, received)
                 if handle_signals:
-                    group.start_soon(watch_signals)
+                    group.start_soon(interrupts.watch_signals)
                 if cancel is not None:
-                    group.start_soon(watch_cancel, cancel)
+                    group.start_soon(interrupts.watch_cancel, cancel)
                 if recorder is not None:
                     group.start_soon(recorder.write_forever)
                 with work:
@@ -154,6 +135,41 @@ async def send_requests(
 
 
 CANCEL_POLL_SECONDS = 0.05
+
+
+class _Interrupts:
+    """Ctrl-C, SIGTERM or a thread's cancel: the first stops new requests and gives in-flight
+    ones ``grace`` seconds; a second stops waiting for them."""
+
+    def __init__(
+        self,
+        stop: anyio.Event,
+        work: anyio.CancelScope,
+        group: anyio.abc.TaskGroup,
+        grace: float,
+        received: list[int],
+    ) -> None:
+        self.stop, self.work, self.group, self.grace = stop, work, group, grace
+        self.received = received
+
+    def interrupt(self, signum: int) -> None:
+        if self.received:
+            self.work.cancel()  # a second signal: stop waiting for in-flight
+            return
+        self.received.append(signum)
+        log.warning("run.interrupted", signal=signal.Signals(signum).name)
+        self.stop.set()
+        self.group.start_soon(_cancel_after, self.work, self.grace)
+
+    async def watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.interrupt(signum)
+
+    async def watch_cancel(self, event: threading.Event) -> None:
+        while not event.is_set():  # a thread's request to stop, as Ctrl-C
+            await anyio.sleep(CANCEL_POLL_SECONDS)
+        self.interrupt(signal.SIGINT)
 
 
 async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
