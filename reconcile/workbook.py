@@ -19,6 +19,29 @@ from reconcile.exceptions import InputError
 from reconcile.intake import ROW, Table, _map_headers, family_column, header_key
 from reconcile.operations.base import Column
 
+#: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,
+#: a zip bomb (a 1 MB file whose sheet expands to 600 MB) is refused before it is parsed.
+MAX_EXPANDED_BYTES = 256 * 2**20
+
+
+def _check_expanded_size(path: Path, raw: bytes) -> None:
+    """Refuse a workbook whose zipped parts expand past MAX_EXPANDED_BYTES, from the sizes its
+    zip directory declares (nothing is decompressed to find out)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            expanded = sum(item.file_size for item in archive.infolist())
+    except zipfile.BadZipFile:
+        raise InputError(f"{path}: not a readable .xlsx workbook (not a zip file).") from None
+    if expanded > MAX_EXPANDED_BYTES:
+        raise InputError(
+            f"{path}: the workbook expands to {expanded / 2**20:,.0f} MiB when opened, over the "
+            f"{MAX_EXPANDED_BYTES / 2**20:,.0f} MiB a correction file may take (a damaged or "
+            "malicious file). Fix: save the sheet as CSV, or split it into smaller files."
+        )
+
 
 def read_workbook(
     path: Path, columns: Sequence[Column], *, sheet: str | None = None, families: Sequence[str] = ()
@@ -32,6 +55,7 @@ def read_workbook(
 
     try:
         raw = path.read_bytes()
+        _check_expanded_size(path, raw)
         workbook = fastexcel.read_excel(raw)
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None

@@ -468,3 +468,22 @@ def test_a_file_saved_by_libreoffice_calc(tmp_path: Path) -> None:
     assert "is a number cell that a spreadsheet changed" in str(rows[1]["error"])
     assert "month-first locale" in str(rows[2]["error"])
     assert '"voucherExpiryDate":"28/02/2027"' in str(rows[3]["request"])
+
+
+def test_a_workbook_that_expands_past_the_limit_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zip bomb (small file, huge sheet) stops the run with exit 2 and a clear message, from
+    the zip directory's declared sizes; nothing is parsed or sent."""
+    from reconcile import workbook as reader
+
+    monkeypatch.setattr(reader, "MAX_EXPANDED_BYTES", 2**20)
+    rows: list[list[object]] = [["acme", f"ORDTACME{n:05d}", "x" * 200] for n in range(20_000)]
+    source = workbook(
+        tmp_path / "bomb.xlsx", ["community", "purchaseHistoryID", "redemptionInstructions"], rows
+    )
+    assert source.stat().st_size < 2**20  # small on disk, large once expanded
+    job = write_job(tmp_path / "job.toml", operation="purchase-history")
+    assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 2
+    assert "expands to" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
