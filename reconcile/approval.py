@@ -33,7 +33,6 @@ from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
 from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
 from reconcile.job import Job
-from reconcile.outcome import Status
 
 if TYPE_CHECKING:
     from reconcile.pipeline import Prepared, RunOptions
@@ -262,15 +261,10 @@ def skip_unplanned(outcomes: pl.DataFrame, approved: ApprovedPlan) -> pl.DataFra
     """Rows the approved plan did not send (already applied, invalid...) are not sent now."""
     planned = approved.rows.select(pl.col("row").alias(ROW), pl.col("status").alias("__planned"))
     joined = outcomes.join(planned, on=ROW, how="left", maintain_order="left")
-    unsent = pl.col("status").is_null()
-    return joined.with_columns(
-        pl.when(unsent)
-        .then(pl.lit(Status.SKIPPED.value))
-        .otherwise(pl.col("status"))
-        .alias("status"),
-        pl.when(unsent)
-        .then(pl.format("not sent: the approved plan had this row as {}", pl.col("__planned")))
-        .otherwise(pl.col("error"))
-        .alias("error"),
-        pl.when(unsent).then(0).otherwise(pl.col("attempts")).alias("attempts"),
+    from reconcile.results import skipped_where
+
+    return skipped_where(
+        joined,
+        pl.col("status").is_null(),
+        pl.format("not sent: the approved plan had this row as {}", pl.col("__planned")),
     ).drop("__planned")

@@ -282,18 +282,7 @@ def _manifest(
 def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.DataFrame:
     """Rows of communities not selected: skipped, whatever they were (not this run's business)."""
     unselected = ~pl.col("community").is_in(sorted(selected)).fill_null(False)
-    return outcomes.with_columns(
-        pl.when(unselected)
-        .then(pl.lit(Status.SKIPPED.value))
-        .otherwise(pl.col("status"))
-        .alias("status"),
-        pl.when(unselected)
-        .then(pl.lit(None, pl.Int64))
-        .otherwise(pl.col("http_status"))
-        .alias("http_status"),
-        pl.when(unselected).then(pl.lit(NOT_SELECTED)).otherwise(pl.col("error")).alias("error"),
-        pl.when(unselected).then(0).otherwise(pl.col("attempts")).alias("attempts"),
-    )
+    return results.skipped_where(outcomes, unselected, pl.lit(NOT_SELECTED))
 
 
 def _would_happen(

@@ -38,6 +38,22 @@ def would_apply(requests: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def skipped_where(outcomes: pl.DataFrame, where: pl.Expr, error: pl.Expr) -> pl.DataFrame:
+    """Rows where ``where`` holds end ``skipped`` with ``error``: nothing was sent for them."""
+    return outcomes.with_columns(
+        pl.when(where)
+        .then(pl.lit(Status.SKIPPED.value))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+        pl.when(where)
+        .then(pl.lit(None, pl.Int64))
+        .otherwise(pl.col("http_status"))
+        .alias("http_status"),
+        pl.when(where).then(error).otherwise(pl.col("error")).alias("error"),
+        pl.when(where).then(0).otherwise(pl.col("attempts")).alias("attempts"),
+    )
+
+
 def row_outcomes(
     validated: pl.DataFrame,
     rows: pl.DataFrame,
