@@ -79,6 +79,7 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
     import anyio
 
     from reconcile import pipeline, sending, triage
+    from reconcile.credentials import Credentials, Secrets
     from reconcile.job import parse_job
 
     source = folder / "rows.csv"
@@ -98,7 +99,7 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
     requests = triage.planned(
         triage.with_fingerprints(prepared.plan.requests, job).with_columns(decided=None, note=None)
     )
-    credentials = {"acme": {"api_key": KEYS["acme"]}}
+    credentials: dict[str, Credentials] = {"acme": Secrets({"api_key": KEYS["acme"]})}
     cpu, wall = time.process_time(), time.perf_counter()
     outcomes, _, _ = anyio.run(
         lambda: sending.send_requests(

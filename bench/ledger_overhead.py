@@ -32,6 +32,7 @@ def child(variant: str, url: str, folder: Path) -> None:
     import structlog
 
     from reconcile import pipeline, report, results, sending, triage
+    from reconcile.credentials import Secrets
     from reconcile.job import parse_job
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
@@ -67,7 +68,7 @@ def child(variant: str, url: str, folder: Path) -> None:
                 prepared.operation,
                 job,
                 requests,
-                credentials,
+                {name: Secrets(values) for name, values in credentials.items()},
                 force=False,
                 quiet=True,
                 handle_signals=False,

@@ -220,6 +220,32 @@ class AuditStore:
         with self._transaction() as db:
             self._append(db, "manifest", str(manifest["run_id"]), dict(manifest))
 
+    def manifest(self, run_id: str) -> dict[str, Any] | None:
+        """The run's manifest as chained when it ended (None: not ended, or not recorded)."""
+        found = self._db.execute(
+            "SELECT record FROM audit_chain WHERE kind = 'manifest' AND run_id = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        ).fetchone()
+        return None if found is None else dict(json.loads(found[0]))
+
+    # -- user actions (the console) -----------------------------------------------------------
+
+    def record_action(self, run_id: str, user: str, action: str, detail: str = "") -> None:
+        """One user action (sign-in, upload, check, submit, approve, reject, run, download),
+        with who and when, chained like plans and decisions."""
+        record = {"user": user, "action": action, "at": now_iso(), "detail": detail}
+        with self._transaction() as db:
+            self._append(db, "action", run_id, record)
+
+    def actions(self, run_id: str) -> list[dict[str, Any]]:
+        """The actions recorded for ``run_id``, oldest first."""
+        rows = self._db.execute(
+            "SELECT record FROM audit_chain WHERE kind = 'action' AND run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        return [dict(json.loads(text)) for (text,) in rows]
+
     # -- verification and export -------------------------------------------------------------
 
     def verify(self) -> list[str]:

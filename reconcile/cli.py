@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import __version__, logs
+from reconcile import logs
 from reconcile._lazy import lazy
+from reconcile.cli_parser import build_parser
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
@@ -41,93 +42,6 @@ EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE: the reader of our output went away (``reconcile operations | head``)."""
 
 log = logs.get_logger("reconcile")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reconcile", description="Apply a file of order corrections through an API."
-    )
-    parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    _add_run(commands)
-    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
-    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
-    runs.add_argument(
-        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
-    )
-    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
-    runs.add_argument(
-        "--requests", action="store_true", help="with show: every row's planned request too"
-    )
-
-    for name, text in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
-        decide.add_argument("run_id", help="the dry run's id")
-        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
-        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
-        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
-
-    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
-    audit.add_argument("action", choices=["verify", "export"])
-    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
-    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
-    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
-    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
-
-    commands.add_parser("operations", help="list the operations, their columns and rules")
-
-    sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
-    sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
-    sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
-    sandbox.add_argument("--faults", type=Path, help="fault injection and rate limit (JSON)")
-    sandbox.add_argument("--request-log", type=Path, help="append every request as a JSON line")
-    return parser
-
-
-def _add_run(commands: Any) -> None:
-    """``reconcile run``: its arguments."""
-    run = commands.add_parser("run", help="validate a file and apply (or dry-run) it")
-    run.add_argument(
-        "input",
-        type=Path,
-        nargs="?",
-        help="CSV or .xlsx file of corrections (default: the job's input = file, glob or inbox)",
-    )
-    run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
-    run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
-    run.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
-    run.add_argument("--operation", help="override the job's operation")
-    run.add_argument("--base-url", help="override the job's base_url")
-    run.add_argument("--rate", type=float, help="override rate_per_second (every community)")
-    run.add_argument("--concurrency", type=int, help="override concurrency (every community)")
-    run.add_argument(
-        "--sandbox",
-        action="store_true",
-        help="start the local sandbox API (sample seed) and run against it over real HTTP",
-    )
-    run.add_argument(
-        "--force", action="store_true", help="re-send what the ledger says is applied or unknown"
-    )
-    run.add_argument("--state-dir", type=Path, help="where the ledger lives (overrides state_dir)")
-    run.add_argument(
-        "--community",
-        action="append",
-        metavar="NAME",
-        help="only this community's rows (repeatable); the others are skipped",
-    )
-    run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
-    run.add_argument(
-        "--plan",
-        metavar="RUN_ID",
-        help="apply this approved dry run's plan (the input named in it, or --input)",
-    )
-    run.add_argument(
-        "--input", type=Path, dest="plan_input", help="with --plan: the input file's new path"
-    )
-    run.add_argument("--quiet", action="store_true", help="warnings and errors only")
-    run.add_argument("--verbose", action="store_true", help="debug events too")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -352,7 +266,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     # Listing commands log nothing on success: they start without structlog.
     quick = args.command in ("operations", "runs")
     if not quick:

@@ -30,6 +30,7 @@ import structlog
 
 from reconcile import retry
 from reconcile.client import Answer, SendFailure, send
+from reconcile.credentials import Credentials, Missing
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
 from reconcile.outcome import RequestOutcome, Status
@@ -132,7 +133,7 @@ class Dispatcher:
     async def run(
         self,
         requests: Sequence[PlannedRequest],
-        credentials: Mapping[str, Mapping[str, str] | str],
+        credentials: Mapping[str, Credentials],
     ) -> list[RequestOutcome]:
         """Send ``requests``; ``credentials`` maps a community to its secrets, or to the reason
         it has none (its rows then fail)."""
@@ -141,17 +142,17 @@ class Dispatcher:
             by_community.setdefault(request.community, []).append(request)
         async with anyio.create_task_group() as group:
             for name, todo in by_community.items():
-                secrets = credentials.get(name, f"no credentials for community {name!r}")
-                if isinstance(secrets, str):
+                secrets = credentials.get(name, Missing(f"no credentials for community {name!r}"))
+                if isinstance(secrets, Missing):
                     for request in todo:
-                        self._finish(request, Status.FAILED, None, secrets, 0)
+                        self._finish(request, Status.FAILED, None, secrets.reason, 0)
                     continue
                 settings = self.job.communities[name]
                 community = _Community(
                     name=name,
                     headers={
                         **self.operation.extra_headers(self.job.options),
-                        **self.operation.auth_headers(secrets),
+                        **self.operation.auth_headers(secrets.values),
                     },
                     pacer=Pacer(settings.rate_per_second, self.clock),
                     concurrency=settings.concurrency,

@@ -7,26 +7,15 @@ each community the environment variables that hold its credentials. Keys are nev
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from reconcile.exceptions import ConfigError
-
-DEFAULT_RATE_PER_SECOND = 5.0
-DEFAULT_CONCURRENCY = 4
-DEFAULT_MAX_ATTEMPTS = 5
-DEFAULT_MAX_REJECT_RATE = 0.5
-DEFAULT_GUARD_WINDOW = 50
-DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_INTERRUPT_GRACE_SECONDS = 10.0
-DEFAULT_BACKOFF_BASE_SECONDS = 0.5
-DEFAULT_SETTLE_SECONDS = 60.0
-DEFAULT_RATE_LIMIT_BUDGET_SECONDS = 900.0
-DEFAULT_APPROVAL_TTL_HOURS = 72.0
 
 
 def default_state_dir() -> Path:
@@ -47,40 +36,123 @@ class CommunitySettings:
     concurrency: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """A setting's rule beyond its type: ``ok(value)`` or the job stops with ``problem`` and
+    ``fix``."""
+
+    ok: Callable[[Any], bool]
+    problem: str
+    fix: str
+
+
+POSITIVE = Check(lambda v: v > 0, "must be a number above 0", "use e.g. 5")
+FRACTION = Check(lambda v: 0 < v <= 1, "must be in (0, 1]", "use e.g. 0.5")
+HTTP_URL = Check(
+    lambda v: v.startswith(("http://", "https://")), "not an http(s) URL", "use https://..."
+)
+RESULTS_FORMAT = Check(
+    lambda v: v in ("csv", "xlsx"), "not a results format", 'use "csv" or "xlsx"'
+)
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    example: Any = None,
+    check: Check | None = None,
+    beside_job: bool = False,
+) -> Any:
+    """Declare a job-file setting once: its type is the field's, and ``doc`` (one line, shown
+    in the README's job file and ``reconcile settings``), ``example`` (the value shown when the
+    default is not one to show), ``check`` and ``beside_job`` (a folder relative to the job
+    file) drive parsing and validation."""
+    metadata = {"doc": doc, "example": example, "check": check, "beside_job": beside_job}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=metadata)
+    if isinstance(default, (dict, Path)) or callable(default):
+        factory = default if callable(default) else (lambda: default)
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
-    """Everything a run needs besides the input file."""
+    """Everything a run needs besides the input file. Each ``setting(...)`` field is a key of
+    the job file, declared here once: parsing, checks, defaults and docs all read it."""
 
     path: Path | None
-    operation: str
-    base_url: str
-    rate_per_second: float = DEFAULT_RATE_PER_SECOND
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
-    guard_window: int = DEFAULT_GUARD_WINDOW
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    interrupt_grace_seconds: float = DEFAULT_INTERRUPT_GRACE_SECONDS
-    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
-    rate_limit_budget_seconds: float = DEFAULT_RATE_LIMIT_BUDGET_SECONDS
+    operation: str = setting(doc="which API operation the rows are for", example="purchase-history")
+    base_url: str = setting(
+        doc="https (plain http only for 127.0.0.1 / localhost)",
+        example="https://api.returning.ai",
+    )
+    rate_per_second: float = setting(
+        5.0, doc="per community: never more in any one-second window", check=POSITIVE
+    )
+    concurrency: int = setting(4, doc="per community: requests in flight at once", check=POSITIVE)
+    max_attempts: int = setting(
+        5, doc="per row, for 5xx, timeouts and cut connections", check=POSITIVE
+    )
+    max_reject_rate: float = setting(
+        0.5, doc="stop a community when more than this share ...", check=FRACTION
+    )
+    guard_window: int = setting(
+        50, doc="... of its first N answered rows are rejected", check=POSITIVE
+    )
+    timeout_seconds: float = setting(
+        30.0, doc="per request, the whole exchange: connect, send, answer"
+    )
+    interrupt_grace_seconds: float = setting(
+        10.0, doc="after Ctrl-C/SIGTERM, wait this long for in-flight requests"
+    )
+    backoff_base_seconds: float = setting(
+        0.5, doc="retry backoff: full jitter, doubling, capped at 30 s"
+    )
+    rate_limit_budget_seconds: float = setting(
+        900.0,
+        doc="429s may hold a community this long per run, then it stops",
+        check=POSITIVE,
+    )
     """How long 429s may hold one community in a run (each counts its Retry-After, at least
     1 s); past it the community stops, so a spent daily quota never keeps a nightly run waiting
     (and the next night's run locked out) for hours."""
-    state_dir: Path = dataclasses.field(default_factory=default_state_dir)
-    input: str | None = None
-    """For cron: a file, a glob or an inbox directory (relative to the job file's folder)."""
-    results_dir: Path | None = None
-    archive_dir: Path | None = None
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS
-    """An inbox file modified more recently than this is still being written: left for later."""
-    results_format: str = "csv"
-    notify_url: str | None = None
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    """The ``[options]`` table: settings of the operation (e.g. ``skip_downstream``)."""
-    require_approval: bool = False
-    """A real run needs a plan approved by a second person (``run --plan``)."""
-    approval_ttl_hours: float = DEFAULT_APPROVAL_TTL_HOURS
-    """An approval older than this cannot be applied: the file must be planned again."""
+    require_approval: bool = setting(
+        False, doc="true: a real run only applies a plan a colleague approved"
+    )
+    approval_ttl_hours: float = setting(
+        72.0, doc="an approval older than this cannot be applied", check=POSITIVE
+    )
+    state_dir: Path = setting(
+        default_state_dir,
+        doc="the ledger (default: $XDG_STATE_HOME/reconcile)",
+        example="~/.local/state/reconcile",
+    )
+    input: str | None = setting(
+        None,
+        doc="for cron: a file, a glob or an inbox folder (beside the job file)",
+        example="inbox/",
+    )
+    results_dir: Path | None = setting(
+        None, doc="inbox: where results files go", example="results/", beside_job=True
+    )
+    archive_dir: Path | None = setting(
+        None, doc="inbox: where finished inputs are moved", example="done/", beside_job=True
+    )
+    settle_seconds: float = setting(
+        60.0, doc="an inbox file modified more recently is still being written: left for later"
+    )
+    results_format: str = setting("csv", doc='"csv" or "xlsx"', check=RESULTS_FORMAT)
+    notify_url: str | None = setting(
+        None,
+        doc="POST a run summary here when a run ends",
+        example="https://hooks.example.com/reconcile",
+        check=HTTP_URL,
+    )
+    options: Mapping[str, Any] = setting(
+        {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
+    )
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> Job:
@@ -110,31 +182,31 @@ class Job:
         return dataclasses.replace(self, communities=communities, **given)
 
 
-_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
-    "operation": str,
-    "base_url": str,
-    "rate_per_second": (int, float),
-    "concurrency": int,
-    "max_attempts": int,
-    "max_reject_rate": (int, float),
-    "guard_window": int,
-    "timeout_seconds": (int, float),
-    "interrupt_grace_seconds": (int, float),
-    "backoff_base_seconds": (int, float),
-    "rate_limit_budget_seconds": (int, float),
-    "state_dir": str,
-    "input": str,
-    "results_dir": str,
-    "archive_dir": str,
-    "settle_seconds": (int, float),
-    "results_format": str,
-    "notify_url": str,
-    "options": dict,
-    "communities": dict,
-    "require_approval": bool,
-    "approval_ttl_hours": (int, float),
-}
-_COMMUNITY_LIMIT_KEYS = {"rate_per_second": (int, float), "concurrency": int}
+_COMMUNITY_LIMIT_KEYS = ("rate_per_second", "concurrency")
+
+
+def settings() -> list[dataclasses.Field[Any]]:
+    """The job file's top-level settings, in the order the README shows them."""
+    return [f for f in dataclasses.fields(Job) if "doc" in f.metadata]
+
+
+def example_toml() -> str:
+    """The top of a job file with every setting, its default (or an example) and its doc: the
+    README's job file and ``reconcile settings`` print this."""
+    lines = []
+    for field in settings():
+        if field.name == "options":
+            continue
+        shown = field.metadata["example"]
+        if shown is None:
+            shown = field.default if field.default is not dataclasses.MISSING else ""
+        if isinstance(shown, float) and shown.is_integer():
+            shown = int(shown)
+        text = "true" if shown is True else "false" if shown is False else json.dumps(shown)
+        optional = "# " if field.default is None else ""  # off unless set: shown commented
+        line = f"{optional}{field.name} = {text}"
+        lines.append(f"{line:<39} # {field.metadata['doc']}")
+    return "\n".join(lines)
 
 
 def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:
@@ -182,93 +254,84 @@ def load_job(path: Path) -> Job:
     return parse_job(raw, path)
 
 
-def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
-    """Turn a parsed TOML table into a Job, refusing unknown keys and wrong types."""
-    for key, value in raw.items():
-        expected = _TOP_KEYS.get(key)
-        if expected is None:
-            raise _fail(path, key, "unknown key", f"remove it; known keys: {', '.join(_TOP_KEYS)}")
-        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
-            raise _fail(path, key, f"wrong type {type(value).__name__}", "see the README")
-    for key in ("operation", "base_url"):
-        if not raw.get(key):
-            raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
-    for key in (
-        "approval_ttl_hours",
-        "rate_per_second",
-        "concurrency",
-        "max_attempts",
-        "guard_window",
-        "rate_limit_budget_seconds",
-    ):
-        _check_positive(raw.get(key), key, path)
-    reject = raw.get("max_reject_rate")
-    if reject is not None and not 0 < reject <= 1:
-        raise _fail(path, "max_reject_rate", f"must be in (0, 1], got {reject}", "use e.g. 0.5")
-    rate = float(raw.get("rate_per_second", DEFAULT_RATE_PER_SECOND))
-    concurrency = int(raw.get("concurrency", DEFAULT_CONCURRENCY))
-    communities: dict[str, CommunitySettings] = {}
-    for name, table in raw.get("communities", {}).items():
-        where = f"[communities.{name}]"
-        if not isinstance(table, dict):
-            raise _fail(path, where, "must be a table", f"write [communities.{name}]")
-        envs: dict[str, str] = {}
-        for key, value in table.items():
-            if key in _COMMUNITY_LIMIT_KEYS:
-                _check_positive(value, f"{where} {key}", path)
-            elif key.endswith("_env") and isinstance(value, str) and value:
-                envs[key.removesuffix("_env")] = value
-            else:
-                raise _fail(
-                    path,
-                    f"{where} {key}",
-                    "unknown key (credentials are named by *_env keys holding a variable name)",
-                    'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file',
-                )
-        communities[name] = CommunitySettings(
-            name=name,
-            credential_envs=envs,
-            rate_per_second=float(table.get("rate_per_second", rate)),
-            concurrency=int(table.get("concurrency", concurrency)),
+def _accepts(hint: str, value: Any) -> bool:
+    """Whether a TOML value has the type a setting's annotation asks for."""
+    if isinstance(value, bool):
+        return hint == "bool"
+    if hint.startswith("float"):
+        return isinstance(value, (int, float))
+    if hint.startswith("int"):
+        return isinstance(value, int)
+    if hint.startswith("Mapping"):
+        return isinstance(value, dict)
+    return isinstance(value, str)  # str, Path and their optional forms
+
+
+def _setting_value(field: dataclasses.Field[Any], value: Any, path: Path | None) -> Any:
+    """A checked TOML value, converted to the field's type."""
+    hint = str(field.type)
+    if not _accepts(hint, value):
+        raise _fail(path, field.name, f"wrong type {type(value).__name__}", "see the README")
+    check: Check | None = field.metadata["check"]
+    if check is not None and not check.ok(value):
+        raise _fail(path, field.name, f"{check.problem}, got {value!r}", check.fix)
+    if hint.startswith("float"):
+        return float(value)
+    if hint.startswith("Mapping"):
+        return dict(value)
+    if hint.startswith("Path"):
+        folder = Path(value).expanduser()
+        return (
+            (path.parent if path is not None else Path()) / folder
+            if field.metadata["beside_job"]
+            else folder
         )
-    state_dir = raw.get("state_dir")
-    if raw.get("results_format", "csv") not in ("csv", "xlsx"):
-        raise _fail(path, "results_format", f"got {raw['results_format']!r}", 'use "csv" or "xlsx"')
-    notify = raw.get("notify_url")
-    if notify is not None and not notify.startswith(("http://", "https://")):
-        raise _fail(path, "notify_url", f"not an http(s) URL: {notify!r}", "use https://...")
-    base = path.parent if path is not None else Path()
+    return value
 
-    def folder(key: str) -> Path | None:
-        value = raw.get(key)
-        return (base / Path(value).expanduser()) if value else None
 
-    return Job(
-        path=path,
-        operation=raw["operation"],
-        base_url=checked_base_url(raw["base_url"], "base_url", path),
-        rate_per_second=rate,
-        concurrency=concurrency,
-        max_attempts=int(raw.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-        max_reject_rate=float(raw.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE)),
-        guard_window=int(raw.get("guard_window", DEFAULT_GUARD_WINDOW)),
-        timeout_seconds=float(raw.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)),
-        interrupt_grace_seconds=float(
-            raw.get("interrupt_grace_seconds", DEFAULT_INTERRUPT_GRACE_SECONDS)
-        ),
-        backoff_base_seconds=float(raw.get("backoff_base_seconds", DEFAULT_BACKOFF_BASE_SECONDS)),
-        rate_limit_budget_seconds=float(
-            raw.get("rate_limit_budget_seconds", DEFAULT_RATE_LIMIT_BUDGET_SECONDS)
-        ),
-        state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir(),
-        input=raw.get("input"),
-        results_dir=folder("results_dir"),
-        archive_dir=folder("archive_dir"),
-        settle_seconds=float(raw.get("settle_seconds", DEFAULT_SETTLE_SECONDS)),
-        results_format=raw.get("results_format", "csv"),
-        notify_url=notify,
-        options=dict(raw.get("options", {})),
-        communities=communities,
-        require_approval=bool(raw.get("require_approval", False)),
-        approval_ttl_hours=float(raw.get("approval_ttl_hours", DEFAULT_APPROVAL_TTL_HOURS)),
+def _community(
+    name: str, table: Any, defaults: Mapping[str, Any], path: Path | None
+) -> CommunitySettings:
+    where = f"[communities.{name}]"
+    if not isinstance(table, dict):
+        raise _fail(path, where, "must be a table", f"write [communities.{name}]")
+    envs: dict[str, str] = {}
+    for key, value in table.items():
+        if key in _COMMUNITY_LIMIT_KEYS:
+            _check_positive(value, f"{where} {key}", path)
+        elif key.endswith("_env") and isinstance(value, str) and value:
+            envs[key.removesuffix("_env")] = value
+        else:
+            raise _fail(
+                path,
+                f"{where} {key}",
+                "unknown key (credentials are named by *_env keys holding a variable name)",
+                'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file',
+            )
+    return CommunitySettings(
+        name=name,
+        credential_envs=envs,
+        rate_per_second=float(table.get("rate_per_second", defaults["rate_per_second"])),
+        concurrency=int(table.get("concurrency", defaults["concurrency"])),
     )
+
+
+def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
+    """Turn a parsed TOML table into a Job, refusing unknown keys, wrong types and values its
+    settings' checks refuse (every setting is declared once, on :class:`Job`)."""
+    declared = {f.name: f for f in settings()}
+    for key in raw:
+        if key not in declared and key != "communities":
+            known = ", ".join([*declared, "communities"])
+            raise _fail(path, key, "unknown key", f"remove it; known keys: {known}")
+    values = {k: _setting_value(declared[k], v, path) for k, v in raw.items() if k in declared}
+    for key in ("operation", "base_url"):
+        if not values.get(key):
+            raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
+    tables = raw.get("communities", {})
+    if not isinstance(tables, dict):
+        raise _fail(path, "communities", f"wrong type {type(tables).__name__}", "see the README")
+    limits = {k: values.get(k, declared[k].default) for k in _COMMUNITY_LIMIT_KEYS}
+    communities = {name: _community(name, t, limits, path) for name, t in tables.items()}
+    values["base_url"] = checked_base_url(values["base_url"], "base_url", path)
+    return Job(path=path, communities=communities, **values)

@@ -25,6 +25,7 @@ import polars as pl
 import structlog
 
 from reconcile import __version__, approval, report, results
+from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     SendEvent,
 )
@@ -36,7 +37,7 @@ from reconcile.operations import Operation, get_operation
 from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.recorder import LedgerRecorder
-from reconcile.sending import EVENT_LOOP, resolve_credentials, send_requests
+from reconcile.sending import EVENT_LOOP, send_requests
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
 

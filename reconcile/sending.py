@@ -1,4 +1,4 @@
-"""The sending phase of a run: credentials, one pooled client, dispatch, signals and cancel.
+"""The sending phase of a run: one pooled client, dispatch, signals and cancel.
 
 Ctrl-C / SIGTERM (or a ``cancel`` event set from another thread) stops new requests; in-flight
 ones get ``interrupt_grace_seconds``; a second signal stops waiting. Every outcome is flushed to
@@ -15,10 +15,9 @@ import anyio
 import anyio.abc
 import structlog
 
-from reconcile import logs
 from reconcile.client import make_client
+from reconcile.credentials import Credentials
 from reconcile.dispatch import Dispatcher, PlannedRequest, SendEvent
-from reconcile.exceptions import ConfigError
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome, Status
@@ -32,52 +31,11 @@ log = structlog.get_logger("reconcile")
 EVENT_LOOP = {"use_uvloop": True}
 
 
-def resolve_credentials(
-    operation: Operation,
-    job: Job,
-    communities: list[str],
-    environ: Mapping[str, str],
-    given: Mapping[str, Mapping[str, str]] | None = None,
-) -> dict[str, dict[str, str] | str]:
-    """Each community's secrets from its environment variables, or why it has none.
-
-    ``given`` supplies secrets directly (the in-process sandbox knows its own keys). A job file
-    that does not say where a credential lives is a ConfigError: nothing is sent.
-    """
-    resolved: dict[str, dict[str, str] | str] = {}
-    for name in communities:
-        if given and name in given:
-            resolved[name] = dict(given[name])
-            continue
-        settings = job.communities[name]
-        found: dict[str, str] = {}
-        for credential in operation.credentials:
-            variable = settings.credential_envs.get(credential)
-            if variable is None:
-                raise ConfigError(
-                    f"{job.path or 'job'}: [communities.{name}] has no {credential}_env. "
-                    f'Fix: add {credential}_env = "SOME_VARIABLE" and export that variable.'
-                )
-            value = environ.get(variable, "")
-            if not value:
-                found = {}
-                resolved[name] = f"environment variable {variable} is not set"
-                break
-            found[credential] = value
-        if found:
-            resolved[name] = found
-    for secrets_or_reason in resolved.values():
-        if isinstance(secrets_or_reason, dict):
-            for secret in secrets_or_reason.values():
-                logs.register_secret(secret)
-    return resolved
-
-
 async def send_requests(
     operation: Operation,
     job: Job,
     requests: list[PlannedRequest],
-    credentials: Mapping[str, Mapping[str, str] | str],
+    credentials: Mapping[str, Credentials],
     *,
     recorder: LedgerRecorder | None = None,
     force: bool,

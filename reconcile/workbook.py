@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from reconcile._lazy import pl
 from reconcile.exceptions import InputError
@@ -73,40 +74,50 @@ def read_workbook(
     headers = [str(h).strip() for h in text.columns]
     grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
     judged = _judged_columns(headers, columns, families)
-    problems = pl.DataFrame(schema={ROW: pl.Int64, "message": pl.String})
-    if judged:
-        originals = [text.columns[p] for p in judged]
-        # Cell types, which a text read hides: read as booleans, a number cell is non-null (a
-        # text cell is null, digits or not); read as dates, a date cell is non-null.
-        as_bool = workbook.load_sheet(
-            chosen, dtypes=dict.fromkeys(originals, "boolean"), use_columns=originals
-        ).to_polars()
-        as_date = workbook.load_sheet(
-            chosen, dtypes=dict.fromkeys(originals, "date"), use_columns=originals
-        ).to_polars()
-        fixes, flagged = [], []
-        for position, kind in judged.items():
-            original = text.columns[position]
-            shown = text.get_column(original)
-            number = as_bool.get_column(original).is_not_null() & ~shown.is_in(["true", "false"])
-            date = (
-                as_date.get_column(original).is_not_null() & as_bool.get_column(original).is_null()
-            )
-            name = f"column_{position}"
-            if kind == "date":
-                fixes.append(
-                    pl.when(pl.lit(date))
-                    .then(pl.lit(as_date.get_column(original)).dt.strftime("%d/%m/%Y"))
-                    .otherwise(pl.col(name))
-                    .alias(name)
-                )
-                flagged.append(_swapped_dates(headers[position], shown, date))
-            else:
-                flagged.append(_damaged_numbers(headers[position], shown, number))
-        grid = grid.with_columns(fixes)
-        problems = pl.concat(flagged)
+    grid, problems = _cell_types(workbook, chosen, text, grid, headers, judged)
     table = _map_headers(path, grid, headers, columns, families)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
+
+
+def _cell_types(
+    workbook: Any,
+    chosen: str | int,
+    text: pl.DataFrame,
+    grid: pl.DataFrame,
+    headers: Sequence[str],
+    judged: Mapping[int, str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Date cells of date columns as DD/MM/YYYY, and the problems cell types show (rounded
+    number cells, swapped dates): the grid with its fixes, and (row, message) problems."""
+    if not judged:
+        return grid, pl.DataFrame(schema={ROW: pl.Int64, "message": pl.String})
+    originals = [text.columns[p] for p in judged]
+    # Cell types, which a text read hides: read as booleans, a number cell is non-null (a
+    # text cell is null, digits or not); read as dates, a date cell is non-null.
+    as_bool = workbook.load_sheet(
+        chosen, dtypes=dict.fromkeys(originals, "boolean"), use_columns=originals
+    ).to_polars()
+    as_date = workbook.load_sheet(
+        chosen, dtypes=dict.fromkeys(originals, "date"), use_columns=originals
+    ).to_polars()
+    fixes, flagged = [], []
+    for position, kind in judged.items():
+        original = text.columns[position]
+        shown = text.get_column(original)
+        number = as_bool.get_column(original).is_not_null() & ~shown.is_in(["true", "false"])
+        date = as_date.get_column(original).is_not_null() & as_bool.get_column(original).is_null()
+        name = f"column_{position}"
+        if kind == "date":
+            fixes.append(
+                pl.when(pl.lit(date))
+                .then(pl.lit(as_date.get_column(original)).dt.strftime("%d/%m/%Y"))
+                .otherwise(pl.col(name))
+                .alias(name)
+            )
+            flagged.append(_swapped_dates(headers[position], shown, date))
+        else:
+            flagged.append(_damaged_numbers(headers[position], shown, number))
+    return grid.with_columns(fixes), pl.concat(flagged)
 
 
 #: A number cell whose value text is exactly what was typed: a whole number of at most 15

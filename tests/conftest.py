@@ -10,7 +10,7 @@ import pytest
 from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
-from tests.helpers import APPS, GENERATED, KEYS
+from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +37,8 @@ def sandbox(seed: dict[str, Any]) -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    monkeypatch.setenv("RECONCILE_TEST_KEY_ACME", KEYS["acme"])
-    monkeypatch.setenv("RECONCILE_TEST_KEY_GLOBEX", KEYS["globex"])
-    for name, (app_id, token) in APPS.items():
-        monkeypatch.setenv(f"RECONCILE_TEST_APP_ID_{name.upper()}", app_id)
-        monkeypatch.setenv(f"RECONCILE_TEST_APP_TOKEN_{name.upper()}", token)
+    """Every sandbox community's credentials in the variables :func:`write_job` names."""
+    for community, found in CREDENTIALS.items():
+        for credential, value in found.items():
+            monkeypatch.setenv(credential_env(credential, community), value)
     return KEYS

@@ -9,16 +9,18 @@ from typing import Any
 import polars as pl
 
 from reconcile import cli
-from reconcile.operations import Operation
+from reconcile.operations import OPERATIONS, Operation
+from reconcile.sandbox import SandboxState, load_seed
+from reconcile.sandbox.state import DEFAULT_SEED
 from reconcile.validate import ERROR, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
-KEYS = {"acme": "sandbox-key-acme", "globex": "sandbox-key-globex"}
-APPS = {
-    "acme": ("app-acme-0001", "sandbox-token-acme"),
-    "globex": ("app-globex-0001", "sandbox-token-globex"),
-}
+#: The sandbox seed's credentials per community (``api_key``, ``app_id``, ...), the names the
+#: operations declare in ``Operation.credentials``.
+CREDENTIALS = SandboxState(load_seed(DEFAULT_SEED)).credentials()
+KEYS = {name: found["api_key"] for name, found in CREDENTIALS.items() if name in ("acme", "globex")}
+APPS = {name: (CREDENTIALS[name]["app_id"], CREDENTIALS[name]["app_token"]) for name in KEYS}
 GENERATED = 300
 
 
@@ -33,8 +35,14 @@ def orders_csv(
     return path
 
 
+def credential_env(credential: str, community: str) -> str:
+    """The environment variable the tests' job files name for one community's credential."""
+    return f"RECONCILE_TEST_{credential.upper()}_{community.upper()}"
+
+
 def write_job(path: Path, base_url: str = "https://api.example.invalid", **top: Any) -> Path:
-    """A job file for acme and globex, keys in RECONCILE_TEST_KEY_*; ``top`` adds settings."""
+    """A job file for acme and globex, credentials in :func:`credential_env` variables; ``top``
+    adds settings."""
     settings = {
         "operation": "purchase-history",
         "base_url": base_url,
@@ -44,14 +52,11 @@ def write_job(path: Path, base_url: str = "https://api.example.invalid", **top: 
         **top,
     }
     lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+    # Every credential any operation declares, so one job file serves --operation overrides.
+    declared = dict.fromkeys(c for op in OPERATIONS.values() for c in op.credentials)
     for name in ("acme", "globex"):
-        upper = name.upper()
-        lines += [
-            f"[communities.{name}]",
-            f'api_key_env = "RECONCILE_TEST_KEY_{upper}"',
-            f'app_id_env = "RECONCILE_TEST_APP_ID_{upper}"',
-            f'app_token_env = "RECONCILE_TEST_APP_TOKEN_{upper}"',
-        ]
+        lines.append(f"[communities.{name}]")
+        lines += [f'{c}_env = "{credential_env(c, name)}"' for c in declared]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

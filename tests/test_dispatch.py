@@ -17,7 +17,7 @@ import pytest
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.helpers import ROOT, orders_csv, read_results, run, run_orders, write_job
+from tests.helpers import ROOT, credential_env, orders_csv, read_results, run, run_orders, write_job
 
 FAST = {"backoff_base_seconds": 0.01}
 
@@ -122,7 +122,7 @@ class TestOutcomes:
     def test_unset_key_variable_fails_that_community_only(
         self, sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.delenv("RECONCILE_TEST_KEY_GLOBEX")
+        monkeypatch.delenv(credential_env("api_key", "globex"))
         rows = [("acme", order_id("acme", 1)), ("globex", order_id("globex", 1))]
         out = tmp_path / "out.csv"
         assert (
@@ -140,7 +140,7 @@ class TestOutcomes:
         assert results.get_column("status").to_list() == ["applied", "failed"]
         assert (
             results.row(1, named=True)["error"]
-            == "environment variable RECONCILE_TEST_KEY_GLOBEX is not set"
+            == "environment variable RECONCILE_TEST_API_KEY_GLOBEX is not set"
         )
         assert results.row(1, named=True)["attempts"] == "0"
 
@@ -341,8 +341,8 @@ def test_canary_key_never_written(
         sandbox.state.data["communities"][0],
         frozenset({"purchase-history"}),
     )
-    monkeypatch.setenv("RECONCILE_TEST_KEY_ACME", canary)
-    monkeypatch.setenv("RECONCILE_TEST_KEY_GLOBEX", canary + "-wrong")
+    monkeypatch.setenv(credential_env("api_key", "acme"), canary)
+    monkeypatch.setenv(credential_env("api_key", "globex"), canary + "-wrong")
     rows = [("acme", order_id("acme", 1)), ("acme", "ORD404"), ("globex", order_id("globex", 1))]
     out = tmp_path / "out.csv"
     run(
@@ -375,8 +375,8 @@ def test_a_signal_stops_cleanly(
     job = write_job(tmp_path / "j.toml", sandbox.url, rate_per_second=10, concurrency=2)
     env = {
         **os.environ,
-        "RECONCILE_TEST_KEY_ACME": "sandbox-key-acme",
-        "RECONCILE_TEST_KEY_GLOBEX": "x",
+        credential_env("api_key", "acme"): "sandbox-key-acme",
+        credential_env("api_key", "globex"): "x",
     }
     process = subprocess.Popen(
         [

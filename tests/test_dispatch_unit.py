@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from reconcile.client import make_client
+from reconcile.credentials import Secrets
 from reconcile.dispatch import Dispatcher, PlannedRequest
 from reconcile.job import load_job
 from reconcile.operations import get_operation
@@ -95,7 +96,7 @@ def dispatch(
                 rng=random.Random(1),
                 clock=clock,
             )
-            return await dispatcher.run(requests, {"acme": {"api_key": "k"}})
+            return await dispatcher.run(requests, {"acme": Secrets({"api_key": "k"})})
 
     return anyio.run(go), clock, seen
 

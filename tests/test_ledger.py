@@ -21,12 +21,21 @@ from reconcile.ledger import FinishedRecord, Ledger, RequestRecord, fingerprint,
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.helpers import KEYS, ROOT, orders_csv, read_results, run, run_orders, write_job
+from tests.helpers import (
+    KEYS,
+    ROOT,
+    credential_env,
+    orders_csv,
+    read_results,
+    run,
+    run_orders,
+    write_job,
+)
 
 ENV = {
     **os.environ,
-    "RECONCILE_TEST_KEY_ACME": KEYS["acme"],
-    "RECONCILE_TEST_KEY_GLOBEX": KEYS["globex"],
+    credential_env("api_key", "acme"): KEYS["acme"],
+    credential_env("api_key", "globex"): KEYS["globex"],
 }
 
 

@@ -22,7 +22,7 @@ from reconcile.operations import OPERATIONS
 from reconcile.pipeline import prepare
 from reconcile.sandbox import Faults, SandboxState, create_app, load_seed
 from reconcile.sandbox.state import DEFAULT_SEED
-from tests.helpers import APPS, KEYS, SAMPLE, write_job
+from tests.helpers import SAMPLE, write_job
 
 #: Answers that depend on the sandbox's data, not on the request's form: an unknown record, a
 #: taken code, Capillary's customer/line item/field lookups, a refund towards another status.
@@ -90,15 +90,9 @@ def sample_rows(operation: str) -> tuple[list[str], list[list[str]]]:
 
 
 def credentials(seed: dict[str, Any], community: str) -> dict[str, str]:
-    [record] = [c for c in seed["communities"] if c["name"] == community]
-    user = record["users"][0]
-    return {
-        "api_key": KEYS[community],
-        "app_id": APPS[community][0],
-        "app_token": APPS[community][1],
-        "username": user["username"],
-        "password": user["password"],
-    }
+    """The community's credentials as the sandbox seed gives them, under the names the
+    operations declare (``api_key``, ``app_id``, ``username`` ...)."""
+    return SandboxState(seed).credentials()[community]
 
 
 def sandbox_answer(client: TestClient, request: str, headers: dict[str, str]) -> tuple[int, str]:

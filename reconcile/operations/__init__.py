@@ -1,27 +1,28 @@
-"""The API operations reconcile can apply: one module each, registered here."""
+"""The API operations reconcile can apply: one module each, found here by discovery.
+
+A module of this package that defines ``OPERATION`` (an :class:`Operation`) is an operation; no
+list elsewhere names it (CONTRIBUTING.md: "Add an operation").
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from reconcile.exceptions import ConfigError
-from reconcile.operations import (
-    capillary_transaction,
-    purchase_history,
-    redemption_status,
-    voucherify_order,
-    voucherify_rollback,
-)
 from reconcile.operations.base import Classified, Column, Operation, Verdict
 
-OPERATIONS: dict[str, Operation] = {
-    op.name: op
-    for op in (
-        purchase_history.OPERATION,
-        redemption_status.OPERATION,
-        voucherify_order.OPERATION,
-        voucherify_rollback.OPERATION,
-        capillary_transaction.OPERATION,
-    )
-}
+
+def _discover() -> dict[str, Operation]:
+    found: dict[str, Operation] = {}
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        operation = getattr(importlib.import_module(f"{__name__}.{module}"), "OPERATION", None)
+        if isinstance(operation, Operation):
+            found[operation.name] = operation
+    return found
+
+
+OPERATIONS: dict[str, Operation] = _discover()
 
 
 def get_operation(name: str) -> Operation:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
-from reconcile.operations import typed
+from reconcile.operations import rules, typed
 from reconcile.operations.typed import JsonValue, RawJson
 
 #: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
@@ -124,12 +124,30 @@ class Operation(abc.ABC):
             *(pl.col(n).str.strip_chars(TRIMMED).replace("", None) for n in family),
         )
 
-    @abc.abstractmethod
     def schema(
         self, communities: Collection[str], family_columns: Sequence[str] = ()
     ) -> pa.DataFrameSchema:
         """The API's rules for one row, as a pandera schema over the normalised frame
-        (``family_columns``: the family columns this file has, e.g. ``metadata.location``)."""
+        (``family_columns``: the family columns this file has, e.g. ``metadata.location``):
+        a community of the job, :meth:`column_rules`, typed family columns, :meth:`row_checks`."""
+        return pa.DataFrameSchema(
+            {
+                "community": rules.community_column(communities),
+                **self.column_rules(family_columns),
+                **typed.family_columns_schema(family_columns, self.families),
+            },
+            checks=self.row_checks(family_columns),
+            strict=False,
+        )
+
+    @abc.abstractmethod
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        """Each column's own rules (pandera columns over trimmed text; checks from
+        :mod:`reconcile.operations.rules`)."""
+
+    def row_checks(self, family_columns: Sequence[str]) -> list[pa.Check]:
+        """Rules across a row's columns (none by default)."""
+        return []
 
     @abc.abstractmethod
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
@@ -203,6 +221,51 @@ def one_request_per_group(
         if field in frame.columns
     ]
     return keyed, problems
+
+
+def request_lines(
+    frame: pl.DataFrame,
+    *,
+    target: pl.Expr,
+    method: str,
+    path: pl.Expr,
+    body: pl.Expr,
+    repeatable: pl.Expr,
+) -> pl.DataFrame:
+    """The frame :meth:`Operation.requests` returns: one line per input row, its request."""
+    return frame.select(
+        "__row",
+        "community",
+        target.alias("target"),
+        pl.lit(method).alias("method"),
+        path.alias("path"),
+        body.alias("body"),
+        repeatable.alias("repeatable"),
+    )
+
+
+def with_query_string(frame: pl.DataFrame, columns: Sequence[str]) -> tuple[pl.DataFrame, pl.Expr]:
+    """The frame with each column percent-encoded, and ``name=value&...`` of the present ones
+    (each column is the query parameter of its name; empty when none is present)."""
+    for column in columns:
+        frame = with_encoded_segment(frame, column, f"__q_{column}")
+    query = pl.concat_str(
+        *(pl.lit(f"{c}=") + pl.col(f"__q_{c}") for c in columns), separator="&", ignore_nulls=True
+    )
+    return frame, query
+
+
+def with_query(path: pl.Expr, query: pl.Expr) -> pl.Expr:
+    """``path?query``, or the bare path where the query is empty."""
+    return pl.when(query != "").then(path + pl.lit("?") + query).otherwise(path)
+
+
+def rows_problem(keyed: pl.DataFrame, where: pl.Expr, message: str) -> pl.DataFrame:
+    """(``index``, ``message``) for the grouped rows ``where`` holds; ``{}`` in ``message`` is
+    the group's row numbers (``__rows`` of :func:`one_request_per_group`)."""
+    return keyed.filter(where).select(
+        "index", pl.format(message, pl.col("__rows")).alias("message")
+    )
 
 
 def api_message(body: bytes) -> str:

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
-from reconcile.operations import rules, typed
+from reconcile.operations import rules
 from reconcile.operations.base import (
     Classified,
     Column,
+    JsonFields,
     Operation,
     Verdict,
     one_request_per_group,
-    with_encoded_segment,
+    request_lines,
+    rows_problem,
     with_json_object,
+    with_query,
+    with_query_string,
 )
+from reconcile.operations.typed import RawJson
 
 IDENTIFIERS = (
     "mobile",
@@ -118,94 +123,88 @@ class CapillaryTransaction(Operation):
         ),
     )
 
-    def schema(
-        self, communities: Collection[str], family_columns: Sequence[str] = ()
-    ) -> pa.DataFrameSchema:
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        """Each column's own rules."""
+        return {
+            "identifierName": pa.Column(
+                str, nullable=True, checks=[_enum(IDENTIFIERS, "customer identifier")]
+            ),
+            "identifierValue": rules.optional_text(),
+            "source": pa.Column(str, nullable=True, checks=[_enum(SOURCES, "source")]),
+            "accountId": rules.optional_text(),
+            "id": pa.Column(
+                str,
+                nullable=True,
+                checks=[rules.not_excel_number(), *_whole("transaction id", 63)],
+            ),
+            "number": rules.optional_text(),
+            "type": pa.Column(
+                str,
+                nullable=True,
+                checks=[
+                    rules.check(MIXED, lambda c: c != "MIXED"),
+                    rules.check(
+                        f"is not a transaction type: use one of {', '.join(TYPES)}",
+                        lambda c: c.is_in((*TYPES, "MIXED")),
+                    ),
+                ],
+            ),
+            "deliveryStatus": pa.Column(
+                str, nullable=True, checks=[_enum(DELIVERY, "delivery status")]
+            ),
+            "lineItems.itemCode": rules.optional_text(),
+            "lineItems.id": pa.Column(
+                str,
+                nullable=True,
+                checks=[rules.not_excel_number(), *_whole("line item id", 31)],
+            ),
+            "lineItems.outlierStatus": rules.optional_text(),
+        }
+
+    def row_checks(self, family_columns: Sequence[str]) -> list[pa.Check]:
+        """Rules across a row's columns."""
         kind = pl.col("type").fill_null("REGULAR")
-        return pa.DataFrameSchema(
-            {
-                "community": rules.community_column(communities),
-                "identifierName": pa.Column(
-                    str, nullable=True, checks=[_enum(IDENTIFIERS, "customer identifier")]
+        return [
+            rules.frame_check(
+                "give the transaction's {id} or its {number}",
+                pl.col("id").is_not_null() | pl.col("number").is_not_null(),
+            ),
+            rules.frame_check(
+                "{identifierName} and {identifierValue} are required (except for "
+                "NOT_INTERESTED and NOT_INTERESTED_RETURN transactions)",
+                kind.is_in(NO_IDENTIFIER_TYPES)
+                | (
+                    pl.col("identifierName").is_not_null() & pl.col("identifierValue").is_not_null()
                 ),
-                "identifierValue": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "source": pa.Column(str, nullable=True, checks=[_enum(SOURCES, "source")]),
-                "accountId": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "id": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[rules.not_excel_number(), *_whole("transaction id", 63)],
+            ),
+            rules.frame_check(
+                "{accountId} does not apply to the INSTORE source: leave it empty",
+                ~((pl.col("source") == "INSTORE") & pl.col("accountId").is_not_null()).fill_null(
+                    False
                 ),
-                "number": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "type": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[
-                        rules.check(MIXED, lambda c: c != "MIXED"),
-                        rules.check(
-                            f"is not a transaction type: use one of {', '.join(TYPES)}",
-                            lambda c: c.is_in((*TYPES, "MIXED")),
+            ),
+            rules.frame_check(
+                "{lineItems.outlierStatus} is not accepted for RETURN and NOT_INTERESTED_RETURN "
+                "transactions: leave it empty",
+                ~(kind.is_in(RETURN_TYPES) & pl.col("lineItems.outlierStatus").is_not_null()),
+            ),
+            rules.frame_check(
+                "a line item needs {lineItems.itemCode} or {lineItems.id}",
+                pl.col("lineItems.itemCode").is_not_null()
+                | pl.col("lineItems.id").is_not_null()
+                | (
+                    pl.col("lineItems.outlierStatus").is_null()
+                    & pl.all_horizontal(
+                        pl.lit(True),
+                        *(
+                            pl.col(c).is_null()
+                            for c in family_columns
+                            if c.startswith("lineItems.")
                         ),
-                    ],
+                    )
                 ),
-                "deliveryStatus": pa.Column(
-                    str, nullable=True, checks=[_enum(DELIVERY, "delivery status")]
-                ),
-                "lineItems.itemCode": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "lineItems.id": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[rules.not_excel_number(), *_whole("line item id", 31)],
-                ),
-                "lineItems.outlierStatus": pa.Column(
-                    str, nullable=True, checks=[rules.not_empty()]
-                ),
-                **typed.family_columns_schema(family_columns, self.families),
-            },
-            checks=[
-                rules.frame_check(
-                    "give the transaction's {id} or its {number}",
-                    pl.col("id").is_not_null() | pl.col("number").is_not_null(),
-                ),
-                rules.frame_check(
-                    "{identifierName} and {identifierValue} are required (except for "
-                    "NOT_INTERESTED and NOT_INTERESTED_RETURN transactions)",
-                    kind.is_in(NO_IDENTIFIER_TYPES)
-                    | (
-                        pl.col("identifierName").is_not_null()
-                        & pl.col("identifierValue").is_not_null()
-                    ),
-                ),
-                rules.frame_check(
-                    "{accountId} does not apply to the INSTORE source: leave it empty",
-                    ~(
-                        (pl.col("source") == "INSTORE") & pl.col("accountId").is_not_null()
-                    ).fill_null(False),
-                ),
-                rules.frame_check(
-                    "{lineItems.outlierStatus} is not accepted for RETURN and NOT_INTERESTED_RETURN "
-                    "transactions: leave it empty",
-                    ~(kind.is_in(RETURN_TYPES) & pl.col("lineItems.outlierStatus").is_not_null()),
-                ),
-                rules.frame_check(
-                    "a line item needs {lineItems.itemCode} or {lineItems.id}",
-                    pl.col("lineItems.itemCode").is_not_null()
-                    | pl.col("lineItems.id").is_not_null()
-                    | (
-                        pl.col("lineItems.outlierStatus").is_null()
-                        & pl.all_horizontal(
-                            pl.lit(True),
-                            *(
-                                pl.col(c).is_null()
-                                for c in family_columns
-                                if c.startswith("lineItems.")
-                            ),
-                        )
-                    ),
-                ),
-            ],
-            strict=False,
-        )
+            ),
+        ]
 
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
         """Rows of one transaction (:func:`transaction_key`, the same definition that groups
@@ -229,82 +228,53 @@ class CapillaryTransaction(Operation):
         )
         repeated = pl.struct("community", "__group", item.fill_null("")).is_duplicated()
         problems.append(
-            keyed.filter(repeated).select(
-                "index",
-                pl.format(
-                    "the same transaction and line item are on rows {}: keep one row per line "
-                    "item (which would win depends on the order of the rows)",
-                    pl.col("__rows"),
-                ).alias("message"),
+            rows_problem(
+                keyed,
+                repeated,
+                "the same transaction and line item are on rows {}: keep one row per line "
+                "item (which would win depends on the order of the rows)",
             )
         )
         return pl.concat(problems)
 
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         names = valid.columns
-        frame = valid.with_columns(
-            transaction_key().alias("target"),
-            (
-                pl.col("lineItems.itemCode").is_not_null() | pl.col("lineItems.id").is_not_null()
-            ).alias("__has_item"),
-        )
-        frame = with_json_object(
-            frame,
-            {
-                "itemCode": pl.col("lineItems.itemCode"),
-                "id": pl.col("lineItems.id").cast(pl.Int64, strict=False),
-                "extendedFields": self.family_members(names, "lineItems.extendedFields"),
-                "outlierStatus": pl.col("lineItems.outlierStatus"),
-            },
-            "__item",
-        )
-        frame = with_json_object(
-            frame,
-            {
-                "id": pl.col("id").cast(pl.Int64, strict=False),
-                "number": pl.col("number"),
-                "type": pl.col("type"),
-                "deliveryStatus": pl.col("deliveryStatus"),
-                "extendedFields": self.family_members(names, "extendedFields"),
-                "customFields": self.family_members(names, "customFields"),
-            },
-            "__transaction",
+        frame = valid.with_columns(transaction_key().alias("target"))
+        item: JsonFields = {
+            "itemCode": pl.col("lineItems.itemCode"),
+            "id": pl.col("lineItems.id").cast(pl.Int64, strict=False),
+            "extendedFields": self.family_members(names, "lineItems.extendedFields"),
+            "outlierStatus": pl.col("lineItems.outlierStatus"),
+        }
+        frame = with_json_object(frame, item, "__item")
+        names_item = (
+            pl.col("lineItems.itemCode").is_not_null() | pl.col("lineItems.id").is_not_null()
         )
         items = frame.group_by("community", "target", maintain_order=True).agg(
-            pl.col("__item").filter(pl.col("__has_item")).str.join(",").alias("__items")
+            pl.col("__item").filter(names_item).str.join(",").alias("__items")
         )
         frame = frame.join(items, on=["community", "target"], how="left", maintain_order="left")
-        with_items = pl.concat_str(
-            pl.col("__transaction").str.strip_suffix("}"),
-            pl.when(pl.col("__transaction") != "{}").then(pl.lit(",")).otherwise(pl.lit("")),
-            pl.lit('"lineItems":['),
-            pl.col("__items"),
-            pl.lit("]}"),
-        )
-        body = pl.when(pl.col("__items") != "").then(with_items).otherwise(pl.col("__transaction"))
-        for column in ("identifierName", "identifierValue", "source", "accountId"):
-            frame = with_encoded_segment(frame, column, f"__q_{column}")
-        query = pl.concat_str(
-            *(
-                pl.lit(f"{c}=") + pl.col(f"__q_{c}")
-                for c in ("identifierName", "identifierValue", "source", "accountId")
-            ),
-            separator="&",
-            ignore_nulls=True,
-        )
-        return frame.select(
-            "__row",
-            "community",
-            "target",
-            pl.lit("PUT").alias("method"),
-            pl.when(query != "")
-            .then(pl.lit("/v2/transactions?") + query)
-            .otherwise(pl.lit("/v2/transactions"))
-            .alias("path"),
-            body.alias("body"),
+        line_items = pl.when(pl.col("__items") != "").then(pl.lit("[") + pl.col("__items") + "]")
+        transaction: JsonFields = {
+            "id": pl.col("id").cast(pl.Int64, strict=False),
+            "number": pl.col("number"),
+            "type": pl.col("type"),
+            "deliveryStatus": pl.col("deliveryStatus"),
+            "extendedFields": self.family_members(names, "extendedFields"),
+            "customFields": self.family_members(names, "customFields"),
+            "lineItems": RawJson(line_items),
+        }
+        frame = with_json_object(frame, transaction, "__body")
+        frame, query = with_query_string(frame, CUSTOMER_FIELDS)
+        return request_lines(
+            frame,
+            target=pl.col("target"),
+            method="PUT",
+            path=with_query(pl.lit("/v2/transactions"), query),
+            body=pl.col("__body"),
             # Setting values twice leaves the same transaction, but without SKIP-DOWNSTREAM the
             # update fires loyalty actions and events (the doc): those must not run twice.
-            pl.lit(bool(options.get("skip_downstream"))).alias("repeatable"),
+            repeatable=pl.lit(bool(options.get("skip_downstream"))),
         )
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:

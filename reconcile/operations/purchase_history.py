@@ -6,7 +6,7 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
@@ -14,6 +14,7 @@ from reconcile.operations import rules
 from reconcile.operations.base import (
     BearerKeyOperation,
     Column,
+    request_lines,
     with_encoded_segment,
     with_json_object,
 )
@@ -55,70 +56,65 @@ class PurchaseHistory(BearerKeyOperation):
         ),
     )
 
-    def schema(
-        self, communities: Collection[str], family_columns: Sequence[str] = ()
-    ) -> pa.DataFrameSchema:
-        code, expiry = pl.col("voucherCode"), pl.col("voucherExpiryDate")
-        return pa.DataFrameSchema(
-            {
-                "community": rules.community_column(communities),
-                "purchaseHistoryID": pa.Column(
-                    str,
-                    nullable=False,
-                    checks=[
-                        rules.not_empty(),
-                        rules.not_excel_number(),
-                        rules.check(
-                            "is not a purchase history ID: use the 24-character ID "
-                            "(0-9, a-f) or the order ID starting with ORD",
-                            lambda c: (
-                                c.str.contains(rules.OBJECT_ID)
-                                | c.str.contains(ORDER_ID)
-                                | c.str.contains(rules.EXCEL_NUMBER)
-                                | (c.str.len_chars() == 0)
-                            ),
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        return {
+            "purchaseHistoryID": pa.Column(
+                str,
+                nullable=False,
+                checks=[
+                    rules.not_empty(),
+                    rules.not_excel_number(),
+                    rules.check(
+                        "is not a purchase history ID: use the 24-character ID "
+                        "(0-9, a-f) or the order ID starting with ORD",
+                        lambda c: (
+                            c.str.contains(rules.OBJECT_ID)
+                            | c.str.contains(ORDER_ID)
+                            | c.str.contains(rules.EXCEL_NUMBER)
+                            | (c.str.len_chars() == 0)
                         ),
-                    ],
-                ),
-                "redemptionInstructions": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[rules.not_empty(), rules.max_chars(MAX_INSTRUCTIONS)],
-                ),
-                "voucherCode": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[rules.not_empty(), rules.max_chars(MAX_VOUCHER_CODE)],
-                ),
-                "voucherExpiryDate": pa.Column(str, nullable=True, checks=rules.dmy_date_checks()),
-            },
-            checks=[
-                rules.frame_check(
-                    "{voucherCode} and {voucherExpiryDate} go together: "
-                    "fill in both or leave both empty",
-                    code.is_null() == expiry.is_null(),
-                ),
-                rules.frame_check(
-                    "nothing to change: fill in {redemptionInstructions}, "
-                    "or {voucherCode} with {voucherExpiryDate}",
-                    pl.any_horizontal(pl.col(f).is_not_null() for f in BODY_FIELDS),
-                ),
-            ],
-            strict=False,
-        )
+                    ),
+                ],
+            ),
+            "redemptionInstructions": pa.Column(
+                str,
+                nullable=True,
+                checks=[rules.not_empty(), rules.max_chars(MAX_INSTRUCTIONS)],
+            ),
+            "voucherCode": pa.Column(
+                str,
+                nullable=True,
+                checks=[rules.not_empty(), rules.max_chars(MAX_VOUCHER_CODE)],
+            ),
+            "voucherExpiryDate": pa.Column(str, nullable=True, checks=rules.dmy_date_checks()),
+        }
+
+    def row_checks(self, family_columns: Sequence[str]) -> list[pa.Check]:
+        code, expiry = pl.col("voucherCode"), pl.col("voucherExpiryDate")
+        return [
+            rules.frame_check(
+                "{voucherCode} and {voucherExpiryDate} go together: "
+                "fill in both or leave both empty",
+                code.is_null() == expiry.is_null(),
+            ),
+            rules.frame_check(
+                "nothing to change: fill in {redemptionInstructions}, "
+                "or {voucherCode} with {voucherExpiryDate}",
+                pl.any_horizontal(pl.col(f).is_not_null() for f in BODY_FIELDS),
+            ),
+        ]
 
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         encoded = with_encoded_segment(valid, "purchaseHistoryID", "__segment")
         encoded = with_json_object(encoded, {f: pl.col(f) for f in BODY_FIELDS}, "__body")
-        return encoded.select(
-            "__row",
-            "community",
-            pl.col("purchaseHistoryID").alias("target"),
-            pl.lit("PATCH").alias("method"),
-            (pl.lit("/v1/purchase-histories/") + pl.col("__segment")).alias("path"),
-            pl.col("__body").alias("body"),
+        return request_lines(
+            encoded,
+            target=pl.col("purchaseHistoryID"),
+            method="PATCH",
+            path=pl.lit("/v1/purchase-histories/") + pl.col("__segment"),
+            body=pl.col("__body"),
             # Setting values is idempotent: the same request twice leaves the same state.
-            pl.lit(True).alias("repeatable"),
+            repeatable=pl.lit(True),
         )
 
 

@@ -7,12 +7,17 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
 from reconcile.operations import rules
-from reconcile.operations.base import BearerKeyOperation, Column, with_json_object
+from reconcile.operations.base import (
+    BearerKeyOperation,
+    Column,
+    request_lines,
+    with_json_object,
+)
 
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0", "")
@@ -44,39 +49,31 @@ class RedemptionStatus(BearerKeyOperation):
         ),
     )
 
-    def schema(
-        self, communities: Collection[str], family_columns: Sequence[str] = ()
-    ) -> pa.DataFrameSchema:
-        return pa.DataFrameSchema(
-            {
-                "community": rules.community_column(communities),
-                "transactionId": pa.Column(
-                    str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
-                ),
-                "statusId": pa.Column(
-                    str,
-                    nullable=False,
-                    checks=[
-                        rules.not_empty(),
-                        rules.check(
-                            "is not a status ID: use the 24-character ID (0-9, a-f) of the status",
-                            lambda c: c.str.contains(rules.OBJECT_ID) | (c.str.len_chars() == 0),
-                        ),
-                    ],
-                ),
-                "refundCoins": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[
-                        rules.check(
-                            "is not yes or no: write true/false, yes/no or 1/0 (empty means no)",
-                            lambda c: c.str.to_lowercase().is_in((*TRUE_WORDS, *FALSE_WORDS)),
-                        )
-                    ],
-                ),
-            },
-            strict=False,
-        )
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        return {
+            "transactionId": rules.record_id(),
+            "statusId": pa.Column(
+                str,
+                nullable=False,
+                checks=[
+                    rules.not_empty(),
+                    rules.check(
+                        "is not a status ID: use the 24-character ID (0-9, a-f) of the status",
+                        lambda c: c.str.contains(rules.OBJECT_ID) | (c.str.len_chars() == 0),
+                    ),
+                ],
+            ),
+            "refundCoins": pa.Column(
+                str,
+                nullable=True,
+                checks=[
+                    rules.check(
+                        "is not yes or no: write true/false, yes/no or 1/0 (empty means no)",
+                        lambda c: c.str.to_lowercase().is_in((*TRUE_WORDS, *FALSE_WORDS)),
+                    )
+                ],
+            ),
+        }
 
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         refund = refund_flag(pl.col("refundCoins"))
@@ -89,15 +86,14 @@ class RedemptionStatus(BearerKeyOperation):
             },
             "__body",
         )
-        return body.select(
-            "__row",
-            "community",
-            pl.col("transactionId").alias("target"),
-            pl.lit("PUT").alias("method"),
-            pl.lit("/v1/redemption-transactions/status").alias("path"),
-            pl.col("__body").alias("body"),
+        return request_lines(
+            body,
+            target=pl.col("transactionId"),
+            method="PUT",
+            path=pl.lit("/v1/redemption-transactions/status"),
+            body=pl.col("__body"),
             # Setting a status twice is harmless; refunding coins twice is not.
-            (~refund).alias("repeatable"),
+            repeatable=~refund,
         )
 
 

@@ -137,6 +137,16 @@ def community_column(communities: Collection[str]) -> pa.Column:
     return pa.Column(str, nullable=False, checks=[not_empty(), one_of(communities, "community")])
 
 
+def record_id(*more: pa.Check) -> pa.Column:
+    """A required ID naming the record a row changes: not blank, not a number Excel rounded."""
+    return pa.Column(str, nullable=False, checks=[not_empty(), not_excel_number(), *more])
+
+
+def optional_text() -> pa.Column:
+    """An optional value the API takes as text: when given, not blank."""
+    return pa.Column(str, nullable=True, checks=[not_empty()])
+
+
 def whole_amount_checks(*, positive: bool) -> list[pa.Check]:
     """A whole number in the smallest currency unit, at least 1 when ``positive`` (else at
     least 0); each wrong shape gets its own hint, once."""

@@ -10,7 +10,7 @@ value replaces the order's whole object or list. Several rows of one order form 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
@@ -19,6 +19,8 @@ from reconcile.operations.base import (
     Classified,
     Column,
     one_request_per_group,
+    request_lines,
+    rows_problem,
     with_encoded_segment,
     with_json_object,
 )
@@ -40,6 +42,22 @@ ORDER_FIELDS = (
 ITEM_TEXT = ("items.source_id", "items.product_id", "items.sku_id")
 ITEM_NUMBERS = ("items.quantity", "items.price", "items.amount", "items.discount_amount")
 ITEM_FIELDS = (*ITEM_TEXT, "items.related_object", *ITEM_NUMBERS)
+
+
+def _date_time_check() -> pa.Check:
+    """The spec's ``date-time``: ISO 8601 with a zone, and a real calendar date and time."""
+    return rules.check(
+        "is not an ISO 8601 date and time with its zone: write e.g. 2021-12-22T10:13:06.487Z",
+        lambda c: (
+            c.str.contains(DATE_TIME)
+            & (
+                c.is_null()
+                | c.str.slice(0, 19)
+                .str.strptime(pl.Datetime, "%Y-%m-%dT%H:%M:%S", strict=False)
+                .is_not_null()
+            )
+        ),
+    )
 
 
 def _count_checks() -> list[pa.Check]:
@@ -102,92 +120,68 @@ class VoucherifyOrder(VoucherifyOperation):
         ),
     )
 
-    def schema(
-        self, communities: Collection[str], family_columns: Sequence[str] = ()
-    ) -> pa.DataFrameSchema:
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        """Each column's own rules."""
+        return {
+            "orderId": rules.record_id(),
+            "status": pa.Column(
+                str,
+                nullable=True,
+                checks=[
+                    rules.check(
+                        f"is not an order status: use one of {', '.join(STATUSES)}",
+                        lambda c: c.str.to_uppercase().is_in(STATUSES),
+                    )
+                ],
+            ),
+            "amount": pa.Column(
+                str, nullable=True, checks=rules.whole_amount_checks(positive=True)
+            ),
+            "initial_amount": pa.Column(
+                str, nullable=True, checks=rules.whole_amount_checks(positive=True)
+            ),
+            "discount_amount": pa.Column(
+                str, nullable=True, checks=rules.whole_amount_checks(positive=False)
+            ),
+            "source_id": rules.optional_text(),
+            "referrer_id": rules.optional_text(),
+            "created_at": pa.Column(str, nullable=True, checks=[_date_time_check()]),
+            **{name: rules.optional_text() for name in ITEM_TEXT},
+            "items.related_object": pa.Column(
+                str,
+                nullable=True,
+                checks=[
+                    rules.check(
+                        "is not product or sku", lambda c: c.str.to_lowercase().is_in(RELATED)
+                    )
+                ],
+            ),
+            "items.quantity": pa.Column(str, nullable=True, checks=_count_checks()),
+            **{
+                name: pa.Column(
+                    str, nullable=True, checks=rules.whole_amount_checks(positive=False)
+                )
+                for name in ITEM_NUMBERS[1:]
+            },
+        }
+
+    def row_checks(self, family_columns: Sequence[str]) -> list[pa.Check]:
+        """Rules across a row's columns."""
         given = [pl.col(f).is_not_null() for f in (*ORDER_FIELDS, *ITEM_FIELDS, *family_columns)]
         has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
         names_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_TEXT)
-        text = [rules.not_empty()]
-        return pa.DataFrameSchema(
-            {
-                "community": rules.community_column(communities),
-                "orderId": pa.Column(
-                    str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
-                ),
-                "status": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[
-                        rules.check(
-                            f"is not an order status: use one of {', '.join(STATUSES)}",
-                            lambda c: c.str.to_uppercase().is_in(STATUSES),
-                        )
-                    ],
-                ),
-                "amount": pa.Column(
-                    str, nullable=True, checks=rules.whole_amount_checks(positive=True)
-                ),
-                "initial_amount": pa.Column(
-                    str, nullable=True, checks=rules.whole_amount_checks(positive=True)
-                ),
-                "discount_amount": pa.Column(
-                    str, nullable=True, checks=rules.whole_amount_checks(positive=False)
-                ),
-                "source_id": pa.Column(str, nullable=True, checks=text),
-                "referrer_id": pa.Column(str, nullable=True, checks=text),
-                "created_at": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[
-                        rules.check(
-                            "is not an ISO 8601 date and time with its zone: write e.g. "
-                            "2021-12-22T10:13:06.487Z",
-                            lambda c: (
-                                c.str.contains(DATE_TIME)
-                                & (
-                                    c.is_null()
-                                    | c.str.slice(0, 19)
-                                    .str.strptime(pl.Datetime, "%Y-%m-%dT%H:%M:%S", strict=False)
-                                    .is_not_null()
-                                )
-                            ),
-                        )
-                    ],
-                ),
-                **{name: pa.Column(str, nullable=True, checks=text) for name in ITEM_TEXT},
-                "items.related_object": pa.Column(
-                    str,
-                    nullable=True,
-                    checks=[
-                        rules.check(
-                            "is not product or sku", lambda c: c.str.to_lowercase().is_in(RELATED)
-                        )
-                    ],
-                ),
-                "items.quantity": pa.Column(str, nullable=True, checks=_count_checks()),
-                **{
-                    name: pa.Column(
-                        str, nullable=True, checks=rules.whole_amount_checks(positive=False)
-                    )
-                    for name in ITEM_NUMBERS[1:]
-                },
-                **typed.family_columns_schema(family_columns, self.families),
-            },
-            checks=[
-                rules.frame_check(
-                    "nothing to change: fill in {status}, {amount}, {initial_amount}, "
-                    "{discount_amount}, {source_id}, {referrer_id}, {created_at}, an item or a "
-                    "metadata.<key> column",
-                    pl.any_horizontal(given),
-                ),
-                rules.frame_check(
-                    "an item needs {items.source_id}, {items.product_id} or {items.sku_id}",
-                    ~has_item | names_item,
-                ),
-            ],
-            strict=False,
-        )
+        return [
+            rules.frame_check(
+                "nothing to change: fill in {status}, {amount}, {initial_amount}, "
+                "{discount_amount}, {source_id}, {referrer_id}, {created_at}, an item or a "
+                "metadata.<key> column",
+                pl.any_horizontal(given),
+            ),
+            rules.frame_check(
+                "an item needs {items.source_id}, {items.product_id} or {items.sku_id}",
+                ~has_item | names_item,
+            ),
+        ]
 
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
         """Rows of one order are one request: they agree on the order's fields, and each of
@@ -197,13 +191,11 @@ class VoucherifyOrder(VoucherifyOperation):
         has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
         several = pl.len().over("community", "__group") > 1
         problems.append(
-            keyed.filter(several & ~has_item).select(
-                "index",
-                pl.format(
-                    "the same order is on rows {}: keep one row per order, or give each of its "
-                    "rows one item (items.*): all of them form one request",
-                    pl.col("__rows"),
-                ).alias("message"),
+            rows_problem(
+                keyed,
+                several & ~has_item,
+                "the same order is on rows {}: keep one row per order, or give each of its "
+                "rows one item (items.*): all of them form one request",
             )
         )
         return pl.concat(problems)
@@ -250,15 +242,14 @@ class VoucherifyOrder(VoucherifyOperation):
             },
             "__body",
         )
-        return body.select(
-            "__row",
-            "community",
-            pl.col("orderId").alias("target"),
-            pl.lit("PUT").alias("method"),
-            (pl.lit("/v1/orders/") + pl.col("__segment")).alias("path"),
-            pl.col("__body").alias("body"),
+        return request_lines(
+            body,
+            target=pl.col("orderId"),
+            method="PUT",
+            path=pl.lit("/v1/orders/") + pl.col("__segment"),
+            body=pl.col("__body"),
             # An update sets values: the same request twice leaves the same order.
-            pl.lit(True).alias("repeatable"),
+            repeatable=pl.lit(True),
         )
 
     def classify(self, status: int, body: bytes) -> Classified:

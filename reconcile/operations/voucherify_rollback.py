@@ -9,17 +9,20 @@ answer whose ``result`` is ``FAILURE`` did not roll anything back.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
-from reconcile.operations import rules, typed
+from reconcile.operations import rules
 from reconcile.operations.base import (
     Classified,
     Column,
     Verdict,
+    request_lines,
     with_encoded_segment,
     with_json_object,
+    with_query,
+    with_query_string,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
 
@@ -56,31 +59,17 @@ class VoucherifyRollback(VoucherifyOperation):
         ),
     )
 
-    def schema(
-        self, communities: Collection[str], family_columns: Sequence[str] = ()
-    ) -> pa.DataFrameSchema:
-        return pa.DataFrameSchema(
-            {
-                "community": rules.community_column(communities),
-                "redemptionId": pa.Column(
-                    str, nullable=False, checks=[rules.not_empty(), rules.not_excel_number()]
-                ),
-                "reason": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                "tracking_id": pa.Column(str, nullable=True, checks=[rules.not_empty()]),
-                **{
-                    name: pa.Column(str, nullable=True, checks=[rules.not_empty()])
-                    for name, _, _ in BODY_COLUMNS
-                },
-                **typed.family_columns_schema(family_columns, self.families),
-            },
-            strict=False,
-        )
+    def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+        return {
+            "redemptionId": rules.record_id(),
+            "reason": rules.optional_text(),
+            "tracking_id": rules.optional_text(),
+            **{name: rules.optional_text() for name, _, _ in BODY_COLUMNS},
+        }
 
     def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
         metadata = self.family_members(valid.columns, "metadata")
         frame = with_encoded_segment(valid, "redemptionId", "__segment")
-        frame = with_encoded_segment(frame, "reason", "__reason")
-        frame = with_encoded_segment(frame, "tracking_id", "__tracking")
         frame = with_json_object(
             frame,
             {
@@ -93,22 +82,16 @@ class VoucherifyRollback(VoucherifyOperation):
             },
             "__body",
         )
-        query = pl.concat_str(
-            pl.lit("reason=") + pl.col("__reason"),
-            pl.lit("tracking_id=") + pl.col("__tracking"),
-            separator="&",
-            ignore_nulls=True,
-        )
+        frame, query = with_query_string(frame, ("reason", "tracking_id"))
         path = pl.lit("/v1/redemptions/") + pl.col("__segment") + pl.lit("/rollback")
-        return frame.select(
-            "__row",
-            "community",
-            pl.col("redemptionId").alias("target"),
-            pl.lit("POST").alias("method"),
-            pl.when(query != "").then(path + pl.lit("?") + query).otherwise(path).alias("path"),
-            pl.col("__body").alias("body"),
+        return request_lines(
+            frame,
+            target=pl.col("redemptionId"),
+            method="POST",
+            path=with_query(path, query),
+            body=pl.col("__body"),
             # Undoing a redemption twice is not the same as once.
-            pl.lit(False).alias("repeatable"),
+            repeatable=pl.lit(False),
         )
 
     def classify(self, status: int, body: bytes) -> Classified:

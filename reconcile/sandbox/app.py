@@ -1,12 +1,16 @@
 """The sandbox ASGI app: the pipeline every emulated endpoint shares.
 
 key -> community (401/403) -> rate limit (429) -> faults -> the endpoint's own rules and write.
-Each endpoint is one module exposing an ``Endpoint``; adding one is adding it to ``ENDPOINTS``.
+Each endpoint is one module of this package exposing ``ENDPOINT``, found by discovery.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import pkgutil
+import sys
 import time
 import urllib.parse
 from typing import Any
@@ -17,23 +21,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from reconcile.sandbox import (
-    capillary_transaction,
-    purchase_history,
-    redemption_status,
-    voucherify_order,
-    voucherify_rollback,
-)
-from reconcile.sandbox.endpoint import ApiError, Endpoint, bearer_key
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, bearer_key
 from reconcile.sandbox.state import FaultRule, SandboxState
 
-ENDPOINTS: tuple[Endpoint, ...] = (
-    purchase_history.ENDPOINT,
-    redemption_status.ENDPOINT,
-    voucherify_order.ENDPOINT,
-    voucherify_rollback.ENDPOINT,
-    capillary_transaction.ENDPOINT,
-)
+
+@functools.cache
+def endpoints() -> tuple[Endpoint, ...]:
+    """Every module of this package that defines ``ENDPOINT`` (its vendor's emulation)."""
+    package = "reconcile.sandbox"
+    found = []
+    for module in sorted(m.name for m in pkgutil.iter_modules(sys.modules[package].__path__)):
+        endpoint = getattr(importlib.import_module(f"{package}.{module}"), "ENDPOINT", None)
+        if isinstance(endpoint, Endpoint):
+            found.append(endpoint)
+    return tuple(found)
 
 
 LOGGED_HEADERS = ("user-agent", "content-type", "skip-downstream")
@@ -61,7 +62,8 @@ class _Dropped(Response):
 def _error(
     endpoint: Endpoint, status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(endpoint.error(status, message), status_code=status, headers=headers)
+    body = endpoint.error(ApiError(status, message))
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> Response:
@@ -90,7 +92,7 @@ async def _answer(
         return _error(endpoint, 401, "Unauthorized: missing or invalid credentials")
     community, permissions = found
     entry["community"] = community["name"]
-    if endpoint.permission not in permissions:
+    if endpoint.permission is not None and endpoint.permission not in permissions:
         return _error(
             endpoint, 403, f"Forbidden: the API key lacks the {endpoint.permission} permission"
         )
@@ -123,15 +125,17 @@ async def _answer(
         with state.lock:
             status, payload = endpoint.apply(
                 state,
-                community,
-                {k: urllib.parse.unquote(v) for k, v in request.path_params.items()},
-                dict(request.query_params),
-                body,
-                any(r.kind == "error_mid_write" for r in fired),
+                Call(
+                    community=community,
+                    params={k: urllib.parse.unquote(v) for k, v in request.path_params.items()},
+                    query=dict(request.query_params),
+                    body=body,
+                    fail_mid_write=any(r.kind == "error_mid_write" for r in fired),
+                ),
             )
     except ApiError as exc:
         entry["committed"] = False
-        return _error(endpoint, exc.status, exc.message)
+        return JSONResponse(endpoint.error(exc), status_code=exc.status)
     entry["committed"] = True
     for rule in fired:
         if rule.kind == "error_after":
@@ -162,7 +166,7 @@ def create_app(state: SandboxState) -> _RawPathRouting:
         with state.lock:
             return JSONResponse(list(state.requests))
 
-    routes = [_route(e, state) for e in ENDPOINTS]
+    routes = [_route(e, state) for e in endpoints()]
     routes += [
         Route("/_sandbox/state", dump_state, methods=["GET"]),
         Route("/_sandbox/requests", dump_requests, methods=["GET"]),

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint
 from reconcile.sandbox.state import SandboxState
 
 IDENTIFIERS = {
@@ -44,17 +44,10 @@ DELIVERY = {"PLACED", "PROCESSED", "SHIPPED", "DELIVERED", "RETURNED"}
 FIELDS = {"id", "number", "type", "extendedFields", "customFields", "deliveryStatus", "lineItems"}
 
 
-class CodedError(ApiError):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(400, message)
-        self.code = code
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    code, _, text = message.partition("|")
-    if not text:
-        code, text = str(status), message
-    return {"errors": [{"status": False, "code": int(code), "message": text}], "warnings": []}
+def error_body(error: ApiError) -> dict[str, Any]:
+    """Capillary's ``errors[]`` list: its own error number, else the HTTP status."""
+    code = error.status if error.code is None else error.code
+    return {"errors": [{"status": False, "code": code, "message": error.message}], "warnings": []}
 
 
 def basic_auth(
@@ -71,20 +64,14 @@ def basic_auth(
 
 
 def _fail(code: int, message: str) -> ApiError:
-    return ApiError(400, f"{code}|{message}")
+    return ApiError(400, message, code)
 
 
-def apply(
-    state: SandboxState,
-    community: dict[str, Any],
-    _params: dict[str, str],
-    query: dict[str, str],
-    body: Any,
-    fail_mid_write: bool,
-) -> tuple[int, dict[str, Any]]:
+def _checked_type(body: Any, query: dict[str, str]) -> str:
+    """The request's transaction type, once its body and query follow the documented rules."""
     if not isinstance(body, dict) or set(body) - FIELDS:
         raise _fail(400, "Invalid request body")
-    kind = body.get("type", "REGULAR")
+    kind: str = body.get("type", "REGULAR")
     if kind == "MIXED":
         raise _fail(400, "MIXED transactions are not supported")
     if kind not in TYPES:
@@ -100,9 +87,20 @@ def apply(
         raise _fail(400, "Invalid deliveryStatus")
     if "id" not in body and "number" not in body:
         raise _fail(400, "id or number is required")
+    return kind
+
+
+def _transaction(
+    state: SandboxState,
+    community: dict[str, Any],
+    body: dict[str, Any],
+    kind: str,
+    query: dict[str, str],
+) -> dict[str, Any]:
+    """The one stored transaction the request names (667, 668 as documented)."""
     mine = [
         t
-        for t in state.data["capillaryTransactions"]
+        for t in state.table("capillaryTransactions")
         if t["org"] == community["id"] and t["type"] == kind
     ]
     if "id" in body:
@@ -111,12 +109,19 @@ def apply(
         found = [t for t in mine if t["number"] == body["number"]]
         if len(found) > 1:
             raise _fail(668, "Bill number matches multiple transactions, use id")
+    name, value = query.get("identifierName"), query.get("identifierValue")
     if name:
         found = [t for t in found if t.get("customer", {}).get(name) == value]
     if not found:
         raise _fail(667, "Transaction id/number not found for this customer")
-    transaction = copy.deepcopy(found[0])
-    org = community.get("capillary", {})
+    return found[0]
+
+
+def _updated(
+    stored: dict[str, Any], body: dict[str, Any], kind: str, org: dict[str, Any]
+) -> dict[str, Any]:
+    """A copy of the transaction with the request's changes (669 for an unknown custom field)."""
+    transaction = copy.deepcopy(stored)
     for field in body.get("customFields", {}):
         if field not in org.get("customFields", []):
             raise _fail(669, f"Unable to update custom field {field}")
@@ -141,10 +146,17 @@ def apply(
                 raise _fail(400, "outlierStatus is not supported for return transactions")
             items[0]["outlierStatus"] = change["outlierStatus"]
         items[0].setdefault("extendedFields", {}).update(change.get("extendedFields", {}))
-    if fail_mid_write:
-        raise ApiError(500, "500|Internal server error")
-    found[0].clear()
-    found[0].update(transaction, updates=transaction.get("updates", 0) + 1)
+    return transaction
+
+
+def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+    kind = _checked_type(call.body, call.query)
+    stored = _transaction(state, call.community, call.body, kind, call.query)
+    transaction = _updated(stored, call.body, kind, call.community.get("capillary", {}))
+    if call.fail_mid_write:
+        raise ApiError(500, "Internal server error")
+    stored.clear()
+    stored.update(transaction, updates=transaction.get("updates", 0) + 1)
     return 200, {
         "id": transaction["id"],
         "number": transaction["number"],

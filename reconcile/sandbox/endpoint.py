@@ -13,10 +13,23 @@ Authenticate = Callable[
     [Mapping[str, str], SandboxState], "tuple[dict[str, Any], frozenset[str]] | None"
 ]
 
-Apply = Callable[
-    [SandboxState, dict[str, Any], dict[str, str], dict[str, str], Any, bool],
-    tuple[int, dict[str, Any]],
-]
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated request as an endpoint's ``apply`` sees it."""
+
+    community: dict[str, Any]
+    """The community (tenant) the credentials named, as seeded."""
+    params: dict[str, str]
+    """Path parameters, percent-decoded."""
+    query: dict[str, str]
+    body: Any
+    """The parsed JSON body (None when empty)."""
+    fail_mid_write: bool = False
+    """A fault: fail between two writes, to show that they commit together or not at all."""
+
+
+Apply = Callable[[SandboxState, Call], tuple[int, dict[str, Any]]]
 
 
 #: What a JavaScript API's ``String.prototype.trim`` removes: ECMAScript's WhiteSpace and
@@ -33,11 +46,12 @@ def js_trim(text: str) -> str:
 
 
 class ApiError(Exception):
-    """An answer other than success: status and the API's message."""
+    """An answer other than success: status, the API's message and, for APIs that number
+    their errors (Capillary's 667), that number."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.code = status, message, code
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,18 +59,20 @@ class Endpoint:
     name: str
     method: str
     path: str
-    permission: str
+    permission: str | None
+    """What the credential must be allowed to do (None: any credential of the community)."""
     apply: Apply
-    """(state, community, path params, query, JSON body, fail_mid_write) -> (status, payload);
-    raises ApiError. Called under the state lock: all its writes commit together or not at all
+    """(state, call) -> (status, payload); raises ApiError. Called under the state lock: all its writes commit together or not at all
     (``fail_mid_write`` makes it fail between two writes, to show that)."""
     authenticate: Authenticate | None = None
     """How a request names its community (default: a Bearer key)."""
-    error_body: Callable[[int, str], dict[str, Any]] | None = None
+    error_body: Callable[[ApiError], dict[str, Any]] | None = None
     """The API's error envelope for this endpoint (default: ``envelope``)."""
 
-    def error(self, status: int, message: str) -> dict[str, Any]:
-        return (self.error_body or envelope)(status, message)
+    def error(self, error: ApiError) -> dict[str, Any]:
+        if self.error_body is None:
+            return envelope(error.status, error.message)
+        return self.error_body(error)
 
 
 def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:

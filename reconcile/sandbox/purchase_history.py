@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint, envelope, js_trim
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, envelope, js_trim
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"redemptionInstructions", "voucherCode", "voucherExpiryDate"}
@@ -44,12 +44,12 @@ def _index(state: SandboxState) -> _Index:
     index = state.indexes.get(__name__)
     if index is None:
         records = {}
-        for record in state.data["purchaseHistories"]:
+        for record in state.table("purchaseHistories"):
             records[(record["communityID"], record["_id"])] = record
             if record.get("purchaseID"):
                 records[(record["communityID"], record["purchaseID"])] = record
-        vouchers = {v["_id"]: v for v in state.data["vouchers"]}
-        codes = {(v["communityID"], v["productID"], v["code"]): v for v in state.data["vouchers"]}
+        vouchers = {v["_id"]: v for v in state.table("vouchers")}
+        codes = {(v["communityID"], v["productID"], v["code"]): v for v in state.table("vouchers")}
         index = state.indexes[__name__] = _Index(records, vouchers, codes)
     return index
 
@@ -84,18 +84,11 @@ def _validated(body: Any) -> dict[str, Any]:
     return update
 
 
-def apply(
-    state: SandboxState,
-    community: dict[str, Any],
-    params: dict[str, str],
-    _query: dict[str, str],
-    body: Any,
-    fail_mid_write: bool,
-) -> tuple[int, dict[str, Any]]:
-    update = _validated(body)
+def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+    update = _validated(call.body)
     index = _index(state)
-    cid = community["id"]
-    record = index.records.get((cid, params["purchaseHistoryID"]))
+    cid = call.community["id"]
+    record = index.records.get((cid, call.params["purchaseHistoryID"]))
     if record is None:
         raise ApiError(404, "Purchase history not found")
     new_record = {**record, "product": dict(record.get("product") or {})}
@@ -123,7 +116,7 @@ def apply(
         new_record["voucherCode"] = update["voucherCode"]
         new_record["voucherExpiryDate"] = expiry
     new_record["updatedAt"] = now
-    if fail_mid_write:
+    if call.fail_mid_write:
         # The voucher write is prepared, the snapshot write fails: the transaction rolls back.
         raise ApiError(500, "Internal server error: purchase history write failed")
     # Commit: both records replaced together, under the state lock.

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Endpoint, js_trim
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, js_trim
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"transactionId", "statusId", "refundCoins"}
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"status": "error", "message": message}
+def error_body(error: ApiError) -> dict[str, Any]:
+    return {"status": "error", "message": error.message}
 
 
 def _validated(body: Any) -> tuple[str, str, bool]:
@@ -40,16 +40,9 @@ def _validated(body: Any) -> tuple[str, str, bool]:
     return js_trim(transaction), status_id, refund
 
 
-def apply(
-    state: SandboxState,
-    community: dict[str, Any],
-    _params: dict[str, str],
-    _query: dict[str, str],
-    body: Any,
-    fail_mid_write: bool,
-) -> tuple[int, dict[str, Any]]:
-    transaction_id, status_id, refund = _validated(body)
-    cid = community["id"]
+def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+    transaction_id, status_id, refund = _validated(call.body)
+    cid = call.community["id"]
     found = state.find("redemptionTransactions", transactionId=transaction_id, communityID=cid)
     if not found:
         raise ApiError(404, "Redemption transaction not found")
@@ -61,7 +54,7 @@ def apply(
         raise ApiError(400, "refundCoins is only allowed when moving to a refunded status")
     if refund and transaction.get("refunded"):
         raise ApiError(409, "Coins for this redemption have already been refunded")
-    if fail_mid_write:
+    if call.fail_mid_write:
         raise ApiError(500, "Internal server error")
     history = [*transaction.get("statusHistory", []), transaction.get("statusId")]
     transaction.update(statusId=status_id, statusHistory=history)

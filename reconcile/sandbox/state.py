@@ -84,18 +84,7 @@ class SandboxState:
     def __init__(self, seed: dict[str, Any], faults: Faults | None = None) -> None:
         self.lock = threading.RLock()
         self.data = copy.deepcopy(seed)
-        for key in (
-            "communities",
-            "products",
-            "vouchers",
-            "purchaseHistories",
-            "redemptionStatuses",
-            "redemptionTransactions",
-            "voucherifyOrders",
-            "voucherifyRedemptions",
-            "capillaryTransactions",
-        ):
-            self.data.setdefault(key, [])
+        self.data.setdefault("communities", [])
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
         self.requests: list[dict[str, Any]] = []
@@ -194,8 +183,13 @@ class SandboxState:
         with self.lock:
             return copy.deepcopy(self.data)
 
+    def table(self, name: str) -> list[dict[str, Any]]:
+        """One of the records tables (an endpoint module names its own; absent = empty)."""
+        rows: list[dict[str, Any]] = self.data.setdefault(name, [])
+        return rows
+
     def find(self, table: str, **where: Any) -> list[dict[str, Any]]:
-        return [r for r in self.data[table] if all(r.get(k) == v for k, v in where.items())]
+        return [r for r in self.table(table) if all(r.get(k) == v for k, v in where.items())]
 
 
 def load_seed(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token, js_trim
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token, js_trim
 from reconcile.sandbox.state import SandboxState
 
 _KEYS = {
@@ -24,47 +24,40 @@ _KEYS = {
 }
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
+def error_body(error: ApiError) -> dict[str, Any]:
     """Voucherify's error envelope."""
-    short, _, details = message.partition(": ")
+    short, _, details = error.message.partition(": ")
     return {
-        "code": status,
-        "key": _KEYS.get(status, "error"),
+        "code": error.status,
+        "key": _KEYS.get(error.status, "error"),
         "message": short,
         "details": details or None,
     }
 
 
-def apply(
-    state: SandboxState,
-    community: dict[str, Any],
-    params: dict[str, str],
-    _query: dict[str, str],
-    body: Any,
-    fail_mid_write: bool,
-) -> tuple[int, dict[str, Any]]:
-    wrong = voucherify_spec.problem(body, voucherify_spec.ORDERS_UPDATE_REQUEST_BODY)
+def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+    wrong = voucherify_spec.problem(call.body, voucherify_spec.ORDERS_UPDATE_REQUEST_BODY)
     if wrong:
         raise ApiError(400, f"Invalid payload: {wrong}")
     for key in ("source_id", "referrer_id"):
-        if isinstance(body.get(key), str) and not js_trim(body[key]):
+        if isinstance(call.body.get(key), str) and not js_trim(call.body[key]):
             raise ApiError(400, f"Invalid payload: {key} must be a non-empty string")
-    target = params["orderId"]
+    target = call.params["orderId"]
     order = next(
         (
             o
-            for o in state.data["voucherifyOrders"]
-            if o["project"] == community["id"] and target in (o["id"], o.get("source_id"))
+            for o in state.table("voucherifyOrders")
+            if o["project"] == call.community["id"] and target in (o["id"], o.get("source_id"))
         ),
         None,
     )
     if order is None:
         raise ApiError(404, f"Resource not found: Cannot find order with id {target}")
-    if fail_mid_write:
+    if call.fail_mid_write:
         raise ApiError(500, "Internal error")
     # "Updates the order by setting the values of the parameters passed; any parameters not
     # provided are left unchanged": a metadata object or an items list replaces the old one.
-    order.update(body, updated_at=dt.datetime.now(dt.UTC).isoformat())
+    order.update(call.body, updated_at=dt.datetime.now(dt.UTC).isoformat())
     return 200, {**{k: v for k, v in order.items() if k != "project"}, "object": "order"}
 
 

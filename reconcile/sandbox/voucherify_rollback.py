@@ -9,30 +9,23 @@ import secrets
 from typing import Any
 
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import ApiError, Endpoint, app_token
+from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
 
 
-def apply(
-    state: SandboxState,
-    community: dict[str, Any],
-    params: dict[str, str],
-    query: dict[str, str],
-    body: Any,
-    fail_mid_write: bool,
-) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     wrong = voucherify_spec.problem(
-        {} if body is None else body, voucherify_spec.ROLLBACK_REQUEST_BODY
+        {} if call.body is None else call.body, voucherify_spec.ROLLBACK_REQUEST_BODY
     )
     if wrong:
         raise ApiError(400, f"Invalid payload: {wrong}")
-    target = params["redemptionId"]
+    target = call.params["redemptionId"]
     redemption = next(
         (
             r
-            for r in state.data["voucherifyRedemptions"]
-            if r["project"] == community["id"] and r["id"] == target
+            for r in state.table("voucherifyRedemptions")
+            if r["project"] == call.community["id"] and r["id"] == target
         ),
         None,
     )
@@ -47,11 +40,11 @@ def apply(
         "object": "redemption_rollback",
         "date": dt.datetime.now(dt.UTC).isoformat(),
         "redemption": target,
-        "reason": query.get("reason"),
-        "tracking_id": query.get("tracking_id"),
-        "metadata": (body or {}).get("metadata"),
-        "customer": (body or {}).get("customer"),
-        "order": (body or {}).get("order"),
+        "reason": call.query.get("reason"),
+        "tracking_id": call.query.get("tracking_id"),
+        "metadata": (call.body or {}).get("metadata"),
+        "customer": (call.body or {}).get("customer"),
+        "order": (call.body or {}).get("order"),
         "amount": -redemption.get("amount", 0),
     }
     failure = redemption.get("rollback_failure")
@@ -63,7 +56,7 @@ def apply(
             "failure_code": failure[0],
             "failure_message": failure[1],
         }
-    if fail_mid_write:
+    if call.fail_mid_write:
         raise ApiError(500, "Internal error")
     redemption["rolled_back"] = True
     redemption["rollbacks"] = redemption.get("rollbacks", 0) + 1
