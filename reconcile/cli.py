@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import functools
 import json
 import os
 import sys
@@ -92,7 +91,7 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
 
 def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     """One input from the command line, or every ready file of the job's inbox."""
-    from reconcile import inbox, pipeline
+    from reconcile import inbox
 
     if args.input is not None:
         return inbox.run_sources(
@@ -106,16 +105,7 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
         )
     if args.out is not None:
         raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
-    pending = functools.partial(inbox.run_sources, from_inbox=True, rehearsal=args.sandbox)
-    if options.dry_run:
-        return pending(job, options, inbox.pending_inputs(job), _show)
-    # One lock for the whole pass, taken before the inbox is listed: a second cron run
-    # started meanwhile exits 2 instead of taking the files this one has not reached yet.
-    with pipeline.job_lock(job):
-        held = dataclasses.replace(options, lock_held=True)
-        if job.require_approval and not args.sandbox:
-            return inbox.run_with_approval(job, held, inbox.pending_inputs(job), _show)
-        return pending(job, held, inbox.pending_inputs(job), _show)
+    return inbox.run_inbox(job, options, _show, rehearsal=args.sandbox)
 
 
 def _show(source: Path, ended: Any, out: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import glob
 import hashlib
 import shutil
@@ -185,3 +186,20 @@ def run_sources(
         elif from_inbox:
             archive(job, source)
     return max(codes)
+
+
+def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = False) -> int:
+    """One pass over the job's inbox (``input`` = a folder, a glob or a file): every ready
+    file in turn, each archived when done. A real pass holds the job's lock from before the
+    inbox is listed, so a second cron run started meanwhile exits 2 instead of taking the files
+    this one has not reached yet; with ``require_approval`` only approved plans are applied."""
+    from reconcile import pipeline
+
+    pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
+    if options.dry_run:
+        return pending(job, options, pending_inputs(job), show)
+    with pipeline.job_lock(job):
+        held = dataclasses.replace(options, lock_held=True)
+        if job.require_approval and not rehearsal:
+            return run_with_approval(job, held, pending_inputs(job), show)
+        return pending(job, held, pending_inputs(job), show)
