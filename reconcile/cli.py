@@ -258,7 +258,7 @@ def _sandbox(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Listing commands log nothing on success: they start without structlog.
-    quick = args.command in ("operations", "runs")
+    quick = args.command in ("operations", "runs", "users")
     if not quick:
         logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
     try:
@@ -274,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _decide(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command in ("serve", "users"):
+            from reconcile.web import commands
+
+            return commands.serve(args) if args.command == "serve" else commands.users(args)
     except ReconcileError as exc:
         if quick:
             logs.configure()

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
 
+    _add_console(commands)
+
     sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
     sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
     sandbox.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (default 8787)")
@@ -101,3 +103,39 @@ def _add_run(commands: Any) -> None:
     )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
+
+
+def _add_console(commands: Any) -> None:
+    """``reconcile serve`` and ``reconcile users``: the web console."""
+    serve = commands.add_parser("serve", help="serve the web console (upload, check, approve)")
+    serve.add_argument(
+        "--job", type=Path, action="append", help="a job the console offers (repeatable)"
+    )
+    serve.add_argument("--state-dir", type=Path, help="users, sessions and the ledger")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)"
+    )
+    serve.add_argument(
+        "--trust-user-header",
+        metavar="HEADER",
+        help="a reverse proxy's SSO header naming the signed-in user (with --trusted-proxy)",
+    )
+    serve.add_argument(
+        "--trusted-proxy", metavar="ADDR", help="the only address the user header is believed from"
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="the built-in sandbox and two demo users (one-time passwords printed)",
+    )
+    users = commands.add_parser("users", help="add, list or disable console users")
+    users.add_argument("action", choices=["add", "list", "disable"])
+    users.add_argument("name", nargs="?", help="the user name (add, disable)")
+    users.add_argument("--role", choices=["submitter", "approver", "viewer", "admin"])
+    users.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    users.add_argument("--state-dir", type=Path, help="where the console keeps its users")
+    users.add_argument("--job", type=Path, help="take state_dir from this job file")

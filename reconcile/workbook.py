@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,52 @@ from reconcile.operations.base import Column
 MAX_EXPANDED_BYTES = 256 * 2**20
 
 
+#: The most cells (rows x columns, from a sheet's declared dimension) a correction file may have.
+MAX_CELLS = 50_000_000
+_DIMENSION = re.compile(rb'<dimension ref="[A-Z]+([0-9]+)(?::([A-Z]+)([0-9]+))?"')
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - ord("A") + 1
+    return number
+
+
 def _check_expanded_size(path: Path, raw: bytes) -> None:
     """Refuse a workbook whose zipped parts expand past MAX_EXPANDED_BYTES, from the sizes its
-    zip directory declares (nothing is decompressed to find out)."""
+    zip directory declares, or whose sheets declare more than MAX_CELLS cells (only each
+    sheet's first bytes are decompressed to find out)."""
     import io
     import zipfile
 
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             expanded = sum(item.file_size for item in archive.infolist())
+            if expanded > MAX_EXPANDED_BYTES:
+                raise InputError(
+                    f"{path}: the workbook expands to {expanded / 2**20:,.0f} MiB when opened, "
+                    f"over the {MAX_EXPANDED_BYTES / 2**20:,.0f} MiB a correction file may take "
+                    "(a damaged or malicious file). Fix: save the sheet as CSV, or split it "
+                    "into smaller files."
+                )
+            for item in archive.infolist():
+                if item.filename.startswith("xl/worksheets/") and item.filename.endswith(".xml"):
+                    with archive.open(item) as sheet:
+                        _check_dimension(path, sheet.read(4096))
     except zipfile.BadZipFile:
         raise InputError(f"{path}: not a readable .xlsx workbook (not a zip file).") from None
-    if expanded > MAX_EXPANDED_BYTES:
+
+
+def _check_dimension(path: Path, head: bytes) -> None:
+    found = _DIMENSION.search(head)
+    if found is None or found.group(2) is None:
+        return
+    rows, columns = int(found.group(3)), _column_number(found.group(2))
+    if rows * columns > MAX_CELLS:
         raise InputError(
-            f"{path}: the workbook expands to {expanded / 2**20:,.0f} MiB when opened, over the "
-            f"{MAX_EXPANDED_BYTES / 2**20:,.0f} MiB a correction file may take (a damaged or "
-            "malicious file). Fix: save the sheet as CSV, or split it into smaller files."
+            f"{path}: a sheet declares {rows:,} rows x {columns:,} columns, over the "
+            f"{MAX_CELLS:,} cells a correction file may have. Fix: split it into smaller files."
         )
 
 

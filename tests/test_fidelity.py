@@ -487,3 +487,20 @@ def test_a_workbook_that_expands_past_the_limit_is_refused_before_parsing(
     assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 2
     assert "expands to" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_sheet_declaring_too_many_cells_is_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sheet whose declared dimension (rows x columns) passes the cell limit is refused with
+    its size named, before the sheet is read."""
+    from reconcile import workbook as reader
+
+    monkeypatch.setattr(reader, "MAX_CELLS", 1_000)
+    rows: list[list[object]] = [["acme", f"ORDTACME{n:05d}", "x"] for n in range(400)]
+    source = workbook(
+        tmp_path / "wide.xlsx", ["community", "purchaseHistoryID", "redemptionInstructions"], rows
+    )
+    job = write_job(tmp_path / "job.toml", operation="purchase-history")
+    assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 2
+    assert "401 rows x 3 columns" in capsys.readouterr().err

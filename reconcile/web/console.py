@@ -1,0 +1,361 @@
+"""What the console does, without HTTP: store an upload, check it (a dry run that records a
+plan), submit it, decide it, run the approved plan in the background, and list history.
+
+Everything goes through the same Python API, ledger and audit chain as the command line: a
+console check is a dry run (``reconcile.run(..., dry_run=True)``) made by the signed-in user, a
+console run is ``run --plan``. The console keeps only what the ledger does not know: which
+upload a plan came from (its original name, shown, never used as a path) and the background
+runs it started, so that a restart can resume them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconcile import api, approval
+from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
+from reconcile.job import Job
+from reconcile.ledger import Ledger, usable_state_dir
+from reconcile.web.users import DATABASE, User
+
+log = structlog.get_logger("reconcile.web")
+
+ACCEPTED_SUFFIXES = (".csv", ".xlsx")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    run_id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    original_name TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    results TEXT NOT NULL,
+    maker TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    submitted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS console_runs (
+    plan_run_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    real_run_id TEXT,
+    results TEXT NOT NULL,
+    exit_code INTEGER,
+    resumed TEXT,
+    error TEXT
+);
+"""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """A checked file: its dry run (plan) and where the console keeps its files."""
+
+    run_id: str
+    job: str
+    original_name: str
+    stored: Path
+    results: Path
+    maker: str
+    created_at: str
+    submitted_at: str | None
+
+    @property
+    def errors(self) -> Path:
+        return self.results.with_name(f"{self.results.stem}.errors.csv")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BackgroundRun:
+    """An approved plan the console ran (or is running)."""
+
+    plan_run_id: str
+    state: str  # running, finished, failed
+    started_by: str
+    started_at: str
+    real_run_id: str | None
+    results: Path
+    exit_code: int | None
+    resumed: str | None
+    error: str | None
+
+    @property
+    def report(self) -> Path:
+        return self.results.with_name(f"{self.results.stem}.report.html")
+
+
+class Progress:
+    """Live counts per community of the runs in progress (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, dict[str, int]]] = {}
+
+    def start(self, plan_run_id: str) -> None:
+        with self._lock:
+            self._counts[plan_run_id] = {}
+
+    def add(self, plan_run_id: str, community: str, status: str) -> None:
+        with self._lock:
+            per = self._counts.setdefault(plan_run_id, {}).setdefault(community, {})
+            per[status] = per.get(status, 0) + 1
+
+    def of(self, plan_run_id: str) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {c: dict(v) for c, v in self._counts.get(plan_run_id, {}).items()}
+
+
+class Console:
+    """The console's jobs, files and background runs over one state dir."""
+
+    def __init__(self, jobs: Mapping[str, Job], state_dir: Path, environ: Mapping[str, str]):
+        self.jobs = dict(jobs)
+        self.state_dir = usable_state_dir(state_dir)
+        self.files = usable_state_dir(state_dir / "console-files")
+        self._environ = dict(environ)
+        self._db = sqlite3.connect(
+            self.state_dir / DATABASE, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._db_lock = threading.Lock()
+        self.progress = Progress()
+        self._threads: dict[str, threading.Thread] = {}
+
+    def close(self) -> None:
+        for thread in list(self._threads.values()):
+            thread.join(timeout=30)
+        self._db.close()
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def job(self, name: str) -> Job:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise ConfigError(f"no job {name!r} in this console") from None
+
+    def check(self, job_name: str, original_name: str, data: bytes, user: User) -> Upload:
+        """Store an upload under a generated name and dry-run it as ``user``: the plan is
+        recorded with ``user`` as its maker. InputError/ConfigError for an unusable file."""
+        job = self.job(job_name)
+        suffix = Path(original_name.replace("\\", "/")).suffix.lower()
+        if suffix not in ACCEPTED_SUFFIXES:
+            raise ConfigError(
+                f"{original_name!r} is not a CSV or xlsx file: save it as .csv or .xlsx and "
+                "upload it again"
+            )
+        name = secrets.token_hex(16)
+        stored = self.files / f"{name}{suffix}"
+        stored.write_bytes(data)
+        results = self.files / f"{name}.check.csv"
+        summary = api.run(stored, job, results, dry_run=True, environ=self._as(user), sheet=None)
+        upload = Upload(
+            summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
+        )
+        with self._db_lock:
+            self._db.execute(
+                "INSERT INTO uploads VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    upload.run_id,
+                    job_name,
+                    original_name,
+                    str(stored),
+                    str(results),
+                    user.name,
+                    upload.created_at,
+                    None,
+                ),
+            )
+        self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
+        self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
+        return upload
+
+    def upload(self, run_id: str) -> Upload | None:
+        with self._db_lock:
+            row = self._db.execute("SELECT * FROM uploads WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return Upload(row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7])
+
+    def uploads(self) -> list[Upload]:
+        with self._db_lock:
+            ids = [r[0] for r in self._db.execute("SELECT run_id FROM uploads").fetchall()]
+        return [u for u in map(self.upload, ids) if u is not None]
+
+    def submit(self, upload: Upload, user: User) -> None:
+        """Put a checked file in the approvers' queue."""
+        if upload.maker != user.name:
+            raise ApprovalError("only the person who checked a file can submit it")
+        if upload.submitted_at is not None:
+            return
+        with self._db_lock:
+            self._db.execute(
+                "UPDATE uploads SET submitted_at = ? WHERE run_id = ?", (_now(), upload.run_id)
+            )
+        self.record(self.job(upload.job), upload.run_id, user, "submit")
+
+    # -- decisions and runs --------------------------------------------------------------------
+
+    def decide(self, upload: Upload, user: User, *, approve: bool, note: str | None) -> None:
+        """Approve (then run in the background) or reject; ApprovalError when refused (the
+        maker, a decided plan): nothing recorded then."""
+        job = self.job(upload.job)
+        if approve:
+            approval.approve(job.state_dir, upload.run_id, note=note, user=user.name)
+            self.record(job, upload.run_id, user, "approve", note or "")
+            self.start(upload, user)
+        else:
+            approval.reject(job.state_dir, upload.run_id, note=note or "", user=user.name)
+            self.record(job, upload.run_id, user, "reject", note or "")
+
+    def start(self, upload: Upload, user: User, resumed: str | None = None) -> None:
+        """Run the approved plan of ``upload`` in a background thread."""
+        results = self.files / f"{upload.stored.stem}.results.csv"
+        with self._db_lock:
+            self._db.execute(
+                "INSERT INTO console_runs (plan_run_id, state, started_by, started_at, results, "
+                "resumed) VALUES (?,?,?,?,?,?) ON CONFLICT (plan_run_id) DO UPDATE SET "
+                "state = excluded.state, resumed = excluded.resumed",
+                (upload.run_id, "running", user.name, _now(), str(results), resumed),
+            )
+        self.progress.start(upload.run_id)
+        thread = threading.Thread(
+            target=self._run, args=(upload, user, results), name=f"run-{upload.run_id}"
+        )
+        self._threads[upload.run_id] = thread
+        thread.start()
+
+    def _run(self, upload: Upload, user: User, results: Path) -> None:
+        job = self.job(upload.job)
+        self.record(job, upload.run_id, user, "run", "started")
+        state, error, run_id, code = "failed", None, None, None
+        try:
+            approved = approval.approved_plan(
+                job.state_dir, upload.run_id, job, dt.datetime.now(dt.UTC)
+            )
+            summary = api.run(
+                upload.stored,
+                job,
+                results,
+                plan=approved,
+                environ=self._as(user),
+                on_progress=lambda community, status: self.progress.add(
+                    upload.run_id, community, str(status)
+                ),
+            )
+            state, run_id, code = "finished", summary.run_id, summary.exit_code
+            self.record(job, upload.run_id, user, "run", f"ended: {_counts_text(summary.counts)}")
+        except ReconcileError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug or a broken environment: shown, and logged in full
+            log.exception("console.run_crashed", plan=upload.run_id)
+            error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"
+        with self._db_lock:
+            self._db.execute(
+                "UPDATE console_runs SET state = ?, real_run_id = ?, exit_code = ?, error = ? "
+                "WHERE plan_run_id = ?",
+                (state, run_id, code, error, upload.run_id),
+            )
+
+    def background(self, plan_run_id: str) -> BackgroundRun | None:
+        with self._db_lock:
+            row = self._db.execute(
+                "SELECT plan_run_id, state, started_by, started_at, real_run_id, results, "
+                "exit_code, resumed, error FROM console_runs WHERE plan_run_id = ?",
+                (plan_run_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return BackgroundRun(
+            row[0], row[1], row[2], row[3], row[4], Path(row[5]), row[6], row[7], row[8]
+        )
+
+    def resume_unfinished(self, users: Any) -> list[str]:
+        """Runs the server was running when it stopped: started again, as a CLI run is re-run
+        after a crash (the ledger sends nothing twice; a request that may have reached the API
+        and must not be repeated ends ``unknown``). Returns their plan ids."""
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT plan_run_id, started_by FROM console_runs WHERE state = 'running'"
+            ).fetchall()
+        resumed = []
+        for plan_run_id, started_by in rows:
+            upload = self.upload(plan_run_id)
+            user = users.get(started_by)
+            if upload is None or user is None:
+                continue
+            note = (
+                f"the server stopped during this run; it was resumed at {_now()} from the ledger: "
+                "rows already applied were not sent again"
+            )
+            self.start(upload, user, resumed=note)
+            resumed.append(plan_run_id)
+        return resumed
+
+    # -- history and audit -----------------------------------------------------------------------
+
+    def record(self, job: Job, run_id: str, user: User, action: str, detail: str = "") -> None:
+        with approval.store(job.state_dir) as audit:
+            audit.record_action(run_id, user.name, action, detail)
+
+    def history(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Every run of the console's jobs' ledgers (CLI, cron, inbox and console alike), newest
+        first, with its maker, approver and status."""
+        seen: set[Path] = set()
+        runs: list[dict[str, Any]] = []
+        for job in self.jobs.values():
+            if job.state_dir in seen:
+                continue
+            seen.add(job.state_dir)
+            ledger = Ledger(job.state_dir)
+            try:
+                found = ledger.runs(limit)
+            finally:
+                ledger.close()
+            with approval.store(job.state_dir) as audit:
+                for run in found:
+                    runs.append({**run, **_people(audit, run)})
+        runs.sort(key=lambda r: r["started_at"], reverse=True)
+        return runs[:limit]
+
+    def _as(self, user: User) -> dict[str, str]:
+        """The environment a run made for ``user`` sees: the server's, with the user named."""
+        return {**self._environ, "RECONCILE_USER": user.name}
+
+
+def _people(audit: Any, run: Mapping[str, Any]) -> dict[str, Any]:
+    """Maker, approver and decision of a ledger run (from its plan, or the plan it applied)."""
+    plan = audit.plan(run["run_id"])
+    if plan is not None:
+        decision = plan.decision or {}
+        return {
+            "maker": plan.maker,
+            "approver": decision.get("decided_by"),
+            "decision": decision.get("decision") or "waiting",
+            "plan_run_id": run["run_id"],
+        }
+    manifest = audit.manifest(run["run_id"]) or {}
+    return {
+        "maker": manifest.get("maker") or run.get("operator"),
+        "approver": manifest.get("approver"),
+        "decision": None,
+        "plan_run_id": manifest.get("plan_run_id"),
+    }
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{status} {n}" for status, n in counts.items()) or "no rows"

@@ -1,0 +1,267 @@
+"""The console's users, sessions and sign-in throttling, in ``console.sqlite`` of the state dir.
+
+Passwords are stored as argon2id hashes (argon2-cffi's defaults, RFC 9106's second
+recommendation); a session is a random token whose SHA-256 is stored, so a copy of the database
+does not sign anyone in; sign-out deletes the row (the session ends on the server, not only in
+the browser).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import hashlib
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconcile.exceptions import ConfigError
+from reconcile.ledger import usable_state_dir
+
+DATABASE = "console.sqlite"
+MIN_PASSWORD_LENGTH = 12
+SESSION_HOURS = 8.0
+#: Sign-in is refused for ``LOCKOUT_MINUTES`` after this many recent failures for one name, or
+#: for one client address (higher: colleagues behind one proxy share it).
+MAX_FAILURES = 5
+MAX_FAILURES_PER_ADDRESS = 20
+LOCKOUT_MINUTES = 15
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    key TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+class Role(enum.StrEnum):
+    """What a console user may do. Submitters upload and see their own runs; approvers also
+    decide others' plans; viewers read history and run pages; admins may do everything."""
+
+    SUBMITTER = "submitter"
+    APPROVER = "approver"
+    VIEWER = "viewer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    role: Role
+    disabled: bool = False
+
+    @property
+    def can_submit(self) -> bool:
+        return self.role in (Role.SUBMITTER, Role.APPROVER, Role.ADMIN)
+
+    @property
+    def can_approve(self) -> bool:
+        return self.role in (Role.APPROVER, Role.ADMIN)
+
+    @property
+    def sees_all_runs(self) -> bool:
+        return self.role is not Role.SUBMITTER
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user: User
+    csrf_token: str
+    expires_at: dt.datetime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserStore:
+    """Users, sessions and sign-in failures of one state dir."""
+
+    def __init__(self, state_dir: Path) -> None:
+        from argon2 import PasswordHasher
+
+        self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        path = usable_state_dir(state_dir) / DATABASE
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def add(self, name: str, role: str, password: str) -> User:
+        """A new user; ConfigError for a taken or malformed name, a weak password or an unknown
+        role (nothing stored)."""
+        if not name or not name.replace(".", "").replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"user name {name!r}: use letters, digits, '.', '-' or '_'")
+        try:
+            checked = Role(role)
+        except ValueError:
+            known = ", ".join(r.value for r in Role)
+            raise ConfigError(f"role {role!r}: use one of {known}") from None
+        check_password(password)
+        try:
+            self._db.execute(
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?,?,?,?)",
+                (name, checked.value, self._hasher.hash(password), _now().isoformat()),
+            )
+        except sqlite3.IntegrityError:
+            raise ConfigError(f"user {name!r} exists already") from None
+        return User(name, checked)
+
+    def list(self) -> list[User]:
+        rows = self._db.execute("SELECT name, role, disabled FROM users ORDER BY name")
+        return [User(name, Role(role), bool(disabled)) for name, role, disabled in rows]
+
+    def get(self, name: str) -> User | None:
+        row = self._db.execute(
+            "SELECT name, role, disabled FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else User(row[0], Role(row[1]), bool(row[2]))
+
+    def disable(self, name: str) -> None:
+        """The user can no longer sign in; their open sessions end now."""
+        changed = self._db.execute("UPDATE users SET disabled = 1 WHERE name = ?", (name,))
+        if changed.rowcount == 0:
+            raise ConfigError(f"no user {name!r}: see 'reconcile users list'")
+        self._db.execute("DELETE FROM sessions WHERE user = ?", (name,))
+
+    def ensure(self, name: str, role: str) -> User:
+        """A user known from a trusted proxy's SSO header: created without a password (it
+        cannot sign in with one) the first time it is seen."""
+        found = self.get(name)
+        if found is not None:
+            return found
+        self._db.execute(
+            "INSERT OR IGNORE INTO users (name, role, created_at) VALUES (?,?,?)",
+            (name, Role(role).value, _now().isoformat()),
+        )
+        return User(name, Role(role))
+
+    # -- sign-in --------------------------------------------------------------------------------
+
+    def locked_out(self, name: str, address: str) -> bool:
+        """Whether sign-in is refused for now: too many recent failures for the name tried or
+        from the client's address."""
+        since = (_now() - dt.timedelta(minutes=LOCKOUT_MINUTES)).isoformat()
+        for key, limit in (
+            (f"user:{name}", MAX_FAILURES),
+            (f"addr:{address}", MAX_FAILURES_PER_ADDRESS),
+        ):
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM sign_in_failures WHERE key = ? AND at > ?", (key, since)
+            ).fetchone()
+            if count >= limit:
+                return True
+        return False
+
+    def authenticate(self, name: str, password: str, address: str) -> User | None:
+        """The user when the password matches an enabled account; else None, the failure
+        counted against the name and the address. The hash is checked even for unknown names
+        (same timing)."""
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        row = self._db.execute(
+            "SELECT password_hash, role, disabled FROM users WHERE name = ?", (name,)
+        ).fetchone()
+        stored = row[0] if row and row[0] else _DUMMY_HASH.get(self._hasher)
+        try:
+            self._hasher.verify(stored, password)
+            matched = row is not None and row[0] is not None and not row[2]
+        except (VerificationError, InvalidHashError):
+            matched = False
+        if not matched:
+            self._db.executemany(
+                "INSERT INTO sign_in_failures (key, at) VALUES (?,?)",
+                [(k, _now().isoformat()) for k in (f"user:{name}", f"addr:{address}")],
+            )
+            return None
+        self._db.execute("DELETE FROM sign_in_failures WHERE key IN (?)", (f"user:{name}",))
+        return User(name, Role(row[1]))
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def open_session(self, user: User, hours: float = SESSION_HOURS) -> str:
+        """A new session's token (for the signed cookie); its CSRF token is stored with it."""
+        token = secrets.token_urlsafe(32)
+        expires = _now() + dt.timedelta(hours=hours)
+        self._db.execute(
+            "INSERT INTO sessions (token_sha256, user, csrf_token, expires_at) VALUES (?,?,?,?)",
+            (_digest(token), user.name, secrets.token_urlsafe(32), expires.isoformat()),
+        )
+        return token
+
+    def session(self, token: str) -> Session | None:
+        """The live session of ``token``, or None (unknown, expired, or its user disabled)."""
+        row = self._db.execute(
+            "SELECT s.csrf_token, s.expires_at, u.name, u.role, u.disabled FROM sessions s "
+            "JOIN users u ON u.name = s.user WHERE s.token_sha256 = ?",
+            (_digest(token),),
+        ).fetchone()
+        if row is None or row[4]:
+            return None
+        expires = dt.datetime.fromisoformat(row[1])
+        if expires <= _now():
+            self.close_session(token)
+            return None
+        return Session(User(row[2], Role(row[3])), row[0], expires)
+
+    def close_session(self, token: str) -> None:
+        self._db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_digest(token),))
+
+
+class _DummyHash:
+    """One argon2id hash of a random password, made once: verified against when a name is
+    unknown, so that a wrong name takes as long as a wrong password."""
+
+    def __init__(self) -> None:
+        self._hash: str | None = None
+
+    def get(self, hasher: object) -> str:
+        if self._hash is None:
+            self._hash = hasher.hash(secrets.token_urlsafe(16))  # type: ignore[attr-defined]  # PasswordHasher
+        return self._hash
+
+
+_DUMMY_HASH = _DummyHash()
+
+
+def check_password(password: str) -> None:
+    """ConfigError unless the password is at least MIN_PASSWORD_LENGTH characters."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters "
+            "(a passphrase of three or four words is easy to remember)"
+        )
+
+
+@contextlib.contextmanager
+def user_store(state_dir: Path) -> Iterator[UserStore]:
+    store = UserStore(state_dir)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,319 @@
+"""The console's pages and actions: one handler per route, each checking the role first."""
+
+from __future__ import annotations
+
+import io
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+
+from reconcile import approval
+from reconcile.exceptions import ApprovalError, ReconcileError
+from reconcile.results import neutralised
+from reconcile.web import tables
+from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
+from reconcile.web.users import LOCKOUT_MINUTES
+
+if TYPE_CHECKING:
+    from reconcile.web.app import Web
+    from reconcile.web.console import Upload
+
+
+class Forbidden(HTTPException):
+    def __init__(self, detail: str) -> None:
+        super().__init__(403, detail)
+
+
+class NotFound(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(404, "There is no such run, or it is not yours to see.")
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# -- signing in and out ----------------------------------------------------------------------
+
+
+async def login_page(web: Web, request: Request) -> Response:
+    if web.session(request) is not None:
+        return RedirectResponse("/", 303)
+    return _login_form(web, request, None, 200)
+
+
+def _login_form(web: Web, request: Request, error: str | None, status: int) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = web.page(request, "login.html", status, login_csrf=token, error=error)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        web.signer.sign(token),
+        max_age=3600,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+async def login(web: Web, request: Request) -> Response:
+    form = await request.form(max_files=0, max_fields=10)
+    expected = web.signer.read(request.cookies.get(LOGIN_CSRF_COOKIE))
+    if not same_token(str(form.get("csrf_token") or ""), expected):
+        raise Forbidden("The sign-in form has expired: reload the page and sign in again.")
+    name = str(form.get("username") or "").strip()
+    password = str(form.get("password") or "")
+    address = _client(request)
+    if web.users.locked_out(name, address):
+        message = (
+            f"Too many failed sign-ins. Wait {LOCKOUT_MINUTES} minutes and try again, or ask an "
+            "administrator to check your account."
+        )
+        return _login_form(web, request, message, 429)
+    user = await anyio.to_thread.run_sync(web.users.authenticate, name, password, address)
+    if user is None:
+        return _login_form(web, request, "Wrong username or password.", 401)
+    token = web.users.open_session(user)
+    with approval.store(web.console.state_dir) as audit:
+        audit.record_action("", user.name, "sign-in", f"from {_client(request)}")
+    response = RedirectResponse("/", 303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        web.signer.sign(token),
+        max_age=8 * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+async def logout(web: Web, request: Request) -> Response:
+    await web.posted(request)
+    token = web.signer.read(request.cookies.get(SESSION_COOKIE))
+    if token:
+        web.users.close_session(token)
+    response = RedirectResponse("/login", 303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+async def home(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    return RedirectResponse("/new" if session.user.can_submit else "/history", 303)
+
+
+# -- upload and check ------------------------------------------------------------------------
+
+
+async def new_page(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    if not session.user.can_submit:
+        raise Forbidden("Your role can read history and runs, not upload files.")
+    return web.page(request, "new.html", jobs=sorted(web.console.jobs), error=None)
+
+
+async def check(web: Web, request: Request) -> Response:
+    session, form = await web.posted(request)
+    if not session.user.can_submit:
+        raise Forbidden("Your role can read history and runs, not upload files.")
+    upload = form.get("file")
+    job = str(form.get("job") or "")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        return _new_with_error(web, request, "Choose a file to check (CSV or xlsx).")
+    data = await upload.read()
+    if not data:
+        return _new_with_error(web, request, f"{upload.filename!r} is empty.")
+    try:
+        checked = await anyio.to_thread.run_sync(
+            web.console.check, job, upload.filename, data, session.user
+        )
+    except ReconcileError as exc:
+        return _new_with_error(web, request, str(exc))
+    return RedirectResponse(f"/runs/{checked.run_id}", 303)
+
+
+def _new_with_error(web: Web, request: Request, message: str) -> Response:
+    jobs = sorted(web.console.jobs)
+    return web.page(request, "new.html", 400, jobs=jobs, error=message)
+
+
+# -- a run's page ------------------------------------------------------------------------------
+
+
+async def run_page(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    upload = web.visible(session, request.path_params["run_id"])
+    job = web.console.job(upload.job)
+    with approval.store(job.state_dir) as audit:
+        plan = audit.plan(upload.run_id)
+        rows = audit.plan_rows(upload.run_id)
+        actions = audit.actions(upload.run_id)
+    counts = tables.status_counts(rows)
+    decision = plan.decision if plan else None
+    background = web.console.background(upload.run_id)
+    user = session.user
+    return web.page(
+        request,
+        "run.html",
+        upload=upload,
+        counts=counts,
+        errors=tables.error_cells(upload.errors),
+        decision=decision,
+        background=background,
+        final_counts=tables.results_counts(background.results) if background else None,
+        totals=tables.community_totals(rows),
+        actions=actions,
+        may_submit=(
+            user.name == upload.maker
+            and user.can_submit
+            and counts.get("would_apply", 0) > 0
+            and upload.submitted_at is None
+            and decision is None
+        ),
+        may_decide=(
+            user.can_approve
+            and user.name != upload.maker
+            and upload.submitted_at is not None
+            and decision is None
+        ),
+    )
+
+
+async def progress(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    upload = web.visible(session, request.path_params["run_id"])
+    background = web.console.background(upload.run_id)
+    return JSONResponse(
+        {
+            "state": background.state if background else "not started",
+            "communities": web.console.progress.of(upload.run_id),
+        }
+    )
+
+
+async def download(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    upload = web.visible(session, request.path_params["run_id"])
+    kind = request.path_params["kind"]
+    name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
+    background = web.console.background(upload.run_id)
+    web.audit(upload, session.user, "download", kind)
+    if kind == "errors.csv":
+        return _file(upload.errors, f"{name}.errors.csv")
+    if kind == "requests.csv":
+        return _planned_requests(web, upload, f"{name}.planned-requests.csv")
+    if background is None or background.state == "running":
+        raise NotFound
+    if kind == "results.csv":
+        return _file(background.results, f"{name}.results.csv")
+    if kind == "report":
+        if not background.report.exists():
+            raise NotFound
+        response = FileResponse(background.report, media_type="text/html")
+        response.headers["content-security-policy"] = REPORT_CSP
+        return response
+    raise NotFound
+
+
+def _file(path: Path, name: str) -> Response:
+    if not path.exists():
+        raise NotFound
+    return FileResponse(path, media_type="text/csv", filename=name)
+
+
+def _planned_requests(web: Web, upload: Upload, name: str) -> Response:
+    """The plan's rows: exactly the requests a run of this plan would send (or why not)."""
+    with approval.store(web.console.job(upload.job).state_dir) as audit:
+        rows = audit.plan_rows(upload.run_id)
+    buffer = io.BytesIO()
+    neutralised(rows.lazy()).collect().write_csv(buffer)
+    headers = {"content-disposition": f'attachment; filename="{name}"'}
+    return Response(b"\xef\xbb\xbf" + buffer.getvalue(), media_type="text/csv", headers=headers)
+
+
+# -- submit, approve, reject -------------------------------------------------------------------
+
+
+async def submit(web: Web, request: Request) -> Response:
+    session, _ = await web.posted(request)
+    if not session.user.can_submit:
+        raise Forbidden("Your role cannot submit files for approval.")
+    upload = web.visible(session, request.path_params["run_id"])
+    try:
+        web.console.submit(upload, session.user)
+    except ApprovalError as exc:
+        raise Forbidden(str(exc)) from None
+    return RedirectResponse(f"/runs/{upload.run_id}", 303)
+
+
+async def decide(web: Web, request: Request) -> Response:
+    session, form = await web.posted(request)
+    if not session.user.can_approve:
+        raise Forbidden("Only approvers can approve or reject a plan.")
+    upload = web.visible(session, request.path_params["run_id"])
+    approve = request.url.path.endswith("/approve")
+    note = str(form.get("note") or "").strip() or None
+    if upload.maker == session.user.name:
+        raise Forbidden("You made this plan: a colleague must approve or reject it.")
+    if not approve and not note:
+        raise HTTPException(400, "Say why in the Note field: the maker reads it to fix the file.")
+    try:
+        web.console.decide(upload, session.user, approve=approve, note=note)
+    except ApprovalError as exc:
+        raise Forbidden(str(exc)) from None
+    return RedirectResponse(f"/runs/{upload.run_id}", 303)
+
+
+async def approvals(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    if not session.user.can_approve:
+        raise Forbidden("Only approvers see the approval queue.")
+    waiting = []
+    for upload in web.console.uploads():
+        if upload.submitted_at is None:
+            continue
+        with approval.store(web.console.job(upload.job).state_dir) as audit:
+            plan = audit.plan(upload.run_id)
+            if plan is None or plan.decision is not None:
+                continue
+            counts = tables.status_counts(audit.plan_rows(upload.run_id))
+        waiting.append({"upload": upload, "counts": counts})
+    return web.page(request, "approvals.html", waiting=waiting)
+
+
+async def history(web: Web, request: Request) -> Response:
+    session = web.signed_in(request)
+    runs = await anyio.to_thread.run_sync(web.console.history)
+    uploads = {u.run_id: u for u in web.console.uploads()}
+    if not session.user.sees_all_runs:
+        runs = [r for r in runs if r.get("maker") == session.user.name]
+    return web.page(request, "history.html", runs=runs, uploads=uploads, sessions_user=session)
+
+
+Handler = Callable[["Web", Request], Awaitable[Response]]
+
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("/login", "GET", login_page),
+    ("/login", "POST", login),
+    ("/logout", "POST", logout),
+    ("/", "GET", home),
+    ("/new", "GET", new_page),
+    ("/check", "POST", check),
+    ("/approvals", "GET", approvals),
+    ("/history", "GET", history),
+    ("/runs/{run_id}", "GET", run_page),
+    ("/runs/{run_id}/progress", "GET", progress),
+    ("/runs/{run_id}/download/{kind}", "GET", download),
+    ("/runs/{run_id}/submit", "POST", submit),
+    ("/runs/{run_id}/approve", "POST", decide),
+    ("/runs/{run_id}/reject", "POST", decide),
+]

@@ -1,0 +1,109 @@
+"""Helpers for the web console's tests: a console over a real sandbox, served on 127.0.0.1,
+users with known passwords, and a real Chromium (Debian's) driven by Playwright."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reconcile.job import Job, load_job
+from reconcile.serving import ThreadServer
+from reconcile.web.app import Settings, create_app
+from reconcile.web.console import Console
+from reconcile.web.security import Signer
+from reconcile.web.users import UserStore
+from tests.helpers import CREDENTIALS, ROOT, credential_env, write_job
+
+CHROMIUM = os.environ.get("RECONCILE_CHROMIUM", "/usr/bin/chromium")
+AXE = ROOT / "build" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+PASSWORDS = {
+    "alice": ("submitter", "alice-passphrase-1"),
+    "carol": ("submitter", "carol-passphrase-2"),
+    "bob": ("approver", "bob-passphrase-33"),
+    "victor": ("viewer", "victor-passphrase-4"),
+}
+
+
+@dataclasses.dataclass
+class RunningConsole:
+    url: str
+    console: Console
+    users: UserStore
+    job: Job
+    state_dir: Path
+
+    def client(self, user: str | None = None) -> httpx.Client:
+        """An HTTP client (no browser), signed in as ``user`` when given."""
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=30)
+        if user is not None:
+            sign_in(client, user)
+        return client
+
+
+def environ() -> dict[str, str]:
+    """The server's environment: the sandbox's credentials in the job's variables."""
+    found = dict(os.environ)
+    for community, credentials in CREDENTIALS.items():
+        for credential, value in credentials.items():
+            found[credential_env(credential, community)] = value
+    return found
+
+
+@dataclasses.dataclass
+class ConsoleParts:
+    console: Console
+    users: UserStore
+    job: Job
+    signer: Signer
+
+
+def console_parts(folder: Path, sandbox_url: str) -> ConsoleParts:
+    state_dir = folder / "state"
+    job = load_job(write_job(folder / "purchase-history.toml", sandbox_url))
+    job = dataclasses.replace(job, state_dir=state_dir)
+    console = Console({"purchase-history": job}, state_dir, environ())
+    users = UserStore(state_dir)
+    for name, (role, password) in PASSWORDS.items():
+        users.add(name, role, password)
+    return ConsoleParts(console, users, job, Signer("test-secret-for-signing-cookies"))
+
+
+def serve(parts: ConsoleParts, **settings: Any) -> Iterator[RunningConsole]:
+    app = create_app(parts.console, parts.users, parts.signer, Settings(**settings))
+    with ThreadServer(app) as server:
+        yield RunningConsole(
+            server.url, parts.console, parts.users, parts.job, parts.console.state_dir
+        )
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def sign_in(client: httpx.Client, user: str) -> None:
+    page = client.get("/login")
+    answer = client.post(
+        "/login",
+        data={"csrf_token": csrf_of(page.text), "username": user, "password": PASSWORDS[user][1]},
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def check_file(client: httpx.Client, path: Path, name: str | None = None) -> str:
+    """Upload ``path`` as the form does; the new run id."""
+    token = csrf_of(client.get("/new").text)
+    answer = client.post(
+        "/check",
+        data={"csrf_token": token, "job": "purchase-history"},
+        files={"file": (name or path.name, path.read_bytes(), "text/csv")},
+    )
+    assert answer.status_code == 303, answer.text
+    return answer.headers["location"].rsplit("/", 1)[-1]

@@ -1,0 +1,373 @@
+"""The web console in a real browser (Debian's Chromium through Playwright) and over real HTTP:
+the whole flow of two users, roles, security guards and accessibility (axe-core)."""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from reconcile import approval
+from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.seeding import order_id
+from reconcile.sandbox.state import FaultRule
+from tests.console import (
+    AXE,
+    CHROMIUM,
+    PASSWORDS,
+    RunningConsole,
+    check_file,
+    console_parts,
+    csrf_of,
+    serve,
+)
+from tests.helpers import SAMPLE
+
+SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def running(tmp_path: Path, sandbox: SandboxServer) -> Iterator[RunningConsole]:
+    parts = console_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()
+
+
+def _page(browser: Browser, **options: Any) -> Page:
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True, **options
+    )
+    return context.new_page()
+
+
+def _sign_in(page: Page, url: str, user: str) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user][1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def _accessible(page: Page, name: str) -> None:
+    """axe-core's WCAG 2.1 A/AA rules on the page: no serious or critical violation; the page
+    is also saved as a 1280x800 screenshot when RECONCILE_SCREENSHOTS_DIR is set."""
+    if not AXE.exists():
+        pytest.fail(f"axe-core is missing at {AXE}: .ci/run installs it with npm")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
+    )
+    serious = [
+        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, f"{name}: {serious}"
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def _corrected(errors_file: Path, folder: Path) -> Path:
+    """What a finance user does with the errors file: fix every row, keep the rest as it is."""
+    frame = pl.read_csv(errors_file, infer_schema=False, encoding="utf8-lossy")
+    fixed = frame.with_columns(
+        pl.lit("acme").alias("Community"),
+        pl.Series("Purchase History ID", [order_id("acme", n) for n in range(frame.height)]),
+        pl.lit("Collect at the front desk").alias("Redemption Instructions"),
+        pl.lit(None, pl.String).alias("Voucher Code"),
+        pl.lit(None, pl.String).alias("Voucher Expiry Date"),
+    )
+    out = folder / "purchase-history-fixed.csv"
+    fixed.write_csv(out)
+    return out
+
+
+def test_two_users_check_fix_submit_approve_and_watch_the_run(
+    browser: Browser, running: RunningConsole, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Alice signs in, uploads the mistakes sample, sees the bad cells, downloads the errors
+    file, fixes it and uploads it again, submits; she cannot approve her own plan. Bob approves
+    it with a note; the run's live progress shows, then its counts and results, which say every
+    row was applied, and the sandbox saw each request once. Every page passes axe-core."""
+    alice = _page(browser, bypass_csp=True)
+    _sign_in(alice, running.url, "alice")
+    _accessible(alice, "1-new-correction")
+    alice.get_by_label("Job").select_option("purchase-history")
+    alice.get_by_label("Correction file").set_input_files(
+        str(SAMPLE / "purchase-history-mistakes.csv")
+    )
+    alice.get_by_role("button", name="Check file").click()
+    expect(alice.get_by_role("heading", name="Rows with errors")).to_be_visible()
+    errors = alice.get_by_role("table", name=re.compile("Problems by row"))
+    expect(errors.get_by_role("row")).to_have_count(19)  # header + 18 problems of 16 rows
+    expect(errors).to_contain_text("'2026-12-31' is written year first")
+    expect(errors.locator(".bad-cell").first).to_contain_text("SPRING-2026-0003")
+    expect(alice.get_by_role("button", name="Submit for approval")).to_be_visible()  # 1 row ok
+    _accessible(alice, "2-check-result")
+
+    with alice.expect_download() as download:
+        alice.get_by_role("link", name="Download errors file").click()
+    errors_file = tmp_path / "errors.csv"
+    download.value.save_as(errors_file)
+    assert pl.read_csv(errors_file, infer_schema=False).height == 16
+
+    alice.get_by_role("link", name="New correction").click()
+    alice.get_by_label("Correction file").set_input_files(str(_corrected(errors_file, tmp_path)))
+    alice.get_by_role("button", name="Check file").click()
+    expect(alice.locator(".stat.s-would_apply .n")).to_have_text("16")
+    expect(alice.get_by_role("heading", name="Rows with errors")).to_have_count(0)
+    plan_url = alice.url
+    alice.get_by_role("button", name="Submit for approval").click()
+    expect(alice.get_by_text("Submitted for approval")).to_be_visible()
+    expect(alice.get_by_role("button", name="Approve")).to_have_count(0)
+
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.4)]
+    bob = _page(browser, bypass_csp=True)
+    _sign_in(bob, running.url, "bob")
+    bob.get_by_role("link", name="Approvals").click()
+    _accessible(bob, "3-approvals")
+    bob.get_by_role("link", name=re.compile("Review plan.*by alice")).click()
+    assert bob.url == plan_url
+    _accessible(bob, "4-plan-to-approve")
+    bob.get_by_label("Note").fill("Checked against the ticket")
+    bob.get_by_role("button", name="Approve").click()
+    live = bob.get_by_role("table", name="Live progress per community")
+    expect(live).to_be_visible()
+    expect(live.get_by_role("progressbar")).to_have_count(1)
+    _accessible(bob, "5-run-in-progress")
+    expect(bob.get_by_role("link", name="Download results")).to_be_visible(timeout=30_000)
+    expect(bob.locator(".stat.s-applied .n")).to_have_text("16")
+    _accessible(bob, "6-run-finished")
+
+    with bob.expect_download() as download:
+        bob.get_by_role("link", name="Download results").click()
+    results = pl.read_csv(download.value.path(), infer_schema=False)
+    assert results.get_column("status").to_list() == ["applied"] * 16
+    applied = [r for r in sandbox.state.requests if r["method"] == "PATCH"]
+    assert len(applied) == 16 and len({r["path"] for r in applied}) == 16
+    expect(bob.get_by_role("table", name=re.compile("audit chain"))).to_contain_text("approve")
+    with bob.context.expect_page() as report:
+        bob.get_by_role("link", name="Open report").click(modifiers=["Control"])
+    assert report.value is not None
+
+    bob.get_by_role("link", name="History").click()
+    history = bob.get_by_role("table", name="Runs, newest first")
+    expect(history).to_contain_text("alice")
+    expect(history).to_contain_text("bob")
+    _accessible(bob, "7-history")
+
+
+def test_sign_in_page_is_accessible_and_works_with_the_keyboard_alone(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """The sign-in page passes axe-core; typing and Tab/Enter alone sign in, and Tab reaches
+    the navigation links in order."""
+    page = _page(browser, bypass_csp=True)
+    page.goto(f"{running.url}/login")
+    _accessible(page, "0-sign-in")
+    page.keyboard.type("alice")  # the username field has focus on arrival
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORDS["alice"][1])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="New correction")).to_be_visible()
+    page.keyboard.press("Tab")  # the skip link
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "New correction"
+
+
+def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
+    browser: Browser, running: RunningConsole, tmp_path: Path
+) -> None:
+    """``<script>`` and ``<img onerror>`` cells appear as their text in the error table, and no
+    script of theirs runs (autoescaping, with the CSP behind it)."""
+    source = tmp_path / "xss.csv"
+    source.write_text(
+        "community,purchaseHistoryID,redemptionInstructions\n"
+        "acme,<script>window.pwned=1</script>,x\n"
+        'acme,<img src=x onerror="window.pwned=2">,x\n',
+        encoding="utf-8",
+    )
+    page = _page(browser)
+    _sign_in(page, running.url, "alice")
+    page.get_by_label("Correction file").set_input_files(str(source))
+    page.get_by_role("button", name="Check file").click()
+    table = page.get_by_role("table", name=re.compile("Problems by row"))
+    expect(table).to_contain_text("<script>window.pwned=1</script>")
+    expect(table).to_contain_text('<img src=x onerror="window.pwned=2">')
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("table img").count() == 0
+
+
+def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningConsole) -> None:
+    """A viewer's navigation has only History, and the upload and approval pages refuse them
+    (403); a submitter has no Approvals link."""
+    viewer = _page(browser)
+    _sign_in(viewer, running.url, "victor")
+    nav = viewer.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link")).to_have_text(["History"])
+    assert viewer.goto(f"{running.url}/new").status == 403  # type: ignore[union-attr]
+    assert viewer.goto(f"{running.url}/approvals").status == 403  # type: ignore[union-attr]
+    submitter = _page(browser)
+    _sign_in(submitter, running.url, "alice")
+    nav = submitter.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link")).to_have_text(["New correction", "History"])
+
+
+class TestGuards:
+    """The server refuses what the pages do not offer, whatever a client sends."""
+
+    def test_a_post_without_the_csrf_token_is_403(self, running: RunningConsole) -> None:
+        client = running.client("alice")
+        run_id = check_file(client, SAMPLE / "purchase-history.csv")
+        assert client.post(f"/runs/{run_id}/submit").status_code == 403
+        assert client.post(f"/runs/{run_id}/submit", data={"csrf_token": "x"}).status_code == 403
+        anonymous = running.client()
+        assert anonymous.post("/login", data={"username": "alice"}).status_code == 403
+
+    def test_viewer_posts_and_approving_ones_own_plan_are_403(
+        self, running: RunningConsole
+    ) -> None:
+        alice = running.client("alice")
+        run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+        token = csrf_of(alice.get(f"/runs/{run_id}").text)
+        assert alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token}).status_code == 303
+        own = alice.post(f"/runs/{run_id}/approve", data={"csrf_token": token})
+        assert own.status_code == 403  # alice is a submitter, and the maker
+        viewer = running.client("victor")
+        token = csrf_of(viewer.get(f"/runs/{run_id}").text)
+        for action in ("submit", "approve", "reject"):
+            answer = viewer.post(f"/runs/{run_id}/{action}", data={"csrf_token": token})
+            assert answer.status_code == 403, action
+        assert viewer.post("/check", data={"csrf_token": token}).status_code == 403
+
+    def test_an_approver_cannot_approve_their_own_plan(self, running: RunningConsole) -> None:
+        bob = running.client("bob")
+        run_id = check_file(bob, SAMPLE / "purchase-history.csv")
+        page = bob.get(f"/runs/{run_id}").text
+        token = csrf_of(page)
+        bob.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+        assert "Approve</button>" not in bob.get(f"/runs/{run_id}").text
+        answer = bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token})
+        assert answer.status_code == 403
+        with approval.store(running.job.state_dir) as audit:
+            plan = audit.plan(run_id)
+        assert plan is not None and plan.decision is None  # nothing recorded
+
+    def test_another_submitters_run_is_404(self, running: RunningConsole) -> None:
+        alice = running.client("alice")
+        run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+        carol = running.client("carol")
+        for path in ("", "/progress", "/download/errors.csv", "/download/requests.csv"):
+            assert carol.get(f"/runs/{run_id}{path}").status_code == 404, path
+        assert carol.get("/runs/no-such-run").status_code == 404
+        assert running.client("victor").get(f"/runs/{run_id}").status_code == 200
+
+    def test_upload_names_are_never_paths(self, running: RunningConsole) -> None:
+        """``../`` and absolute names are shown as given and stored under generated names."""
+        alice = running.client("alice")
+        names = ["../../escape.csv", "/etc/cron.d/evil.csv", "..\\..\\win.csv"]
+        for name in names:
+            run_id = check_file(alice, SAMPLE / "purchase-history.csv", name=name)
+            assert html.escape(name) in alice.get(f"/runs/{run_id}").text
+        stored = sorted(p.name for p in (running.state_dir / "console-files").iterdir())
+        assert all(
+            re.fullmatch(
+                r"[0-9a-f]{32}(\.check(\.errors|\.manifest|\.report)?)?\.(csv|json|html)", n
+            )
+            for n in stored
+        ), stored
+        assert not (running.state_dir.parent / "escape.csv").exists()
+        assert not Path("/etc/cron.d/evil.csv").exists()
+
+    def test_sign_in_is_throttled_and_passwords_never_show(
+        self, running: RunningConsole, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        client = running.client()
+        for _ in range(5):
+            page = client.get("/login")
+            wrong = client.post(
+                "/login",
+                data={
+                    "csrf_token": csrf_of(page.text),
+                    "username": "bob",
+                    "password": "nope-nope-nope",
+                },
+            )
+            assert wrong.status_code == 401
+        page = client.get("/login")
+        right = client.post(
+            "/login",
+            data={
+                "csrf_token": csrf_of(page.text),
+                "username": "bob",
+                "password": PASSWORDS["bob"][1],
+            },
+        )
+        assert right.status_code == 429 and "Too many failed sign-ins" in right.text
+        signed = running.client("alice")
+        pages = [signed.get(p).text for p in ("/new", "/history")]
+        logs = capfd.readouterr()
+        for secret in (PASSWORDS["alice"][1], PASSWORDS["bob"][1], "nope-nope-nope"):
+            assert secret not in logs.out + logs.err
+            assert all(secret not in text for text in pages)
+
+    def test_sign_out_ends_the_session_on_the_server(self, running: RunningConsole) -> None:
+        alice = running.client("alice")
+        cookie = alice.cookies.get("reconcile_session")
+        token = csrf_of(alice.get("/new").text)
+        assert alice.post("/logout", data={"csrf_token": token}).status_code == 303
+        replay = running.client()
+        replay.cookies.set("reconcile_session", cookie or "")
+        assert replay.get("/new").status_code == 303  # back to the sign-in page
+
+    def test_security_headers_and_cookie_flags(self, running: RunningConsole) -> None:
+        client = running.client()
+        page = client.get("/login")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "same-origin"
+        answer = client.post(
+            "/login",
+            data={
+                "csrf_token": csrf_of(page.text),
+                "username": "alice",
+                "password": PASSWORDS["alice"][1],
+            },
+        )
+        cookie = answer.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+
+    def test_an_upload_over_the_limit_is_413(self, tmp_path: Path, sandbox: SandboxServer) -> None:
+        parts = console_parts(tmp_path, sandbox.url)
+        for running in serve(parts, max_upload_mb=0.05):
+            alice = running.client("alice")
+            token = csrf_of(alice.get("/new").text)
+            big = io.BytesIO(b"community,purchaseHistoryID\n" + b"acme,ORDX\n" * 20_000)
+            answer = alice.post(
+                "/check",
+                data={"csrf_token": token, "job": "purchase-history"},
+                files={"file": ("big.csv", big, "text/csv")},
+            )
+            assert answer.status_code == 413
+            assert "larger than 0.05 MB" in answer.text
+            assert not list((running.state_dir / "console-files").iterdir())
