@@ -174,6 +174,15 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(history).to_contain_text("bob")
     _accessible(bob, "7-history")
 
+    assert approval.verify(running.state_dir) == []  # the chain holds, actions included
+    with approval.store(running.state_dir) as audit:
+        done = [(a["user"], a["action"]) for a in audit.actions(plan_url.rsplit("/", 1)[-1])]
+        signed_in = {a["user"] for a in audit.actions("") if a["action"] == "sign-in"}
+    for step in [("alice", "upload"), ("alice", "check"), ("alice", "submit"), ("bob", "approve")]:
+        assert step in done
+    assert ("bob", "run") in done and ("bob", "download") in done
+    assert signed_in == {"alice", "bob"}
+
 
 def test_sign_in_page_is_accessible_and_works_with_the_keyboard_alone(
     browser: Browser, running: RunningConsole
@@ -371,3 +380,23 @@ class TestGuards:
             assert answer.status_code == 413
             assert "larger than 0.05 MB" in answer.text
             assert not list((running.state_dir / "console-files").iterdir())
+
+
+def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """With --trusted-proxy 127.0.0.1 the proxy's user header signs its user in (a session with
+    a CSRF token follows); from an untrusted address the same header is ignored."""
+    parts = console_parts(tmp_path, sandbox.url)
+    header = {"X-Remote-User": "bob", "X-Forwarded-Proto": "https"}
+    for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="127.0.0.1"):
+        client = running.client()
+        page = client.get("/approvals", headers=header)
+        assert page.status_code == 200 and "bob" in page.text
+        assert "Secure" in page.headers["set-cookie"]  # the proxy said https
+        unknown = client.get("/approvals", headers={"X-Remote-User": "mallory"})
+        assert unknown.status_code in (200, 303)  # bob's cookie session, or the sign-in page
+        fresh = running.client()
+        assert fresh.get("/approvals", headers={"X-Remote-User": "mallory"}).status_code == 303
+    for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="10.9.9.9"):
+        assert running.client().get("/approvals", headers=header).status_code == 303

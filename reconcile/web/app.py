@@ -8,6 +8,7 @@ autoescape on; the only script is ``static/progress.js`` (live progress), served
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from reconcile.web.security import (
     SecurityHeaders,
     Signer,
     TooLarge,
+    TrustedProxy,
     same_token,
 )
 from reconcile.web.users import Session, User, UserStore
@@ -65,6 +67,7 @@ class Web:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["when"] = _when
 
     # -- rendering and sessions ----------------------------------------------------------------
 
@@ -93,8 +96,8 @@ class Web:
         return session
 
     def _proxy_user(self, request: Request) -> User | None:
-        header, proxy = self.settings.trust_user_header, self.settings.trusted_proxy
-        if not header or not proxy or request.client is None or request.client.host != proxy:
+        header = self.settings.trust_user_header
+        if not header or not request.scope.get("reconcile.via_proxy"):
             return None
         name = request.headers.get(header, "").strip()
         user = self.users.get(name) if name else None
@@ -130,6 +133,16 @@ class Web:
 
     def audit(self, upload: Upload, user: User, action: str, detail: str = "") -> None:
         self.console.record(self.console.job(upload.job), upload.run_id, user, action, detail)
+
+
+def _when(iso: str | None, seconds: bool = False) -> str:
+    """An ISO timestamp as people read it: ``2026-12-02 20:39 UTC`` (with seconds for logs)."""
+    if not iso:
+        return ""
+    moment = dt.datetime.fromisoformat(iso)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
 def _with_cookie(response: Response, request: Request, name: str, value: str, hours: float) -> None:
@@ -193,4 +206,4 @@ def create_app(
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     limit = int(settings.max_upload_mb * 1024 * 1024) + 64 * 1024  # the form's own fields
-    return SecurityHeaders(BodyLimit(app, limit))
+    return TrustedProxy(SecurityHeaders(BodyLimit(app, limit)), settings.trusted_proxy)

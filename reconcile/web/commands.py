@@ -97,8 +97,7 @@ def _serve(
             app,
             host=args.host,
             port=args.port,
-            proxy_headers=bool(args.trusted_proxy),
-            forwarded_allow_ips=args.trusted_proxy or "127.0.0.1",
+            proxy_headers=False,  # reconcile.web.security.TrustedProxy reads them
             log_level="warning",
             timeout_graceful_shutdown=5,
         )

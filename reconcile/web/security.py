@@ -56,6 +56,31 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class TrustedProxy:
+    """Requests from the reverse proxy at ``address``: their scheme (``X-Forwarded-Proto``) and
+    client address (``X-Forwarded-For``) are taken from its headers, and the request is marked
+    as having come through it (only then is an SSO user header believed). Anyone else's
+    forwarding headers are ignored."""
+
+    def __init__(self, app: Any, address: str | None) -> None:
+        self.app, self.address = app, address
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        peer = scope.get("client")
+        if scope["type"] == "http" and self.address and peer and peer[0] == self.address:
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            scope = {**scope, "reconcile.via_proxy": True}
+            proto = headers.get("x-forwarded-proto", "").strip().lower()
+            if proto in ("http", "https"):
+                scope["scheme"] = proto
+            forwarded = headers.get("x-forwarded-for", "").split(",")[0].strip()
+            if forwarded:
+                scope["client"] = (forwarded, 0)
+        await self.app(scope, receive, send)
+
+
 class TooLarge(Exception):
     """The request body passed the upload limit."""
 
