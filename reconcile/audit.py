@@ -16,39 +16,21 @@ import hashlib
 import io
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from reconcile._lazy import pl
+from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError
-from reconcile.ledger import DATABASE, now_iso, usable_state_dir
+from reconcile.ledger import now_iso
+from reconcile.schema import create_audit_schema, create_schema
 
 GENESIS = "0" * 64
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_chain (
-    seq INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    record TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS plans (
-    run_id TEXT PRIMARY KEY,
-    header TEXT NOT NULL,
-    plan_sha256 TEXT NOT NULL,
-    rows BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    run_id TEXT PRIMARY KEY,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS plans_by_input ON plans (plan_sha256);
-"""
+#: The lock that serialises appends to the chain (PostgreSQL; SQLite has one writer).
+CHAIN = "reconcile audit chain"
 
 
 PLAN_COLUMNS = ("row", "community", "status", "request", "error")
@@ -94,31 +76,23 @@ class Plan:
 class AuditStore:
     """Plans, decisions and the audit chain, in the ledger's SQLite file."""
 
-    def __init__(self, state_dir: Path) -> None:
-        path = usable_state_dir(state_dir) / DATABASE
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+    def __init__(self, where: Path | Storage) -> None:
+        self.db = open_database(as_storage(where))
+        if self.db.dialect == "sqlite":
+            create_schema(self.db)  # the ledger's tables too: decide() reads runs
+            create_audit_schema(self.db)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def _append(self, db: sqlite3.Connection, kind: str, run_id: str, record: Any) -> None:
-        last = db.execute("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1").fetchone()
+    def _append(self, kind: str, run_id: str, record: Any) -> None:
+        """Chain one record; called inside ``db.transaction(lock=CHAIN)``, so appends from
+        several processes (or hosts) go one at a time and the chain never forks."""
+        last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
         previous = last[0] if last else GENESIS
         text = canonical(record)
         digest = hashlib.sha256(f"{previous}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
-        db.execute(
+        self.db.run(
             "INSERT INTO audit_chain (kind, run_id, record, prev_hash, hash) VALUES (?,?,?,?,?)",
             (kind, run_id, text, previous, digest),
         )
@@ -129,34 +103,33 @@ class AuditStore:
         """Store a dry run's plan and chain it; returns its SHA-256."""
         digest = plan_hash(header, rows)
         run_id = str(header["run_id"])
-        with self._transaction() as db:
-            db.execute(
+        with self.db.transaction(lock=CHAIN):
+            self.db.run(
                 "INSERT INTO plans (run_id, header, plan_sha256, rows) VALUES (?,?,?,?)",
                 (run_id, canonical(header), digest, rows_blob(rows)),
             )
-            self._append(db, "plan", run_id, {**header, "plan_sha256": digest})
+            self._append("plan", run_id, {**header, "plan_sha256": digest})
         return digest
 
     def plan(self, run_id: str) -> Plan | None:
-        found = self._db.execute(
+        found = self.db.one(
             "SELECT run_id, header, plan_sha256 FROM plans WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        )
         if found is None:
             return None
-        decided = self._db.execute(
-            "SELECT record FROM decisions WHERE run_id = ?", (run_id,)
-        ).fetchone()
+        decided = self.db.one("SELECT record FROM decisions WHERE run_id = ?", (run_id,))
         return Plan(
             found[0], json.loads(found[1]), found[2], json.loads(decided[0]) if decided else None
         )
 
     def plan_rows(self, run_id: str) -> pl.DataFrame:
-        (blob,) = self._db.execute("SELECT rows FROM plans WHERE run_id = ?", (run_id,)).fetchone()
-        return rows_from_blob(blob)
+        found = self.db.one("SELECT rows FROM plans WHERE run_id = ?", (run_id,))
+        assert found is not None, f"no plan {run_id}"
+        return rows_from_blob(bytes(found[0]))
 
     def latest_plan_for(self, input_sha256: str, job_fingerprint: str) -> Plan | None:
         """The newest plan of this file under this job (the inbox's approval flow)."""
-        rows = self._db.execute("SELECT run_id, header FROM plans").fetchall()
+        rows = self.db.rows("SELECT run_id, header FROM plans")
         matching = [
             (json.loads(h)["created_at"], run_id)
             for run_id, h in rows
@@ -172,12 +145,7 @@ class AuditStore:
         a run that is not a dry run, a plan already decided, and the maker deciding their own."""
         plan = self.plan(run_id)
         if plan is None:
-            try:
-                real = self._db.execute(
-                    "SELECT dry_run FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-            except sqlite3.OperationalError:  # no run was ever recorded here
-                real = None
+            real = self.db.one("SELECT dry_run FROM runs WHERE run_id = ?", (run_id,))
             if real is not None and not real[0]:
                 raise ApprovalError(
                     f"run {run_id} is a real run, not a dry run: only a dry run's plan can be "
@@ -207,26 +175,26 @@ class AuditStore:
             "note": note,
             "plan_sha256": plan.plan_sha256,
         }
-        with self._transaction() as db:
-            db.execute(
+        with self.db.transaction(lock=CHAIN):
+            self.db.run(
                 "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
             )
-            self._append(db, "approval" if approve else "rejection", run_id, record)
+            self._append("approval" if approve else "rejection", run_id, record)
         return record
 
     # -- manifests ----------------------------------------------------------------------------
 
     def record_manifest(self, manifest: Mapping[str, Any]) -> None:
-        with self._transaction() as db:
-            self._append(db, "manifest", str(manifest["run_id"]), dict(manifest))
+        with self.db.transaction(lock=CHAIN):
+            self._append("manifest", str(manifest["run_id"]), dict(manifest))
 
     def manifest(self, run_id: str) -> dict[str, Any] | None:
         """The run's manifest as chained when it ended (None: not ended, or not recorded)."""
-        found = self._db.execute(
+        found = self.db.one(
             "SELECT record FROM audit_chain WHERE kind = 'manifest' AND run_id = ? "
             "ORDER BY seq DESC LIMIT 1",
             (run_id,),
-        ).fetchone()
+        )
         return None if found is None else dict(json.loads(found[0]))
 
     # -- user actions (the console) -----------------------------------------------------------
@@ -235,15 +203,15 @@ class AuditStore:
         """One user action (sign-in, upload, check, submit, approve, reject, run, download),
         with who and when, chained like plans and decisions."""
         record = {"user": user, "action": action, "at": now_iso(), "detail": detail}
-        with self._transaction() as db:
-            self._append(db, "action", run_id, record)
+        with self.db.transaction(lock=CHAIN):
+            self._append("action", run_id, record)
 
     def actions(self, run_id: str) -> list[dict[str, Any]]:
         """The actions recorded for ``run_id``, oldest first."""
-        rows = self._db.execute(
+        rows = self.db.rows(
             "SELECT record FROM audit_chain WHERE kind = 'action' AND run_id = ? ORDER BY seq",
             (run_id,),
-        ).fetchall()
+        )
         return [dict(json.loads(text)) for (text,) in rows]
 
     # -- verification and export -------------------------------------------------------------
@@ -254,10 +222,10 @@ class AuditStore:
         previous = GENESIS
         chained_decisions: set[str] = set()
         chained_plans: set[str] = set()
-        cursor = self._db.execute(
+        chain = self.db.rows(
             "SELECT seq, kind, run_id, record, prev_hash, hash FROM audit_chain ORDER BY seq"
         )
-        for seq, kind, run_id, text, prev_hash, stored in cursor.fetchall():
+        for seq, kind, run_id, text, prev_hash, stored in chain:
             where = f"record #{seq} ({kind} of run {run_id})"
             digest = hashlib.sha256(f"{prev_hash}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
             if prev_hash != previous:
@@ -271,15 +239,13 @@ class AuditStore:
                 problems += self._check_plan(where, run_id, record)
             elif kind in ("approval", "rejection"):
                 chained_decisions.add(run_id)
-                found = self._db.execute(
-                    "SELECT record FROM decisions WHERE run_id = ?", (run_id,)
-                ).fetchone()
+                found = self.db.one("SELECT record FROM decisions WHERE run_id = ?", (run_id,))
                 if found is None or json.loads(found[0]) != record:
                     problems.append(f"{where}: the stored decision differs or was deleted")
-        for (run_id,) in self._db.execute("SELECT run_id FROM decisions").fetchall():
+        for (run_id,) in self.db.rows("SELECT run_id FROM decisions"):
             if run_id not in chained_decisions:
                 problems.append(f"decision of run {run_id}: not in the audit chain (added)")
-        for (run_id,) in self._db.execute("SELECT run_id FROM plans").fetchall():
+        for (run_id,) in self.db.rows("SELECT run_id FROM plans"):
             if run_id not in chained_plans:
                 problems.append(f"plan of run {run_id}: not in the audit chain (added)")
         return problems
@@ -297,7 +263,7 @@ class AuditStore:
 
     def export(self, since: dt.datetime, out: Path) -> int:
         """Per run since ``since``: maker, approver, plan and input hashes, counts, exit code."""
-        cursor = self._db.execute(
+        manifests = self.db.rows(
             "SELECT run_id, record FROM audit_chain WHERE kind = 'manifest' ORDER BY seq"
         )
         written = 0
@@ -320,7 +286,7 @@ class AuditStore:
                     "exit_code",
                 ]
             )
-            for run_id, text in cursor.fetchall():
+            for run_id, text in manifests:
                 manifest = json.loads(text)
                 started = dt.datetime.fromisoformat(manifest["started_at"])
                 if started < since:

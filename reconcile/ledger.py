@@ -18,54 +18,18 @@ import fcntl
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconcile._lazy import pl
+from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ConfigError, RunLockedError
+from reconcile.schema import create_schema
 
-DATABASE = "ledger.sqlite3"
+DATABASE = "ledger.sqlite3"  # reconcile.database.SQLITE_FILE
 IN_FLIGHT = "in_flight"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    dry_run INTEGER NOT NULL,
-    operation TEXT NOT NULL,
-    base_url TEXT NOT NULL,
-    job_path TEXT,
-    input_path TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    results_path TEXT,
-    operator TEXT NOT NULL,
-    tool_version TEXT NOT NULL,
-    counts TEXT,
-    exit_code INTEGER
-);
-CREATE TABLE IF NOT EXISTS requests (
-    run_id TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    community TEXT NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    target TEXT,
-    state TEXT NOT NULL,
-    http_status INTEGER,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (run_id, fingerprint)
-);
-CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, updated_at);
-"""
-#: After the migrations: indexes on columns that older ledgers did not have.
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS requests_by_target ON requests (community, target, updated_at);
-"""
 #: Request states after which a record may hold another value than a request set there.
 _CHANGED_STATES = ("applied", "unknown", IN_FLIGHT)
 #: Fingerprints per lookup query (SQLite allows 32,766 parameters since 3.32).
@@ -139,63 +103,52 @@ class PriorState:
 
 
 class Ledger:
-    def __init__(self, state_dir: Path) -> None:
-        usable_state_dir(state_dir)
-        self.path = state_dir / DATABASE
-        self.connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives the process being killed (it is in the WAL file);
-        # an OS crash may lose the last commits, which then re-send as in flight.
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.execute("PRAGMA busy_timeout=10000")
-        # Checkpoints (WAL -> database, with an fsync) would stall sends mid-run: let the WAL
-        # grow during a run (~40 MB at most) and checkpoint when the run closes the ledger.
-        self.connection.execute("PRAGMA wal_autocheckpoint=10000")
-        self.connection.executescript(_SCHEMA)
-        columns = {row[1] for row in self.connection.execute("PRAGMA table_info(requests)")}
-        if "target" not in columns:  # a ledger written before targets were recorded
-            self.connection.execute("ALTER TABLE requests ADD COLUMN target TEXT")
-        self.connection.executescript(_INDEXES)
+    """Runs and requests, in SQLite (``state_dir``) or PostgreSQL (``ledger_url``): the same
+    SQL over :class:`reconcile.database.Database`."""
+
+    def __init__(self, where: Path | Storage) -> None:
+        storage = as_storage(where)
+        self.storage = storage
+        self.db = open_database(storage)
+        if self.db.dialect == "sqlite":
+            create_schema(self.db)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
-        self.connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        self.connection.close()
+        self.db.close()
 
     # --- runs --------------------------------------------------------------------------------
     def start_run(self, run: Mapping[str, Any]) -> None:
         columns = ", ".join(run)
         marks = ", ".join("?" for _ in run)
-        self.connection.execute(
-            f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(run.values())
-        )
+        self.db.run(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(run.values()))
 
     def end_run(
         self, run_id: str, *, counts: Mapping[str, Any], exit_code: int, results_path: str
     ) -> None:
-        self.connection.execute(
+        self.db.run(
             "UPDATE runs SET ended_at = ?, counts = ?, exit_code = ?, results_path = ? WHERE run_id = ?",
             (now_iso(), json.dumps(counts), exit_code, results_path, run_id),
         )
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        cursor = self.connection.execute(
-            "SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
+        found = self.db.rows(
+            f"SELECT {_RUN_LIST} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
         )
-        return [_row(cursor, r) for r in cursor.fetchall()]
+        return [_row(r) for r in found]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        cursor = self.connection.execute(
-            "SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ?", (run_id, run_id + "%")
+        rows = self.db.rows(
+            f"SELECT {_RUN_LIST} FROM runs WHERE run_id = ? OR run_id LIKE ?",
+            (run_id, run_id + "%"),
         )
-        rows = cursor.fetchall()
         if len(rows) != 1:
             return None
-        found = _row(cursor, rows[0])
-        states = self.connection.execute(
+        found = _row(rows[0])
+        states = self.db.rows(
             "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state",
             (found["run_id"],),
-        ).fetchall()
+        )
         found["requests"] = dict(states)
         return found
 
@@ -204,19 +157,19 @@ class Ledger:
         """For each fingerprint with history: its latest applied record if any run applied it,
         else its latest record. (A fingerprint given twice is only looked up twice.)"""
         select = "SELECT fingerprint, state, run_id, updated_at FROM requests"
-        (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
+        recorded = self._recorded()
         if recorded <= len(fingerprints):
             # A ledger smaller than the file: reading it whole beats one lookup per request.
             wanted = set(fingerprints)
-            rows = self.connection.execute(f"{select} ORDER BY updated_at").fetchall()
+            rows = self.db.rows(f"{select} ORDER BY updated_at")
             return _latest_or_applied(r for r in rows if r[0] in wanted)
         found: dict[str, PriorState] = {}
         for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
             chunk = fingerprints[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" for _ in chunk)
-            rows = self.connection.execute(
+            rows = self.db.rows(
                 f"{select} WHERE fingerprint IN ({marks}) ORDER BY updated_at", chunk
-            ).fetchall()
+            )
             found.update(_latest_or_applied(rows))
         return found
 
@@ -236,10 +189,10 @@ class Ledger:
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 chunk = wanted[start : start + _LOOKUP_CHUNK]
                 marks = ", ".join("?" for _ in chunk)
-                rows += self.connection.execute(
+                rows += self.db.rows(
                     f"{select} AND r.community = ? AND r.target IN ({marks})",
                     (base_url, operation, *_CHANGED_STATES, community[0], *chunk),
-                ).fetchall()
+                )
         return pl.DataFrame(
             rows,
             schema={
@@ -257,12 +210,10 @@ class Ledger:
         ledger has at most ``limit`` records (else TooManyToHold: looking each request up is
         cheaper). A request whose target is not among them has no history, so needs no
         fingerprint."""
-        (recorded,) = self.connection.execute("SELECT COUNT(*) FROM requests").fetchone()
+        recorded = self._recorded()
         if recorded > limit:
             return TooManyToHold(recorded)
-        rows = self.connection.execute(
-            "SELECT DISTINCT community, method, path FROM requests"
-        ).fetchall()
+        rows = self.db.rows("SELECT DISTINCT community, method, path FROM requests")
         return pl.DataFrame(
             rows,
             schema={"community": pl.String, "method": pl.String, "path": pl.String},
@@ -275,23 +226,19 @@ class Ledger:
         """Record requests about to leave and outcomes that came back in one transaction
         (group commit), all stamped with its time."""
         stamp = now_iso()
-        with self._write_lock:
-            self.connection.execute("BEGIN IMMEDIATE")
-            try:
-                self.connection.executemany(
-                    _IN_FLIGHT_SQL, [(*r.identity(), IN_FLIGHT, stamp) for r in in_flight]
-                )
-                self.connection.executemany(
-                    _FINISHED_SQL,
-                    [
-                        (*f.request.identity(), f.state, f.http_status, f.error, f.attempts, stamp)
-                        for f in finished
-                    ],
-                )
-            except BaseException:
-                self.connection.execute("ROLLBACK")
-                raise
-            self.connection.execute("COMMIT")
+        with self._write_lock, self.db.transaction():
+            self.db.run_many(_IN_FLIGHT_SQL, [(*r.identity(), IN_FLIGHT, stamp) for r in in_flight])
+            self.db.run_many(
+                _FINISHED_SQL,
+                [
+                    (*f.request.identity(), f.state, f.http_status, f.error, f.attempts, stamp)
+                    for f in finished
+                ],
+            )
+
+    def _recorded(self) -> int:
+        found = self.db.one("SELECT COUNT(*) FROM requests")
+        return int(found[0]) if found else 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -354,8 +301,28 @@ def usable_state_dir(state_dir: Path) -> Path:
     return state_dir
 
 
-def _row(cursor: sqlite3.Cursor, values: Sequence[Any]) -> dict[str, Any]:
-    record = dict(zip([c[0] for c in cursor.description], values, strict=True))
+#: The columns of ``runs``, in the order ``_row`` reads them.
+RUN_COLUMNS = (
+    "run_id",
+    "started_at",
+    "ended_at",
+    "dry_run",
+    "operation",
+    "base_url",
+    "job_path",
+    "input_path",
+    "input_sha256",
+    "results_path",
+    "operator",
+    "tool_version",
+    "counts",
+    "exit_code",
+)
+_RUN_LIST = ", ".join(RUN_COLUMNS)
+
+
+def _row(values: Sequence[Any]) -> dict[str, Any]:
+    record = dict(zip(RUN_COLUMNS, values, strict=True))
     if record.get("counts"):
         record["counts"] = json.loads(record["counts"])
     return record

@@ -241,7 +241,7 @@ class TestRequireApproval:
         assert run("run", "--job", job) == 0
         assert source.exists() and sandbox.state.requests == []
         with approval.store(load_job(job).state_dir) as audit:
-            [(plan_id,)] = audit._db.execute("SELECT run_id FROM plans").fetchall()
+            [(plan_id,)] = audit.db.rows("SELECT run_id FROM plans")
         assert run("run", "--job", job) == 0
         assert source.exists() and sandbox.state.requests == []
         as_user("bob")

@@ -229,12 +229,13 @@ def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
 def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningConsole) -> None:
     """A viewer's navigation has only History, and the upload and approval pages refuse them
     (403); a submitter has no Approvals link."""
-    viewer = _page(browser)
+    viewer = _page(browser, bypass_csp=True)
     _sign_in(viewer, running.url, "victor")
     nav = viewer.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["History"])
     assert viewer.goto(f"{running.url}/new").status == 403  # type: ignore[union-attr]
     assert viewer.goto(f"{running.url}/approvals").status == 403  # type: ignore[union-attr]
+    _accessible(viewer, "8-not-allowed")
     submitter = _page(browser)
     _sign_in(submitter, running.url, "alice")
     nav = submitter.get_by_role("navigation", name="Main")

@@ -487,7 +487,7 @@ def test_a_ledger_from_before_targets_is_migrated(tmp_path: Path) -> None:
     )
     old.close()
     ledger = Ledger(tmp_path)
-    columns = {r[1] for r in ledger.connection.execute("PRAGMA table_info(requests)")}
+    columns = ledger.db.columns("requests")
     assert "target" in columns
     assert ledger.prior(["f1"])["f1"].state == "applied"
     targets = pl.DataFrame({"community": ["acme"], "target": ["x"]})
