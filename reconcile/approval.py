@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from reconcile import __version__
 from reconcile._lazy import pl
 from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
+from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
 from reconcile.job import Job
@@ -77,22 +78,24 @@ def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:
 # -- the Python API the CLI (and the console) call ---------------------------------------------
 
 
-def approve(state_dir: Path, run_id: str, *, note: str | None = None, user: str) -> dict[str, Any]:
+def approve(
+    state_dir: Path | Storage, run_id: str, *, note: str | None = None, user: str
+) -> dict[str, Any]:
     with store(state_dir) as audit:
         return audit.decide(run_id, approve=True, user=user, note=note)
 
 
-def reject(state_dir: Path, run_id: str, *, note: str, user: str) -> dict[str, Any]:
+def reject(state_dir: Path | Storage, run_id: str, *, note: str, user: str) -> dict[str, Any]:
     with store(state_dir) as audit:
         return audit.decide(run_id, approve=False, user=user, note=note)
 
 
-def verify(state_dir: Path) -> list[str]:
+def verify(state_dir: Path | Storage) -> list[str]:
     with store(state_dir) as audit:
         return audit.verify()
 
 
-def export(state_dir: Path, since: dt.datetime, out: Path) -> int:
+def export(state_dir: Path | Storage, since: dt.datetime, out: Path) -> int:
     with store(state_dir) as audit:
         return audit.export(since, out)
 
@@ -110,13 +113,16 @@ class ApprovedPlan:
         return str(self.plan.decision["decided_by"])
 
 
-def approved_plan(state_dir: Path, run_id: str, job: Job, now: dt.datetime) -> ApprovedPlan:
+def approved_plan(
+    state_dir: Path | Storage, run_id: str, job: Job, now: dt.datetime
+) -> ApprovedPlan:
     """The plan ``run_id`` if it may be applied now under ``job``; ApprovalError otherwise."""
     with store(state_dir) as audit:
         plan = audit.plan(run_id)
         if plan is None:
             raise ApprovalError(
-                f"no plan {run_id!r} in {state_dir}. Fix: check the id with 'reconcile runs'"
+                f"no plan {run_id!r} in {as_storage(state_dir).shown}. Fix: check the id with "
+                "'reconcile runs'"
             )
         decision = plan.decision
         if decision is None:
@@ -252,7 +258,7 @@ def plan_fields(
         "job_settings": settings,
         "tool_version": __version__,
     }
-    with store(prepared.job.state_dir) as audit:
+    with store(prepared.job.storage) as audit:
         digest = audit.record_plan(header, plan_rows(outcomes))
     return {"plan_sha256": digest, "maker": header["maker"]}
 

@@ -320,8 +320,8 @@ def _safe(value: Any) -> str:
 
 
 @contextlib.contextmanager
-def store(state_dir: Path) -> Iterator[AuditStore]:
-    opened = AuditStore(state_dir)
+def store(where: Path | Storage) -> Iterator[AuditStore]:
+    opened = AuditStore(where)
     try:
         yield opened
     finally:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from reconcile import logs
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
+from reconcile.database import LedgerUnavailable, Storage
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
@@ -52,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         rate_per_second=args.rate,
         concurrency=args.concurrency,
         state_dir=args.state_dir,
+        ledger_url=_ledger_url(args),
     )
     options = RunOptions(
         dry_run=args.dry_run,
@@ -81,7 +83,7 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
 
     if args.dry_run or args.sandbox:
         raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
-    approved = approval.approved_plan(job.state_dir, args.plan, job, dt.datetime.now(dt.UTC))
+    approved = approval.approved_plan(job.storage, args.plan, job, dt.datetime.now(dt.UTC))
     source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
     planned = dataclasses.replace(options, plan=approved)
     from reconcile import inbox
@@ -118,13 +120,20 @@ def _show(source: Path, ended: Any, out: Path) -> None:
     report.print_summary(ended.outcomes, out, ended.manifest)
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    """``--state-dir``, else the ``--job``'s state_dir, else the default."""
+def _ledger_url(args: argparse.Namespace) -> str | None:
+    """``--ledger-url``, else RECONCILE_LEDGER_URL (None: the job file's, or SQLite)."""
+    return getattr(args, "ledger_url", None) or os.environ.get("RECONCILE_LEDGER_URL") or None
+
+
+def _storage(args: argparse.Namespace) -> Storage:
+    """Where the ledger is: ``--state-dir`` / ``--ledger-url`` (or RECONCILE_LEDGER_URL), else
+    the ``--job``'s, else the default state dir's SQLite ledger."""
     from reconcile.job import default_state_dir
 
-    if args.state_dir:
-        return Path(args.state_dir)
-    return load_job(args.job).state_dir if args.job else default_state_dir()
+    job = load_job(args.job) if args.job else None
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    state_dir = state_dir or (job.state_dir if job else default_state_dir())
+    return Storage(state_dir, _ledger_url(args) or (job.ledger_url if job else None))
 
 
 def _decide(args: argparse.Namespace) -> int:
@@ -133,7 +142,7 @@ def _decide(args: argparse.Namespace) -> int:
 
     decide = approval.approve if args.command == "approve" else approval.reject
     record = decide(
-        _state_dir(args), args.run_id, note=args.note, user=approval.acting_user(os.environ)
+        _storage(args), args.run_id, note=args.note, user=approval.acting_user(os.environ)
     )
     print(
         f"plan {record['run_id']} {record['decision']} by {record['decided_by']} at "
@@ -146,14 +155,14 @@ def _audit(args: argparse.Namespace) -> int:
     """``audit verify``: exit 1 naming the first record that does not match; ``audit export``."""
     from reconcile import approval
 
-    state_dir = _state_dir(args)
+    state_dir = _storage(args)
     if args.action == "verify":
         problems = approval.verify(state_dir)
         for problem in problems:
             print(f"reconcile audit: {problem}", file=sys.stderr)
         if problems:
             return EXIT_ROWS_FAILED
-        print(f"audit chain verified: {state_dir}")
+        print(f"audit chain verified: {state_dir.shown}")
         return EXIT_OK
     if not args.out or not args.since:
         raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
@@ -170,7 +179,7 @@ def _runs(args: argparse.Namespace) -> int:
     from reconcile import approval
     from reconcile.ledger import Ledger
 
-    state_dir = _state_dir(args)
+    state_dir = _storage(args)
     ledger = Ledger(state_dir)
     try:
         if args.action == "show":
@@ -178,7 +187,7 @@ def _runs(args: argparse.Namespace) -> int:
                 raise ConfigError("runs show needs a run id: reconcile runs show ID")
             found = ledger.run(args.run_id)
             if found is None:
-                raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir}")
+                raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir.shown}")
             print(json.dumps(found, indent=2))
             with approval.store(state_dir) as audit:
                 plan = audit.plan(found["run_id"])
@@ -255,6 +264,38 @@ def _sandbox(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema) and ``ledger copy``
+    (a job's SQLite ledger into a PostgreSQL one)."""
+    from reconcile import ledger_commands
+
+    if args.action == "migrate":
+        url = _ledger_url(args) or (load_job(args.job).ledger_url if args.job else None)
+        if not url:
+            raise ConfigError("ledger migrate needs --ledger-url URL, or --job with ledger_url")
+        print(ledger_commands.migrate_url(url))
+        return EXIT_OK
+    if not args.job or not args.to:
+        raise ConfigError("ledger copy needs --job JOB (its SQLite ledger) and --to URL")
+    print(ledger_commands.copy(Storage(load_job(args.job).state_dir), args.to))
+    return EXIT_OK
+
+
+def _ledger_lost(exc: BaseException) -> LedgerUnavailable | None:
+    """The lost-database error inside ``exc`` (its cause, context or exception group)."""
+    seen: list[BaseException] = [exc]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, LedgerUnavailable):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+        if len(seen) > 100:
+            break
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Listing commands log nothing on success: they start without structlog.
@@ -274,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _decide(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "ledger":
+            return _ledger(args)
         if args.command in ("serve", "users"):
             from reconcile.web import commands
 
@@ -294,7 +337,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
         log.warning("run.interrupted", phase="reading, checking or writing")
         return EXIT_INTERRUPTED
-    except Exception:
+    except Exception as exc:
+        lost = _ledger_lost(exc)
+        if lost is not None:
+            log.error("run.ledger_unavailable", error=str(lost))
+            print(
+                f"reconcile: {lost}. The run stopped sending at once: every request that went "
+                "out was recorded first. Run the same command again when the database is back "
+                "to resume (nothing applied is sent twice).",
+                file=sys.stderr,
+            )
+            return EXIT_CRASHED
         # A bug or a broken environment (disk full, a damaged ledger): a code of its own, so
         # that monitoring tells it from rows that failed. Every outcome is already in the ledger.
         log.exception("run.crashed")

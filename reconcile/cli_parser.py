@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.add_argument("--job", type=Path, help="take state_dir from this job file")
     runs.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+    runs.add_argument(
         "--requests", action="store_true", help="with show: every row's planned request too"
     )
 
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
         decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
         decide.add_argument("--job", type=Path, help="take state_dir from this job file")
+        decide.add_argument(
+            "--ledger-url",
+            help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)",
+        )
 
     audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
     audit.add_argument("action", choices=["verify", "export"])
@@ -43,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
     audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
     audit.add_argument("--job", type=Path, help="take state_dir from this job file")
+    audit.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+
+    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
+    ledger.add_argument("action", choices=["migrate", "copy"])
+    ledger.add_argument("--job", type=Path, help="the job (its ledger_url, or its SQLite ledger)")
+    ledger.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+    ledger.add_argument("--to", metavar="URL", help="with copy: the PostgreSQL ledger to fill")
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
 
@@ -87,6 +105,9 @@ def _add_run(commands: Any) -> None:
     )
     run.add_argument("--state-dir", type=Path, help="where the ledger lives (overrides state_dir)")
     run.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+    run.add_argument(
         "--community",
         action="append",
         metavar="NAME",
@@ -112,6 +133,9 @@ def _add_console(commands: Any) -> None:
         "--job", type=Path, action="append", help="a job the console offers (repeatable)"
     )
     serve.add_argument("--state-dir", type=Path, help="users, sessions and the ledger")
+    serve.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     serve.add_argument(

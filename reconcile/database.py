@@ -170,7 +170,8 @@ class PostgresDatabase(Database):
             kwargs={"autocommit": True},
             open=True,
             timeout=15,
-            check=ConnectionPool.check_connection,
+            # No check on checkout: a connection that died (the server restarted) must fail
+            # the run at once (LedgerUnavailable, exit 3), not be replaced silently mid-run.
         )
         self._local = threading.local()
 

@@ -106,7 +106,7 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
     fingerprint = approval.fingerprint_of(approval.job_settings(job))
     for source in sources:
         digest = hashlib.sha256(source.read_bytes()).hexdigest()
-        with approval.store(job.state_dir) as audit:
+        with approval.store(job.storage) as audit:
             plan = audit.latest_plan_for(digest, fingerprint)
         if plan is not None and plan.decision is None:
             log.info("inbox.awaiting_approval", input=str(source), plan=plan.run_id)
@@ -118,7 +118,7 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
                 continue
             try:
                 approved = approval.approved_plan(
-                    job.state_dir, plan.run_id, job, dt.datetime.now(dt.UTC)
+                    job.storage, plan.run_id, job, dt.datetime.now(dt.UTC)
                 )
             except approval.ApprovalError as exc:  # expired: plan the file again
                 log.warning("inbox.approval_expired", input=str(source), error=str(exc))
@@ -198,7 +198,7 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)
-    with pipeline.job_lock(job):
+    with pipeline.job_lock(job, options.communities):
         held = dataclasses.replace(options, lock_held=True)
         if job.require_approval and not rehearsal:
             return run_with_approval(job, held, pending_inputs(job), show)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 
 
@@ -50,6 +51,11 @@ POSITIVE = Check(lambda v: v > 0, "must be a number above 0", "use e.g. 5")
 FRACTION = Check(lambda v: 0 < v <= 1, "must be in (0, 1]", "use e.g. 0.5")
 HTTP_URL = Check(
     lambda v: v.startswith(("http://", "https://")), "not an http(s) URL", "use https://..."
+)
+POSTGRES_URL = Check(
+    lambda v: v.startswith(("postgresql://", "postgres://")),
+    "not a PostgreSQL URL",
+    "use postgresql://USER@HOST/DATABASE (the password in PGPASSWORD, never in the file)",
 )
 RESULTS_FORMAT = Check(
     lambda v: v in ("csv", "xlsx"), "not a results format", 'use "csv" or "xlsx"'
@@ -150,10 +156,21 @@ class Job:
         example="https://hooks.example.com/reconcile",
         check=HTTP_URL,
     )
+    ledger_url: str | None = setting(
+        None,
+        doc="PostgreSQL ledger (else SQLite in state_dir); or RECONCILE_LEDGER_URL",
+        example="postgresql://reconcile@db.internal/reconcile",
+        check=POSTGRES_URL,
+    )
     options: Mapping[str, Any] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
+
+    @property
+    def storage(self) -> Storage:
+        """Where the job's ledger, plans and approvals live."""
+        return Storage(self.state_dir, self.ledger_url)
 
     def with_overrides(self, **overrides: Any) -> Job:
         """Command-line flags win over the file; ``None`` means 'not given'."""

@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from reconcile.dispatch import (
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
-from reconcile.ledger import Ledger, TooManyToHold, now_iso, run_lock
+from reconcile.ledger import Ledger, TooManyToHold, now_iso
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
@@ -159,10 +159,14 @@ class RunOptions:
 NOT_SELECTED = "not selected (--community)"
 
 
-def job_lock(job: Job) -> contextlib.AbstractContextManager[Path]:
-    """The job's run lock: two real runs of one job never overlap (RunLockedError at once)."""
-    job_key = str(job.path.resolve()) if job.path else f"{job.operation} {job.base_url}"
-    return run_lock(job.state_dir, job_key)
+def job_lock(
+    job: Job, communities: Collection[str] | None = None
+) -> contextlib.AbstractContextManager[Path | None]:
+    """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
+    requests never overlap (RunLockedError at once)."""
+    from reconcile import locks
+
+    return locks.job_lock(job, communities)
 
 
 def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = None) -> RunResult:
@@ -186,7 +190,7 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
         )
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
-    with contextlib.nullcontext() if unlocked else job_lock(job):
+    with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
         prepared = prepare(input_path, job, sheet=options.sheet)
         return _execute_locked(prepared, input_path, out, options)
 
@@ -197,7 +201,7 @@ def _execute_locked(
     job = prepared.job
     if options.plan is not None:
         approval.check_plan(prepared, options.plan)
-    ledger = Ledger(job.state_dir)
+    ledger = Ledger(job.storage)
     run_id = _new_run_id()
     try:
         started = now_iso()
@@ -241,7 +245,7 @@ def _execute_locked(
             "counts": counts,
             **approval.plan_fields(prepared, input_path, options, run_id, started, outcomes),
         }
-        with approval.store(job.state_dir) as audit:
+        with approval.store(job.storage) as audit:
             audit.record_manifest(manifest)
         _write_json_atomic(manifest, sibling(out, "manifest.json"))
         report.write_report(sibling(out, "report.html"), manifest, outcomes, events)

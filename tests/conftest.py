@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,8 @@ from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
+from tests.postgres import PostgresServer, postgres_server
+from tests.postgres import available as postgres_available
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +47,43 @@ def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         for credential, value in found.items():
             monkeypatch.setenv(credential_env(credential, community), value)
     return KEYS
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the test session (Debian's package, 127.0.0.1)."""
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: .ci/run installs Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed here (apt install postgresql)")
+    with postgres_server() as server:
+        yield server
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh database with reconcile's schema (``reconcile ledger migrate``)."""
+    from reconcile.ledger_commands import migrate_url
+
+    url = postgres.new_database(f"test_{next(_databases)}")
+    migrate_url(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[str | None]:
+    """Runs a test against each ledger: SQLite in state_dir, then PostgreSQL (through
+    RECONCILE_LEDGER_URL, as a container would set it). With PostgreSQL no SQLite ledger may
+    appear."""
+    if request.param == "sqlite":
+        yield None
+        return
+    url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("RECONCILE_LEDGER_URL", url)
+    yield url
+    assert not list(tmp_path.rglob("ledger.sqlite3")), "a SQLite ledger was written"

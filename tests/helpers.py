@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from reconcile import cli
+from reconcile.database import Storage
+from reconcile.job import load_job
 from reconcile.operations import OPERATIONS, Operation
 from reconcile.sandbox import SandboxState, load_seed
 from reconcile.sandbox.state import DEFAULT_SEED
@@ -59,6 +62,13 @@ def write_job(path: Path, base_url: str = "https://api.example.invalid", **top: 
         lines += [f'{c}_env = "{credential_env(c, name)}"' for c in declared]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def storage_of(job: Path) -> Storage:
+    """Where a job's ledger is for this test: its state dir, or the PostgreSQL ledger the
+    ``ledger_backend`` fixture put in RECONCILE_LEDGER_URL."""
+    loaded = load_job(job)
+    return Storage(loaded.state_dir, os.environ.get("RECONCILE_LEDGER_URL"))
 
 
 def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import sqlite3
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,10 +15,12 @@ import pytest
 
 from reconcile import approval
 from reconcile.audit import rows_blob, rows_from_blob
+from reconcile.database import Storage, open_database
 from reconcile.job import load_job
-from reconcile.ledger import DATABASE
 from reconcile.sandbox import SandboxServer
-from tests.helpers import orders_csv, read_results, run, write_job
+from tests.helpers import orders_csv, read_results, run, storage_of, write_job
+
+pytestmark = pytest.mark.usefixtures("ledger_backend")
 
 ROWS = [("acme", "ORDTACME00001"), ("acme", "ORDTACME00002"), ("acme", "NOT-AN-ID")]
 
@@ -71,7 +73,7 @@ class TestFlow:
         run_id = dry_run(tmp_path, job, orders_csv(tmp_path / "in.csv", ROWS))
         assert run("approve", run_id, "--job", job) == 2
         assert "alice made plan" in capsys.readouterr().err
-        with approval.store(load_job(job).state_dir) as audit:
+        with approval.store(storage_of(job)) as audit:
             plan = audit.plan(run_id)
         assert plan is not None and plan.decision is None
 
@@ -93,7 +95,7 @@ class TestFlow:
         sent = [f"{m} {p} {b}" for m, p, b in sandbox_requests(sandbox)]
         assert sorted(sent) == sorted(would) and len(sent) == 2
         manifest = json.loads((tmp_path / "applied.manifest.json").read_text())
-        with approval.store(load_job(job).state_dir) as audit:
+        with approval.store(storage_of(job)) as audit:
             plan = audit.plan(run_id)
         assert plan is not None
         assert (manifest["plan_run_id"], manifest["maker"], manifest["approver"]) == (
@@ -185,7 +187,7 @@ class TestFlow:
         run_id = approved_by_bob(tmp_path, job, as_user)
         later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=73)
         with pytest.raises(approval.ApprovalError, match="over approval_ttl_hours = 72"):
-            approval.approved_plan(load_job(job).state_dir, run_id, load_job(job), later)
+            approval.approved_plan(storage_of(job), run_id, load_job(job), later)
         job.write_text(
             job.read_text().replace("approval_ttl_hours = 72", "approval_ttl_hours = 1e-9")
         )
@@ -240,7 +242,7 @@ class TestRequireApproval:
         as_user("cron")
         assert run("run", "--job", job) == 0
         assert source.exists() and sandbox.state.requests == []
-        with approval.store(load_job(job).state_dir) as audit:
+        with approval.store(storage_of(job)) as audit:
             [(plan_id,)] = audit.db.rows("SELECT run_id FROM plans")
         assert run("run", "--job", job) == 0
         assert source.exists() and sandbox.state.requests == []
@@ -289,19 +291,23 @@ class TestAudit:
         words: str,
     ) -> None:
         job, _ = self.history(sandbox, tmp_path, as_user)
-        with sqlite3.connect(load_job(job).state_dir / DATABASE) as db:
+        url = os.environ.get("RECONCILE_LEDGER_URL")
+        db = open_database(Storage(load_job(job).state_dir, url))
+        try:
             if statement == "EDIT ROW 2":  # one row of the stored plan, changed behind its back
-                (blob,) = db.execute("SELECT rows FROM plans").fetchone()
-                rows = rows_from_blob(blob)
+                (blob,) = db.rows("SELECT rows FROM plans")[0]
+                rows = rows_from_blob(bytes(blob))
                 edited = rows.with_columns(
                     pl.when(pl.col("row") == 2)
                     .then(pl.col("request").str.replace("Collect", "Burn"))
                     .otherwise(pl.col("request"))
                     .alias("request")
                 )
-                db.execute("UPDATE plans SET rows = ?", (rows_blob(edited),))
+                db.run("UPDATE plans SET rows = ?", (rows_blob(edited),))
             else:
-                db.execute(statement)
+                db.run(statement)
+        finally:
+            db.close()
         capsys.readouterr()
         assert run("audit", "verify", "--job", job) == 1
         err = capsys.readouterr().err
@@ -346,18 +352,19 @@ def test_the_python_api(sandbox: SandboxServer, tmp_path: Path, as_user: Switch)
     """The functions the CLI (and the console) call: approve, reject, approved_plan, verify."""
     job_path = write_job(tmp_path / "job.toml", sandbox.url)
     job = load_job(job_path)
+    where = storage_of(job_path)
     as_user("alice")
     first = dry_run(tmp_path, job_path, orders_csv(tmp_path / "in.csv", ROWS))
     with pytest.raises(approval.ApprovalError, match="alice made plan"):
-        approval.approve(job.state_dir, first, user="alice")
-    record = approval.approve(job.state_dir, first, note="ok", user="bob")
+        approval.approve(where, first, user="alice")
+    record = approval.approve(where, first, note="ok", user="bob")
     assert record["decision"] == "approved" and record["decided_by"] == "bob"
-    cleared = approval.approved_plan(job.state_dir, first, job, dt.datetime.now(dt.UTC))
+    cleared = approval.approved_plan(where, first, job, dt.datetime.now(dt.UTC))
     assert cleared.approver == "bob" and cleared.plan.maker == "alice"
     assert cleared.rows["status"].to_list() == ["would_apply", "would_apply", "invalid"]
     second = dry_run(tmp_path, job_path, orders_csv(tmp_path / "in.csv", ROWS[:1]))
-    assert approval.reject(job.state_dir, second, note="no", user="bob")["decision"] == "rejected"
-    assert approval.verify(job.state_dir) == []
+    assert approval.reject(where, second, note="no", user="bob")["decision"] == "rejected"
+    assert approval.verify(where) == []
 
 
 def test_help_lists_the_approval_commands(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from reconcile.database import Storage
 from reconcile.ledger import FinishedRecord, Ledger, RequestRecord, fingerprint, fingerprints
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
@@ -32,18 +33,18 @@ from tests.helpers import (
     write_job,
 )
 
-ENV = {
-    **os.environ,
-    credential_env("api_key", "acme"): KEYS["acme"],
-    credential_env("api_key", "globex"): KEYS["globex"],
-}
-
 
 def start(args: list[str | Path]) -> subprocess.Popen[bytes]:
+    """The CLI as a process, with the test's environment (RECONCILE_LEDGER_URL included)."""
+    env = {
+        **os.environ,
+        credential_env("api_key", "acme"): KEYS["acme"],
+        credential_env("api_key", "globex"): KEYS["globex"],
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "reconcile.cli", *map(str, args)],
         cwd=ROOT,
-        env=ENV,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -57,10 +58,15 @@ def wait_for(condition, seconds: float = 30) -> None:  # type: ignore[no-untyped
 
 
 def in_flight_paths(state_dir: Path) -> set[str]:
-    with sqlite3.connect(state_dir / "ledger.sqlite3") as db:
-        return {p for (p,) in db.execute("SELECT path FROM requests WHERE state = 'in_flight'")}
+    """The paths the ledger (SQLite, or PostgreSQL under RECONCILE_LEDGER_URL) has in flight."""
+    ledger = Ledger(Storage(state_dir, os.environ.get("RECONCILE_LEDGER_URL")))
+    try:
+        return {p for (p,) in ledger.db.rows("SELECT path FROM requests WHERE state = 'in_flight'")}
+    finally:
+        ledger.close()
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_sigkill_at_several_points_then_resume(sandbox: SandboxServer, tmp_path: Path) -> None:
     """Killed three times mid-run, re-run each time: every row applied exactly once, except the
     requests in flight at a kill (re-sent once), and the last results say applied/already."""
@@ -103,6 +109,7 @@ def test_sigkill_at_several_points_then_resume(sandbox: SandboxServer, tmp_path:
             assert record["product"]["redemptionInstructions"] == "Collect at the desk"
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_second_run_of_a_job_exits_2_and_a_crashed_lock_does_not_block(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
@@ -167,6 +174,7 @@ def test_a_state_dir_that_is_a_file_is_a_config_error(
 
 
 @pytest.mark.usefixtures("keys_in_env")
+@pytest.mark.usefixtures("ledger_backend")
 class TestLedger:
     def test_applied_rows_are_not_sent_again_unless_forced(
         self, sandbox: SandboxServer, tmp_path: Path

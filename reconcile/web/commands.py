@@ -62,9 +62,10 @@ def serve(args: argparse.Namespace) -> int:
     state_dir = _state_dir(args)
     jobs = {}
     for path in args.job:
-        job = load_job(Path(path))
-        if args.state_dir:
-            job = job.with_overrides(state_dir=args.state_dir)
+        job = load_job(Path(path)).with_overrides(
+            state_dir=args.state_dir,
+            ledger_url=args.ledger_url or os.environ.get("RECONCILE_LEDGER_URL") or None,
+        )
         jobs[Path(path).stem.removesuffix(".example")] = job
     return _serve(args, jobs, state_dir, os.environ)
 

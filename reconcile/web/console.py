@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from reconcile import api, approval
+from reconcile.database import Storage
 from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
 from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
@@ -215,11 +216,11 @@ class Console:
         maker, a decided plan): nothing recorded then."""
         job = self.job(upload.job)
         if approve:
-            approval.approve(job.state_dir, upload.run_id, note=note, user=user.name)
+            approval.approve(job.storage, upload.run_id, note=note, user=user.name)
             self.record(job, upload.run_id, user, "approve", note or "")
             self.start(upload, user)
         else:
-            approval.reject(job.state_dir, upload.run_id, note=note or "", user=user.name)
+            approval.reject(job.storage, upload.run_id, note=note or "", user=user.name)
             self.record(job, upload.run_id, user, "reject", note or "")
 
     def start(self, upload: Upload, user: User, resumed: str | None = None) -> None:
@@ -245,7 +246,7 @@ class Console:
         state, error, run_id, code = "failed", None, None, None
         try:
             approved = approval.approved_plan(
-                job.state_dir, upload.run_id, job, dt.datetime.now(dt.UTC)
+                job.storage, upload.run_id, job, dt.datetime.now(dt.UTC)
             )
             summary = api.run(
                 upload.stored,
@@ -309,24 +310,24 @@ class Console:
     # -- history and audit -----------------------------------------------------------------------
 
     def record(self, job: Job, run_id: str, user: User, action: str, detail: str = "") -> None:
-        with approval.store(job.state_dir) as audit:
+        with approval.store(job.storage) as audit:
             audit.record_action(run_id, user.name, action, detail)
 
     def history(self, limit: int = 200) -> list[dict[str, Any]]:
         """Every run of the console's jobs' ledgers (CLI, cron, inbox and console alike), newest
         first, with its maker, approver and status."""
-        seen: set[Path] = set()
+        seen: set[Storage] = set()
         runs: list[dict[str, Any]] = []
         for job in self.jobs.values():
-            if job.state_dir in seen:
+            if job.storage in seen:
                 continue
-            seen.add(job.state_dir)
-            ledger = Ledger(job.state_dir)
+            seen.add(job.storage)
+            ledger = Ledger(job.storage)
             try:
                 found = ledger.runs(limit)
             finally:
                 ledger.close()
-            with approval.store(job.state_dir) as audit:
+            with approval.store(job.storage) as audit:
                 for run in found:
                     runs.append({**run, **_people(audit, run)})
         runs.sort(key=lambda r: r["started_at"], reverse=True)

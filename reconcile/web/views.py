@@ -153,7 +153,7 @@ async def run_page(web: Web, request: Request) -> Response:
     session = web.signed_in(request)
     upload = web.visible(session, request.path_params["run_id"])
     job = web.console.job(upload.job)
-    with approval.store(job.state_dir) as audit:
+    with approval.store(job.storage) as audit:
         plan = audit.plan(upload.run_id)
         rows = audit.plan_rows(upload.run_id)
         actions = audit.actions(upload.run_id)
@@ -232,7 +232,7 @@ def _file(path: Path, name: str) -> Response:
 
 def _planned_requests(web: Web, upload: Upload, name: str) -> Response:
     """The plan's rows: exactly the requests a run of this plan would send (or why not)."""
-    with approval.store(web.console.job(upload.job).state_dir) as audit:
+    with approval.store(web.console.job(upload.job).storage) as audit:
         rows = audit.plan_rows(upload.run_id)
     buffer = io.BytesIO()
     neutralised(rows.lazy()).collect().write_csv(buffer)
@@ -281,7 +281,7 @@ async def approvals(web: Web, request: Request) -> Response:
     for upload in web.console.uploads():
         if upload.submitted_at is None:
             continue
-        with approval.store(web.console.job(upload.job).state_dir) as audit:
+        with approval.store(web.console.job(upload.job).storage) as audit:
             plan = audit.plan(upload.run_id)
             if plan is None or plan.decision is not None:
                 continue
