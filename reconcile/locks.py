@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from reconcile.database import lock_key, redacted
+from reconcile.database import LedgerUnavailable, check_reachable, lock_key, redacted
 from reconcile.exceptions import RunLockedError
 from reconcile.job import Job
 from reconcile.ledger import run_lock
@@ -41,7 +41,13 @@ def _community_locks(job: Job, communities: list[str]) -> Iterator[None]:
     import psycopg
 
     assert job.ledger_url is not None
-    connection = psycopg.connect(job.ledger_url, autocommit=True, connect_timeout=10)
+    check_reachable(job.ledger_url)  # a clear exit 2 for a bad URL, password or schema
+    try:
+        connection = psycopg.connect(job.ledger_url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise LedgerUnavailable(
+            f"the ledger database {redacted(job.ledger_url)} is unreachable: {exc}"
+        ) from None
     try:
         for community in communities:
             name = community_lock_name(job, community)
