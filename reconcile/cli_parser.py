@@ -163,3 +163,6 @@ def _add_console(commands: Any) -> None:
     )
     users.add_argument("--state-dir", type=Path, help="where the console keeps its users")
     users.add_argument("--job", type=Path, help="take state_dir from this job file")
+    users.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )

@@ -70,6 +70,48 @@ CREATE INDEX IF NOT EXISTS plans_by_input ON plans (plan_sha256);
 """
 
 
+CONSOLE = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf_token TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    key TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    run_id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    original_name TEXT NOT NULL,
+    stored TEXT NOT NULL,
+    results TEXT NOT NULL,
+    maker TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    submitted_at TEXT
+);
+CREATE TABLE IF NOT EXISTS console_runs (
+    plan_run_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    real_run_id TEXT,
+    results TEXT NOT NULL,
+    exit_code INTEGER,
+    resumed TEXT,
+    error TEXT
+);
+"""
+
+
 def _dialect(ddl: str, dialect: str) -> str:
     if dialect != "postgresql":
         return ddl
@@ -88,6 +130,11 @@ def create_audit_schema(db: Database) -> None:
     db.script(_dialect(AUDIT, db.dialect))
 
 
+def create_console_schema(db: Database) -> None:
+    """The web console's users, sessions, uploads and background runs."""
+    db.script(CONSOLE)
+
+
 def migrate(db: Database) -> tuple[int | None, int]:
     """Bring a PostgreSQL database to SCHEMA_VERSION (idempotent, one transaction);
     (version before, version after)."""
@@ -97,6 +144,7 @@ def migrate(db: Database) -> tuple[int | None, int]:
         before = int(found[0]) if found else None
         create_schema(db)
         create_audit_schema(db)
+        create_console_schema(db)
         if before is None:
             db.run("INSERT INTO reconcile_schema (version) VALUES (?)", (SCHEMA_VERSION,))
         elif before < SCHEMA_VERSION:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from reconcile.database import Storage
 from reconcile.job import Job, load_job
 from reconcile.serving import ThreadServer
 from reconcile.web.app import Settings, create_app
@@ -64,11 +65,13 @@ class ConsoleParts:
 
 
 def console_parts(folder: Path, sandbox_url: str) -> ConsoleParts:
-    state_dir = folder / "state"
+    """A console over one purchase-history job; its store is the ledger the test runs on
+    (PostgreSQL when ``ledger_backend`` set RECONCILE_LEDGER_URL, else SQLite)."""
+    storage = Storage(folder / "state", os.environ.get("RECONCILE_LEDGER_URL"))
     job = load_job(write_job(folder / "purchase-history.toml", sandbox_url))
-    job = dataclasses.replace(job, state_dir=state_dir)
-    console = Console({"purchase-history": job}, state_dir, environ())
-    users = UserStore(state_dir)
+    job = dataclasses.replace(job, state_dir=storage.state_dir, ledger_url=storage.ledger_url)
+    console = Console({"purchase-history": job}, storage, environ())
+    users = UserStore(storage)
     for name, (role, password) in PASSWORDS.items():
         users.add(name, role, password)
     return ConsoleParts(console, users, job, Signer("test-secret-for-signing-cookies"))

@@ -44,7 +44,10 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def running(tmp_path: Path, sandbox: SandboxServer) -> Iterator[RunningConsole]:
+def running(
+    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
+) -> Iterator[RunningConsole]:
+    """The console on each ledger: SQLite in its state dir, then PostgreSQL."""
     parts = console_parts(tmp_path, sandbox.url)
     yield from serve(parts)
     parts.console.close()
@@ -174,8 +177,8 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(history).to_contain_text("bob")
     _accessible(bob, "7-history")
 
-    assert approval.verify(running.state_dir) == []  # the chain holds, actions included
-    with approval.store(running.state_dir) as audit:
+    assert approval.verify(running.console.storage) == []  # the chain holds, with actions
+    with approval.store(running.console.storage) as audit:
         done = [(a["user"], a["action"]) for a in audit.actions(plan_url.rsplit("/", 1)[-1])]
         signed_in = {a["user"] for a in audit.actions("") if a["action"] == "sign-in"}
     for step in [("alice", "upload"), ("alice", "check"), ("alice", "submit"), ("bob", "approve")]:
@@ -278,7 +281,7 @@ class TestGuards:
         assert "Approve</button>" not in bob.get(f"/runs/{run_id}").text
         answer = bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token})
         assert answer.status_code == 403
-        with approval.store(running.job.state_dir) as audit:
+        with approval.store(running.job.storage) as audit:
             plan = audit.plan(run_id)
         assert plan is not None and plan.decision is None  # nothing recorded
 

@@ -208,6 +208,7 @@ def test_a_decompression_bomb_upload_is_refused_and_memory_stays_bounded(
         assert _peak_rss_mb(process.pid) - before < 100
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_a_server_killed_during_a_run_resumes_it_and_sends_nothing_applied_twice(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
@@ -258,6 +259,7 @@ def test_a_server_killed_during_a_run_resumes_it_and_sends_nothing_applied_twice
     assert len(twice) <= 2  # at most the requests in flight when it was killed (concurrency 2)
 
 
+@pytest.mark.usefixtures("ledger_backend")
 def test_history_shows_command_line_runs_beside_console_runs(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:

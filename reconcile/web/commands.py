@@ -11,23 +11,29 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job, default_state_dir, load_job, parse_job
 from reconcile.operations import OPERATIONS
 from reconcile.web.users import user_store
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
-    if args.state_dir:
-        return Path(args.state_dir).expanduser()
-    if getattr(args, "job", None):
-        return load_job(args.job[0] if isinstance(args.job, list) else args.job).state_dir
-    return default_state_dir()
+def _storage(args: argparse.Namespace) -> Storage:
+    """The console's store: ``--state-dir`` / ``--ledger-url`` (or RECONCILE_LEDGER_URL), else
+    the (first) ``--job``'s, else the default state dir's SQLite ledger."""
+    given = getattr(args, "job", None)
+    job = load_job(given[0] if isinstance(given, list) else given) if given else None
+    state_dir = Path(args.state_dir).expanduser() if args.state_dir else None
+    url = getattr(args, "ledger_url", None) or os.environ.get("RECONCILE_LEDGER_URL") or None
+    return Storage(
+        state_dir or (job.state_dir if job else default_state_dir()),
+        url or (job.ledger_url if job else None),
+    )
 
 
 def users(args: argparse.Namespace) -> int:
     """``users add NAME --role R --password-stdin`` / ``users list`` / ``users disable NAME``."""
-    with user_store(_state_dir(args)) as store:
+    with user_store(_storage(args)) as store:
         if args.action == "list":
             for user in store.list():
                 state = "disabled" if user.disabled else "active"
@@ -56,10 +62,10 @@ def serve(args: argparse.Namespace) -> int:
         with _demo(args) as (jobs, state_dir, environ, passwords):
             for name, (role, password) in passwords.items():
                 print(f"demo user {name} ({role}): one-time password {password}", flush=True)
-            return _serve(args, jobs, state_dir, environ)
+            return _serve(args, jobs, Storage(state_dir), environ)
     if not args.job:
         raise ConfigError("serve needs at least one --job JOB.toml (or --demo)")
-    state_dir = _state_dir(args)
+    storage = _storage(args)
     jobs = {}
     for path in args.job:
         job = load_job(Path(path)).with_overrides(
@@ -67,11 +73,11 @@ def serve(args: argparse.Namespace) -> int:
             ledger_url=args.ledger_url or os.environ.get("RECONCILE_LEDGER_URL") or None,
         )
         jobs[Path(path).stem.removesuffix(".example")] = job
-    return _serve(args, jobs, state_dir, os.environ)
+    return _serve(args, jobs, storage, os.environ)
 
 
 def _serve(
-    args: argparse.Namespace, jobs: Mapping[str, Job], state_dir: Path, environ: Mapping[str, str]
+    args: argparse.Namespace, jobs: Mapping[str, Job], storage: Storage, environ: Mapping[str, str]
 ) -> int:
     import uvicorn
 
@@ -80,8 +86,8 @@ def _serve(
     from reconcile.web.security import Signer, load_secret
     from reconcile.web.users import UserStore
 
-    console = Console(jobs, state_dir, environ)
-    users = UserStore(state_dir)
+    console = Console(jobs, storage, environ)
+    users = UserStore(storage)
     settings = Settings(
         max_upload_mb=args.max_upload_mb,
         trust_user_header=args.trust_user_header,
@@ -91,7 +97,7 @@ def _serve(
     resumed = console.resume_unfinished(users)
     for plan in resumed:
         print(f"resumed the run of plan {plan} (the server stopped during it)", file=sys.stderr)
-    app = create_app(console, users, Signer(load_secret(state_dir)), settings)
+    app = create_app(console, users, Signer(load_secret(console.state_dir)), settings)
     print(f"reconcile console on http://{args.host}:{args.port} (Ctrl-C stops)", file=sys.stderr)
     try:
         uvicorn.run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import secrets
-import sqlite3
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,39 +21,16 @@ from typing import Any
 import structlog
 
 from reconcile import api, approval
-from reconcile.database import Storage
+from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
 from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
-from reconcile.web.users import DATABASE, User
+from reconcile.schema import create_console_schema
+from reconcile.web.users import User
 
 log = structlog.get_logger("reconcile.web")
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS uploads (
-    run_id TEXT PRIMARY KEY,
-    job TEXT NOT NULL,
-    original_name TEXT NOT NULL,
-    stored TEXT NOT NULL,
-    results TEXT NOT NULL,
-    maker TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    submitted_at TEXT
-);
-CREATE TABLE IF NOT EXISTS console_runs (
-    plan_run_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    started_by TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    real_run_id TEXT,
-    results TEXT NOT NULL,
-    exit_code INTEGER,
-    resumed TEXT,
-    error TEXT
-);
-"""
 
 
 def _now() -> str:
@@ -122,24 +98,25 @@ class Progress:
 class Console:
     """The console's jobs, files and background runs over one state dir."""
 
-    def __init__(self, jobs: Mapping[str, Job], state_dir: Path, environ: Mapping[str, str]):
+    def __init__(
+        self, jobs: Mapping[str, Job], where: Path | Storage, environ: Mapping[str, str]
+    ) -> None:
+        storage = as_storage(where)
         self.jobs = dict(jobs)
-        self.state_dir = usable_state_dir(state_dir)
-        self.files = usable_state_dir(state_dir / "console-files")
+        self.storage = storage
+        self.state_dir = usable_state_dir(storage.state_dir)
+        self.files = usable_state_dir(storage.state_dir / "console-files")
         self._environ = dict(environ)
-        self._db = sqlite3.connect(
-            self.state_dir / DATABASE, timeout=30, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._db_lock = threading.Lock()
+        self.db = open_database(storage)
+        if self.db.dialect == "sqlite":
+            create_console_schema(self.db)
         self.progress = Progress()
         self._threads: dict[str, threading.Thread] = {}
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
-        self._db.close()
+        self.db.close()
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -167,34 +144,35 @@ class Console:
         upload = Upload(
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
         )
-        with self._db_lock:
-            self._db.execute(
-                "INSERT INTO uploads VALUES (?,?,?,?,?,?,?,?)",
-                (
-                    upload.run_id,
-                    job_name,
-                    original_name,
-                    str(stored),
-                    str(results),
-                    user.name,
-                    upload.created_at,
-                    None,
-                ),
-            )
+        self.db.run(
+            "INSERT INTO uploads VALUES (?,?,?,?,?,?,?,?)",
+            (
+                upload.run_id,
+                job_name,
+                original_name,
+                str(stored),
+                str(results),
+                user.name,
+                upload.created_at,
+                None,
+            ),
+        )
         self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
         self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
         return upload
 
     def upload(self, run_id: str) -> Upload | None:
-        with self._db_lock:
-            row = self._db.execute("SELECT * FROM uploads WHERE run_id = ?", (run_id,)).fetchone()
+        row = self.db.one(
+            "SELECT run_id, job, original_name, stored, results, maker, created_at, "
+            "submitted_at FROM uploads WHERE run_id = ?",
+            (run_id,),
+        )
         if row is None:
             return None
         return Upload(row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7])
 
     def uploads(self) -> list[Upload]:
-        with self._db_lock:
-            ids = [r[0] for r in self._db.execute("SELECT run_id FROM uploads").fetchall()]
+        ids = [r[0] for r in self.db.rows("SELECT run_id FROM uploads")]
         return [u for u in map(self.upload, ids) if u is not None]
 
     def submit(self, upload: Upload, user: User) -> None:
@@ -203,10 +181,7 @@ class Console:
             raise ApprovalError("only the person who checked a file can submit it")
         if upload.submitted_at is not None:
             return
-        with self._db_lock:
-            self._db.execute(
-                "UPDATE uploads SET submitted_at = ? WHERE run_id = ?", (_now(), upload.run_id)
-            )
+        self.db.run("UPDATE uploads SET submitted_at = ? WHERE run_id = ?", (_now(), upload.run_id))
         self.record(self.job(upload.job), upload.run_id, user, "submit")
 
     # -- decisions and runs --------------------------------------------------------------------
@@ -226,13 +201,12 @@ class Console:
     def start(self, upload: Upload, user: User, resumed: str | None = None) -> None:
         """Run the approved plan of ``upload`` in a background thread."""
         results = self.files / f"{upload.stored.stem}.results.csv"
-        with self._db_lock:
-            self._db.execute(
-                "INSERT INTO console_runs (plan_run_id, state, started_by, started_at, results, "
-                "resumed) VALUES (?,?,?,?,?,?) ON CONFLICT (plan_run_id) DO UPDATE SET "
-                "state = excluded.state, resumed = excluded.resumed",
-                (upload.run_id, "running", user.name, _now(), str(results), resumed),
-            )
+        self.db.run(
+            "INSERT INTO console_runs (plan_run_id, state, started_by, started_at, results, "
+            "resumed) VALUES (?,?,?,?,?,?) ON CONFLICT (plan_run_id) DO UPDATE SET "
+            "state = excluded.state, resumed = excluded.resumed",
+            (upload.run_id, "running", user.name, _now(), str(results), resumed),
+        )
         self.progress.start(upload.run_id)
         thread = threading.Thread(
             target=self._run, args=(upload, user, results), name=f"run-{upload.run_id}"
@@ -265,20 +239,18 @@ class Console:
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
             log.exception("console.run_crashed", plan=upload.run_id)
             error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"
-        with self._db_lock:
-            self._db.execute(
-                "UPDATE console_runs SET state = ?, real_run_id = ?, exit_code = ?, error = ? "
-                "WHERE plan_run_id = ?",
-                (state, run_id, code, error, upload.run_id),
-            )
+        self.db.run(
+            "UPDATE console_runs SET state = ?, real_run_id = ?, exit_code = ?, error = ? "
+            "WHERE plan_run_id = ?",
+            (state, run_id, code, error, upload.run_id),
+        )
 
     def background(self, plan_run_id: str) -> BackgroundRun | None:
-        with self._db_lock:
-            row = self._db.execute(
-                "SELECT plan_run_id, state, started_by, started_at, real_run_id, results, "
-                "exit_code, resumed, error FROM console_runs WHERE plan_run_id = ?",
-                (plan_run_id,),
-            ).fetchone()
+        row = self.db.one(
+            "SELECT plan_run_id, state, started_by, started_at, real_run_id, results, "
+            "exit_code, resumed, error FROM console_runs WHERE plan_run_id = ?",
+            (plan_run_id,),
+        )
         if row is None:
             return None
         return BackgroundRun(
@@ -289,10 +261,9 @@ class Console:
         """Runs the server was running when it stopped: started again, as a CLI run is re-run
         after a crash (the ledger sends nothing twice; a request that may have reached the API
         and must not be repeated ends ``unknown``). Returns their plan ids."""
-        with self._db_lock:
-            rows = self._db.execute(
-                "SELECT plan_run_id, started_by FROM console_runs WHERE state = 'running'"
-            ).fetchall()
+        rows = self.db.rows(
+            "SELECT plan_run_id, started_by FROM console_runs WHERE state = 'running'"
+        )
         resumed = []
         for plan_run_id, started_by in rows:
             upload = self.upload(plan_run_id)

@@ -1,4 +1,5 @@
-"""The console's users, sessions and sign-in throttling, in ``console.sqlite`` of the state dir.
+"""The console's users, sessions and sign-in throttling, in the ledger's database (SQLite in
+the state dir, or PostgreSQL).
 
 Passwords are stored as argon2id hashes (argon2-cffi's defaults, RFC 9106's second
 recommendation); a session is a random token whose SHA-256 is stored, so a copy of the database
@@ -13,15 +14,14 @@ import datetime as dt
 import enum
 import hashlib
 import secrets
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ConfigError
-from reconcile.ledger import usable_state_dir
+from reconcile.schema import create_console_schema
 
-DATABASE = "console.sqlite"
 MIN_PASSWORD_LENGTH = 12
 SESSION_HOURS = 8.0
 #: Sign-in is refused for ``LOCKOUT_MINUTES`` after this many recent failures for one name, or
@@ -29,26 +29,6 @@ SESSION_HOURS = 8.0
 MAX_FAILURES = 5
 MAX_FAILURES_PER_ADDRESS = 20
 LOCKOUT_MINUTES = 15
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    password_hash TEXT,
-    disabled INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    csrf_token TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sign_in_failures (
-    key TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-"""
 
 
 class Role(enum.StrEnum):
@@ -98,17 +78,16 @@ def _digest(token: str) -> str:
 class UserStore:
     """Users, sessions and sign-in failures of one state dir."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, where: Path | Storage) -> None:
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-        path = usable_state_dir(state_dir) / DATABASE
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self.db = open_database(as_storage(where))
+        if self.db.dialect == "sqlite":
+            create_console_schema(self.db)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -123,31 +102,29 @@ class UserStore:
             known = ", ".join(r.value for r in Role)
             raise ConfigError(f"role {role!r}: use one of {known}") from None
         check_password(password)
-        try:
-            self._db.execute(
-                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?,?,?,?)",
-                (name, checked.value, self._hasher.hash(password), _now().isoformat()),
-            )
-        except sqlite3.IntegrityError:
-            raise ConfigError(f"user {name!r} exists already") from None
+        added = self.db.run(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (name, checked.value, self._hasher.hash(password), _now().isoformat()),
+        )
+        if added == 0:
+            raise ConfigError(f"user {name!r} exists already")
         return User(name, checked)
 
     def list(self) -> list[User]:
-        rows = self._db.execute("SELECT name, role, disabled FROM users ORDER BY name")
+        rows = self.db.rows("SELECT name, role, disabled FROM users ORDER BY name")
         return [User(name, Role(role), bool(disabled)) for name, role, disabled in rows]
 
     def get(self, name: str) -> User | None:
-        row = self._db.execute(
-            "SELECT name, role, disabled FROM users WHERE name = ?", (name,)
-        ).fetchone()
+        row = self.db.one("SELECT name, role, disabled FROM users WHERE name = ?", (name,))
         return None if row is None else User(row[0], Role(row[1]), bool(row[2]))
 
     def disable(self, name: str) -> None:
         """The user can no longer sign in; their open sessions end now."""
-        changed = self._db.execute("UPDATE users SET disabled = 1 WHERE name = ?", (name,))
-        if changed.rowcount == 0:
+        changed = self.db.run("UPDATE users SET disabled = 1 WHERE name = ?", (name,))
+        if changed == 0:
             raise ConfigError(f"no user {name!r}: see 'reconcile users list'")
-        self._db.execute("DELETE FROM sessions WHERE user = ?", (name,))
+        self.db.run("DELETE FROM sessions WHERE user_name = ?", (name,))
 
     def ensure(self, name: str, role: str) -> User:
         """A user known from a trusted proxy's SSO header: created without a password (it
@@ -155,8 +132,8 @@ class UserStore:
         found = self.get(name)
         if found is not None:
             return found
-        self._db.execute(
-            "INSERT OR IGNORE INTO users (name, role, created_at) VALUES (?,?,?)",
+        self.db.run(
+            "INSERT INTO users (name, role, created_at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             (name, Role(role).value, _now().isoformat()),
         )
         return User(name, Role(role))
@@ -171,9 +148,10 @@ class UserStore:
             (f"user:{name}", MAX_FAILURES),
             (f"addr:{address}", MAX_FAILURES_PER_ADDRESS),
         ):
-            (count,) = self._db.execute(
+            found = self.db.one(
                 "SELECT COUNT(*) FROM sign_in_failures WHERE key = ? AND at > ?", (key, since)
-            ).fetchone()
+            )
+            count = int(found[0]) if found else 0
             if count >= limit:
                 return True
         return False
@@ -184,22 +162,20 @@ class UserStore:
         (same timing)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        row = self._db.execute(
-            "SELECT password_hash, role, disabled FROM users WHERE name = ?", (name,)
-        ).fetchone()
+        row = self.db.one("SELECT password_hash, role, disabled FROM users WHERE name = ?", (name,))
         stored = row[0] if row and row[0] else _DUMMY_HASH.get(self._hasher)
         try:
             self._hasher.verify(stored, password)
             matched = row is not None and row[0] is not None and not row[2]
         except (VerificationError, InvalidHashError):
             matched = False
-        if not matched:
-            self._db.executemany(
+        if not matched or row is None:
+            self.db.run_many(
                 "INSERT INTO sign_in_failures (key, at) VALUES (?,?)",
                 [(k, _now().isoformat()) for k in (f"user:{name}", f"addr:{address}")],
             )
             return None
-        self._db.execute("DELETE FROM sign_in_failures WHERE key IN (?)", (f"user:{name}",))
+        self.db.run("DELETE FROM sign_in_failures WHERE key = ?", (f"user:{name}",))
         return User(name, Role(row[1]))
 
     # -- sessions -------------------------------------------------------------------------------
@@ -208,19 +184,19 @@ class UserStore:
         """A new session's token (for the signed cookie); its CSRF token is stored with it."""
         token = secrets.token_urlsafe(32)
         expires = _now() + dt.timedelta(hours=hours)
-        self._db.execute(
-            "INSERT INTO sessions (token_sha256, user, csrf_token, expires_at) VALUES (?,?,?,?)",
+        self.db.run(
+            "INSERT INTO sessions (token_sha256, user_name, csrf_token, expires_at) VALUES (?,?,?,?)",
             (_digest(token), user.name, secrets.token_urlsafe(32), expires.isoformat()),
         )
         return token
 
     def session(self, token: str) -> Session | None:
         """The live session of ``token``, or None (unknown, expired, or its user disabled)."""
-        row = self._db.execute(
+        row = self.db.one(
             "SELECT s.csrf_token, s.expires_at, u.name, u.role, u.disabled FROM sessions s "
-            "JOIN users u ON u.name = s.user WHERE s.token_sha256 = ?",
+            "JOIN users u ON u.name = s.user_name WHERE s.token_sha256 = ?",
             (_digest(token),),
-        ).fetchone()
+        )
         if row is None or row[4]:
             return None
         expires = dt.datetime.fromisoformat(row[1])
@@ -230,7 +206,7 @@ class UserStore:
         return Session(User(row[2], Role(row[3])), row[0], expires)
 
     def close_session(self, token: str) -> None:
-        self._db.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_digest(token),))
+        self.db.run("DELETE FROM sessions WHERE token_sha256 = ?", (_digest(token),))
 
 
 class _DummyHash:
@@ -259,8 +235,8 @@ def check_password(password: str) -> None:
 
 
 @contextlib.contextmanager
-def user_store(state_dir: Path) -> Iterator[UserStore]:
-    store = UserStore(state_dir)
+def user_store(where: Path | Storage) -> Iterator[UserStore]:
+    store = UserStore(where)
     try:
         yield store
     finally:

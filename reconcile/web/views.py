@@ -81,7 +81,7 @@ async def login(web: Web, request: Request) -> Response:
     if user is None:
         return _login_form(web, request, "Wrong username or password.", 401)
     token = web.users.open_session(user)
-    with approval.store(web.console.state_dir) as audit:
+    with approval.store(web.console.storage) as audit:
         audit.record_action("", user.name, "sign-in", f"from {_client(request)}")
     response = RedirectResponse("/", 303)
     response.set_cookie(
