@@ -404,3 +404,24 @@ def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
         assert fresh.get("/approvals", headers={"X-Remote-User": "mallory"}).status_code == 303
     for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="10.9.9.9"):
         assert running.client().get("/approvals", headers=header).status_code == 303
+
+
+def test_a_rejection_needs_a_note_and_is_shown_and_audited(running: RunningConsole) -> None:
+    """An approver rejects with a note (without one: 400, nothing recorded); the plan page then
+    says who rejected it and why, nothing is sent, and the audit log lists the rejection."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{run_id}").text)
+    assert bob.post(f"/runs/{run_id}/reject", data={"csrf_token": token}).status_code == 400
+    answer = bob.post(f"/runs/{run_id}/reject", data={"csrf_token": token, "note": "wrong file"})
+    assert answer.status_code == 303
+    page = alice.get(f"/runs/{run_id}").text
+    assert "Rejected by bob" in page and "wrong file" in page
+    assert "Submit for approval</button>" not in page
+    with approval.store(running.job.storage) as audit:
+        actions = [(a["user"], a["action"], a["detail"]) for a in audit.actions(run_id)]
+    assert ("bob", "reject", "wrong file") in actions
+    assert not [r for r in running.console.history() if not r["dry_run"]]  # nothing ran
