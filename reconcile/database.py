@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import hashlib
 import re
-import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -102,6 +101,8 @@ class SqliteDatabase(Database):
     dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
+        import sqlite3
+
         self.shown = str(path)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -13,10 +13,12 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from reconcile.database import Storage
 
 
 def default_state_dir() -> Path:
@@ -170,6 +172,8 @@ class Job:
     @property
     def storage(self) -> Storage:
         """Where the job's ledger, plans and approvals live."""
+        from reconcile.database import Storage
+
         return Storage(self.state_dir, self.ledger_url)
 
     def with_overrides(self, **overrides: Any) -> Job:
