@@ -178,3 +178,29 @@ class TestSendFailures:
         assert not send_failure(httpx.PoolTimeout("pool")).maybe_applied
         assert send_failure(httpx.ReadTimeout("slow")).maybe_applied
         assert send_failure(httpx.RemoteProtocolError("cut")).maybe_applied
+
+
+def test_a_plan_hash_over_slices_equals_the_hash_of_the_whole_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hashing a plan's rows a slice at a time gives exactly the SHA-256 of the header line and
+    all rows' NDJSON written at once (approved plans keep verifying)."""
+    import hashlib
+
+    import polars as pl
+
+    from reconcile import audit
+
+    monkeypatch.setattr(audit, "HASHED_ROWS_PER_SLICE", 7)
+    rows = pl.DataFrame(
+        {
+            "row": [str(n) for n in range(50)],
+            "community": ["acme"] * 50,
+            "status": ["would_apply"] * 49 + ["invalid"],
+            "request": ['PATCH /v1/x {"a":"é\\n"}'] * 49 + [None],
+            "error": [None] * 49 + ["Community: is empty"],
+        }
+    )
+    whole = hashlib.sha256(audit.canonical({"run_id": "r"}).encode() + b"\n")
+    whole.update(rows.write_ndjson().encode())
+    assert audit.plan_hash({"run_id": "r"}, rows) == whole.hexdigest()
