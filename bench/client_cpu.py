@@ -118,6 +118,43 @@ def tool(url: str, total: int, folder: Path) -> tuple[float, float]:
     return cpu, wall
 
 
+def whole_send_path(url: str, rows: int, folder: Path) -> float:
+    """CPU seconds per row of the whole send path: a real ``reconcile run`` of ``rows`` rows
+    (two communities, 25 in flight each) minus a dry run of the same file, both as processes
+    (their CPU from the kernel's accounting of children)."""
+    import os
+    import resource
+
+    source = folder / "whole.csv"
+    lines = ["community,purchaseHistoryID,redemptionInstructions"]
+    lines += [
+        f"{c},{order_id(c, n)},Collect at the desk"
+        for n in range((rows + 1) // 2)
+        for c in ("acme", "globex")
+    ][:rows]
+    source.write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
+
+    def cpu_of(name: str, *flags: str) -> float:
+        job = folder / f"{name}.toml"
+        job.write_text(
+            f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = 100000\n'
+            f'concurrency = 25\nstate_dir = "{folder / name}"\n'
+            '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
+            '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        command = [sys.executable, "-m", "reconcile.cli", "run", str(source), "--job", str(job)]
+        out = ["--out", str(folder / f"{name}.csv"), "--quiet", *flags]
+        subprocess.run([*command, *out], check=True, env=env, stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    dry = cpu_of("dry", "--dry-run")
+    real = cpu_of("real")
+    return (real - dry) / rows
+
+
 def child(variant: str, url: str, total: int, folder: Path) -> None:
     import structlog
 
@@ -140,11 +177,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--child", nargs=4)
+    parser.add_argument(
+        "--whole-rows", type=int, default=20000, help="rows of the whole-send-path run (0: skip)"
+    )
     args = parser.parse_args()
     if args.child:
         variant, url, total, folder = args.child
         return child(variant, url, int(total), Path(folder))
     variants = ["httpx-default", "httpx-aiohttp", "aiohttp", "reconcile"]
+    per_request: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ORDERS) as url:
         print(
             f"{args.requests} PATCH requests per variant, {IN_FLIGHT} in flight, sandbox in its own process"
@@ -167,8 +208,18 @@ def main() -> None:
                 text=True,
             )
             figures = json.loads(result.stdout.strip().splitlines()[-1])
+            per_request[variant] = figures["cpu"] / args.requests
             print(
                 f"{variant:<15}{args.requests / figures['wall']:>12,.0f}{figures['cpu'] / args.requests * 1000:>16.3f}"
+            )
+        tool_ratio = per_request["reconcile"] / per_request["aiohttp"]
+        print(f"client: reconcile {tool_ratio:.2f}x aiohttp's CPU per request (target <= 2x)")
+        if args.whole_rows:
+            whole = whole_send_path(url, min(args.whole_rows, 2 * ORDERS), Path(tmp))
+            print(
+                f"whole send path ({args.whole_rows} rows, run minus dry run): "
+                f"{whole * 1000:.3f} ms CPU/row = {whole / per_request['aiohttp']:.2f}x "
+                "aiohttp (target <= 2.5x)"
             )
 
 
