@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -325,10 +325,6 @@ def _safe(value: Any) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
 
 
-@contextlib.contextmanager
-def store(where: Path | Storage) -> Iterator[AuditStore]:
-    opened = AuditStore(where)
-    try:
-        yield opened
-    finally:
-        opened.close()
+def store(where: Path | Storage) -> contextlib.closing[AuditStore]:
+    """``with store(...) as audit:`` the audit store, closed at the end of the block."""
+    return contextlib.closing(AuditStore(where))

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,6 +296,27 @@ def _ledger_lost(exc: BaseException) -> LedgerUnavailable | None:
     return None
 
 
+def _web(args: argparse.Namespace) -> int:
+    from reconcile.web import commands
+
+    return commands.serve(args) if args.command == "serve" else commands.users(args)
+
+
+#: Each command's handler (the parser in cli_parser.py names the same commands).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run,
+    "sandbox": _sandbox,
+    "runs": _runs,
+    "operations": lambda _: _operations(),
+    "approve": _decide,
+    "reject": _decide,
+    "audit": _audit,
+    "ledger": _ledger,
+    "serve": _web,
+    "users": _web,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Listing commands log nothing on success: they start without structlog.
@@ -303,24 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not quick:
         logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
     try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "sandbox":
-            return _sandbox(args)
-        if args.command == "runs":
-            return _runs(args)
-        if args.command == "operations":
-            return _operations()
-        if args.command in ("approve", "reject"):
-            return _decide(args)
-        if args.command == "audit":
-            return _audit(args)
-        if args.command == "ledger":
-            return _ledger(args)
-        if args.command in ("serve", "users"):
-            from reconcile.web import commands
-
-            return commands.serve(args) if args.command == "serve" else commands.users(args)
+        return COMMANDS[args.command](args)
     except ReconcileError as exc:
         if quick:
             logs.configure()
@@ -358,7 +362,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CRASHED
-    return EXIT_UNUSABLE
 
 
 if __name__ == "__main__":

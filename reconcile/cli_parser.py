@@ -19,48 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     _add_run(commands)
-    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
-    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
-    runs.add_argument(
-        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
-    )
-    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
-    runs.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
-    )
-    runs.add_argument(
-        "--requests", action="store_true", help="with show: every row's planned request too"
-    )
-
-    for name, text in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
-        decide.add_argument("run_id", help="the dry run's id")
-        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
-        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
-        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
-        decide.add_argument(
-            "--ledger-url",
-            help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)",
-        )
-
-    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
-    audit.add_argument("action", choices=["verify", "export"])
-    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
-    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
-    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
-    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
-    audit.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
-    )
-
-    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
-    ledger.add_argument("action", choices=["migrate", "copy"])
-    ledger.add_argument("--job", type=Path, help="the job (its ledger_url, or its SQLite ledger)")
-    ledger.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
-    )
-    ledger.add_argument("--to", metavar="URL", help="with copy: the PostgreSQL ledger to fill")
+    _add_history(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
 
@@ -166,3 +125,49 @@ def _add_console(commands: Any) -> None:
     users.add_argument(
         "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
     )
+
+
+def _add_history(commands: Any) -> None:
+    """``runs``, ``approve``/``reject``, ``audit`` and ``ledger``: what the ledger holds."""
+    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
+    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
+    runs.add_argument(
+        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
+    )
+    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
+    runs.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+    runs.add_argument(
+        "--requests", action="store_true", help="with show: every row's planned request too"
+    )
+
+    for name, text in (("approve", "approve"), ("reject", "reject")):
+        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
+        decide.add_argument("run_id", help="the dry run's id")
+        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
+        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
+        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
+        decide.add_argument(
+            "--ledger-url",
+            help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)",
+        )
+
+    audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
+    audit.add_argument("action", choices=["verify", "export"])
+    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
+    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
+    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
+    audit.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+
+    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
+    ledger.add_argument("action", choices=["migrate", "copy"])
+    ledger.add_argument("--job", type=Path, help="the job (its ledger_url, or its SQLite ledger)")
+    ledger.add_argument(
+        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    )
+    ledger.add_argument("--to", metavar="URL", help="with copy: the PostgreSQL ledger to fill")

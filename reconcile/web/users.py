@@ -14,7 +14,6 @@ import datetime as dt
 import enum
 import hashlib
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,10 +233,6 @@ def check_password(password: str) -> None:
         )
 
 
-@contextlib.contextmanager
-def user_store(where: Path | Storage) -> Iterator[UserStore]:
-    store = UserStore(where)
-    try:
-        yield store
-    finally:
-        store.close()
+def user_store(where: Path | Storage) -> contextlib.closing[UserStore]:
+    """``with user_store(...) as users:`` the user store, closed at the end of the block."""
+    return contextlib.closing(UserStore(where))
