@@ -16,10 +16,14 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ConfigError
 from reconcile.schema import create_console_schema
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 MIN_PASSWORD_LENGTH = 12
 SESSION_HOURS = 8.0
@@ -215,9 +219,9 @@ class _DummyHash:
     def __init__(self) -> None:
         self._hash: str | None = None
 
-    def get(self, hasher: object) -> str:
+    def get(self, hasher: PasswordHasher) -> str:
         if self._hash is None:
-            self._hash = hasher.hash(secrets.token_urlsafe(16))  # type: ignore[attr-defined]  # PasswordHasher
+            self._hash = hasher.hash(secrets.token_urlsafe(16))
         return self._hash
 
 
