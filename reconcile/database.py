@@ -157,7 +157,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 4, require_schema: bool = True) -> None:
+    def __init__(self, url: str, *, max_size: int = 2, require_schema: bool = True) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
 
@@ -166,7 +166,7 @@ class PostgresDatabase(Database):
         check_reachable(url, require_schema=require_schema)
         self._pool = ConnectionPool(
             url,
-            min_size=1,
+            min_size=min(1, max_size),
             max_size=max_size,
             kwargs={"autocommit": True},
             open=True,
@@ -284,11 +284,22 @@ def check_reachable(url: str, *, require_schema: bool = True) -> None:
         )
 
 
-def open_database(storage: Storage, *, require_schema: bool = True) -> Database:
-    """The storage's database: PostgreSQL when it has a ledger URL, else the SQLite file in
-    its state dir (created, with its folder, if needed)."""
+#: Connections a run's ledger needs: the group-commit writer and one reader (triage, history);
+#: the run's locks hold a connection of their own. The console (request threads and
+#: background runs) opens its stores with more.
+RUN_POOL_SIZE = 2
+CONSOLE_POOL_SIZE = 8
+
+
+def open_database(
+    storage: Storage, *, require_schema: bool = True, pool_size: int = RUN_POOL_SIZE
+) -> Database:
+    """The storage's database: PostgreSQL (a pool of ``pool_size`` connections) when it has a
+    ledger URL, else the SQLite file in its state dir (created, with its folder, if needed)."""
     if storage.ledger_url is not None:
-        return PostgresDatabase(storage.ledger_url, require_schema=require_schema)
+        return PostgresDatabase(
+            storage.ledger_url, max_size=pool_size, require_schema=require_schema
+        )
     from reconcile.ledger import usable_state_dir
 
     return SqliteDatabase(usable_state_dir(storage.state_dir) / SQLITE_FILE)

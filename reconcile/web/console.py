@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from reconcile import api, approval
-from reconcile.database import Storage, as_storage, open_database
+from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
 from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
@@ -107,7 +107,7 @@ class Console:
         self.state_dir = usable_state_dir(storage.state_dir)
         self.files = usable_state_dir(storage.state_dir / "console-files")
         self._environ = dict(environ)
-        self.db = open_database(storage)
+        self.db = open_database(storage, pool_size=CONSOLE_POOL_SIZE)
         if self.db.dialect == "sqlite":
             create_console_schema(self.db)
         self.progress = Progress()

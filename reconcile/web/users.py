@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconcile.database import Storage, as_storage, open_database
+from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
 from reconcile.exceptions import ConfigError
 from reconcile.schema import create_console_schema
 
@@ -85,7 +85,7 @@ class UserStore:
         from argon2 import PasswordHasher
 
         self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
-        self.db = open_database(as_storage(where))
+        self.db = open_database(as_storage(where), pool_size=CONSOLE_POOL_SIZE)
         if self.db.dialect == "sqlite":
             create_console_schema(self.db)
 
