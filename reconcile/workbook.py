@@ -40,10 +40,11 @@ def _column_number(letters: bytes) -> int:
 
 def _check_expanded_size(path: Path, raw: bytes) -> None:
     """Refuse a workbook whose zipped parts expand past MAX_EXPANDED_BYTES, from the sizes its
-    zip directory declares, or whose sheets declare more than MAX_CELLS cells (only each
-    sheet's first bytes are decompressed to find out)."""
+    zip directory declares (each part is then read through once, a chunk at a time, which
+    proves the declared sizes true), or whose sheets declare more than MAX_CELLS cells."""
     import io
     import zipfile
+    import zlib
 
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -56,11 +57,22 @@ def _check_expanded_size(path: Path, raw: bytes) -> None:
                     "into smaller files."
                 )
             for item in archive.infolist():
-                if item.filename.startswith("xl/worksheets/") and item.filename.endswith(".xml"):
-                    with archive.open(item) as sheet:
-                        _check_dimension(path, sheet.read(4096))
-    except zipfile.BadZipFile:
-        raise InputError(f"{path}: not a readable .xlsx workbook (not a zip file).") from None
+                with archive.open(item) as member:
+                    head = member.read(4096)
+                    if item.filename.startswith("xl/worksheets/") and item.filename.endswith(
+                        ".xml"
+                    ):
+                        _check_dimension(path, head)
+                    # Read to the end, a chunk at a time: zipfile stops at the declared size
+                    # and checks the CRC, so a part that expands past what the directory
+                    # declares (a lying zip bomb) is refused here, in bounded memory.
+                    while member.read(1 << 20):
+                        pass
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise InputError(
+            f"{path}: not a readable .xlsx workbook ({exc}): a damaged or malicious file. "
+            "Fix: open it in a spreadsheet and save it again, or save the sheet as CSV."
+        ) from None
 
 
 def _check_dimension(path: Path, head: bytes) -> None:

@@ -504,3 +504,36 @@ def test_a_sheet_declaring_too_many_cells_is_refused_before_parsing(
     job = write_job(tmp_path / "job.toml", operation="purchase-history")
     assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 2
     assert "401 rows x 3 columns" in capsys.readouterr().err
+
+
+def test_a_workbook_whose_zip_directory_lies_about_sizes_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zip bomb that declares its sheet small (directory and local header patched) passes the
+    declared-size check, so each part is read through once in bounded chunks: zipfile stops at
+    the declared size and the CRC no longer matches, and the file is refused (exit 2) before
+    fastexcel parses it."""
+    import struct
+    import zipfile
+
+    rows: list[list[object]] = [["acme", f"ORDTACME{n:05d}", "x" * 50] for n in range(2_000)]
+    source = workbook(
+        tmp_path / "liar.xlsx", ["community", "purchaseHistoryID", "redemptionInstructions"], rows
+    )
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        sheet = next(i for i in archive.infolist() if i.filename.startswith("xl/worksheets/"))
+    struct.pack_into("<I", data, sheet.header_offset + 22, 50_000)  # local header: size
+    name = sheet.filename.encode()
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(name)] != name:
+        central = data.index(b"PK\x01\x02", central + 4)
+    struct.pack_into("<I", data, central + 24, 50_000)  # central directory: size
+    source.write_bytes(bytes(data))
+    with zipfile.ZipFile(source) as archive:  # the directory now claims a small sheet
+        assert (
+            next(i for i in archive.infolist() if i.filename == sheet.filename).file_size == 50_000
+        )
+    job = write_job(tmp_path / "job.toml", operation="purchase-history")
+    assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 2
+    assert "damaged or malicious" in capsys.readouterr().err
