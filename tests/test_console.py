@@ -425,3 +425,36 @@ def test_a_rejection_needs_a_note_and_is_shown_and_audited(running: RunningConso
         actions = [(a["user"], a["action"], a["detail"]) for a in audit.actions(run_id)]
     assert ("bob", "reject", "wrong file") in actions
     assert not [r for r in running.console.history() if not r["dry_run"]]  # nothing ran
+
+
+def test_an_approver_decides_with_the_keyboard_alone(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """From the approval queue to a decision with Tab, typing and Enter only: the links, the
+    Note field and the Approve button are all reachable and operable from the keyboard."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": csrf_of(alice.get("/new").text)})
+    page = _page(browser)
+    _sign_in(page, running.url, "bob")
+    page.goto(f"{running.url}/approvals")
+    review = page.get_by_role("link", name=re.compile("Review plan"))
+    for _ in range(30):  # Tab until the review link has focus
+        page.keyboard.press("Tab")
+        if review.evaluate("link => link === document.activeElement"):
+            break
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Note")).to_be_visible()
+    note = page.get_by_label("Note")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if note.evaluate("field => field === document.activeElement"):
+            break
+    page.keyboard.type("Checked with the keyboard")
+    page.keyboard.press("Tab")  # the Approve button
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Approve"
+    page.keyboard.press("Enter")
+    decision = page.locator(".alert.ok")
+    expect(decision).to_contain_text("Approved by bob")
+    expect(decision).to_contain_text("Checked with the keyboard")
