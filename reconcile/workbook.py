@@ -199,22 +199,25 @@ def _damaged_numbers(header: str, shown: pl.Series, number: pl.Series) -> pl.Dat
     typed, and beside text cells with leading zeros a number has lost its own. A text cell is
     never flagged, digits or not (a column formatted as Text). A leading zero that a spreadsheet
     dropped from a column of numbers only leaves no trace in the file: that cannot be seen."""
-    rows = pl.int_range(2, shown.len() + 2, eager=True)
     # Text cells of digits with a leading zero say the column's values have leading zeros: a
     # number cell beside them has probably lost its own, whatever its value.
     zero_led = (~number & shown.str.contains(r"^0[0-9]+$").fill_null(False)).any()
     hit = number & (zero_led | ~shown.str.contains(_LOSSLESS_NUMBER).fill_null(False))
+    return _flagged(
+        hit,
+        f"{header}: is a number cell that a spreadsheet changed (it keeps 15 digits and may "
+        "write an exponent or decimals): the API reads this value as text. Format the "
+        "column as Text, paste the values again from the source and save",
+    )
+
+
+def _flagged(hit: pl.Series, message: str) -> pl.DataFrame:
+    """(``row``, ``message``) for the cells ``hit`` marks (row 2 is the first under the header)."""
+    rows = pl.int_range(2, hit.len() + 2, eager=True)
     return (
         pl.DataFrame({ROW: rows, "hit": hit})
         .filter("hit")
-        .select(
-            ROW,
-            pl.lit(
-                f"{header}: is a number cell that a spreadsheet changed (it keeps 15 digits and may "
-                "write an exponent or decimals): the API reads this value as text. Format the "
-                "column as Text, paste the values again from the source and save"
-            ).alias("message"),
-        )
+        .select(ROW, pl.lit(message).alias("message"))
     )
 
 
@@ -222,18 +225,11 @@ def _swapped_dates(header: str, shown: pl.Series, date: pl.Series) -> pl.DataFra
     """Real date cells beside text dates that only read day first (31/12/2026): the file was
     opened in a month-first locale, which read 01/02/2027 as 2 January and left 31/12/2026 as
     text. Its real dates may have day and month swapped, so each is refused."""
-    rows = pl.int_range(2, shown.len() + 2, eager=True)
     day_first_text = (~date & shown.str.contains(_DAY_FIRST_ONLY).fill_null(False)).any()
     hit = date & day_first_text
-    return (
-        pl.DataFrame({ROW: rows, "hit": hit})
-        .filter("hit")
-        .select(
-            ROW,
-            pl.lit(
-                f"{header}: is a date cell in a column where other dates stayed text (such as "
-                "31/12/2026): the file was read in a month-first locale, so this date's day and "
-                "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY"
-            ).alias("message"),
-        )
+    return _flagged(
+        hit,
+        f"{header}: is a date cell in a column where other dates stayed text (such as "
+        "31/12/2026): the file was read in a month-first locale, so this date's day and "
+        "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY",
     )

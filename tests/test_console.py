@@ -27,6 +27,7 @@ from tests.console import (
     check_file,
     console_parts,
     csrf_of,
+    post_sign_in,
     serve,
 )
 from tests.helpers import SAMPLE
@@ -316,25 +317,8 @@ class TestGuards:
     ) -> None:
         client = running.client()
         for _ in range(5):
-            page = client.get("/login")
-            wrong = client.post(
-                "/login",
-                data={
-                    "csrf_token": csrf_of(page.text),
-                    "username": "bob",
-                    "password": "nope-nope-nope",
-                },
-            )
-            assert wrong.status_code == 401
-        page = client.get("/login")
-        right = client.post(
-            "/login",
-            data={
-                "csrf_token": csrf_of(page.text),
-                "username": "bob",
-                "password": PASSWORDS["bob"][1],
-            },
-        )
+            assert post_sign_in(client, "bob", "nope-nope-nope").status_code == 401
+        right = post_sign_in(client, "bob", PASSWORDS["bob"][1])
         assert right.status_code == 429 and "Too many failed sign-ins" in right.text
         signed = running.client("alice")
         pages = [signed.get(p).text for p in ("/new", "/history")]
@@ -359,14 +343,7 @@ class TestGuards:
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert page.headers["x-content-type-options"] == "nosniff"
         assert page.headers["referrer-policy"] == "same-origin"
-        answer = client.post(
-            "/login",
-            data={
-                "csrf_token": csrf_of(page.text),
-                "username": "alice",
-                "password": PASSWORDS["alice"][1],
-            },
-        )
+        answer = post_sign_in(client, "alice", PASSWORDS["alice"][1])
         cookie = answer.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie
 
@@ -458,3 +435,19 @@ def test_an_approver_decides_with_the_keyboard_alone(
     decision = page.locator(".alert.ok")
     expect(decision).to_contain_text("Approved by bob")
     expect(decision).to_contain_text("Checked with the keyboard")
+
+
+def test_an_expired_session_signs_nobody_in(tmp_path: Path) -> None:
+    """A session past its expiry is refused (and removed); a live one names its user."""
+    from reconcile.web.users import UserStore
+
+    users = UserStore(tmp_path)
+    try:
+        alice = users.add("alice", "submitter", PASSWORDS["alice"][1])
+        live, stale = users.open_session(alice), users.open_session(alice, hours=-1)
+        found = users.session(live)
+        assert found is not None and found.user.name == "alice"
+        assert users.session(stale) is None
+        assert users.db.one("SELECT COUNT(*) FROM sessions") == (1,)
+    finally:
+        users.close()

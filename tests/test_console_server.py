@@ -21,7 +21,7 @@ from reconcile.approval import acting_user
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
-from tests.console import PASSWORDS, check_file, csrf_of, environ, sign_in
+from tests.console import PASSWORDS, check_file, csrf_of, environ, post_sign_in, sign_in
 from tests.helpers import orders_csv, write_job
 
 
@@ -125,16 +125,7 @@ def test_users_are_added_listed_and_disabled_from_the_command_line(tmp_path: Pat
         assert _reconcile("users", "disable", "alice", "--state-dir", state).returncode == 0
         assert alice.get("/new", follow_redirects=False).status_code == 303
         again = httpx.Client(base_url=url)
-        page = again.get("/login")
-        answer = again.post(
-            "/login",
-            data={
-                "csrf_token": csrf_of(page.text),
-                "username": "alice",
-                "password": PASSWORDS["alice"][1],
-            },
-        )
-        assert answer.status_code == 401
+        assert post_sign_in(again, "alice", PASSWORDS["alice"][1]).status_code == 401
 
 
 def test_the_demo_starts_with_two_users_and_every_operation(tmp_path: Path) -> None:
@@ -150,15 +141,7 @@ def test_the_demo_starts_with_two_users_and_every_operation(tmp_path: Path) -> N
         )
         assert set(passwords) == {"alice", "bob"}
         client = httpx.Client(base_url=url)
-        page = client.get("/login")
-        client.post(
-            "/login",
-            data={
-                "csrf_token": csrf_of(page.text),
-                "username": "alice",
-                "password": passwords["alice"],
-            },
-        )
+        post_sign_in(client, "alice", passwords["alice"])
         new = client.get("/new")
         assert new.status_code == 200
         for operation in ("purchase-history", "voucherify-order", "capillary-transaction"):

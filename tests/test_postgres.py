@@ -112,40 +112,14 @@ def test_two_shards_run_side_by_side_and_the_same_shard_twice_exits_2(
     rows = [(c, order_id(c, n)) for n in range(40) for c in ("acme", "globex")]
     source = orders_csv(tmp_path / "in.csv", rows)
     job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=100, concurrency=2)
-    acme = _start(
-        postgres_url,
-        "run",
-        source,
-        "--job",
-        job,
-        "--community",
-        "acme",
-        "--out",
-        tmp_path / "a.csv",
-    )
-    globex = _start(
-        postgres_url,
-        "run",
-        source,
-        "--job",
-        job,
-        "--community",
-        "globex",
-        "--out",
-        tmp_path / "g.csv",
-    )
+
+    def shard(community: str, out: str) -> tuple[str | Path, ...]:
+        return ("run", source, "--job", job, "--community", community, "--out", tmp_path / out)
+
+    acme = _start(postgres_url, *shard("acme", "a.csv"))
+    globex = _start(postgres_url, *shard("globex", "g.csv"))
     _wait(lambda: {r.get("community") for r in sandbox.state.requests} >= {"acme", "globex"})
-    twice = _reconcile(
-        postgres_url,
-        "run",
-        source,
-        "--job",
-        job,
-        "--community",
-        "acme",
-        "--out",
-        tmp_path / "x.csv",
-    )
+    twice = _reconcile(postgres_url, *shard("acme", "x.csv"))
     assert twice.returncode == 2 and "is in progress" in twice.stderr
     for process in (acme, globex):
         _, err = process.communicate(timeout=120)

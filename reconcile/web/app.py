@@ -37,7 +37,7 @@ from reconcile.web.security import (
     TrustedProxy,
     same_token,
 )
-from reconcile.web.users import Session, User, UserStore
+from reconcile.web.users import SESSION_HOURS, Session, User, UserStore
 from reconcile.web.views import Forbidden, NotFound
 
 log = structlog.get_logger("reconcile.web")
@@ -132,6 +132,20 @@ class Web:
             raise NotFound
         return upload
 
+    def set_cookie(
+        self, response: Response, request: Request, name: str, value: str, hours: float
+    ) -> None:
+        """A signed HttpOnly SameSite=Lax cookie, Secure when the request came over TLS."""
+        response.set_cookie(
+            name,
+            self.signer.sign(value),
+            max_age=int(hours * 3600),
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+
     def audit(self, upload: Upload, user: User, action: str, detail: str = "") -> None:
         self.console.record(self.console.job(upload.job), upload.run_id, user, action, detail)
 
@@ -144,18 +158,6 @@ def _when(iso: str | None, seconds: bool = False) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
-
-
-def _with_cookie(response: Response, request: Request, name: str, value: str, hours: float) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=int(hours * 3600),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 Handler = Callable[[Web, Request], Awaitable[Response]]
@@ -184,7 +186,7 @@ def create_app(
                 )
             new = request.scope.get("reconcile.new_cookie")
             if new:
-                _with_cookie(response, request, SESSION_COOKIE, signer.sign(new), 8)
+                web.set_cookie(response, request, SESSION_COOKIE, new, SESSION_HOURS)
             return response
 
         return endpoint

@@ -162,18 +162,11 @@ class Console:
         return upload
 
     def upload(self, run_id: str) -> Upload | None:
-        row = self.db.one(
-            "SELECT run_id, job, original_name, stored, results, maker, created_at, "
-            "submitted_at FROM uploads WHERE run_id = ?",
-            (run_id,),
-        )
-        if row is None:
-            return None
-        return Upload(row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7])
+        found = self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
+        return _upload(found[0]) if found else None
 
     def uploads(self) -> list[Upload]:
-        ids = [r[0] for r in self.db.rows("SELECT run_id FROM uploads")]
-        return [u for u in map(self.upload, ids) if u is not None]
+        return [_upload(row) for row in self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")]
 
     def submit(self, upload: Upload, user: User) -> None:
         """Put a checked file in the approvers' queue."""
@@ -327,6 +320,13 @@ def _people(audit: Any, run: Mapping[str, Any]) -> dict[str, Any]:
         "decision": None,
         "plan_run_id": manifest.get("plan_run_id"),
     }
+
+
+_UPLOAD_COLUMNS = "run_id, job, original_name, stored, results, maker, created_at, submitted_at"
+
+
+def _upload(row: tuple[Any, ...]) -> Upload:
+    return Upload(row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7])
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:

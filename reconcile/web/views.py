@@ -19,7 +19,7 @@ from reconcile.exceptions import ApprovalError, ReconcileError
 from reconcile.results import neutralised
 from reconcile.web import tables
 from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
-from reconcile.web.users import LOCKOUT_MINUTES
+from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web
@@ -52,14 +52,7 @@ async def login_page(web: Web, request: Request) -> Response:
 def _login_form(web: Web, request: Request, error: str | None, status: int) -> Response:
     token = secrets.token_urlsafe(24)
     response = web.page(request, "login.html", status, login_csrf=token, error=error)
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        web.signer.sign(token),
-        max_age=3600,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    web.set_cookie(response, request, LOGIN_CSRF_COOKIE, token, 1)
     return response
 
 
@@ -84,14 +77,7 @@ async def login(web: Web, request: Request) -> Response:
     with approval.store(web.console.storage) as audit:
         audit.record_action("", user.name, "sign-in", f"from {_client(request)}")
     response = RedirectResponse("/", 303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        web.signer.sign(token),
-        max_age=8 * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    web.set_cookie(response, request, SESSION_COOKIE, token, SESSION_HOURS)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
 
@@ -296,7 +282,7 @@ async def history(web: Web, request: Request) -> Response:
     uploads = {u.run_id: u for u in web.console.uploads()}
     if not session.user.sees_all_runs:
         runs = [r for r in runs if r.get("maker") == session.user.name]
-    return web.page(request, "history.html", runs=runs, uploads=uploads, sessions_user=session)
+    return web.page(request, "history.html", runs=runs, uploads=uploads)
 
 
 Handler = Callable[["Web", Request], Awaitable[Response]]
