@@ -4,7 +4,7 @@ Against the sandbox (own process, no rate limit), 50 requests in flight, each va
 process measuring its own CPU time (user + system) over the sending phase only:
 
 - httpx-default: a bare loop over httpx.AsyncClient with its default transport
-- httpx-aiohttp: the same loop on reconcile's own aiohttp transport (reconcile.client)
+- client:        the same loop on reconcile's client alone (``client.send``, its aiohttp transport)
 - aiohttp:       a bare aiohttp loop
 - reconcile:     the tool's dispatch (pacing, retries, outcomes, progress), rows planned from a CSV
 
@@ -37,24 +37,33 @@ def targets(url: str, total: int) -> list[str]:
     return [f"{url}/v1/purchase-histories/{order_id('acme', n % ORDERS)}" for n in range(total)]
 
 
-async def bare_httpx(url: str, total: int, transport: str) -> None:
+async def bare_httpx(url: str, total: int) -> None:
     import httpx
 
-    from reconcile.client import AiohttpTransport
-
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    chosen = (
-        AiohttpTransport(max_connections=IN_FLIGHT, read_timeout=30)
-        if transport == "aiohttp"
-        else httpx.AsyncHTTPTransport(limits=limits)
-    )
     todo = iter(targets(url, total))
-    async with httpx.AsyncClient(transport=chosen) as client:
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(limits=limits)) as client:
 
         async def worker() -> None:
             for target in todo:
                 response = await client.patch(target, content=BODY, headers=HEADERS)
                 assert response.status_code == 200
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+async def bare_transport(url: str, total: int) -> None:
+    """reconcile's client alone (``client.send`` on its aiohttp transport): no dispatch."""
+    from reconcile.client import make_client, send
+
+    todo = iter(targets(url, total))
+    headers = {"Authorization": HEADERS["Authorization"]}
+    async with make_client(timeout_seconds=30, max_connections=IN_FLIGHT) as client:
+
+        async def worker() -> None:
+            for target in todo:
+                answer = await send(client, "PATCH", target, headers=headers, body=BODY)
+                assert answer.status == 200
 
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
 
@@ -165,10 +174,10 @@ def child(variant: str, url: str, total: int, folder: Path) -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         if variant == "aiohttp":
             asyncio.run(bare_aiohttp(url, total))
+        elif variant == "client":
+            asyncio.run(bare_transport(url, total))
         else:
-            asyncio.run(
-                bare_httpx(url, total, "aiohttp" if variant == "httpx-aiohttp" else "default")
-            )
+            asyncio.run(bare_httpx(url, total))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(json.dumps({"cpu": cpu, "wall": wall}))
 
@@ -184,7 +193,7 @@ def main() -> None:
     if args.child:
         variant, url, total, folder = args.child
         return child(variant, url, int(total), Path(folder))
-    variants = ["httpx-default", "httpx-aiohttp", "aiohttp", "reconcile"]
+    variants = ["httpx-default", "client", "aiohttp", "reconcile"]
     per_request: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), ORDERS) as url:
         print(

@@ -1,16 +1,21 @@
 """The HTTP client, and the one place that knows the HTTP libraries' exceptions.
 
-httpx is the client API; underneath, :class:`AiohttpTransport` sends over aiohttp, chosen by
-measurement (bench/README.md): httpx's default transport costs several times more CPU per request
-at 50 in flight on this 2-core class of machine. The transport is ours, not a library's, because
-a money-moving tool needs three things no packaged adapter gave:
+:class:`AiohttpTransport` sends over aiohttp, chosen by measurement (bench/README.md): httpx's
+default transport costs several times more CPU per request at 50 in flight on this 2-core class
+of machine, and httpx's request and response models on top of aiohttp still cost about half of
+the tool's client CPU, so the send path calls aiohttp directly. The seam is
+:class:`Transport`: one exchange in, an :class:`Answer` or a :class:`SendFailure` out. Unit tests
+plug any httpx transport into it (:class:`HttpxTransport` around ``httpx.MockTransport``).
+
+The transport is ours, not a library's, because a money-moving tool needs three things no
+packaged adapter gave:
 
 - **nothing is sent twice below the tool**: aiohttp re-sends an idempotent request (PUT, DELETE)
   once on a fresh connection when a kept-alive one is reset; that is switched off, so each
   :func:`send` puts at most one request on the wire (pinned by tests/test_network_faults.py);
-- **every failure has a meaning**: each aiohttp error becomes an httpx error saying whether a
-  connection was ever made (:class:`httpx.ConnectError`: nothing sent) or not
-  (anything else: the request may have reached the server);
+- **every failure has a meaning**: each aiohttp error becomes a :class:`SendFailure` saying
+  whether the request may have reached the server: only a connection never made proves it did
+  not;
 - **the URL goes out as written**: paths are percent-encoded by the operations, and the URL is
   handed to aiohttp as already encoded, so ``%2E%2E`` is never decoded into ``..`` and resolved.
 
@@ -25,13 +30,17 @@ import email.utils
 import ssl
 import time
 from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 import anyio
-import httpx
 import yarl
 
 from reconcile import __version__
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = f"reconcile/{__version__} (+bulk corrections)"
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -54,23 +63,49 @@ class SendFailure(Exception):
         self.maybe_applied = maybe_applied
 
 
-def _transport_error(exc: Exception, request: httpx.Request) -> httpx.TransportError:
-    """The httpx error that says what an aiohttp error means for the request."""
+class Transport(Protocol):
+    """One HTTP exchange: the answer read to its last byte, or a SendFailure. Never re-sends."""
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+def could_not_connect(cause: object) -> SendFailure:
+    """Nothing was sent: the connection was never made (refused, unreachable, TLS refused)."""
+    return SendFailure(f"could not connect: {cause}", maybe_applied=False)
+
+
+def no_answer_in_time(cause: object) -> SendFailure:
+    return SendFailure(f"no answer in time ({cause})", maybe_applied=True)
+
+
+def connection_lost(kind: str, cause: object) -> SendFailure:
+    """The connection was open, so the request may have been acted on."""
+    return SendFailure(f"connection lost: {kind} ({cause})", maybe_applied=True)
+
+
+def aiohttp_failure(exc: Exception) -> SendFailure:
+    """What an aiohttp error means for the request."""
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(text, request=request)
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, DNS, TLS certificate
-        return httpx.ConnectError(text, request=request)
+    if isinstance(exc, (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError)):
+        return could_not_connect(text)  # refused, DNS, TLS certificate, connect timeout
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return httpx.ReadTimeout(text, request=request)
+        return no_answer_in_time(text)
     if isinstance(exc, aiohttp.ClientResponseError):  # a status line or headers not HTTP
-        return httpx.RemoteProtocolError(text, request=request)
+        return connection_lost("not an HTTP answer", text)
     # Reset, closed mid-answer, short body, or anything else once the connection was open.
-    return httpx.ReadError(text, request=request)
+    return connection_lost(type(exc).__name__, text)
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx over one aiohttp session: pooled keep-alive connections, no library retries."""
+def _answer(status: int, body: bytes, retry_after: str | None) -> Answer:
+    return Answer(status=status, body=body, retry_after=parse_retry_after(retry_after))
+
+
+class AiohttpTransport:
+    """One aiohttp session: pooled keep-alive connections, no library retries, no cookies."""
 
     def __init__(self, *, max_connections: int, read_timeout: float) -> None:
         self._max_connections = max_connections
@@ -87,59 +122,101 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=self._timeout,
-            auto_decompress=False,  # httpx decodes by Content-Encoding
         )
         # aiohttp has no public switch for its one silent re-send of idempotent requests after
         # a kept-alive connection is reset (RFC 9112 9.3.1 allows it; a refund must not).
         session._retry_connection = False
         return session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Answer:
         if self._session is None:
             self._session = self._open()
-        body = await request.aread()
         try:
             async with self._session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
-                data=body or None,
+                method,
+                yarl.URL(url, encoded=True),
+                headers=headers,
+                data=body,
                 allow_redirects=False,
                 compress=False,
             ) as response:
                 content = await response.read()
-                return httpx.Response(
-                    response.status,
-                    headers=response.raw_headers,
-                    content=content,
-                    request=request,
-                )
+                return _answer(response.status, content, response.headers.get("Retry-After"))
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:  # every way an exchange can fail maps to a meaning
-            raise _transport_error(exc, request) from exc
+            raise aiohttp_failure(exc) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
+class HttpxTransport:
+    """Any httpx transport behind the seam: ``httpx.MockTransport`` in the dispatch unit tests."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Answer:
+        import httpx
+
+        request = httpx.Request(method, url, headers=headers, content=body)
+        try:
+            response = await self._transport.handle_async_request(request)
+            content = await response.aread()
+        except httpx.HTTPError as exc:
+            raise httpx_failure(exc) from exc
+        return _answer(response.status_code, content, response.headers.get("Retry-After"))
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def httpx_failure(exc: httpx.HTTPError) -> SendFailure:
+    """The same meanings for httpx's errors: only a connection never made (refused,
+    unreachable, no pool slot in time) proves the request was not sent."""
+    import httpx
+
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return could_not_connect(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return no_answer_in_time(exc)
+    return connection_lost(type(exc).__name__, exc)
+
+
+@dataclasses.dataclass(slots=True)
+class Client:
+    """One client for the whole run: a transport, the run's timeout, the tool's User-Agent."""
+
+    transport: Transport
+    timeout_seconds: float
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.transport.aclose()
+
+
 def make_client(
-    *,
-    timeout_seconds: float,
-    max_connections: int,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """One client for the whole run: pooled keep-alive connections shared by all communities.
-    ``transport`` replaces the network (tests pass :class:`httpx.MockTransport`)."""
-    return httpx.AsyncClient(
-        transport=transport
-        or AiohttpTransport(max_connections=max_connections, read_timeout=timeout_seconds),
-        timeout=timeout_seconds,
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-        trust_env=False,
+    *, timeout_seconds: float, max_connections: int, transport: Transport | None = None
+) -> Client:
+    """Pooled keep-alive connections shared by all communities. ``transport`` replaces the
+    network (tests pass ``HttpxTransport(httpx.MockTransport(...))``)."""
+    chosen = transport or AiohttpTransport(
+        max_connections=max_connections, read_timeout=timeout_seconds
     )
+    return Client(chosen, timeout_seconds)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -157,7 +234,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: Client,
     method: str,
     url: str,
     *,
@@ -167,33 +244,15 @@ async def send(
     """Send one request and read its whole answer within the client's timeout; raise
     SendFailure when there is no complete HTTP answer in time."""
     content = body.encode("utf-8") if body is not None else None
-    all_headers = dict(headers)
+    all_headers = {"User-Agent": USER_AGENT, **headers}
     if content is not None:
         all_headers["Content-Type"] = "application/json"
-    deadline = client.timeout.read or CONNECT_TIMEOUT_SECONDS
+    deadline = client.timeout_seconds or CONNECT_TIMEOUT_SECONDS
     try:
         with anyio.fail_after(deadline):
-            response = await client.request(method, url, headers=all_headers, content=content)
+            return await client.transport.exchange(method, url, all_headers, content)
     except TimeoutError as exc:
         raise SendFailure(
             f"no answer in time (the whole request took over {deadline:g} s)",
             maybe_applied=True,
         ) from exc
-    except httpx.HTTPError as exc:
-        raise send_failure(exc) from exc
-    return Answer(
-        status=response.status_code,
-        body=response.content,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-    )
-
-
-def send_failure(exc: httpx.HTTPError) -> SendFailure:
-    """Why there is no answer, and whether the request may have reached the server: only a
-    connection never made (refused, unreachable, TLS certificate refused, no pool slot in
-    time) proves it did not."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return SendFailure(f"could not connect: {exc}", maybe_applied=False)
-    if isinstance(exc, httpx.TimeoutException):
-        return SendFailure(f"no answer in time ({exc})", maybe_applied=True)
-    return SendFailure(f"connection lost: {type(exc).__name__} ({exc})", maybe_applied=True)

@@ -25,11 +25,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
-import httpx
 import structlog
 
 from reconcile import retry
-from reconcile.client import Answer, SendFailure, send
+from reconcile.client import Answer, Client, SendFailure, send
 from reconcile.credentials import Credentials, Missing
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
@@ -105,7 +104,7 @@ class Dispatcher:
         *,
         operation: Operation,
         job: Job,
-        client: httpx.AsyncClient,
+        client: Client,
         stop: anyio.Event,
         recorder: Recorder | None = None,
         progress: Progress | None = None,

@@ -12,7 +12,7 @@ import anyio
 import httpx
 import pytest
 
-from reconcile.client import make_client
+from reconcile.client import HttpxTransport, make_client
 from reconcile.credentials import Secrets
 from reconcile.dispatch import Dispatcher, PlannedRequest
 from reconcile.job import load_job
@@ -86,7 +86,7 @@ def dispatch(
     ]
 
     async def go() -> list[RequestOutcome]:
-        transport = httpx.MockTransport(recorded)
+        transport = HttpxTransport(httpx.MockTransport(recorded))
         async with make_client(timeout_seconds=5, max_connections=4, transport=transport) as c:
             dispatcher = Dispatcher(
                 operation=get_operation(operation),

@@ -15,7 +15,7 @@ import yarl
 from rich.console import Console
 
 from reconcile import __all__ as exported
-from reconcile.client import _transport_error, parse_retry_after, send_failure
+from reconcile.client import aiohttp_failure, httpx_failure, parse_retry_after
 from reconcile.logs import redact, register_secret
 from reconcile.outcome import Status
 from reconcile.pacing import Pacer
@@ -127,21 +127,17 @@ def test_public_api_is_curated() -> None:
 
 
 class TestSendFailures:
-    """Each aiohttp error becomes the httpx error that says whether the request may have
-    reached the server, and send_failure words it."""
-
-    @staticmethod
-    def mapped(cause: Exception) -> httpx.HTTPError:
-        return _transport_error(cause, httpx.Request("PUT", "http://127.0.0.1/x"))
+    """Each aiohttp error becomes a SendFailure that says whether the request may have reached
+    the server."""
 
     def test_a_connection_never_made_was_not_sent(self) -> None:
         """Refused connections and connect timeouts prove nothing was sent."""
         key = types.SimpleNamespace(host="127.0.0.1", port=1, ssl=True)
         refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))  # type: ignore[arg-type]
-        failure = send_failure(self.mapped(refused))
+        failure = aiohttp_failure(refused)
         assert not failure.maybe_applied
         assert str(failure).startswith("could not connect: ")
-        assert not send_failure(self.mapped(aiohttp.ConnectionTimeoutError())).maybe_applied
+        assert not aiohttp_failure(aiohttp.ConnectionTimeoutError()).maybe_applied
 
     @pytest.mark.parametrize(
         "cause",
@@ -162,22 +158,23 @@ class TestSendFailures:
         self, cause: Exception
     ) -> None:
         """Once a connection was open, every failure may have come after the write."""
-        failure = send_failure(self.mapped(cause))
+        failure = aiohttp_failure(cause)
         assert failure.maybe_applied
+        assert str(failure).startswith("connection lost: ")
         assert type(cause).__name__ in str(failure)
 
     def test_a_read_timeout_is_no_answer_in_time(self) -> None:
         """A read timeout may have applied it, and says it timed out."""
-        read_timeout = send_failure(self.mapped(aiohttp.SocketTimeoutError()))
+        read_timeout = aiohttp_failure(aiohttp.SocketTimeoutError())
         assert read_timeout.maybe_applied
         assert str(read_timeout).startswith("no answer in time")
 
-    def test_httpx_own_transport_errors_keep_their_meaning(self) -> None:
-        """Errors raised by another transport (MockTransport in tests) mean the same."""
-        assert not send_failure(httpx.ConnectError("refused")).maybe_applied
-        assert not send_failure(httpx.PoolTimeout("pool")).maybe_applied
-        assert send_failure(httpx.ReadTimeout("slow")).maybe_applied
-        assert send_failure(httpx.RemoteProtocolError("cut")).maybe_applied
+    def test_httpx_transport_errors_keep_their_meaning(self) -> None:
+        """Errors raised by an httpx transport (MockTransport in tests) mean the same."""
+        assert not httpx_failure(httpx.ConnectError("refused")).maybe_applied
+        assert not httpx_failure(httpx.PoolTimeout("pool")).maybe_applied
+        assert httpx_failure(httpx.ReadTimeout("slow")).maybe_applied
+        assert httpx_failure(httpx.RemoteProtocolError("cut")).maybe_applied
 
 
 def test_a_plan_hash_over_slices_equals_the_hash_of_the_whole_text(
