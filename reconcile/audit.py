@@ -8,6 +8,7 @@ decide what are in :mod:`reconcile.approval`, which calls this.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import csv
 import dataclasses
@@ -51,7 +52,11 @@ def plan_hash(header: Mapping[str, Any], rows: pl.DataFrame) -> str:
     digest = hashlib.sha256(canonical(header).encode())
     digest.update(b"\n")
     for part in rows.select(PLAN_COLUMNS).iter_slices(HASHED_ROWS_PER_SLICE):
-        digest.update(part.write_ndjson().encode())
+        # Written as bytes: polars' text output would be decoded to str and encoded back
+        # (0.54 s instead of 0.30 s for a million rows).
+        text = io.BytesIO()
+        part.write_ndjson(text)
+        digest.update(text.getbuffer())
     return digest.hexdigest()
 
 
@@ -107,12 +112,17 @@ class AuditStore:
 
     def record_plan(self, header: dict[str, Any], rows: pl.DataFrame) -> str:
         """Store a dry run's plan and chain it; returns its SHA-256."""
-        digest = plan_hash(header, rows)
+        # Both are native work that releases the GIL: the Parquet value is compressed on a
+        # second core while the rows are hashed (0.15 s of a million-row dry run).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            blob = pool.submit(rows_blob, rows)
+            digest = plan_hash(header, rows)
+            value = blob.result()
         run_id = str(header["run_id"])
         with self.db.transaction(lock=CHAIN):
             self.db.run(
                 "INSERT INTO plans (run_id, header, plan_sha256, rows) VALUES (?,?,?,?)",
-                (run_id, canonical(header), digest, rows_blob(rows)),
+                (run_id, canonical(header), digest, value),
             )
             self._append("plan", run_id, {**header, "plan_sha256": digest})
         return digest
