@@ -23,13 +23,13 @@ import datetime as dt
 import getpass
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import __version__
 from reconcile._lazy import pl
-from reconcile.audit import PLAN_COLUMNS, Plan, canonical, plan_hash, store
+from reconcile.audit import PLAN_COLUMNS, Plan, PlanRows, canonical, plan_hash, store
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError
 from reconcile.intake import ROW
@@ -228,15 +228,16 @@ def check_plan(prepared: Prepared, approved: ApprovedPlan) -> None:
 
 
 def plan_fields(
-    prepared: Prepared,
+    job: Job,
+    input_sha256: str,
     input_path: Path,
     options: RunOptions,
     run_id: str,
     started: str,
-    outcomes: pl.DataFrame,
+    rows: Callable[[], pl.DataFrame | PlanRows],
 ) -> dict[str, Any]:
-    """A dry run records its plan (manifest: its hash and maker); a run of an approved plan
-    names the plan, its hash, its maker and its approver."""
+    """A dry run records its plan (``rows()``; manifest: its hash and maker); a run of an
+    approved plan names the plan, its hash, its maker and its approver."""
     if options.plan is not None:
         return {
             "plan_run_id": options.plan.plan.run_id,
@@ -246,20 +247,20 @@ def plan_fields(
         }
     if not options.dry_run:
         return {}
-    settings = job_settings(prepared.job)
+    settings = job_settings(job)
     header = {
         "run_id": run_id,
         "maker": acting_user(options.environ or os.environ),
         "created_at": started,
         "input_name": input_path.name,
         "input_path": str(input_path.resolve()),
-        "input_sha256": prepared.table.sha256,
+        "input_sha256": input_sha256,
         "job_fingerprint": fingerprint_of(settings),
         "job_settings": settings,
         "tool_version": __version__,
     }
-    with store(prepared.job.storage) as audit:
-        digest = audit.record_plan(header, plan_rows(outcomes))
+    with store(job.storage) as audit:
+        digest = audit.record_plan(header, rows())
     return {"plan_sha256": digest, "maker": header["maker"]}
 
 

@@ -15,10 +15,16 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.operations.base import Column
+
+if TYPE_CHECKING:
+    import polars
+
+    FrameT = TypeVar("FrameT", polars.DataFrame, polars.LazyFrame)
 
 ROW = "__row"
 #: Columns reconcile writes into results files; dropped from an input so that a results or
@@ -140,10 +146,10 @@ def read_table(
 FORMULA_START = r"[=+\-@\t\r\n]"
 
 
-def without_excel_guard(frame: pl.DataFrame) -> pl.DataFrame:
+def without_excel_guard(frame: FrameT) -> FrameT:
     """Our results and errors CSVs prefix formula-like cells with a quote, for Excel; when such
     a file comes back as input, the quote goes, so ``-5`` is sent as ``-5``, not ``'-5``."""
-    text = [c for c, dtype in frame.schema.items() if dtype == pl.String]
+    text = [c for c, dtype in frame.collect_schema().items() if dtype == pl.String]
     return frame.with_columns(
         pl.when(pl.col(c).str.contains(f"^'{FORMULA_START}"))
         .then(pl.col(c).str.slice(1))
@@ -223,13 +229,36 @@ def family_column(header: str, families: Sequence[str]) -> str | None:
     return None
 
 
-def _map_headers(
-    path: Path,
-    frame: pl.DataFrame,
-    headers: list[str],
-    columns: Sequence[Column],
-    families: Sequence[str] = (),
-) -> Table:
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeaderMap:
+    """Which of a file's columns are kept, under which names, and what each means."""
+
+    keep: Sequence[int]
+    """Positions of the kept columns (our own output columns of a re-upload are dropped)."""
+    names: Sequence[str]
+    """Their headers (``column N`` for a blank one)."""
+    canonical: Mapping[str, str]
+    extra: Sequence[str]
+    reuploaded: bool
+
+    def apply(self, grid: pl.LazyFrame) -> pl.LazyFrame:
+        """``grid``'s records (no header line) as ``__row`` plus the kept columns, each under
+        its header; lines with no value at all are dropped."""
+        columns = grid.collect_schema().names()
+        frame = grid.select(pl.nth(list(self.keep))).rename(
+            dict(zip([columns[i] for i in self.keep], self.names, strict=True))
+        )
+        # Row as a spreadsheet shows it: header is row 1, so the first record is row 2.
+        frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
+        # Lines with no value at all (blank lines, ';;;' from Excel) are not records.
+        return frame.filter(~pl.all_horizontal(pl.col(n).is_null() for n in self.names))
+
+
+def header_map(
+    path: Path, headers: list[str], columns: Sequence[Column], families: Sequence[str] = ()
+) -> HeaderMap:
+    """Map ``headers`` onto ``columns``; InputError for a missing required column or two
+    headers that mean the same column."""
     wanted = {header_key(c.name): c.name for c in columns}
     required = [c.name for c in columns if c.required]
     canonical: dict[str, str] = {}
@@ -270,12 +299,22 @@ def _map_headers(
             f"{path}: required column(s) missing: {', '.join(missing)}. "
             f"Fix: add a header row naming them (found: {', '.join(headers)})."
         )
-    frame = frame.select(pl.nth(keep)).rename(
-        dict(zip([frame.columns[i] for i in keep], names, strict=True))
-    )
-    # Row as a spreadsheet shows it: header is row 1, so the first record is row 2.
-    frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
-    # Lines with no value at all (blank lines, ';;;' from Excel) are not records.
-    frame = frame.filter(~pl.all_horizontal(pl.col(n).is_null() for n in names))
     extra = [n for n in names if n not in canonical.values()]
-    return Table(path=path, frame=frame, canonical=canonical, extra=extra, reuploaded=reuploaded)
+    return HeaderMap(keep, names, canonical, extra, reuploaded)
+
+
+def _map_headers(
+    path: Path,
+    frame: pl.DataFrame,
+    headers: list[str],
+    columns: Sequence[Column],
+    families: Sequence[str] = (),
+) -> Table:
+    mapping = header_map(path, headers, columns, families)
+    return Table(
+        path=path,
+        frame=mapping.apply(frame.lazy()).collect(),
+        canonical=mapping.canonical,
+        extra=mapping.extra,
+        reuploaded=mapping.reuploaded,
+    )

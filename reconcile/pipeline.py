@@ -15,8 +15,9 @@ import os
 import secrets
 import signal
 import socket
+import tempfile
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, report, results
+from reconcile import __version__, approval, buckets, report, results
+from reconcile.audit import PlanRows
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     SendEvent,
@@ -86,6 +88,14 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
     """Read and check everything; raises InputError/ConfigError before anything is sent."""
     operation = get_operation(job.operation)
     table = read_table(input_path, operation.columns, sheet=sheet, families=operation.families)
+    prepared = _prepared(table, job)
+    _log_validated(input_path, prepared.validated)
+    return prepared
+
+
+def _prepared(table: Table, job: Job) -> Prepared:
+    """``table`` validated and planned."""
+    operation = get_operation(job.operation)
     names = operation.column_names + operation.family_columns(list(table.canonical))
     validated = validate(
         table.operation_view(names),
@@ -95,14 +105,25 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         table.cell_errors,
     )
     valid = validated.filter(pl.col("__error").is_null())
+    return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
+
+
+def _log_validated(path: Path, frame: pl.DataFrame, **more: Any) -> None:
+    """``frame``: validated rows (``__error``) or row outcomes (``status``)."""
+    rows = frame.height
+    invalid = (
+        frame.get_column("__error").is_not_null().sum()
+        if "__error" in frame.columns
+        else (frame.get_column("status") == Status.INVALID.value).sum()
+    )
     log.info(
         "input.validated",
-        path=str(input_path),
-        rows=validated.height,
-        valid=valid.height,
-        invalid=validated.height - valid.height,
+        path=str(path),
+        rows=rows,
+        valid=rows - invalid,
+        invalid=invalid,
+        **more,
     )
-    return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
 
 
 def _new_run_id() -> str:
@@ -191,82 +212,174 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
     with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
+        if _in_buckets(input_path, out, options):
+            large = _execute_in_buckets(input_path, job, out, options)
+            if large is not None:
+                return large
         prepared = prepare(input_path, job, sheet=options.sheet)
         return _execute_locked(prepared, input_path, out, options)
 
 
-def _execute_locked(
-    prepared: Prepared, input_path: Path, out: Path, options: RunOptions
-) -> RunResult:
-    job = prepared.job
-    if options.plan is not None:
-        approval.check_plan(prepared, options.plan)
+def _in_buckets(input_path: Path, out: Path, options: RunOptions) -> bool:
+    """A dry run of a large CSV file into CSV results is done in buckets (bounded memory)."""
+    return (
+        options.dry_run
+        and options.plan is None
+        and out.suffix.lower() != ".xlsx"
+        and buckets.is_large(input_path)
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    """One run as recorded in the ledger: what it reads and writes, and its id."""
+
+    job: Job
+    operation: Operation
+    input_path: Path
+    input_sha256: str
+    out: Path
+    options: RunOptions
+    ledger: Ledger
+    run_id: str
+    started: str
+
+
+@contextlib.contextmanager
+def _recorded_run(
+    job: Job, input_path: Path, input_sha256: str, out: Path, options: RunOptions
+) -> Iterator[_Run]:
+    """Start the run's record in the ledger; the ledger is closed when the run ends."""
     ledger = Ledger(job.storage)
-    run_id = _new_run_id()
     try:
-        started = now_iso()
+        run = _Run(
+            job,
+            get_operation(job.operation),
+            input_path,
+            input_sha256,
+            out,
+            options,
+            ledger,
+            _new_run_id(),
+            now_iso(),
+        )
         ledger.start_run(
             {
-                "run_id": run_id,
-                "started_at": started,
+                "run_id": run.run_id,
+                "started_at": run.started,
                 "dry_run": int(options.dry_run),
                 "operation": job.operation,
                 "base_url": job.base_url,
                 "job_path": str(job.path) if job.path else None,
                 "input_path": str(input_path),
-                "input_sha256": prepared.table.sha256,
+                "input_sha256": input_sha256,
                 "operator": _operator(),
                 "tool_version": __version__,
             }
         )
         log.info(
-            "run.started", run_id=run_id, dry_run=options.dry_run, state_dir=str(job.state_dir)
+            "run.started",
+            run_id=run.run_id,
+            dry_run=options.dry_run,
+            state_dir=str(job.state_dir),
         )
-        request_outcomes, signum, events = _send_or_show(prepared, ledger, run_id, options)
-        outcomes = results.row_outcomes(
-            prepared.validated, prepared.plan.rows, prepared.plan.requests, request_outcomes
-        )
-        if options.communities is not None:
-            outcomes = _skip_unselected(outcomes, options.communities)
-        if options.plan is not None:
-            outcomes = approval.skip_unplanned(outcomes, options.plan)
-        results.write_results(prepared.table, outcomes, out)
-        counts = _counts(outcomes)
-        judged = (
-            outcomes.filter(pl.col("community").is_in(sorted(options.communities)).fill_null(False))
-            if options.communities is not None
-            else outcomes
-        )
-        exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
-        manifest = {
-            **_manifest(prepared, input_path, out, options, run_id, started),
-            "interrupted_by": signal.Signals(signum).name if signum else None,
-            "exit_code": exit_code,
-            "counts": counts,
-            **approval.plan_fields(prepared, input_path, options, run_id, started, outcomes),
-        }
-        with approval.store(job.storage) as audit:
-            audit.record_manifest(manifest)
-        _write_json_atomic(manifest, sibling(out, "manifest.json"))
-        report.write_report(sibling(out, "report.html"), manifest, outcomes, events)
-        ledger.end_run(run_id, counts=counts, exit_code=exit_code, results_path=str(out))
-        return RunResult(outcomes, manifest, Selection(options.communities))
+        yield run
     finally:
         ledger.close()
 
 
-def _manifest(
-    prepared: Prepared,
-    input_path: Path,
-    out: Path,
-    options: RunOptions,
-    run_id: str,
-    started: str,
-) -> dict[str, Any]:
+def _execute_locked(
+    prepared: Prepared, input_path: Path, out: Path, options: RunOptions
+) -> RunResult:
+    if options.plan is not None:
+        approval.check_plan(prepared, options.plan)
+    with _recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
+        outcomes, signum, events = _row_outcomes(prepared, run)
+        results.write_results(prepared.table, outcomes, out)
+        return _finish(run, outcomes, signum, events, lambda: approval.plan_rows(outcomes))
+
+
+def _execute_in_buckets(
+    input_path: Path, job: Job, out: Path, options: RunOptions
+) -> RunResult | None:
+    """A large CSV file's dry run in hash buckets (:mod:`reconcile.buckets`): the outputs of a
+    whole-file run in bounded memory; None when the file must be read whole."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as scratch:
+        folder = Path(scratch)
+        spilled = buckets.spill(input_path, get_operation(job.operation), folder / "rows")
+        if spilled is None or not spilled.has_rows:
+            return None
+        with _recorded_run(job, input_path, spilled.sha256, out, options) as run:
+            outputs = buckets.judge(
+                spilled, folder, lambda table: _row_outcomes(_prepared(table, job), run)[0]
+            )
+            outputs.write_results(out, sibling(out, "errors.csv"))
+            outcomes = outputs.outcomes()
+            _log_validated(input_path, outcomes, buckets=spilled.buckets)
+            return _finish(run, outcomes, None, [], outputs.plan_rows)
+
+
+def _row_outcomes(
+    prepared: Prepared, run: _Run
+) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
+    """Per input row its outcome (sent, or what would happen), the signal that stopped the
+    run, and the HTTP exchanges for the report."""
+    request_outcomes, signum, events = _send_or_show(prepared, run.ledger, run.run_id, run.options)
+    outcomes = results.row_outcomes(
+        prepared.validated, prepared.plan.rows, prepared.plan.requests, request_outcomes
+    )
+    if run.options.communities is not None:
+        outcomes = _skip_unselected(outcomes, run.options.communities)
+    if run.options.plan is not None:
+        outcomes = approval.skip_unplanned(outcomes, run.options.plan)
+    return outcomes, signum, events
+
+
+def _finish(
+    run: _Run,
+    outcomes: pl.DataFrame,
+    signum: int | None,
+    events: list[SendEvent],
+    plan_rows: Callable[[], pl.DataFrame | PlanRows],
+) -> RunResult:
+    """Counts, exit code, the plan (dry run), the manifest and report; the run's end."""
+    options = run.options
+    counts = _counts(outcomes)
+    judged = (
+        outcomes.filter(pl.col("community").is_in(sorted(options.communities)).fill_null(False))
+        if options.communities is not None
+        else outcomes
+    )
+    exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
+    manifest = {
+        **_manifest(run),
+        "interrupted_by": signal.Signals(signum).name if signum else None,
+        "exit_code": exit_code,
+        "counts": counts,
+        **approval.plan_fields(
+            run.job,
+            run.input_sha256,
+            run.input_path,
+            options,
+            run.run_id,
+            run.started,
+            plan_rows,
+        ),
+    }
+    with approval.store(run.job.storage) as audit:
+        audit.record_manifest(manifest)
+    _write_json_atomic(manifest, sibling(run.out, "manifest.json"))
+    report.write_report(sibling(run.out, "report.html"), manifest, outcomes, events)
+    run.ledger.end_run(run.run_id, counts=counts, exit_code=exit_code, results_path=str(run.out))
+    return RunResult(outcomes, manifest, Selection(options.communities))
+
+
+def _manifest(run: _Run) -> dict[str, Any]:
     """What a run was: its id, the tool, the job and input, the times and who ran it."""
-    job = prepared.job
+    job, options = run.job, run.options
     return {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "tool_version": __version__,
         "dry_run": options.dry_run,
         "job_file": str(job.path) if job.path else None,
@@ -274,11 +387,11 @@ def _manifest(
         "base_url": job.base_url,
         # Headers every request carries besides the credentials (e.g. Capillary's
         # SKIP-DOWNSTREAM): part of "what was sent", for auditors.
-        "extra_headers": prepared.operation.extra_headers(job.options),
-        "input": {"path": str(input_path), "sha256": prepared.table.sha256},
-        "results": str(out),
+        "extra_headers": run.operation.extra_headers(job.options),
+        "input": {"path": str(run.input_path), "sha256": run.input_sha256},
+        "results": str(run.out),
         "communities_selected": sorted(options.communities) if options.communities else None,
-        "started_at": started,
+        "started_at": run.started,
         "ended_at": now_iso(),
         "operator": _operator(),
     }

@@ -104,18 +104,43 @@ class Operation(abc.ABC):
         """Headers from the job's ``[options]`` table (none by default)."""
         return {}
 
-    def normalise(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+    def partition_key(self) -> pl.Expr | None:
+        """An expression over the normalised columns that rows meeting in any rule across rows
+        (``conflict_key``, ``group_errors``, ``request_key``) share, so that a large file can be
+        checked and planned in independent buckets (:mod:`reconcile.buckets`). None: such a
+        file is processed whole. An operation with request groups or ``group_errors`` states
+        its own; by default, ``conflict_key``."""
+        grouped = type(self).group_errors is not Operation.group_errors
+        if not self.conflict_key or grouped or self.request_key is not None:
+            return None
+        return pl.struct(list(self.conflict_key))
+
+    def normalise(self, frame: pl.LazyFrame, *, fold_every_column: bool = False) -> pl.LazyFrame:
         """Trim every operation column and fold CRLF inside cells, as the API trims values; a
-        family cell of only spaces is an empty cell (the key is not sent)."""
+        family cell of only spaces is an empty cell (the key is not sent).
+        ``fold_every_column`` skips the pass that finds the columns with a CR (same values)."""
         names = frame.collect_schema().names()
         family = self.family_columns(names)
         columns = [c.name for c in self.columns]
         # Folding CRLF rewrites every cell of a column: only where a column has a CR at all.
-        has_cr = frame.select(pl.col(columns).str.contains("\r", literal=True).any()).collect()
+        folded = (
+            set(columns)
+            if fold_every_column
+            else {
+                name
+                for name, found in frame.select(
+                    pl.col(columns).str.contains("\r", literal=True).any()
+                )
+                .collect()
+                .row(0, named=True)
+                .items()
+                if found
+            }
+        )
 
         def cleaned(name: str) -> pl.Expr:
             column = pl.col(name)
-            if has_cr.get_column(name).item():
+            if name in folded:
                 column = column.str.replace_all("\r\n", "\n", literal=True)
             return column.str.strip_chars(TRIMMED)
 

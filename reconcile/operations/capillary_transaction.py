@@ -206,6 +206,10 @@ class CapillaryTransaction(Operation):
             ),
         ]
 
+    def partition_key(self) -> pl.Expr | None:
+        """Rows of one transaction meet in every rule across rows (its request, its checks)."""
+        return pl.struct(pl.col("community"), transaction_key())
+
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
         """Rows of one transaction (:func:`transaction_key`, the same definition that groups
         them into one request) must agree on its fields and name each line item once; every

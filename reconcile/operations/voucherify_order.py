@@ -183,6 +183,10 @@ class VoucherifyOrder(VoucherifyOperation):
             ),
         ]
 
+    def partition_key(self) -> pl.Expr | None:
+        """Rows of one order meet in every rule across rows (its request, its checks)."""
+        return pl.struct("community", "orderId")
+
     def group_errors(self, frame: pl.DataFrame, headers: Mapping[str, str]) -> pl.DataFrame | None:
         """Rows of one order are one request: they agree on the order's fields, and each of
         several rows names an item (else two rows would be one change written twice)."""
