@@ -1,23 +1,18 @@
 """read -> validate -> plan -> (ledger) -> dispatch -> record -> report, as a library call.
 
-The CLI is a thin layer over ``execute``; tests and other programs can call it directly.
+The CLI is a thin layer over ``execute``; tests and other programs can call it directly. A large
+CSV file's dry run takes the same steps bucket by bucket (:mod:`reconcile.buckets`); the run's
+record, manifest and report are :mod:`reconcile.run_record`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
-import getpass
-import json
-import os
-import secrets
-import signal
-import socket
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, buckets, report, results
-from reconcile.audit import PlanRows
+from reconcile import approval, buckets, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     SendEvent,
@@ -34,11 +28,12 @@ from reconcile.dispatch import (
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
-from reconcile.ledger import Ledger, TooManyToHold, now_iso
+from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.recorder import LedgerRecorder
+from reconcile.run_record import Run, finish, recorded_run, sibling
 from reconcile.sending import EVENT_LOOP, send_requests
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
@@ -77,11 +72,6 @@ class RunResult:
             return False
         included = self.outcomes.get_column("community").is_in(sorted(selected)).fill_null(False)
         return not included.all()
-
-
-def sibling(out: Path, suffix: str) -> Path:
-    """A file next to the results: ``results.csv`` -> ``results.<suffix>``."""
-    return out.with_name(f"{out.stem}.{suffix}")
 
 
 def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared:
@@ -124,33 +114,6 @@ def _log_validated(path: Path, frame: pl.DataFrame, **more: Any) -> None:
         invalid=invalid,
         **more,
     )
-
-
-def _new_run_id() -> str:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def _operator() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
-
-
-def _counts(outcomes: pl.DataFrame) -> dict[str, Any]:
-    per_status = dict(outcomes.group_by("status").len().sort("status").iter_rows())
-    per_community: dict[str, dict[str, int]] = {}
-    for community, status, rows in results.summary(outcomes).iter_rows():
-        per_community.setdefault(community, {})[status] = rows
-    return {"rows": outcomes.height, "per_status": per_status, "per_community": per_community}
-
-
-def _write_json_atomic(value: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,73 +193,16 @@ def _in_buckets(input_path: Path, out: Path, options: RunOptions) -> bool:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Run:
-    """One run as recorded in the ledger: what it reads and writes, and its id."""
-
-    job: Job
-    operation: Operation
-    input_path: Path
-    input_sha256: str
-    out: Path
-    options: RunOptions
-    ledger: Ledger
-    run_id: str
-    started: str
-
-
-@contextlib.contextmanager
-def _recorded_run(
-    job: Job, input_path: Path, input_sha256: str, out: Path, options: RunOptions
-) -> Iterator[_Run]:
-    """Start the run's record in the ledger; the ledger is closed when the run ends."""
-    ledger = Ledger(job.storage)
-    try:
-        run = _Run(
-            job,
-            get_operation(job.operation),
-            input_path,
-            input_sha256,
-            out,
-            options,
-            ledger,
-            _new_run_id(),
-            now_iso(),
-        )
-        ledger.start_run(
-            {
-                "run_id": run.run_id,
-                "started_at": run.started,
-                "dry_run": int(options.dry_run),
-                "operation": job.operation,
-                "base_url": job.base_url,
-                "job_path": str(job.path) if job.path else None,
-                "input_path": str(input_path),
-                "input_sha256": input_sha256,
-                "operator": _operator(),
-                "tool_version": __version__,
-            }
-        )
-        log.info(
-            "run.started",
-            run_id=run.run_id,
-            dry_run=options.dry_run,
-            state_dir=str(job.state_dir),
-        )
-        yield run
-    finally:
-        ledger.close()
-
-
 def _execute_locked(
     prepared: Prepared, input_path: Path, out: Path, options: RunOptions
 ) -> RunResult:
     if options.plan is not None:
         approval.check_plan(prepared, options.plan)
-    with _recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
+    with recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
         outcomes, signum, events = _row_outcomes(prepared, run)
         results.write_results(prepared.table, outcomes, out)
-        return _finish(run, outcomes, signum, events, lambda: approval.plan_rows(outcomes))
+        manifest = finish(run, outcomes, signum, events, lambda: approval.plan_rows(outcomes))
+        return RunResult(outcomes, manifest, Selection(options.communities))
 
 
 def _execute_in_buckets(
@@ -310,19 +216,18 @@ def _execute_in_buckets(
         spilled = buckets.spill(input_path, get_operation(job.operation), folder / "rows")
         if spilled is None or not spilled.has_rows:
             return None
-        with _recorded_run(job, input_path, spilled.sha256, out, options) as run:
+        with recorded_run(job, input_path, spilled.sha256, out, options) as run:
             outputs = buckets.judge(
                 spilled, folder, lambda table: _row_outcomes(_prepared(table, job), run)[0]
             )
             outputs.write_results(out, sibling(out, "errors.csv"))
             outcomes = outputs.outcomes()
             _log_validated(input_path, outcomes, buckets=spilled.buckets)
-            return _finish(run, outcomes, None, [], outputs.plan_rows)
+            manifest = finish(run, outcomes, None, [], outputs.plan_rows)
+            return RunResult(outcomes, manifest, Selection(options.communities))
 
 
-def _row_outcomes(
-    prepared: Prepared, run: _Run
-) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
+def _row_outcomes(prepared: Prepared, run: Run) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
     """Per input row its outcome (sent, or what would happen), the signal that stopped the
     run, and the HTTP exchanges for the report."""
     request_outcomes, signum, events = _send_or_show(prepared, run.ledger, run.run_id, run.options)
@@ -334,67 +239,6 @@ def _row_outcomes(
     if run.options.plan is not None:
         outcomes = approval.skip_unplanned(outcomes, run.options.plan)
     return outcomes, signum, events
-
-
-def _finish(
-    run: _Run,
-    outcomes: pl.DataFrame,
-    signum: int | None,
-    events: list[SendEvent],
-    plan_rows: Callable[[], pl.DataFrame | PlanRows],
-) -> RunResult:
-    """Counts, exit code, the plan (dry run), the manifest and report; the run's end."""
-    options = run.options
-    counts = _counts(outcomes)
-    judged = (
-        outcomes.filter(pl.col("community").is_in(sorted(options.communities)).fill_null(False))
-        if options.communities is not None
-        else outcomes
-    )
-    exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
-    manifest = {
-        **_manifest(run),
-        "interrupted_by": signal.Signals(signum).name if signum else None,
-        "exit_code": exit_code,
-        "counts": counts,
-        **approval.plan_fields(
-            run.job,
-            run.input_sha256,
-            run.input_path,
-            options,
-            run.run_id,
-            run.started,
-            plan_rows,
-        ),
-    }
-    with approval.store(run.job.storage) as audit:
-        audit.record_manifest(manifest)
-    _write_json_atomic(manifest, sibling(run.out, "manifest.json"))
-    report.write_report(sibling(run.out, "report.html"), manifest, outcomes, events)
-    run.ledger.end_run(run.run_id, counts=counts, exit_code=exit_code, results_path=str(run.out))
-    return RunResult(outcomes, manifest, Selection(options.communities))
-
-
-def _manifest(run: _Run) -> dict[str, Any]:
-    """What a run was: its id, the tool, the job and input, the times and who ran it."""
-    job, options = run.job, run.options
-    return {
-        "run_id": run.run_id,
-        "tool_version": __version__,
-        "dry_run": options.dry_run,
-        "job_file": str(job.path) if job.path else None,
-        "operation": job.operation,
-        "base_url": job.base_url,
-        # Headers every request carries besides the credentials (e.g. Capillary's
-        # SKIP-DOWNSTREAM): part of "what was sent", for auditors.
-        "extra_headers": run.operation.extra_headers(job.options),
-        "input": {"path": str(run.input_path), "sha256": run.input_sha256},
-        "results": str(run.out),
-        "communities_selected": sorted(options.communities) if options.communities else None,
-        "started_at": run.started,
-        "ended_at": now_iso(),
-        "operator": _operator(),
-    }
 
 
 def _skip_unselected(outcomes: pl.DataFrame, selected: frozenset[str]) -> pl.DataFrame:
