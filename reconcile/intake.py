@@ -241,7 +241,7 @@ class HeaderMap:
     extra: Sequence[str]
     reuploaded: bool
 
-    def apply(self, grid: pl.LazyFrame) -> pl.LazyFrame:
+    def apply(self, grid: FrameT) -> FrameT:
         """``grid``'s records (no header line) as ``__row`` plus the kept columns, each under
         its header; lines with no value at all are dropped."""
         columns = grid.collect_schema().names()
@@ -313,7 +313,7 @@ def _map_headers(
     mapping = header_map(path, headers, columns, families)
     return Table(
         path=path,
-        frame=mapping.apply(frame.lazy()).collect(),
+        frame=mapping.apply(frame),
         canonical=mapping.canonical,
         extra=mapping.extra,
         reuploaded=mapping.reuploaded,
