@@ -12,7 +12,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,15 +122,22 @@ def recorded_run(
         ledger.close()
 
 
+def plan_fields(run: Run, rows: Callable[[], pl.DataFrame | PlanRows]) -> dict[str, Any]:
+    """The manifest's plan fields; a dry run records its plan (``rows()``) in the audit store."""
+    return approval.plan_fields(
+        run.job, run.input_sha256, run.input_path, run.options, run.run_id, run.started, rows
+    )
+
+
 def finish(
     run: Run,
     outcomes: pl.DataFrame,
     signum: int | None,
     events: list[SendEvent],
-    plan_rows: Callable[[], pl.DataFrame | PlanRows],
+    plan: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Counts, exit code, the plan (dry run), the manifest and report; the run's end. Returns
-    the manifest."""
+    """Counts, exit code, the manifest (with ``plan``: :func:`plan_fields`) and report; the
+    run's end. Returns the manifest."""
     options = run.options
     counts = counts_of(outcomes)
     judged = (
@@ -144,15 +151,7 @@ def finish(
         "interrupted_by": signal.Signals(signum).name if signum else None,
         "exit_code": exit_code,
         "counts": counts,
-        **approval.plan_fields(
-            run.job,
-            run.input_sha256,
-            run.input_path,
-            options,
-            run.run_id,
-            run.started,
-            plan_rows,
-        ),
+        **plan,
     }
     with approval.store(run.job.storage) as audit:
         audit.record_manifest(manifest)
