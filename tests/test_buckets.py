@@ -17,7 +17,9 @@ from reconcile import buckets
 from reconcile.approval import store
 from reconcile.job import load_job
 from reconcile.pipeline import RunOptions, RunResult, execute
-from tests.helpers import storage_of, write_job
+from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.seeding import order_id
+from tests.helpers import orders_csv, run, storage_of, write_job
 
 HEADER = (
     "Community,Purchase History ID,Redemption Instructions,Voucher Code,Voucher Expiry Date,Note"
@@ -170,3 +172,35 @@ def test_a_file_not_in_utf8_is_read_whole(tmp_path: Path, monkeypatch: pytest.Mo
         tmp_path / "whole" / "results.csv"
     ).read_bytes()
     assert "Café" in (tmp_path / "bucketed" / "results.csv").read_text(encoding="utf-8-sig")
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_history_and_community_selection_in_buckets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: SandboxServer
+) -> None:
+    """After a real run applied some orders over HTTP, a dry run of a file with those and
+    others, for one community only, says in buckets what it says whole: already applied for
+    the applied ones, would apply for the rest, skipped for the other community."""
+    job = write_job(tmp_path / "job.toml", sandbox.url)
+    applied = [(c, order_id(c, n)) for n in range(0, 60, 3) for c in ("acme", "globex")]
+    assert (
+        run(
+            "run",
+            orders_csv(tmp_path / "first.csv", applied),
+            "--job",
+            job,
+            "--out",
+            tmp_path / "first-results.csv",
+        )
+        == 0
+    )
+    every = [(c, order_id(c, n)) for n in range(120) for c in ("acme", "globex")]
+    source = orders_csv(tmp_path / "again.csv", every)
+    whole, bucketed, spilled = both_ways(
+        tmp_path, monkeypatch, source, job, communities=frozenset({"acme"})
+    )
+    assert len(spilled) == 1 and spilled[0].buckets > 1
+    same_outputs(tmp_path, whole, bucketed, job)
+    statuses = bucketed.manifest["counts"]["per_community"]
+    assert statuses["acme"] == {"already_applied": 20, "would_apply": 100}
+    assert statuses["globex"] == {"skipped": 120}
