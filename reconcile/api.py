@@ -94,7 +94,8 @@ class RunSummary:
     manifest: Mapping[str, Any]
     outcomes: pl.DataFrame
     """One line per input row: ``__row``, community, status, http_status, error, attempts,
-    request."""
+    request. A large file's dry run (:mod:`reconcile.buckets`) leaves ``request`` out: the
+    results file and the recorded plan hold every request."""
 
 
 def run(

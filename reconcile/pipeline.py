@@ -54,7 +54,8 @@ class Prepared:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunResult:
-    """Per-row outcomes, and the manifest (run id, counts, exit code) written beside them."""
+    """Per-row outcomes, and the manifest (run id, counts, exit code) written beside them. A
+    large file's dry run (:mod:`reconcile.buckets`) returns the outcomes without ``request``."""
 
     outcomes: pl.DataFrame
     manifest: dict[str, Any]
