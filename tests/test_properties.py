@@ -95,6 +95,10 @@ def credentials(seed: dict[str, Any], community: str) -> dict[str, str]:
     return SandboxState(seed).credentials()[community]
 
 
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} in a request body: not JSON (RFC 8259)")
+
+
 def sandbox_answer(client: TestClient, request: str, headers: dict[str, str]) -> tuple[int, str]:
     method, rest = request.split(" ", 1)
     path, _, body = rest.partition(" ")
@@ -148,9 +152,9 @@ def test_no_cell_crashes_a_dry_run_or_passes_what_the_api_refuses(
             refused_for_form = status == 400 and not any(w in text for w in DATA_DEPENDENT)
             assert not refused_for_form, (request["request"], text)
             assert status < 500, (request["request"], text)
-    # Every body is JSON, every row has exactly one outcome.
+    # Every body is standard JSON (no NaN or Infinity), every row has exactly one outcome.
     for body in planned.get_column("body").drop_nulls():
-        json.loads(body)
+        json.loads(body, parse_constant=_not_json)
     assert prepared.validated.height == len(rows)
     assert (
         prepared.validated.filter(pl.col("__error").is_null()).height == prepared.plan.rows.height

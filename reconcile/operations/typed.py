@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -77,14 +78,27 @@ def value(column: pl.Expr, kind: str) -> JsonValue:
     return RawJson(column)
 
 
+def _finite(text: str) -> float:
+    """A JSON number that a double holds (``1e400`` is refused: parsers make it Infinity)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is beyond a JSON number's range")
+    return number
+
+
+def _not_json(text: str) -> None:
+    raise ValueError(f"{text} is not JSON")  # NaN, Infinity: Python reads them, JSON has none
+
+
 def _is_json(values: pl.Series) -> pl.Series:
-    """Whether each cell parses as JSON. Python's parser, on this column's non-empty cells
-    only: polars reads JSON only into one fixed type, and a metadata cell may hold any."""
+    """Whether each cell parses as standard JSON (RFC 8259: no NaN or Infinity, numbers a
+    double holds). Python's parser, on this column's non-empty cells only: polars reads JSON
+    only into one fixed type, and a metadata cell may hold any."""
 
     def parses(text: str) -> bool:
         try:
-            json.loads(text)
-        except ValueError:
+            json.loads(text, parse_constant=_not_json, parse_float=_finite)
+        except (ValueError, RecursionError):
             return False
         return True
 
@@ -98,7 +112,11 @@ def checks(kind: str) -> list[pa.Check]:
             rules.check(
                 "is not a number: write digits with a dot for decimals, e.g. 12 or -3.5",
                 lambda c: c.str.contains(NUMBER),
-            )
+            ),
+            rules.check(
+                "is beyond the range of a JSON number (at most about 1.8e308)",
+                lambda c: ~c.str.contains(NUMBER) | c.cast(pl.Float64, strict=False).is_finite(),
+            ),
         ]
     if kind == "integer":
         return [
