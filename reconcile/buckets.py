@@ -33,7 +33,7 @@ from reconcile.intake import (
     SPREADSHEET_SUFFIXES,
     HeaderMap,
     Table,
-    _excel_separator_line,
+    excel_separator_line,
     header_map,
     sniff_delimiter,
     without_excel_guard,
@@ -114,7 +114,7 @@ def spill(path: Path, operation: Operation, folder: Path) -> Spilled | None:
         head = handle.read(65536)
     if head.startswith(_UTF16_BOMS):
         return None
-    rest, separator = _excel_separator_line(head)
+    rest, separator = excel_separator_line(head)
     scan = pl.scan_csv(
         path,
         has_header=False,

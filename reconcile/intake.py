@@ -168,7 +168,7 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
         )
     if not raw[:65536].strip() and not raw.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
-    raw, separator = _excel_separator_line(raw)
+    raw, separator = excel_separator_line(raw)
     separator = separator or sniff_delimiter(raw)
     try:
         return _read_grid(raw, separator)
@@ -188,7 +188,7 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
 _SEPARATOR_LINE = re.compile(rb"^(?:\xef\xbb\xbf)?sep=(.)\r?\n", re.IGNORECASE)
 
 
-def _excel_separator_line(raw: bytes) -> tuple[bytes, str | None]:
+def excel_separator_line(raw: bytes) -> tuple[bytes, str | None]:
     """Excel's ``sep=;`` first line names the delimiter and is not a row (Excel hides it, so
     the header stays row 1): the file without it, and that delimiter (None when absent)."""
     found = _SEPARATOR_LINE.match(raw)
