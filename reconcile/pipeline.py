@@ -80,7 +80,7 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
     operation = get_operation(job.operation)
     table = read_table(input_path, operation.columns, sheet=sheet, families=operation.families)
     prepared = _prepared(table, job)
-    _log_validated(input_path, prepared.validated)
+    _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
 
 
@@ -99,21 +99,13 @@ def _prepared(table: Table, job: Job) -> Prepared:
     return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
 
 
-def _log_validated(path: Path, frame: pl.DataFrame, **more: Any) -> None:
-    """``frame``: validated rows (``__error``) or row outcomes (``status``)."""
-    rows = frame.height
-    invalid = (
-        frame.get_column("__error").is_not_null().sum()
-        if "__error" in frame.columns
-        else (frame.get_column("status") == Status.INVALID.value).sum()
-    )
+def _invalid(prepared: Prepared) -> int:
+    return int(prepared.validated.get_column("__error").is_not_null().sum())
+
+
+def _log_validated(path: Path, rows: int, invalid: int, **more: Any) -> None:
     log.info(
-        "input.validated",
-        path=str(path),
-        rows=rows,
-        valid=rows - invalid,
-        invalid=invalid,
-        **more,
+        "input.validated", path=str(path), rows=rows, valid=rows - invalid, invalid=invalid, **more
     )
 
 
@@ -221,12 +213,18 @@ def _execute_in_buckets(
         if spilled is None or not spilled.has_rows:
             return None
         with recorded_run(job, input_path, spilled.sha256, out, options) as run:
-            outputs = buckets.judge(
-                spilled, folder, lambda table: _row_outcomes(_prepared(table, job), run)[0]
-            )
+            invalid = 0
+
+            def judged(table: Table) -> pl.DataFrame:
+                nonlocal invalid
+                prepared = _prepared(table, job)
+                invalid += _invalid(prepared)
+                return _row_outcomes(prepared, run)[0]
+
+            outputs = buckets.judge(spilled, folder, judged)
             outputs.write_results(out, sibling(out, "errors.csv"))
             outcomes = outputs.outcomes()
-            _log_validated(input_path, outcomes, buckets=spilled.buckets)
+            _log_validated(input_path, outcomes.height, invalid, buckets=spilled.buckets)
             manifest = finish(run, outcomes, None, [], plan_fields(run, outputs.plan_rows))
             return RunResult(outcomes, manifest, Selection(options.communities))
 
