@@ -15,6 +15,7 @@ import pytest
 
 from reconcile import buckets
 from reconcile.approval import store
+from reconcile.exceptions import InputError
 from reconcile.job import load_job
 from reconcile.pipeline import RunOptions, RunResult, execute
 from reconcile.sandbox import SandboxServer
@@ -204,3 +205,38 @@ def test_history_and_community_selection_in_buckets(
     statuses = bucketed.manifest["counts"]["per_community"]
     assert statuses["acme"] == {"already_applied": 20, "would_apply": 100}
     assert statuses["globex"] == {"skipped": 120}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'sep=;\nCommunity;Purchase History ID;Redemption Instructions\nacme;ORD1;"a;b"\n'
+        "globex;ORD2;x\nacme;ORD1;y\n",
+        "Community\tPurchase History ID\tRedemption Instructions\nacme\tORD1\tx\n\t\t\n"
+        "acme\tORD3\t=1+1\n",
+        "Community,Purchase History ID,Redemption Instructions\nacme,ORD1\nacme\n",
+        "Community,Redemption Instructions\nacme,x\n",
+        "Community,Purchase History ID,Redemption Instructions\nacme,ORD1,x,extra\n",
+    ],
+    ids=["excel-sep-line", "tabs-and-blank-line", "short-rows", "missing-column", "long-row"],
+)
+def test_files_excel_writes_give_the_same_outputs_or_refusal_in_buckets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """Excel's sep= line, tabs, a blank line, short rows: the same outputs as read whole; a
+    missing column or a row longer than the header: the same refusal (file, row, fix)."""
+    source = tmp_path / "in.csv"
+    source.write_text(text, encoding="utf-8")
+    job = write_job(tmp_path / "job.toml")
+    said = []
+    for large, folder in ((1 << 40, "whole"), (0, "bucketed")):
+        monkeypatch.setattr(buckets, "LARGE_FILE_BYTES", large)
+        monkeypatch.setattr(buckets, "BUCKET_BYTES", 40)
+        out = tmp_path / folder / "results.csv"
+        try:
+            dry_run(source, job, out)
+        except InputError as refused:
+            said.append(str(refused))
+            continue
+        said.append(out.read_text("utf-8-sig") + out.with_name("results.errors.csv").read_text())
+    assert said[0] == said[1]
