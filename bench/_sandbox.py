@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 
-from reconcile.sandbox.seeding import add_orders
+from reconcile.sandbox.seeding import add_orders, order_id
 from reconcile.sandbox.state import DEFAULT_SEED, load_seed
 
 KEYS = {"acme": "sandbox-key-acme", "globex": "sandbox-key-globex"}
+#: The variables the benchmarks' job files (:func:`write_job`) name for the two keys.
+KEY_ENV = {"BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
 
 
 def free_port() -> int:
@@ -66,3 +68,27 @@ def sandbox_process(
 
 def request_log(url: str) -> list[dict[str, Any]]:
     return httpx.get(f"{url}/_sandbox/requests", timeout=60).json()
+
+
+def write_orders(path: Path, rows: int) -> Path:
+    """``rows`` purchase-history rows changing the instructions of the sandbox's generated
+    orders, acme and globex in turn (``rows // 2 + 1`` orders per community are enough)."""
+    lines = ["community,purchaseHistoryID,redemptionInstructions"]
+    lines += [
+        f"{c},{order_id(c, n)},Collect at the desk"
+        for n in range((rows + 1) // 2)
+        for c in ("acme", "globex")
+    ][:rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_job(path: Path, url: str, *, rate: float, concurrency: int, state_dir: Path) -> Path:
+    """A purchase-history job for acme and globex, keys in the :data:`KEY_ENV` variables."""
+    path.write_text(
+        f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = {rate}\n'
+        f'concurrency = {concurrency}\nstate_dir = "{state_dir}"\n'
+        '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
+        '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
+    )
+    return path

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._sandbox import KEYS, sandbox_process
+from bench._sandbox import KEY_ENV, KEYS, sandbox_process, write_job, write_orders
 from reconcile.sandbox.seeding import order_id
 
 ORDERS = 10000
@@ -134,23 +134,12 @@ def whole_send_path(url: str, rows: int, folder: Path) -> float:
     import os
     import resource
 
-    source = folder / "whole.csv"
-    lines = ["community,purchaseHistoryID,redemptionInstructions"]
-    lines += [
-        f"{c},{order_id(c, n)},Collect at the desk"
-        for n in range((rows + 1) // 2)
-        for c in ("acme", "globex")
-    ][:rows]
-    source.write_text("\n".join(lines) + "\n")
-    env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
+    source = write_orders(folder / "whole.csv", rows)
+    env = {**os.environ, **KEY_ENV}
 
     def cpu_of(name: str, *flags: str) -> float:
-        job = folder / f"{name}.toml"
-        job.write_text(
-            f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = 100000\n'
-            f'concurrency = 25\nstate_dir = "{folder / name}"\n'
-            '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
-            '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
+        job = write_job(
+            folder / f"{name}.toml", url, rate=100000, concurrency=25, state_dir=folder / name
         )
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         command = [sys.executable, "-m", "reconcile.cli", "run", str(source), "--job", str(job)]

@@ -20,25 +20,14 @@ from pathlib import Path
 
 import polars as pl
 
-from bench._sandbox import KEYS, request_log, sandbox_process
-from reconcile.sandbox.seeding import order_id
+from bench._sandbox import KEY_ENV, request_log, sandbox_process, write_job, write_orders
 
 ROWS_PER_COMMUNITY = 250
 
 
 def write_inputs(folder: Path, url: str, rate: float, per_community: int) -> tuple[Path, Path]:
-    source = folder / "rows.csv"
-    lines = ["community,purchaseHistoryID,redemptionInstructions"]
-    for n in range(per_community):
-        lines += [f"{c},{order_id(c, n)},Collect at the desk" for c in ("acme", "globex")]
-    source.write_text("\n".join(lines) + "\n")
-    job = folder / "job.toml"
-    job.write_text(
-        f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = {rate}\n'
-        f'concurrency = 8\nstate_dir = "{folder / "state"}"\n'
-        '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
-        '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
-    )
+    source = write_orders(folder / "rows.csv", 2 * per_community)
+    job = write_job(folder / "job.toml", url, rate=rate, concurrency=8, state_dir=folder / "state")
     return source, job
 
 
@@ -59,7 +48,7 @@ def main() -> None:
     ):
         folder = Path(tmp)
         source, job = write_inputs(folder, url, args.rate, args.rows)
-        env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
+        env = {**os.environ, **KEY_ENV}
         out = folder / "results.csv"
         started = time.perf_counter()
         subprocess.run(

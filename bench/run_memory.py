@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._sandbox import KEYS, sandbox_process
-from reconcile.sandbox.seeding import order_id
+from bench._sandbox import KEY_ENV, sandbox_process, write_job, write_orders
 
 LIMIT_MIB = 2048
 
@@ -38,22 +37,11 @@ def measure(rows: int) -> tuple[float, float, float]:
     """(dry-run peak MiB, real-run peak MiB, real-run seconds) for ``rows`` rows."""
     with tempfile.TemporaryDirectory() as tmp, sandbox_process(Path(tmp), rows // 2 + 1) as url:
         folder = Path(tmp)
-        source = folder / "rows.csv"
-        lines = ["community,purchaseHistoryID,redemptionInstructions"]
-        lines += [
-            f"{c},{order_id(c, n)},Collect at the desk {n}"
-            for n in range((rows + 1) // 2)
-            for c in ("acme", "globex")
-        ][:rows]
-        source.write_text("\n".join(lines) + "\n")
-        job = folder / "job.toml"
-        job.write_text(
-            f'operation = "purchase-history"\nbase_url = "{url}"\nrate_per_second = 100000\n'
-            f'concurrency = 25\nstate_dir = "{folder / "state"}"\n'
-            '[communities.acme]\napi_key_env = "BENCH_KEY_ACME"\n'
-            '[communities.globex]\napi_key_env = "BENCH_KEY_GLOBEX"\n'
+        source = write_orders(folder / "rows.csv", rows)
+        job = write_job(
+            folder / "job.toml", url, rate=100000, concurrency=25, state_dir=folder / "state"
         )
-        env = {**os.environ, "BENCH_KEY_ACME": KEYS["acme"], "BENCH_KEY_GLOBEX": KEYS["globex"]}
+        env = {**os.environ, **KEY_ENV}
         dry = peak_of_run(source, job, folder / "dry.csv", env, "--dry-run")
         started = time.perf_counter()
         real = peak_of_run(source, job, folder / "real.csv", env)
