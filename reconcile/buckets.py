@@ -31,6 +31,7 @@ from reconcile.audit import PlanRows
 from reconcile.intake import (
     ROW,
     SPREADSHEET_SUFFIXES,
+    UTF16_BOMS,
     HeaderMap,
     Table,
     excel_separator_line,
@@ -51,7 +52,6 @@ ROWS_PER_WINDOW = 200_000
 ROWS_PER_GROUP = 16_384
 BUCKET = "__bucket"
 ORDER = "__order"
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _INPUT = "__input{}"
 
 
@@ -112,7 +112,7 @@ def spill(path: Path, operation: Operation, folder: Path) -> Spilled | None:
         return None
     with path.open("rb") as handle:
         head = handle.read(65536)
-    if head.startswith(_UTF16_BOMS):
+    if head.startswith(UTF16_BOMS):
         return None
     rest, separator = excel_separator_line(head)
     scan = pl.scan_csv(

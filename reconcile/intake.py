@@ -35,7 +35,7 @@ RESULT_PREFIX = "reconcile_"
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 _BOM = b"\xef\xbb\xbf"
 #: Excel's "Unicode Text" files are UTF-16 (little-endian) with one of these byte-order marks.
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _DELIMITERS = (",", ";", "\t")
 
 
@@ -162,7 +162,7 @@ def without_excel_guard(frame: FrameT) -> FrameT:
 def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
     """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
     a BOM; a UTF-16 file is re-encoded first, a Windows-1252 one when polars refuses it."""
-    if raw.startswith(_UTF16_BOMS):
+    if raw.startswith(UTF16_BOMS):
         raw = recoded(
             path, raw, "utf-16", "not UTF-16, although the file starts like Excel's 'Unicode Text'"
         )

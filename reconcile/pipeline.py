@@ -79,14 +79,13 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
     """Read and check everything; raises InputError/ConfigError before anything is sent."""
     operation = get_operation(job.operation)
     table = read_table(input_path, operation.columns, sheet=sheet, families=operation.families)
-    prepared = _prepared(table, job)
+    prepared = _prepared(table, job, operation)
     _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
 
 
-def _prepared(table: Table, job: Job) -> Prepared:
+def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
     """``table`` validated and planned."""
-    operation = get_operation(job.operation)
     names = operation.column_names + operation.family_columns(list(table.canonical))
     validated = validate(
         table.operation_view(names),
@@ -217,7 +216,7 @@ def _execute_in_buckets(
 
             def judged(table: Table) -> pl.DataFrame:
                 nonlocal invalid
-                prepared = _prepared(table, job)
+                prepared = _prepared(table, job, run.operation)
                 invalid += _invalid(prepared)
                 return _row_outcomes(prepared, run)[0]
 
