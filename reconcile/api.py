@@ -108,6 +108,7 @@ def run(
     communities: Collection[str] | None = None,
     sheet: str | None = None,
     plan: ApprovedPlan | None = None,
+    submit: bool = True,
     environ: Mapping[str, str] | None = None,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
@@ -131,6 +132,7 @@ def run(
         environ=os.environ if environ is None else environ,
         handle_signals=threading.current_thread() is threading.main_thread(),
         plan=plan,
+        submit=submit,
         on_progress=on_progress,
         cancel=cancel,
     )

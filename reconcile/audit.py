@@ -22,7 +22,7 @@ from typing import Any
 
 from reconcile._lazy import pl
 from reconcile.database import Storage, as_storage, open_database
-from reconcile.exceptions import ApprovalError
+from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.ledger import now_iso
 from reconcile.schema import create_audit_schema, create_schema
 
@@ -124,8 +124,12 @@ class AuditStore:
 
     # -- plans --------------------------------------------------------------------------------
 
-    def record_plan(self, header: dict[str, Any], rows: pl.DataFrame | PlanRows) -> str:
-        """Store a dry run's plan and chain it; returns its SHA-256."""
+    def record_plan(
+        self, header: dict[str, Any], rows: pl.DataFrame | PlanRows, *, submit: bool = True
+    ) -> str:
+        """Store a dry run's plan and chain it; returns its SHA-256. ``submit``: the maker puts
+        it before the approvers at once (a command-line dry run); the console's check records
+        it unsubmitted, and its maker submits it after looking."""
         stored: pl.DataFrame | pl.LazyFrame
         hashed: pl.DataFrame | Iterable[pl.DataFrame]
         if isinstance(rows, PlanRows):
@@ -143,6 +147,8 @@ class AuditStore:
                 (run_id, canonical(header), digest, value),
             )
             self._append("plan", run_id, {**header, "plan_sha256": digest})
+            if submit:
+                self._append("submission", run_id, self._stand(run_id, header["maker"], None))
         return digest
 
     def plan(self, run_id: str) -> Plan | None:
@@ -172,11 +178,82 @@ class AuditStore:
         ]
         return self.plan(max(matching)[1]) if matching else None
 
+    # -- submission and withdrawal --------------------------------------------------------------
+
+    @staticmethod
+    def _stand(run_id: str, user: str, note: str | None) -> dict[str, Any]:
+        return {"run_id": run_id, "by": user, "at": now_iso(), "note": note}
+
+    def standing(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The plan's last submission or withdrawal (``("submission" | "withdrawal",
+        record)``); None: never submitted."""
+        found = self.db.one(
+            "SELECT kind, record FROM audit_chain WHERE run_id = ? AND kind IN "
+            "('submission', 'withdrawal') ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        )
+        return None if found is None else (str(found[0]), dict(json.loads(found[1])))
+
+    def submit(self, run_id: str, user: str) -> dict[str, Any]:
+        """The maker puts an undecided plan before the approvers (idempotent)."""
+        plan = self._undecided(run_id, user, "submit")
+        with self.db.transaction(lock=CHAIN):
+            standing = self.standing(run_id)
+            if standing is not None:
+                self._refuse_withdrawn(run_id, standing)
+                return standing[1]
+            record = self._stand(run_id, plan.maker, None)
+            self._append("submission", run_id, record)
+        return record
+
+    def withdraw(self, run_id: str, user: str, note: str | None = None) -> dict[str, Any]:
+        """The maker takes a submitted plan back before anyone decided it; final: nobody can
+        approve it after (dry-run the file again for a new plan)."""
+        self._undecided(run_id, user, "withdraw")
+        with self.db.transaction(lock=CHAIN):
+            standing = self.standing(run_id)
+            if standing is None:
+                raise PlanStateError(
+                    f"plan {run_id} was never submitted: there is nothing to withdraw"
+                )
+            self._refuse_withdrawn(run_id, standing)
+            current = self.plan(run_id)
+            if current is not None and current.decision is not None:
+                raise PlanStateError(f"plan {run_id} was decided meanwhile: too late to withdraw")
+            record = self._stand(run_id, user, note)
+            self._append("withdrawal", run_id, record)
+        return record
+
+    def _undecided(self, run_id: str, user: str, verb: str) -> Plan:
+        plan = self.plan(run_id)
+        if plan is None:
+            raise ApprovalError(f"no plan {run_id!r}. Fix: check the id with 'reconcile runs'")
+        if user != plan.maker:
+            raise ApprovalError(
+                f"only {plan.maker}, who made plan {run_id}, can {verb} it (not {user})"
+            )
+        if plan.decision is not None:
+            raise PlanStateError(
+                f"plan {run_id} was already {plan.decision['decision']} by "
+                f"{plan.decision['decided_by']}: there is nothing to {verb}"
+            )
+        return plan
+
+    @staticmethod
+    def _refuse_withdrawn(run_id: str, standing: tuple[str, dict[str, Any]]) -> None:
+        kind, record = standing
+        if kind == "withdrawal":
+            raise PlanStateError(
+                f"plan {run_id} was withdrawn by {record['by']} at {record['at']}: it cannot "
+                "be submitted or decided. Fix: dry-run the file again for a new plan"
+            )
+
     # -- decisions ----------------------------------------------------------------------------
 
     def decide(self, run_id: str, *, approve: bool, user: str, note: str | None) -> dict[str, Any]:
         """Approve or reject a plan. Refused (ApprovalError, nothing recorded): an unknown run,
-        a run that is not a dry run, a plan already decided, and the maker deciding their own."""
+        a run that is not a dry run, the maker deciding their own; PlanStateError: a plan never
+        submitted, withdrawn or already decided."""
         plan = self.plan(run_id)
         if plan is None:
             real = self.db.one("SELECT dry_run FROM runs WHERE run_id = ?", (run_id,))
@@ -190,18 +267,40 @@ class AuditStore:
                 f"no plan {run_id!r} in this state dir. Fix: check the id with "
                 "'reconcile runs', and give --job or --state-dir of the job that made it"
             )
-        if plan.decision is not None:
-            raise ApprovalError(
-                f"plan {run_id} was already {plan.decision['decision']} by "
-                f"{plan.decision['decided_by']} at {plan.decision['decided_at']}: a decision is "
-                "final. Fix: dry-run the file again for a new plan"
-            )
         if user == plan.maker:
             raise ApprovalError(
                 f"{user} made plan {run_id}: the person who prepares a batch cannot "
                 f"{'approve' if approve else 'reject'} it. Fix: ask a colleague to decide it"
             )
-        record = {
+        with self.db.transaction(lock=CHAIN):
+            # Read under the chain's lock: a withdrawal or another decision cannot slip between.
+            record = self._decision(run_id, approve=approve, user=user, note=note)
+            self.db.run(
+                "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
+            )
+            self._append("approval" if approve else "rejection", run_id, record)
+        return record
+
+    def _decision(
+        self, run_id: str, *, approve: bool, user: str, note: str | None
+    ) -> dict[str, Any]:
+        """The decision record, if the plan stands submitted and undecided."""
+        plan = self.plan(run_id)
+        assert plan is not None
+        if plan.decision is not None:
+            raise PlanStateError(
+                f"plan {run_id} was already {plan.decision['decision']} by "
+                f"{plan.decision['decided_by']} at {plan.decision['decided_at']}: a decision is "
+                "final. Fix: dry-run the file again for a new plan"
+            )
+        standing = self.standing(run_id)
+        if standing is None:
+            raise PlanStateError(
+                f"plan {run_id} was never submitted for approval: {plan.maker} may still be "
+                "fixing the file. Nothing was recorded. Fix: wait until its maker submits it"
+            )
+        self._refuse_withdrawn(run_id, standing)
+        return {
             "run_id": run_id,
             "decision": "approved" if approve else "rejected",
             "decided_by": user,
@@ -209,12 +308,6 @@ class AuditStore:
             "note": note,
             "plan_sha256": plan.plan_sha256,
         }
-        with self.db.transaction(lock=CHAIN):
-            self.db.run(
-                "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
-            )
-            self._append("approval" if approve else "rejection", run_id, record)
-        return record
 
     # -- manifests ----------------------------------------------------------------------------
 
@@ -230,6 +323,17 @@ class AuditStore:
             (run_id,),
         )
         return None if found is None else dict(json.loads(found[0]))
+
+    def applications(self, plan_run_id: str) -> list[dict[str, Any]]:
+        """The manifests of the real runs that applied plan ``plan_run_id``, oldest first."""
+        found = self.db.rows(
+            "SELECT record FROM audit_chain WHERE kind = 'manifest' AND record LIKE ? ORDER BY seq",
+            (f"%{json.dumps(plan_run_id)}%",),
+        )
+        manifests = (dict(json.loads(text)) for (text,) in found)
+        return [
+            m for m in manifests if m.get("plan_run_id") == plan_run_id and not m.get("dry_run")
+        ]
 
     # -- user actions (the console) -----------------------------------------------------------
 

@@ -83,6 +83,8 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
 
     if args.dry_run or args.sandbox:
         raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
+    if args.force:
+        approval.refuse_forced(job.storage, args.plan, approval.acting_user(os.environ))
     approved = approval.approved_plan(job.storage, args.plan, job, dt.datetime.now(dt.UTC))
     source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
     planned = dataclasses.replace(options, plan=approved)
@@ -147,6 +149,21 @@ def _decide(args: argparse.Namespace) -> int:
     print(
         f"plan {record['run_id']} {record['decision']} by {record['decided_by']} at "
         f"{record['decided_at']} (plan SHA-256 {record['plan_sha256']})"
+    )
+    return EXIT_OK
+
+
+def _withdraw(args: argparse.Namespace) -> int:
+    """``withdraw``: the maker takes a submitted plan back before a decision; exit 2 when
+    refused (not theirs, never submitted, decided)."""
+    from reconcile import approval
+
+    record = approval.withdraw(
+        _storage(args), args.run_id, user=approval.acting_user(os.environ), note=args.note
+    )
+    print(
+        f"plan {record['run_id']} withdrawn by {record['by']} at {record['at']}: nobody can "
+        "approve it now"
     )
     return EXIT_OK
 
@@ -310,6 +327,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "operations": lambda _: _operations(),
     "approve": _decide,
     "reject": _decide,
+    "withdraw": _withdraw,
     "audit": _audit,
     "ledger": _ledger,
     "serve": _web,

@@ -143,10 +143,16 @@ def _add_history(commands: Any) -> None:
         "--requests", action="store_true", help="with show: every row's planned request too"
     )
 
-    for name, text in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
+    for name, text in (
+        ("approve", "approve a dry run's plan (maker-checker)"),
+        ("reject", "reject a dry run's plan (maker-checker)"),
+        ("withdraw", "take your own submitted plan back before anyone decides it"),
+    ):
+        decide = commands.add_parser(name, help=text, description=text)
         decide.add_argument("run_id", help="the dry run's id")
-        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
+        decide.add_argument(
+            "--note", required=name == "reject", help="why (required to reject; optional else)"
+        )
         decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
         decide.add_argument("--job", type=Path, help="take state_dir from this job file")
         decide.add_argument(

@@ -451,3 +451,52 @@ def test_an_expired_session_signs_nobody_in(tmp_path: Path) -> None:
         assert users.db.one("SELECT COUNT(*) FROM sessions") == (1,)
     finally:
         users.close()
+
+
+def test_only_a_submitted_plan_is_decided_and_a_withdrawn_one_never(
+    sandbox: SandboxServer, running: RunningConsole
+) -> None:
+    """An approver's POST on a checked but unsubmitted plan is 409 (approve and reject): nothing
+    recorded, nothing sent. After the maker submits and withdraws it, approving is 409 too."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{run_id}").text)
+    for action, data in (("approve", {}), ("reject", {"note": "no"})):
+        answer = bob.post(f"/runs/{run_id}/{action}", data={"csrf_token": token, **data})
+        assert answer.status_code == 409, action
+        assert "never submitted" in html.unescape(answer.text)
+    alice_token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": alice_token})
+    assert "Withdraw from approval</button>" in alice.get(f"/runs/{run_id}").text
+    answer = alice.post(f"/runs/{run_id}/withdraw", data={"csrf_token": alice_token})
+    assert answer.status_code == 303
+    page = bob.get(f"/runs/{run_id}").text
+    assert "Withdrawn by alice" in page and "Approve</button>" not in page
+    assert run_id not in bob.get("/approvals").text
+    answer = bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token})
+    assert answer.status_code == 409 and "withdrawn by alice" in html.unescape(answer.text)
+    with approval.store(running.job.storage) as audit:
+        plan = audit.plan(run_id)
+        actions = [a["action"] for a in audit.actions(run_id)]
+    assert plan is not None and plan.decision is None
+    assert "approve" not in actions and "reject" not in actions and "withdraw" in actions
+    assert sandbox.state.requests == []
+    assert not [r for r in running.console.history() if not r["dry_run"]]
+
+
+def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """The maker sees a Withdraw button on their submitted plan; after it the page says who
+    withdrew it and offers nothing more; the page passes axe-core."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{run_id}")
+    page.get_by_role("button", name="Submit for approval").click()
+    page.get_by_role("button", name="Withdraw from approval").click()
+    expect(page.get_by_role("status").filter(has_text="Withdrawn by alice")).to_be_visible()
+    assert page.get_by_role("button", name="Submit for approval").count() == 0
+    _accessible(page, "withdrawn plan")

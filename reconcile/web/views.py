@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
 from reconcile import approval
-from reconcile.exceptions import ApprovalError, ReconcileError
+from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
 from reconcile.results import neutralised
 from reconcile.web import tables
 from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
@@ -143,6 +143,8 @@ async def run_page(web: Web, request: Request) -> Response:
         plan = audit.plan(upload.run_id)
         rows = audit.plan_rows(upload.run_id)
         actions = audit.actions(upload.run_id)
+        standing = audit.standing(upload.run_id)
+    withdrawn = standing[1] if standing and standing[0] == "withdrawal" else None
     counts = tables.status_counts(rows)
     decision = plan.decision if plan else None
     background = web.console.background(upload.run_id)
@@ -158,6 +160,13 @@ async def run_page(web: Web, request: Request) -> Response:
         final_counts=tables.results_counts(background.results) if background else None,
         totals=tables.community_totals(rows),
         actions=actions,
+        withdrawn=withdrawn,
+        may_withdraw=(
+            user.name == upload.maker
+            and upload.submitted_at is not None
+            and decision is None
+            and withdrawn is None
+        ),
         may_submit=(
             user.name == upload.maker
             and user.can_submit
@@ -170,6 +179,7 @@ async def run_page(web: Web, request: Request) -> Response:
             and user.name != upload.maker
             and upload.submitted_at is not None
             and decision is None
+            and withdrawn is None
         ),
     )
 
@@ -254,6 +264,22 @@ async def decide(web: Web, request: Request) -> Response:
         raise HTTPException(400, "Say why in the Note field: the maker reads it to fix the file.")
     try:
         web.console.decide(upload, session.user, approve=approve, note=note)
+    except PlanStateError as exc:  # not submitted, withdrawn, decided: nothing recorded
+        raise HTTPException(409, str(exc)) from None
+    except ApprovalError as exc:
+        raise Forbidden(str(exc)) from None
+    return RedirectResponse(f"/runs/{upload.run_id}", 303)
+
+
+async def withdraw(web: Web, request: Request) -> Response:
+    session, _ = await web.posted(request)
+    upload = web.visible(session, request.path_params["run_id"])
+    if upload.maker != session.user.name:
+        raise Forbidden("Only the person who submitted this plan can withdraw it.")
+    try:
+        web.console.withdraw(upload, session.user)
+    except PlanStateError as exc:
+        raise HTTPException(409, str(exc)) from None
     except ApprovalError as exc:
         raise Forbidden(str(exc)) from None
     return RedirectResponse(f"/runs/{upload.run_id}", 303)
@@ -269,7 +295,10 @@ async def approvals(web: Web, request: Request) -> Response:
             continue
         with approval.store(web.console.job(upload.job).storage) as audit:
             plan = audit.plan(upload.run_id)
-            if plan is None or plan.decision is not None:
+            standing = audit.standing(upload.run_id)
+            if plan is None or plan.decision is not None or standing is None:
+                continue
+            if standing[0] == "withdrawal":
                 continue
             counts = tables.status_counts(audit.plan_rows(upload.run_id))
         waiting.append({"upload": upload, "counts": counts})
@@ -300,6 +329,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/runs/{run_id}/progress", "GET", progress),
     ("/runs/{run_id}/download/{kind}", "GET", download),
     ("/runs/{run_id}/submit", "POST", submit),
+    ("/runs/{run_id}/withdraw", "POST", withdraw),
     ("/runs/{run_id}/approve", "POST", decide),
     ("/runs/{run_id}/reject", "POST", decide),
 ]
