@@ -1,0 +1,198 @@
+"""The verify stage against the sandbox over real HTTP: writes by the CLI, then reads back
+(reconcile/verify.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+
+from reconcile.api import load_job
+from reconcile.sandbox import SandboxServer
+from reconcile.verify import Verification, verify_file
+from tests.helpers import run, write_csv, write_job
+
+ORDERS = (
+    "community,orderId,status,amount,metadata.tier\n"
+    "acme,ord_acme0001,paid,1500,gold\n"
+    "acme,acme-order-2,CANCELED,,silver\n"
+    "globex,ord_globex0001,FULFILLED,700,\n"
+)
+CAPILLARY = (
+    "community,identifierName,identifierValue,id,type,deliveryStatus,lineItems.itemCode,"
+    "lineItems.extendedFields.ship_last_name,extendedFields.ship_first_name\n"
+    "acme,mobile,919986000586,873547608,REGULAR,SHIPPED,sku_234_2,Lee,Ann\n"
+    "acme,mobile,919986000586,873547608,REGULAR,SHIPPED,sku_234_3,Kim,Ann\n"
+)
+
+
+def written(
+    tmp_path: Path, sandbox: SandboxServer, operation: str, text: str, **top: object
+) -> tuple[Path, Path]:
+    """A file written through the sandbox by ``reconcile run``: (file, job)."""
+    job = write_job(tmp_path / "job.toml", sandbox.url, operation=operation, **top)
+    data = write_csv(tmp_path / "in.csv", text)
+    assert run("run", data, "--job", job, "--out", tmp_path / "out.csv") == 0
+    return data, job
+
+
+def verified(data: Path, job: Path) -> Verification:
+    return verify_file(data, load_job(job), environ=os.environ)
+
+
+def statuses(result: Verification) -> list[str]:
+    return result.verdicts.get_column("verify_status").to_list()
+
+
+def test_orders_verified_after_the_read_lag(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """With a read lag, the first reads show the old orders; settling reads again until they
+    match: every row verified, exit 0, and only GETs were sent by verify."""
+    sandbox.state.faults.read_lag = 1.0
+    data, job = written(tmp_path, sandbox, "voucherify-order", ORDERS, verify_settle_seconds=10)
+    before = len(sandbox.state.requests)
+    started = time.monotonic()
+    result = verified(data, job)
+    assert statuses(result) == ["verified"] * 3, result.verdicts
+    assert result.exit_code == 0
+    assert time.monotonic() - started >= 0.5  # the lag was waited out, not ignored
+    methods = {r["method"] for r in sandbox.state.requests[before:]}
+    assert methods == {"GET"}
+    assert result.reads > 3  # some reads were repeated while settling
+
+
+def test_record_changed_behind_the_tool_names_rows_and_fields(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """Another writer cancels one order and drops a metadata key of another: exactly those
+    rows are mismatches naming each field with both values; exit 4; no write sent."""
+    data, job = written(tmp_path, sandbox, "voucherify-order", ORDERS, verify_settle_seconds=0)
+    sandbox.state.other_writer("voucherifyOrders", {"id": "ord_acme0001"}, status="CANCELED")
+    sandbox.state.other_writer("voucherifyOrders", {"id": "ord_acme0002"}, metadata={})
+    before = len(sandbox.state.requests)
+    result = verified(data, job)
+    assert statuses(result) == ["mismatch", "mismatch", "verified"]
+    assert result.verdicts.get_column("verify_detail").to_list()[:2] == [
+        "status: wrote PAID, read CANCELED",
+        "metadata.tier: wrote silver, read nothing",
+    ]
+    assert result.exit_code == 4
+    assert {r["method"] for r in sandbox.state.requests[before:]} == {"GET"}
+
+
+def test_rollback_verified_and_not_found(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """A rolled-back redemption reads ROLLED_BACK: verified; a redemption that does not exist
+    is not_found (exit 4)."""
+    data, job = written(
+        tmp_path,
+        sandbox,
+        "voucherify-rollback",
+        "community,redemptionId\nacme,r_acme0001\n",
+        verify_settle_seconds=0,
+    )
+    assert statuses(verified(data, job)) == ["verified"]
+    other = write_csv(
+        tmp_path / "other.csv", "community,redemptionId\nacme,r_acme0002\nacme,r_nothing\n"
+    )
+    result = verified(other, job)
+    assert statuses(result) == ["mismatch", "not_found"]
+    assert (
+        result.verdicts.get_column("verify_detail")[0]
+        == "status: wrote ROLLED_BACK, read SUCCEEDED"
+    )
+    assert result.exit_code == 4
+
+
+def test_capillary_one_get_per_transaction_and_item_drift(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """Two line-item rows of one transaction are served by one GET; deliveryStatus is named
+    not verifiable; a line item changed behind the tool marks only its row; a
+    transaction-level change marks both."""
+    data, job = written(
+        tmp_path, sandbox, "capillary-transaction", CAPILLARY, verify_settle_seconds=0
+    )
+    before = len(sandbox.state.requests)
+    result = verified(data, job)
+    assert statuses(result) == ["verified", "verified"]
+    assert (
+        result.verdicts.get_column("verify_detail").to_list()
+        == ["deliveryStatus: not verifiable (the read does not return it)"] * 2
+    )
+    assert [r["method"] for r in sandbox.state.requests[before:]] == ["GET"]
+
+    def drift_item(items: list[dict[str, object]]) -> list[dict[str, object]]:
+        return [
+            {**i, "extendedFields": {"ship_last_name": "X"}} if i["itemCode"] == "sku_234_3" else i
+            for i in items
+        ]
+
+    sandbox.state.other_writer("capillaryTransactions", {"id": 873547608}, lineItems=drift_item)
+    assert statuses(verified(data, job)) == ["verified", "mismatch"]
+    sandbox.state.other_writer(
+        "capillaryTransactions", {"id": 873547608}, extendedFields={"ship_first_name": "Bo"}
+    )
+    result = verified(data, job)
+    assert statuses(result) == ["mismatch", "mismatch"]
+    assert all(
+        d.startswith("extendedFields.ship_first_name: wrote Ann, read Bo")
+        for d in result.verdicts.get_column("verify_detail").to_list()
+    )
+
+
+def test_returning_ai_rows_never_verified_and_no_get(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """Returning.AI documents no read: rows are unverifiable (no answer kept), and verify sends
+    no request at all."""
+    text = "community,purchaseHistoryID,voucherCode,voucherExpiryDate\nacme,ORDTACME00001,NEW-1,31/12/2026\n"
+    data, job = written(tmp_path, sandbox, "purchase-history", text)
+    before = len(sandbox.state.requests)
+    result = verified(data, job)
+    assert statuses(result) == ["unverifiable"]
+    assert result.exit_code == 0 and result.reads == 0
+    assert sandbox.state.requests[before:] == []
+
+
+def test_reads_paced_no_429_at_the_key_limit(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """A key limited to N requests a second sees no 429 from a verify paced at N."""
+    rows = "".join(f"acme,ord_acme000{i},PAID,,\n" for i in range(1, 6))
+    data, job = written(
+        tmp_path,
+        sandbox,
+        "voucherify-order",
+        ORDERS.splitlines()[0] + "\n" + rows,
+        rate_per_second=4,
+        verify_settle_seconds=0,
+    )
+    sandbox.state.faults.rate_per_second, sandbox.state.faults.burst = 4.0, 1.0
+    before = len(sandbox.state.requests)
+    result = verified(data, job)
+    assert statuses(result) == ["verified"] * 5
+    assert [r["status"] for r in sandbox.state.requests[before:]] == [200] * 5
+
+
+def test_revoked_key_stops_only_its_community(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str], monkeypatch: object
+) -> None:
+    """A refused credential makes that community's reads read_failed (exit 1); the other
+    community's rows are still verified."""
+    data, job = written(tmp_path, sandbox, "voucherify-order", ORDERS, verify_settle_seconds=0)
+    with sandbox.state.lock:
+        sandbox.state._apps = {
+            k: v for k, v in sandbox.state._apps.items() if k[0] != "app-acme-0001"
+        }
+    result = verified(data, job)
+    assert statuses(result) == ["read_failed", "read_failed", "verified"]
+    assert result.exit_code == 1
+    assert (
+        pl.Series(result.verdicts.get_column("verify_detail")).str.contains("read failed").sum()
+        == 2
+    )
