@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs
+from reconcile import logs, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage
@@ -312,6 +312,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reject": _decide,
     "audit": _audit,
     "ledger": _ledger,
+    "verify": lambda args: verify_command.main(args),
     "serve": _web,
     "users": _web,
 }

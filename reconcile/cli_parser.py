@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__
+from reconcile import __version__, verify_command
 from reconcile.job import example_toml
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
+    verify_command.add_parser(commands)
 
     _add_console(commands)
 

@@ -1,5 +1,5 @@
 """Read-back: what an operation declares to prove that the API now holds what a row wrote, and
-the pure comparison of a read's answer with it (no I/O; :mod:`reconcile.verify` does the reads).
+the pure comparison of a read's answer with it (no I/O; :mod:`reconcile.verification` does the reads).
 
 An operation's :meth:`~reconcile.operations.base.Operation.read_back` turns one request (its
 path and JSON body: exactly what was sent) into a :class:`ReadPlan`: the GET that reads the

@@ -1,5 +1,5 @@
 """The verify stage against the sandbox over real HTTP: writes by the CLI, then reads back
-(reconcile/verify.py)."""
+(reconcile/verification.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import polars as pl
 
 from reconcile.api import load_job
 from reconcile.sandbox import SandboxServer
-from reconcile.verify import Verification, verify_file
+from reconcile.verification import Verification, verify_file
 from tests.helpers import run, write_csv, write_job
 
 ORDERS = (
@@ -196,3 +196,40 @@ def test_revoked_key_stops_only_its_community(
         pl.Series(result.verdicts.get_column("verify_detail")).str.contains("read failed").sum()
         == 2
     )
+
+
+def test_cli_verify_run_id_names_changed_rows_exit_4(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str], capsys: object
+) -> None:
+    """``reconcile verify RUN_ID --job JOB --out FILE`` reads back the run's applied rows: the
+    row another writer changed is a mismatch in the output (input columns kept), exit 4, and
+    the sandbox logged no write during verify; ``verify FILE`` without a run does the same."""
+    from reconcile.ledger import Ledger
+    from tests.helpers import read_results, storage_of
+
+    data, job = written(tmp_path, sandbox, "voucherify-order", ORDERS, verify_settle_seconds=0)
+    ledger = Ledger(storage_of(job))
+    [last] = ledger.runs(limit=1)
+    ledger.close()
+    assert run("verify", last["run_id"], "--job", job, "--out", tmp_path / "v.csv") == 0
+    sandbox.state.other_writer("voucherifyOrders", {"id": "ord_globex0001"}, status="PAID")
+    before = len(sandbox.state.requests)
+    assert run("verify", last["run_id"], "--job", job, "--out", tmp_path / "v.csv") == 4
+    assert {r["method"] for r in sandbox.state.requests[before:]} == {"GET"}
+    out = read_results(tmp_path / "v.csv")
+    assert out.get_column("orderId").to_list() == ["ord_acme0001", "acme-order-2", "ord_globex0001"]
+    assert out.get_column("verify_status").to_list() == ["verified", "verified", "mismatch"]
+    assert out.get_column("verify_detail").to_list()[2] == "status: wrote FULFILLED, read PAID"
+    assert run("verify", data, "--job", job, "--out", tmp_path / "f.csv") == 4
+
+
+def test_python_api_verify(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """``reconcile.verify(path, job, rows=...)`` reads back the chosen rows only."""
+    import reconcile
+
+    data, job = written(tmp_path, sandbox, "voucherify-order", ORDERS, verify_settle_seconds=0)
+    result = reconcile.verify(data, reconcile.load_job(job), rows=[3])
+    assert result.verdicts.get_column("__row").to_list() == [3]
+    assert result.exit_code == 0 and result.reads == 1

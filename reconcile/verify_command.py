@@ -1,0 +1,98 @@
+"""``reconcile verify RUN_ID|FILE --job JOB [--out FILE]``: read back an earlier run's rows
+(applied, already applied or unknown) or a file's rows (no run at all), and write the input's
+columns plus ``verify_status`` and ``verify_detail``. Never writes to the API or the ledger.
+
+Exit codes: 0 every row verified, confirmed or unverifiable; 4 any mismatch or not found; 1 reads
+failed; 2 unusable input or job (as ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconcile._lazy import lazy
+from reconcile.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy("polars")  # ``--help`` stays quick
+
+#: Rows of an earlier run that may have changed the API, so are read back.
+READ_BACK_STATUSES = ("applied", "already_applied", "unknown")
+
+
+def add_parser(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="read back what a run (or a file) wrote and compare, field by field",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
+    verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
+    verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from reconcile.credentials import resolve_credentials
+    from reconcile.database import Storage
+    from reconcile.job import load_job
+    from reconcile.ledger import Ledger
+    from reconcile.pipeline import prepare
+    from reconcile.verification import verify_prepared
+
+    job = load_job(args.job)
+    rows, written_at, run = None, None, None
+    if Path(args.target).is_file():
+        path = Path(args.target)
+    else:
+        ledger = Ledger(
+            Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
+        )
+        try:
+            run = ledger.run(args.target)
+        finally:
+            ledger.close()
+        if run is None:
+            raise ConfigError(
+                f"{args.target!r} is neither a file nor a single run of this job's ledger"
+            )
+        path, rows, written_at = _run_rows(run)
+    prepared = prepare(path, job)
+    if run is not None and prepared.table.sha256 != run["input_sha256"]:
+        raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
+    communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
+    credentials = resolve_credentials(prepared.operation, job, communities, os.environ)
+    result = verify_prepared(prepared, credentials, rows=rows, written_at=written_at)
+    out = args.out or Path("out") / f"{path.stem}.verify.csv"
+    table = prepared.table.frame
+    frame = table.join(
+        result.verdicts.with_columns(pl.col("__row").cast(table.schema["__row"])),
+        on="__row",
+        how="inner",
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.rename({"__row": "row"}).write_csv(out)
+    counts = frame.group_by("verify_status").len().sort("verify_status").iter_rows()
+    print(f"verify: {result.reads} reads; " + ", ".join(f"{s} {n}" for s, n in counts) + f"; {out}")
+    return result.exit_code
+
+
+def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
+    """An earlier run's input file (unchanged since), the rows to read back, when it ended."""
+    path = Path(run["input_path"])
+    if not path.is_file():
+        raise ConfigError(f"run {run['run_id']}: its input file {path} is gone")
+    results = pl.read_csv(run["results_path"], infer_schema=False, encoding="utf8-lossy")
+    # Our columns are prefixed where the input had a column of that name (results.py).
+    row, status = (
+        f"reconcile_{c}" if f"reconcile_{c}" in results.columns else c for c in ("row", "status")
+    )
+    rows = results.filter(pl.col(status).is_in(READ_BACK_STATUSES)).get_column(row).cast(pl.Int64)
+    ended = run.get("ended_at")
+    return path, rows, dt.datetime.fromisoformat(ended).timestamp() if ended else None
