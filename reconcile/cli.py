@@ -63,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         environ=os.environ,
     )
+    if getattr(args, "verify", False):
+        return _run_verified(args, job, options)
     if args.plan is not None:
         return _run_plan(args, job, options)
     if not args.sandbox or args.dry_run:
@@ -75,6 +77,26 @@ def _run(args: argparse.Namespace) -> int:
         log.info("sandbox.started", url=server.url)
         rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
         return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+
+
+def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+    """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
+    global _show
+    if args.sandbox:
+        raise ConfigError("--verify reads back a real run: it goes without --sandbox")
+    shown, after = _show, verify_command.AfterRun(job, options.environ)
+
+    def show_then_verify(source: Path, ended: Any, out: Path) -> None:
+        shown(source, ended, out)
+        after(source, ended, out)
+
+    _show = show_then_verify  # every input's summary, then its read-back
+    try:
+        args.verify = False
+        code = _run(args)
+    finally:
+        _show = shown
+    return code or after.worst
 
 
 def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:

@@ -51,6 +51,11 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
     run.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="after the writes, read back every applied or unknown row (exit 4 on a mismatch)",
+    )
     run.add_argument("--operation", help="override the job's operation")
     run.add_argument("--base-url", help="override the job's base_url")
     run.add_argument("--rate", type=float, help="override rate_per_second (every community)")

@@ -38,6 +38,35 @@ def add_parser(commands: Any) -> None:
     verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
 
 
+class AfterRun:
+    """``run --verify``: after each input's writes, read back every row applied, already
+    applied or unknown, print the counts and write ``<results>.verify.csv`` beside the results;
+    ``worst`` is 4 when a read disagrees, 1 when reads failed."""
+
+    def __init__(self, job: Any, environ: Any, given: Any = None) -> None:
+        self.job, self.environ, self.given, self.worst = job, environ, given, 0
+
+    def __call__(self, source: Path, ended: Any, out: Path) -> None:
+        from reconcile.credentials import resolve_credentials
+        from reconcile.pipeline import prepare
+        from reconcile.verification import verify_prepared
+
+        if isinstance(ended, Exception) or ended.manifest.get("dry_run"):
+            return
+        statuses = ended.outcomes.filter(pl.col("status").is_in(READ_BACK_STATUSES))
+        if statuses.is_empty():
+            return
+        prepared = prepare(source, self.job)
+        communities = sorted(set(statuses.get_column("community").to_list()))
+        credentials = resolve_credentials(
+            prepared.operation, self.job, communities, self.environ, self.given
+        )
+        rows = statuses.get_column("__row").cast(pl.Int64)
+        result = verify_prepared(prepared, credentials, rows=rows)
+        _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
+        self.worst = max(self.worst, result.exit_code)
+
+
 def main(args: argparse.Namespace) -> int:
     from reconcile.credentials import resolve_credentials
     from reconcile.database import Storage
@@ -69,7 +98,12 @@ def main(args: argparse.Namespace) -> int:
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
     credentials = resolve_credentials(prepared.operation, job, communities, os.environ)
     result = verify_prepared(prepared, credentials, rows=rows, written_at=written_at)
-    out = args.out or Path("out") / f"{path.stem}.verify.csv"
+    _write(prepared, result, args.out or Path("out") / f"{path.stem}.verify.csv")
+    return result.exit_code
+
+
+def _write(prepared: Any, result: Any, out: Path) -> None:
+    """The input's columns and the verdicts of the rows read back; counts on the terminal."""
     table = prepared.table.frame
     frame = table.join(
         result.verdicts.with_columns(pl.col("__row").cast(table.schema["__row"])),
@@ -80,7 +114,6 @@ def main(args: argparse.Namespace) -> int:
     frame.rename({"__row": "row"}).write_csv(out)
     counts = frame.group_by("verify_status").len().sort("verify_status").iter_rows()
     print(f"verify: {result.reads} reads; " + ", ".join(f"{s} {n}" for s, n in counts) + f"; {out}")
-    return result.exit_code
 
 
 def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:

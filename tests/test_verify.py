@@ -233,3 +233,35 @@ def test_python_api_verify(
     result = reconcile.verify(data, reconcile.load_job(job), rows=[3])
     assert result.verdicts.get_column("__row").to_list() == [3]
     assert result.exit_code == 0 and result.reads == 1
+
+
+def test_run_with_verify_waits_out_the_read_lag(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """``run --verify``: the writes, then every applied row read back; with a read lag inside
+    verify_settle_seconds all are verified (exit 0); with a lag longer than the window the
+    reads still show the old orders: mismatch, exit 4, written beside the results."""
+    from tests.helpers import read_results
+
+    sandbox.state.faults.read_lag = 0.8
+    job = write_job(
+        tmp_path / "job.toml", sandbox.url, operation="voucherify-order", verify_settle_seconds=10
+    )
+    data = write_csv(tmp_path / "in.csv", ORDERS)
+    assert run("run", data, "--job", job, "--out", tmp_path / "out.csv", "--verify") == 0
+    assert (
+        read_results(tmp_path / "out.verify.csv").get_column("verify_status").to_list()
+        == ["verified"] * 3
+    )
+    sandbox.state.faults.read_lag = 30
+    slow = write_job(
+        tmp_path / "slow.toml", sandbox.url, operation="voucherify-order", verify_settle_seconds=0.5
+    )
+    other = write_csv(
+        tmp_path / "other.csv", "community,orderId,status\nacme,ord_acme0003,FULFILLED\n"
+    )
+    assert run("run", other, "--job", slow, "--out", tmp_path / "o.csv", "--verify") == 4
+    verdicts = read_results(tmp_path / "o.verify.csv")
+    assert verdicts.get_column("verify_detail").to_list() == [
+        "status: wrote FULFILLED, read CREATED"
+    ]
