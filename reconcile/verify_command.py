@@ -63,8 +63,62 @@ class AfterRun:
         )
         rows = statuses.get_column("__row").cast(pl.Int64)
         result = verify_prepared(prepared, credentials, rows=rows)
+        unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
+        settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
         _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
+        if settled:
+            print(f"verify: {settled}")
         self.worst = max(self.worst, result.exit_code)
+
+
+#: What the ledger records for an unknown request once a read has settled it.
+SETTLED_APPLIED = "unknown settled by read-back: the API holds the change (applied)"
+SETTLED_ABSENT = "not applied, safe to send again: read back after verify_settle_seconds"
+
+
+def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> str:
+    """Unknown requests whose every row read verified become applied in the ledger; those whose
+    read shows the change absent (after the settle window) become failed, so the next run sends
+    them once. Read failures stay unknown. Returns what was settled, in words."""
+    from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
+    from reconcile.plan import REQUEST_ID
+    from reconcile.triage import with_fingerprints
+
+    rows = prepared.plan.rows.filter(pl.col("__row").is_in(unknown.cast(pl.Int64).implode()))
+    judged = rows.join(
+        verdicts.with_columns(pl.col("__row").cast(rows.schema["__row"])), on="__row"
+    )
+    per_request = judged.group_by(REQUEST_ID).agg(pl.col("verify_status").unique().alias("seen"))
+    requests = with_fingerprints(prepared.plan.requests, prepared.job).join(
+        per_request, on=REQUEST_ID
+    )
+    finished = []
+    for line in requests.iter_rows(named=True):
+        seen = set(line["seen"])
+        if seen == {"verified"}:
+            state, error = "applied", SETTLED_APPLIED
+        elif seen <= {"mismatch", "not_found"}:
+            state, error = "failed", SETTLED_ABSENT
+        else:
+            continue
+        record = RequestRecord(
+            run_id,
+            line["fingerprint"],
+            line["community"],
+            line["method"],
+            line["path"],
+            line["target"],
+        )
+        finished.append(FinishedRecord(record, state, None, error, 0))
+    if not finished:
+        return ""
+    ledger = Ledger(prepared.job.storage)
+    try:
+        ledger.commit([], finished)
+    finally:
+        ledger.close()
+    applied = sum(f.state == "applied" for f in finished)
+    return f"{applied} unknown settled applied, {len(finished) - applied} not applied (safe to send again)"
 
 
 def main(args: argparse.Namespace) -> int:

@@ -265,3 +265,65 @@ def test_run_with_verify_waits_out_the_read_lag(
     assert verdicts.get_column("verify_detail").to_list() == [
         "status: wrote FULFILLED, read CREATED"
     ]
+
+
+def _rollbacks(sandbox: SandboxServer, redemption: str) -> tuple[int, int]:
+    """(rollback POSTs the sandbox received, rollbacks it committed) for one redemption."""
+    posts = [r for r in sandbox.state.requests if r["method"] == "POST" and redemption in r["path"]]
+    [stored] = sandbox.state.find("voucherifyRedemptions", id=redemption)
+    return len(posts), stored.get("rollbacks", 0)
+
+
+def test_lost_answer_after_a_committed_rollback_settles_applied(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """The rollback commits, its answer is lost (502 after the write): unknown. ``run
+    --verify`` reads ROLLED_BACK, so the ledger records it applied; the next run sends nothing."""
+    from reconcile.sandbox.state import FaultRule
+    from tests.helpers import read_results
+
+    sandbox.state.faults.rules.append(FaultRule("error_after", match="r_acme0003", times=1))
+    job = write_job(
+        tmp_path / "job.toml", sandbox.url, operation="voucherify-rollback", verify_settle_seconds=0
+    )
+    data = write_csv(tmp_path / "in.csv", "community,redemptionId\nacme,r_acme0003\n")
+    assert run("run", data, "--job", job, "--out", tmp_path / "out.csv", "--verify") == 1
+    assert read_results(tmp_path / "out.csv").get_column("status").to_list() == ["unknown"]
+    assert read_results(tmp_path / "out.verify.csv").get_column("verify_status").to_list() == [
+        "verified"
+    ]
+    assert run("run", data, "--job", job, "--out", tmp_path / "again.csv") == 0
+    assert read_results(tmp_path / "again.csv").get_column("status").to_list() == [
+        "already_applied"
+    ]
+    assert _rollbacks(sandbox, "r_acme0003") == (1, 1)
+
+
+def test_failure_before_anything_settles_failed_and_is_sent_once(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """The rollback fails before the write (502, nothing committed): unknown, and a rollback
+    is never re-sent blind. The read shows SUCCEEDED past the settle window: failed "not
+    applied, safe to send again"; the next run sends exactly that rollback once."""
+    from reconcile.sandbox.state import FaultRule
+    from tests.helpers import read_results
+
+    sandbox.state.faults.rules.append(FaultRule("error_before", match="r_acme0004", times=1))
+    job = write_job(
+        tmp_path / "job.toml",
+        sandbox.url,
+        operation="voucherify-rollback",
+        verify_settle_seconds=0.5,
+    )
+    data = write_csv(tmp_path / "in.csv", "community,redemptionId\nacme,r_acme0004\n")
+    assert run("run", data, "--job", job, "--out", tmp_path / "out.csv", "--verify") == 1
+    assert read_results(tmp_path / "out.csv").get_column("status").to_list() == ["unknown"]
+    assert read_results(tmp_path / "out.verify.csv").get_column("verify_status").to_list() == [
+        "mismatch"
+    ]
+    assert _rollbacks(sandbox, "r_acme0004") == (1, 0)
+    assert run("run", data, "--job", job, "--out", tmp_path / "again.csv") == 0
+    assert read_results(tmp_path / "again.csv").get_column("status").to_list() == ["applied"]
+    assert _rollbacks(sandbox, "r_acme0004") == (2, 1)
+    assert run("run", data, "--job", job, "--out", tmp_path / "third.csv") == 0
+    assert _rollbacks(sandbox, "r_acme0004") == (2, 1)
