@@ -63,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         environ=os.environ,
     )
+    if args.verify_sample is not None and not args.verify:
+        raise ConfigError("--verify-sample N goes with --verify")
     if getattr(args, "verify", False):
         return _run_verified(args, job, options)
     if args.plan is not None:
@@ -84,7 +86,7 @@ def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> in
     global _show
     if args.sandbox:
         raise ConfigError("--verify reads back a real run: it goes without --sandbox")
-    shown, after = _show, verify_command.AfterRun(job, options.environ)
+    shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
 
     def show_then_verify(source: Path, ended: Any, out: Path) -> None:
         shown(source, ended, out)
@@ -92,7 +94,7 @@ def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> in
 
     _show = show_then_verify  # every input's summary, then its read-back
     try:
-        args.verify = False
+        args.verify, args.verify_sample = False, None
         code = _run(args)
     finally:
         _show = shown

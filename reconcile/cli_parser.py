@@ -56,6 +56,7 @@ def _add_run(commands: Any) -> None:
         action="store_true",
         help="after the writes, read back every applied or unknown row (exit 4 on a mismatch)",
     )
+    verify_command.add_sample_option(run)
     run.add_argument("--operation", help="override the job's operation")
     run.add_argument("--base-url", help="override the job's base_url")
     run.add_argument("--rate", type=float, help="override rate_per_second (every community)")

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import json
+import math
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import anyio
@@ -190,6 +192,16 @@ def verdicts_frame(reads: list[_Read], unread: Mapping[int, RowVerdict]) -> pl.D
     )
 
 
+def sampled(reads: list[_Read], percent: float, always: set[int]) -> list[_Read]:
+    """``--verify-sample N``: a random N% of the reads (at least one), plus every read that
+    serves a row in ``always`` (unknown rows are settled by their read, never skipped)."""
+    kept = {i for i, r in enumerate(reads) if any(row in always for row, _ in r.rows)}
+    others = [i for i in range(len(reads)) if i not in kept]
+    count = min(len(others), max(1, math.ceil(len(others) * percent / 100))) if others else 0
+    kept |= set(random.SystemRandom().sample(others, count))
+    return [r for i, r in enumerate(reads) if i in kept]
+
+
 def exit_code(verdicts: pl.DataFrame) -> int:
     """0 all verified/confirmed/unverifiable; 4 any mismatch or not found; 1 reads failed."""
     statuses = set(verdicts.get_column("verify_status").to_list())
@@ -219,6 +231,8 @@ def verify_prepared(
     *,
     rows: pl.Series | None = None,
     written_at: float | None = None,
+    sample_percent: float | None = None,
+    always: Collection[int] = (),
 ) -> Verification:
     """Read back ``rows`` (default: all valid rows) of a prepared file
     (:func:`reconcile.pipeline.prepare`). ``written_at``: when the writes ended (settling lasts
@@ -226,6 +240,8 @@ def verify_prepared(
     job = dataclasses.replace(prepared.job, max_reject_rate=1.0)  # a 404 is an answer here
     valid = prepared.validated.filter(pl.col("__error").is_null())
     reads, unread = plan_reads(prepared.operation, prepared.plan, valid, rows)
+    if sample_percent is not None:
+        reads = sampled(reads, sample_percent, set(always))
     settle_until = (written_at or time.time()) + job.verify_settle_seconds
     sent = anyio.run(
         lambda: read_back(prepared.operation, job, reads, credentials, settle_until=settle_until)

@@ -36,6 +36,23 @@ def add_parser(commands: Any) -> None:
     verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
     verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
+    add_sample_option(verify)
+
+
+def add_sample_option(parser: Any) -> None:
+    parser.add_argument(
+        "--verify-sample",
+        type=_percent,
+        metavar="N",
+        help="read back a random N%% of the records (1-100; unknown rows are always read)",
+    )
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage in (0, 100]")
+    return value
 
 
 class AfterRun:
@@ -43,8 +60,8 @@ class AfterRun:
     applied or unknown, print the counts and write ``<results>.verify.csv`` beside the results;
     ``worst`` is 4 when a read disagrees, 1 when reads failed."""
 
-    def __init__(self, job: Any, environ: Any, given: Any = None) -> None:
-        self.job, self.environ, self.given, self.worst = job, environ, given, 0
+    def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+        self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
 
     def __call__(self, source: Path, ended: Any, out: Path) -> None:
         from reconcile.credentials import resolve_credentials
@@ -58,12 +75,12 @@ class AfterRun:
             return
         prepared = prepare(source, self.job)
         communities = sorted(set(statuses.get_column("community").to_list()))
-        credentials = resolve_credentials(
-            prepared.operation, self.job, communities, self.environ, self.given
-        )
+        credentials = resolve_credentials(prepared.operation, self.job, communities, self.environ)
         rows = statuses.get_column("__row").cast(pl.Int64)
-        result = verify_prepared(prepared, credentials, rows=rows)
         unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
+        result = verify_prepared(
+            prepared, credentials, rows=rows, sample_percent=self.sample, always=unknown.to_list()
+        )
         settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
         _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
         if settled:
@@ -151,7 +168,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
     credentials = resolve_credentials(prepared.operation, job, communities, os.environ)
-    result = verify_prepared(prepared, credentials, rows=rows, written_at=written_at)
+    result = verify_prepared(
+        prepared, credentials, rows=rows, written_at=written_at, sample_percent=args.verify_sample
+    )
     _write(prepared, result, args.out or Path("out") / f"{path.stem}.verify.csv")
     return result.exit_code
 

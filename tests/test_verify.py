@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from reconcile.api import load_job
 from reconcile.sandbox import SandboxServer
@@ -172,7 +173,8 @@ def test_reads_paced_no_429_at_the_key_limit(
         rate_per_second=4,
         verify_settle_seconds=0,
     )
-    sandbox.state.faults.rate_per_second, sandbox.state.faults.burst = 4.0, 1.0
+    # N a second, as the job promises (never more in any one-second window).
+    sandbox.state.faults.rate_per_second, sandbox.state.faults.burst = 4.0, 4.0
     before = len(sandbox.state.requests)
     result = verified(data, job)
     assert statuses(result) == ["verified"] * 5
@@ -327,3 +329,24 @@ def test_failure_before_anything_settles_failed_and_is_sent_once(
     assert _rollbacks(sandbox, "r_acme0004") == (2, 1)
     assert run("run", data, "--job", job, "--out", tmp_path / "third.csv") == 0
     assert _rollbacks(sandbox, "r_acme0004") == (2, 1)
+
+
+def test_verify_sample_reads_a_share_of_the_records(
+    tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
+) -> None:
+    """``--verify-sample 40`` on 5 orders reads 2 of them (rounded up), only those rows are in
+    the output; a share outside (0, 100] is refused (exit 2)."""
+    from tests.helpers import read_results
+
+    rows = "".join(f"acme,ord_acme000{i},PAID,,\n" for i in range(1, 6))
+    text = ORDERS.splitlines()[0] + "\n" + rows
+    data, job = written(tmp_path, sandbox, "voucherify-order", text, verify_settle_seconds=0)
+    before = len(sandbox.state.requests)
+    out = tmp_path / "v.csv"
+    assert run("verify", data, "--job", job, "--out", out, "--verify-sample", "40") == 0
+    assert len(sandbox.state.requests) - before == 2
+    assert read_results(out).get_column("verify_status").to_list() == ["verified"] * 2
+    with pytest.raises(SystemExit) as refused:
+        run("verify", data, "--job", job, "--verify-sample", "0")
+    assert refused.value.code == 2
+    assert run("run", data, "--job", job, "--verify-sample", "5") == 2
