@@ -183,10 +183,20 @@ def _write(prepared: Any, result: Any, out: Path) -> None:
         on="__row",
         how="inner",
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.rename({"__row": "row"}).write_csv(out)
+    from reconcile.results import write_csvs_atomic
+
+    row = "reconcile_row" if "row" in frame.columns else "row"
+    # As results files: written whole or not at all, formula-like cells neutralised for Excel.
+    write_csvs_atomic({out: frame.rename({"__row": row})})
     counts = frame.group_by("verify_status").len().sort("verify_status").iter_rows()
     print(f"verify: {result.reads} reads; " + ", ".join(f"{s} {n}" for s, n in counts) + f"; {out}")
+    wrong = frame.filter(pl.col("verify_status").is_in(["mismatch", "not_found"]))
+    for line in wrong.head(10).iter_rows(named=True):
+        print(
+            f"  row {line['__row']} ({line.get('community', '')}): {line['verify_status']}: {line['verify_detail']}"
+        )
+    if wrong.height > 10:
+        print(f"  ... and {wrong.height - 10} more in {out}")
 
 
 def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
