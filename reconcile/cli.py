@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs
+from reconcile import logs, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage
@@ -63,6 +63,10 @@ def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         environ=os.environ,
     )
+    if args.verify_sample is not None and not args.verify:
+        raise ConfigError("--verify-sample N goes with --verify")
+    if getattr(args, "verify", False):
+        return _run_verified(args, job, options)
     if args.plan is not None:
         return _run_plan(args, job, options)
     if not args.sandbox or args.dry_run:
@@ -75,6 +79,26 @@ def _run(args: argparse.Namespace) -> int:
         log.info("sandbox.started", url=server.url)
         rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
         return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+
+
+def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+    """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
+    global _show
+    if args.sandbox:
+        raise ConfigError("--verify reads back a real run: it goes without --sandbox")
+    shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
+
+    def show_then_verify(source: Path, ended: Any, out: Path) -> None:
+        shown(source, ended, out)
+        after(source, ended, out)
+
+    _show = show_then_verify  # every input's summary, then its read-back
+    try:
+        args.verify, args.verify_sample = False, None
+        code = _run(args)
+    finally:
+        _show = shown
+    return code or after.worst
 
 
 def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
@@ -330,6 +354,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "withdraw": _withdraw,
     "audit": _audit,
     "ledger": _ledger,
+    "verify": lambda args: verify_command.main(args),
     "serve": _web,
     "users": _web,
 }

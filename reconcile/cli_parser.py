@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__
+from reconcile import __version__, verify_command
 from reconcile.job import example_toml
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
+    verify_command.add_parser(commands)
 
     _add_console(commands)
 
@@ -50,6 +51,12 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
     run.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="after the writes, read back every applied or unknown row (exit 4 on a mismatch)",
+    )
+    verify_command.add_sample_option(run)
     run.add_argument("--operation", help="override the job's operation")
     run.add_argument("--base-url", help="override the job's base_url")
     run.add_argument("--rate", type=float, help="override rate_per_second (every community)")

@@ -18,6 +18,7 @@ from typing import Any
 from reconcile._lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.typed import JsonValue, RawJson
+from reconcile.readback import Expect, ReadPlan
 
 #: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
 #: that nothing the tool sends as non-empty is empty to an API that trims (JavaScript's trim).
@@ -188,6 +189,22 @@ class Operation(abc.ABC):
     @abc.abstractmethod
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         """The headers that authenticate one community's requests."""
+
+    def read_back(self, target: str, path: str, body: Any) -> ReadPlan | None:
+        """The documented GET that reads back what one request wrote (``target``, ``path`` and
+        parsed JSON ``body`` as sent), and where its answer holds each written value
+        (:mod:`reconcile.readback`). None: the API documents no read."""
+        return None
+
+    def row_item(self, row: Mapping[str, Any]) -> str | None:
+        """The item a (normalised) row wrote, as its read-back's ``Expect.item`` names it, so an
+        item's difference marks only its row; None: the row is the whole record."""
+        return None
+
+    def echoed(self, body: Any) -> tuple[Expect, ...]:
+        """Where the write's own answer echoes each value sent (APIs with no read: the rows are
+        ``confirmed`` when it does); none by default."""
+        return ()
 
     def classify(self, status: int, body: bytes) -> Classified:
         """Map an HTTP answer to a verdict; operations override for endpoint-specific codes."""

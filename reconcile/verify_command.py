@@ -1,0 +1,214 @@
+"""``reconcile verify RUN_ID|FILE --job JOB [--out FILE]``: read back an earlier run's rows
+(applied, already applied or unknown) or a file's rows (no run at all), and write the input's
+columns plus ``verify_status`` and ``verify_detail``. Never writes to the API or the ledger.
+
+Exit codes: 0 every row verified, confirmed or unverifiable; 4 any mismatch or not found; 1 reads
+failed; 2 unusable input or job (as ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconcile._lazy import lazy
+from reconcile.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy("polars")  # ``--help`` stays quick
+
+#: Rows of an earlier run that may have changed the API, so are read back.
+READ_BACK_STATUSES = ("applied", "already_applied", "unknown")
+
+
+def add_parser(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="read back what a run (or a file) wrote and compare, field by field",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
+    verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
+    verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
+    add_sample_option(verify)
+
+
+def add_sample_option(parser: Any) -> None:
+    parser.add_argument(
+        "--verify-sample",
+        type=_percent,
+        metavar="N",
+        help="read back a random N%% of the records (1-100; unknown rows are always read)",
+    )
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage in (0, 100]")
+    return value
+
+
+class AfterRun:
+    """``run --verify``: after each input's writes, read back every row applied, already
+    applied or unknown, print the counts and write ``<results>.verify.csv`` beside the results;
+    ``worst`` is 4 when a read disagrees, 1 when reads failed."""
+
+    def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+        self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
+
+    def __call__(self, source: Path, ended: Any, out: Path) -> None:
+        from reconcile.credentials import resolve_credentials
+        from reconcile.pipeline import prepare
+        from reconcile.verification import verify_prepared
+
+        if isinstance(ended, Exception) or ended.manifest.get("dry_run"):
+            return
+        statuses = ended.outcomes.filter(pl.col("status").is_in(READ_BACK_STATUSES))
+        if statuses.is_empty():
+            return
+        prepared = prepare(source, self.job)
+        communities = sorted(set(statuses.get_column("community").to_list()))
+        credentials = resolve_credentials(prepared.operation, self.job, communities, self.environ)
+        rows = statuses.get_column("__row").cast(pl.Int64)
+        unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
+        result = verify_prepared(
+            prepared, credentials, rows=rows, sample_percent=self.sample, always=unknown.to_list()
+        )
+        settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
+        _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
+        if settled:
+            print(f"verify: {settled}")
+        self.worst = max(self.worst, result.exit_code)
+
+
+#: What the ledger records for an unknown request once a read has settled it.
+SETTLED_APPLIED = "unknown settled by read-back: the API holds the change (applied)"
+SETTLED_ABSENT = "not applied, safe to send again: read back after verify_settle_seconds"
+
+
+def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> str:
+    """Unknown requests whose every row read verified become applied in the ledger; those whose
+    read shows the change absent (after the settle window) become failed, so the next run sends
+    them once. Read failures stay unknown. Returns what was settled, in words."""
+    from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
+    from reconcile.plan import REQUEST_ID
+    from reconcile.triage import with_fingerprints
+
+    rows = prepared.plan.rows.filter(pl.col("__row").is_in(unknown.cast(pl.Int64).implode()))
+    judged = rows.join(
+        verdicts.with_columns(pl.col("__row").cast(rows.schema["__row"])), on="__row"
+    )
+    per_request = judged.group_by(REQUEST_ID).agg(pl.col("verify_status").unique().alias("seen"))
+    requests = with_fingerprints(prepared.plan.requests, prepared.job).join(
+        per_request, on=REQUEST_ID
+    )
+    finished = []
+    for line in requests.iter_rows(named=True):
+        seen = set(line["seen"])
+        if seen == {"verified"}:
+            state, error = "applied", SETTLED_APPLIED
+        elif seen <= {"mismatch", "not_found"}:
+            state, error = "failed", SETTLED_ABSENT
+        else:
+            continue
+        record = RequestRecord(
+            run_id,
+            line["fingerprint"],
+            line["community"],
+            line["method"],
+            line["path"],
+            line["target"],
+        )
+        finished.append(FinishedRecord(record, state, None, error, 0))
+    if not finished:
+        return ""
+    ledger = Ledger(prepared.job.storage)
+    try:
+        ledger.commit([], finished)
+    finally:
+        ledger.close()
+    applied = sum(f.state == "applied" for f in finished)
+    return f"{applied} unknown settled applied, {len(finished) - applied} not applied (safe to send again)"
+
+
+def main(args: argparse.Namespace) -> int:
+    from reconcile.credentials import resolve_credentials
+    from reconcile.database import Storage
+    from reconcile.job import load_job
+    from reconcile.ledger import Ledger
+    from reconcile.pipeline import prepare
+    from reconcile.verification import verify_prepared
+
+    job = load_job(args.job)
+    rows, written_at, run = None, None, None
+    if Path(args.target).is_file():
+        path = Path(args.target)
+    else:
+        ledger = Ledger(
+            Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
+        )
+        try:
+            run = ledger.run(args.target)
+        finally:
+            ledger.close()
+        if run is None:
+            raise ConfigError(
+                f"{args.target!r} is neither a file nor a single run of this job's ledger"
+            )
+        path, rows, written_at = _run_rows(run)
+    prepared = prepare(path, job)
+    if run is not None and prepared.table.sha256 != run["input_sha256"]:
+        raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
+    communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
+    credentials = resolve_credentials(prepared.operation, job, communities, os.environ)
+    result = verify_prepared(
+        prepared, credentials, rows=rows, written_at=written_at, sample_percent=args.verify_sample
+    )
+    _write(prepared, result, args.out or Path("out") / f"{path.stem}.verify.csv")
+    return result.exit_code
+
+
+def _write(prepared: Any, result: Any, out: Path) -> None:
+    """The input's columns and the verdicts of the rows read back; counts on the terminal."""
+    table = prepared.table.frame
+    frame = table.join(
+        result.verdicts.with_columns(pl.col("__row").cast(table.schema["__row"])),
+        on="__row",
+        how="inner",
+    )
+    from reconcile.results import write_csvs_atomic
+
+    row = "reconcile_row" if "row" in frame.columns else "row"
+    # As results files: written whole or not at all, formula-like cells neutralised for Excel.
+    write_csvs_atomic({out: frame.rename({"__row": row})})
+    counts = frame.group_by("verify_status").len().sort("verify_status").iter_rows()
+    print(f"verify: {result.reads} reads; " + ", ".join(f"{s} {n}" for s, n in counts) + f"; {out}")
+    wrong = frame.filter(pl.col("verify_status").is_in(["mismatch", "not_found"]))
+    for line in wrong.head(10).iter_rows(named=True):
+        print(
+            f"  row {line['__row']} ({line.get('community', '')}): {line['verify_status']}: {line['verify_detail']}"
+        )
+    if wrong.height > 10:
+        print(f"  ... and {wrong.height - 10} more in {out}")
+
+
+def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
+    """An earlier run's input file (unchanged since), the rows to read back, when it ended."""
+    path = Path(run["input_path"])
+    if not path.is_file():
+        raise ConfigError(f"run {run['run_id']}: its input file {path} is gone")
+    results = pl.read_csv(run["results_path"], infer_schema=False, encoding="utf8-lossy")
+    # Our columns are prefixed where the input had a column of that name (results.py).
+    row, status = (
+        f"reconcile_{c}" if f"reconcile_{c}" in results.columns else c for c in ("row", "status")
+    )
+    rows = results.filter(pl.col(status).is_in(READ_BACK_STATUSES)).get_column(row).cast(pl.Int64)
+    ended = run.get("ended_at")
+    return path, rows, dt.datetime.fromisoformat(ended).timestamp() if ended else None
