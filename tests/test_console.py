@@ -7,10 +7,14 @@ import html
 import io
 import os
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -19,6 +23,7 @@ from reconcile import approval
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
+from reconcile.web.users import MAX_FAILURES
 from tests.console import (
     AXE,
     CHROMIUM,
@@ -246,6 +251,20 @@ def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningCons
     expect(nav.get_by_role("link")).to_have_text(["New correction", "History"])
 
 
+class _CountingHasher:
+    """The store's argon2 hasher, counting the passwords it verifies."""
+
+    def __init__(self, hasher: Any, checked: list[str]) -> None:
+        self.hasher, self.checked = hasher, checked
+
+    def hash(self, password: str) -> str:
+        return str(self.hasher.hash(password))
+
+    def verify(self, stored: str, password: str) -> bool:
+        self.checked.append(password)
+        return bool(self.hasher.verify(stored, password))
+
+
 class TestGuards:
     """The server refuses what the pages do not offer, whatever a client sends."""
 
@@ -327,6 +346,38 @@ class TestGuards:
             assert secret not in logs.out + logs.err
             assert all(secret not in text for text in pages)
 
+    def test_100_guesses_at_once_check_at_most_the_limit_and_lock_no_one_elsewhere_out(
+        self, running: RunningConsole
+    ) -> None:
+        """100 wrong sign-ins for bob sent at once from one address: each is counted before the
+        password check, so argon2 checks at most MAX_FAILURES of them and the rest are 429.
+        Bob, from another address (127.0.0.2), still signs in: a stranger cannot lock him out."""
+        checked: list[str] = []
+        running.users._hasher = _CountingHasher(running.users._hasher, checked)  # type: ignore[assignment]
+        tokens: list[tuple[httpx.Client, str]] = []
+        for _ in range(100):
+            client = running.client()
+            tokens.append((client, csrf_of(client.get("/login").text)))
+        checked.clear()
+
+        def guess(pair: tuple[httpx.Client, str]) -> int:
+            client, token = pair
+            form = {"csrf_token": token, "username": "bob", "password": "wrong-guess-123"}
+            return client.post("/login", data=form).status_code
+
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            codes = Counter(pool.map(guess, tokens))
+        assert len(checked) <= MAX_FAILURES, len(checked)
+        assert codes[401] == len(checked) and codes[429] == 100 - len(checked)
+        elsewhere = httpx.Client(
+            base_url=running.url,
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+            timeout=30,
+        )
+        assert post_sign_in(elsewhere, "bob", PASSWORDS["bob"][1]).status_code == 303
+        same_place = running.client()
+        assert post_sign_in(same_place, "bob", PASSWORDS["bob"][1]).status_code == 429
+
     def test_sign_out_ends_the_session_on_the_server(self, running: RunningConsole) -> None:
         alice = running.client("alice")
         cookie = alice.cookies.get("reconcile_session")
@@ -367,7 +418,9 @@ def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
     """With --trusted-proxy 127.0.0.1 the proxy's user header signs its user in (a session with
-    a CSRF token follows); from an untrusted address the same header is ignored."""
+    a CSRF token follows) and, when it names someone else, ends the cookie's session (a new SSO
+    user on the same browser never acts as the previous one); from an untrusted address the
+    same header is ignored."""
     parts = console_parts(tmp_path, sandbox.url)
     header = {"X-Remote-User": "bob", "X-Forwarded-Proto": "https"}
     for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="127.0.0.1"):
@@ -375,8 +428,14 @@ def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
         page = client.get("/approvals", headers=header)
         assert page.status_code == 200 and "bob" in page.text
         assert "Secure" in page.headers["set-cookie"]  # the proxy said https
+        # The header decides who the request is: bob's cookie is ended, not believed.
+        alice = client.get("/approvals", headers={**header, "X-Remote-User": "alice"})
+        assert alice.status_code == 403  # alice is a submitter: bob's session did not win
+        assert (
+            client.get("/approvals", headers={**header, "X-Remote-User": "bob"}).status_code == 200
+        )
         unknown = client.get("/approvals", headers={"X-Remote-User": "mallory"})
-        assert unknown.status_code in (200, 303)  # bob's cookie session, or the sign-in page
+        assert unknown.status_code == 303  # no user of that name: nobody, whatever the cookie
         fresh = running.client()
         assert fresh.get("/approvals", headers={"X-Remote-User": "mallory"}).status_code == 303
     for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="10.9.9.9"):
@@ -500,3 +559,53 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
     expect(page.get_by_role("status").filter(has_text="Withdrawn by alice")).to_be_visible()
     assert page.get_by_role("button", name="Submit for approval").count() == 0
     _accessible(page, "withdrawn plan")
+
+
+@pytest.mark.parametrize(
+    "name", ["订单.csv", "Ελλάδα заказ.csv", 'Q3 "fixes".csv', 'a";x=".html.csv', "naïve café.csv"]
+)
+def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole, name: str) -> None:
+    """A file named in any script, or with quotes, is checked, submitted, approved and run;
+    its errors file, planned requests and results download in the real browser under the
+    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it)."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv", name)
+    token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{run_id}").text)
+    assert bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token}).status_code == 303
+    deadline = time.monotonic() + 60
+    while (found := running.console.background(run_id)) is None or found.state == "running":
+        assert time.monotonic() < deadline, "the approved run did not end"
+        time.sleep(0.05)
+    stem = name.removesuffix(".csv").replace('"', "_")  # no file system takes every quote
+    page = _page(browser)
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{run_id}")
+    for link, suffix in (
+        ("Download errors file", ".errors.csv"),
+        ("Download planned requests", ".planned-requests.csv"),
+        ("Download results", ".results.csv"),
+    ):
+        with page.expect_download() as download:
+            page.get_by_role("link", name=link).click()
+        assert download.value.suggested_filename == stem + suffix, link
+    answer = alice.get(f"/runs/{run_id}/download/requests.csv")
+    disposition = answer.headers["content-disposition"]
+    assert disposition.isascii() and "filename*=utf-8''" in disposition
+    fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
+    assert fallback.endswith(".planned-requests.csv") and fallback.isascii()
+
+
+def test_an_unknown_download_kind_is_404_and_not_recorded(running: RunningConsole) -> None:
+    """A made-up or forged kind (a newline and a fake audit line, 8,000 characters) is 404, and
+    the audit chain records nothing of it."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    forged = "errors.csv%0A2026-12-06 21:40:00 UTC | bob | approve | looks fine"
+    for kind in (forged, "x" * 8000, "..%2F..%2Fetc%2Fpasswd", "report.html"):
+        assert alice.get(f"/runs/{run_id}/download/{kind}").status_code == 404
+    with approval.store(running.job.storage) as audit:
+        actions = audit.actions(run_id)
+    assert [a["action"] for a in actions] == ["upload", "check"]

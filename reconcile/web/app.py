@@ -90,16 +90,27 @@ class Web:
             return found
         token = self.signer.read(request.cookies.get(SESSION_COOKIE))
         session = self.users.session(token) if token else None
-        if session is None and self._proxy_user(request) is not None:
-            session = self._proxy_session(request)
+        named = self._proxy_name(request)
+        if named is not None:
+            # The proxy's header says who this request is, now: a cookie of anyone else (the
+            # previous SSO user of this browser) is ended, not believed for its 8 hours.
+            if session is not None and session.user.name != named and token:
+                self.users.close_session(token)
+                session = None
+            if session is None:
+                session = self._proxy_session(request)
         request.scope["reconcile.session"] = session
         return session
 
-    def _proxy_user(self, request: Request) -> User | None:
+    def _proxy_name(self, request: Request) -> str | None:
+        """The user name the trusted proxy's SSO header gives (None: no proxy or no header)."""
         header = self.settings.trust_user_header
         if not header or not request.scope.get("reconcile.via_proxy"):
             return None
-        name = request.headers.get(header, "").strip()
+        return request.headers.get(header, "").strip() or None
+
+    def _proxy_user(self, request: Request) -> User | None:
+        name = self._proxy_name(request)
         user = self.users.get(name) if name else None
         return None if user is None or user.disabled else user
 

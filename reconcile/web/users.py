@@ -27,11 +27,24 @@ if TYPE_CHECKING:
 
 MIN_PASSWORD_LENGTH = 12
 SESSION_HOURS = 8.0
-#: Sign-in is refused for ``LOCKOUT_MINUTES`` after this many recent failures for one name, or
-#: for one client address (higher: colleagues behind one proxy share it).
+#: Sign-in is throttled for ``LOCKOUT_MINUTES`` after this many recent failed attempts for one
+#: name from one client address (OWASP: a stranger elsewhere cannot lock an approver out), from
+#: one address whatever the names (higher: colleagues behind one proxy share it), and for one
+#: name from all addresses together (much higher: a guessing attack spread over many hosts).
 MAX_FAILURES = 5
 MAX_FAILURES_PER_ADDRESS = 20
+MAX_FAILURES_PER_NAME = 100
 LOCKOUT_MINUTES = 15
+#: The longest user name; longer sign-in names are counted under their first characters.
+MAX_NAME_CHARS = 64
+
+
+class SignInThrottled(Exception):
+    """Too many recent sign-in attempts for this name and address (or either alone)."""
+
+
+def _key(kind: str, *parts: str) -> str:
+    return f"{kind}:" + "\x1f".join(p[:MAX_NAME_CHARS] for p in parts)
 
 
 class Role(enum.StrEnum):
@@ -97,7 +110,12 @@ class UserStore:
     def add(self, name: str, role: str, password: str) -> User:
         """A new user; ConfigError for a taken or malformed name, a weak password or an unknown
         role (nothing stored)."""
-        if not name or not name.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        if (
+            not name
+            or len(name) > MAX_NAME_CHARS
+            or not name.replace(".", "").replace("-", "").replace("_", "").isalnum()
+            or not name.isascii()
+        ):
             raise ConfigError(f"user name {name!r}: use letters, digits, '.', '-' or '_'")
         try:
             checked = Role(role)
@@ -143,28 +161,15 @@ class UserStore:
 
     # -- sign-in --------------------------------------------------------------------------------
 
-    def locked_out(self, name: str, address: str) -> bool:
-        """Whether sign-in is refused for now: too many recent failures for the name tried or
-        from the client's address."""
-        since = (_now() - dt.timedelta(minutes=LOCKOUT_MINUTES)).isoformat()
-        for key, limit in (
-            (f"user:{name}", MAX_FAILURES),
-            (f"addr:{address}", MAX_FAILURES_PER_ADDRESS),
-        ):
-            found = self.db.one(
-                "SELECT COUNT(*) FROM sign_in_failures WHERE key = ? AND at > ?", (key, since)
-            )
-            count = int(found[0]) if found else 0
-            if count >= limit:
-                return True
-        return False
-
     def authenticate(self, name: str, password: str, address: str) -> User | None:
-        """The user when the password matches an enabled account; else None, the failure
-        counted against the name and the address. The hash is checked even for unknown names
-        (same timing)."""
+        """The user when the password matches an enabled account; else None. The attempt is
+        counted first, in the database (one INSERT per key, then a COUNT that includes every
+        attempt committed before it), so that N guesses sent at once are N attempts: past a
+        limit, :class:`SignInThrottled` before the password is looked at. A success clears the
+        counts of its name and address. The hash is checked even for unknown names (same timing)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
+        self._count_attempt(name, address)
         row = self.db.one("SELECT password_hash, role, disabled FROM users WHERE name = ?", (name,))
         stored = row[0] if row and row[0] else _DUMMY_HASH.get(self._hasher)
         try:
@@ -173,13 +178,34 @@ class UserStore:
         except (VerificationError, InvalidHashError):
             matched = False
         if not matched or row is None:
-            self.db.run_many(
-                "INSERT INTO sign_in_failures (key, at) VALUES (?,?)",
-                [(k, _now().isoformat()) for k in (f"user:{name}", f"addr:{address}")],
-            )
             return None
-        self.db.run("DELETE FROM sign_in_failures WHERE key = ?", (f"user:{name}",))
+        self.db.run(
+            "DELETE FROM sign_in_failures WHERE key IN (?, ?, ?)",
+            (_key("pair", name, address), _key("user", name), _key("addr", address)),
+        )
         return User(name, Role(row[1]))
+
+    def _count_attempt(self, name: str, address: str) -> None:
+        now = _now()
+        since = (now - dt.timedelta(minutes=LOCKOUT_MINUTES)).isoformat()
+        # The time, then a nonce: still ordered as times, and this attempt's rows alone can be
+        # taken back when it is throttled (it checked no password, so it is no guess).
+        stamp = f"{now.isoformat()}|{secrets.token_hex(8)}"
+        limits = (
+            (_key("pair", name, address), MAX_FAILURES),
+            (_key("addr", address), MAX_FAILURES_PER_ADDRESS),
+            (_key("user", name), MAX_FAILURES_PER_NAME),
+        )
+        self.db.run_many(
+            "INSERT INTO sign_in_failures (key, at) VALUES (?,?)", [(k, stamp) for k, _ in limits]
+        )
+        for key, limit in limits:
+            found = self.db.one(
+                "SELECT COUNT(*) FROM sign_in_failures WHERE key = ? AND at > ?", (key, since)
+            )
+            if found is not None and int(found[0]) > limit:
+                self.db.run("DELETE FROM sign_in_failures WHERE at = ?", (stamp,))
+                raise SignInThrottled(key.split(":", 1)[0])
 
     # -- sessions -------------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +22,7 @@ from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
 from reconcile.results import neutralised
 from reconcile.web import tables
 from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
-from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS
+from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS, SignInThrottled
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web
@@ -64,13 +67,14 @@ async def login(web: Web, request: Request) -> Response:
     name = str(form.get("username") or "").strip()
     password = str(form.get("password") or "")
     address = _client(request)
-    if web.users.locked_out(name, address):
+    try:
+        user = await anyio.to_thread.run_sync(web.users.authenticate, name, password, address)
+    except SignInThrottled:
         message = (
             f"Too many failed sign-ins. Wait {LOCKOUT_MINUTES} minutes and try again, or ask an "
             "administrator to check your account."
         )
         return _login_form(web, request, message, 429)
-    user = await anyio.to_thread.run_sync(web.users.authenticate, name, password, address)
     if user is None:
         return _login_form(web, request, "Wrong username or password.", 401)
     token = web.users.open_session(user)
@@ -120,11 +124,17 @@ async def check(web: Web, request: Request) -> Response:
         return _new_with_error(web, request, f"{upload.filename!r} is empty.")
     try:
         checked = await anyio.to_thread.run_sync(
-            web.console.check, job, upload.filename, data, session.user
+            web.console.check, job, _sent_name(upload.filename), data, session.user
         )
     except ReconcileError as exc:
         return _new_with_error(web, request, str(exc))
     return RedirectResponse(f"/runs/{checked.run_id}", 303)
+
+
+def _sent_name(filename: str) -> str:
+    """The file name as the user's system has it: browsers (WHATWG's multipart form encoding)
+    send a quote in a file name as ``%22``, which the form parser leaves as it is."""
+    return filename.replace("%22", '"')
 
 
 def _new_with_error(web: Web, request: Request, message: str) -> Response:
@@ -196,44 +206,76 @@ async def progress(web: Web, request: Request) -> Response:
     )
 
 
+#: What a run page offers to download; any other kind is 404 and never recorded.
+DOWNLOADS = frozenset({"errors.csv", "requests.csv", "results.csv", "report"})
+
+
 async def download(web: Web, request: Request) -> Response:
     session = web.signed_in(request)
     upload = web.visible(session, request.path_params["run_id"])
     kind = request.path_params["kind"]
+    if kind not in DOWNLOADS:
+        raise NotFound
     name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
     background = web.console.background(upload.run_id)
+    if kind in ("results.csv", "report") and (background is None or background.state == "running"):
+        raise NotFound
     web.audit(upload, session.user, "download", kind)
     if kind == "errors.csv":
-        return _file(upload.errors, f"{name}.errors.csv")
+        return _attachment(upload.errors, f"{name}.errors.csv")
     if kind == "requests.csv":
-        return _planned_requests(web, upload, f"{name}.planned-requests.csv")
-    if background is None or background.state == "running":
-        raise NotFound
+        return _attachment(_planned_requests(web, upload), f"{name}.planned-requests.csv")
+    assert background is not None
     if kind == "results.csv":
-        return _file(background.results, f"{name}.results.csv")
-    if kind == "report":
-        if not background.report.exists():
-            raise NotFound
-        response = FileResponse(background.report, media_type="text/html")
-        response.headers["content-security-policy"] = REPORT_CSP
-        return response
-    raise NotFound
+        return _attachment(background.results, f"{name}.results.csv")
+    if not background.report.exists():
+        raise NotFound
+    response = FileResponse(background.report, media_type="text/html")
+    response.headers["content-security-policy"] = REPORT_CSP
+    return response
 
 
-def _file(path: Path, name: str) -> Response:
+def _attachment(path: Path, name: str) -> Response:
+    """The file as a download named ``name``, whatever its script or quotes: Starlette writes
+    RFC 6266's ``filename*`` (UTF-8, percent-encoded) for any name that needs it, and an ASCII
+    ``filename`` goes before it for clients that do not read ``filename*``."""
     if not path.exists():
         raise NotFound
-    return FileResponse(path, media_type="text/csv", filename=name)
+    # Characters no file system takes (Windows' reserved ones, quotes, controls) become '_'.
+    name = re.sub(r'[\x00-\x1f\x7f"\\/:*?<>|]', "_", name)
+    response = FileResponse(path, media_type="text/csv", filename=name)
+    written = response.headers["content-disposition"]
+    if "filename*=" in written:
+        response.headers["content-disposition"] = written.replace(
+            "attachment;", f'attachment; filename="{ascii_filename(name)}";', 1
+        )
+    return response
 
 
-def _planned_requests(web: Web, upload: Upload, name: str) -> Response:
-    """The plan's rows: exactly the requests a run of this plan would send (or why not)."""
-    with approval.store(web.console.job(upload.job).storage) as audit:
-        rows = audit.plan_rows(upload.run_id)
-    buffer = io.BytesIO()
-    neutralised(rows.lazy()).collect().write_csv(buffer)
-    headers = {"content-disposition": f'attachment; filename="{name}"'}
-    return Response(b"\xef\xbb\xbf" + buffer.getvalue(), media_type="text/csv", headers=headers)
+def ascii_filename(name: str) -> str:
+    """``name`` in printable ASCII with no quote, backslash or separator: accents dropped,
+    other characters '_', the suffix kept (``Ελλάδα.csv`` -> ``______.csv``; ``é`` -> ``e``)."""
+    kept = "".join(
+        c if c.isascii() and (c.isalnum() or c in "._ -") else "_"
+        for c in unicodedata.normalize("NFKD", name)
+        if not unicodedata.combining(c)
+    )
+    return kept.strip(" ") or "download.csv"
+
+
+def _planned_requests(web: Web, upload: Upload) -> Path:
+    """The plan's rows as CSV (written once beside the upload): exactly the requests a run of
+    this plan would send (or why not)."""
+    path = upload.stored.with_name(f"{upload.stored.stem}.planned-requests.csv")
+    if not path.exists():
+        with approval.store(web.console.job(upload.job).storage) as audit:
+            rows = audit.plan_rows(upload.run_id)
+        buffer = io.BytesIO()
+        neutralised(rows.lazy()).collect().write_csv(buffer)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue())
+        os.replace(tmp, path)
+    return path
 
 
 # -- submit, approve, reject -------------------------------------------------------------------
