@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,17 @@ CHAIN = "reconcile audit chain"
 
 
 PLAN_COLUMNS = ("row", "community", "status", "request", "error")
+
+#: The longest detail of a recorded action (a file name, a note, counts), and of a decision's note.
+MAX_DETAIL_CHARS = 500
+MAX_NOTE_CHARS = 2000
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escaped_text(text: str) -> str:
+    """``text`` with every control character (line breaks included) written as an escape."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def canonical(value: Any) -> str:
@@ -272,6 +284,10 @@ class AuditStore:
                 f"{user} made plan {run_id}: the person who prepares a batch cannot "
                 f"{'approve' if approve else 'reject'} it. Fix: ask a colleague to decide it"
             )
+        if note is not None and len(note) > MAX_NOTE_CHARS:
+            raise ApprovalError(
+                f"the note has {len(note):,} characters: keep it under {MAX_NOTE_CHARS:,}"
+            )
         with self.db.transaction(lock=CHAIN):
             # Read under the chain's lock: a withdrawal or another decision cannot slip between.
             record = self._decision(run_id, approve=approve, user=user, note=note)
@@ -339,7 +355,18 @@ class AuditStore:
 
     def record_action(self, run_id: str, user: str, action: str, detail: str = "") -> None:
         """One user action (sign-in, upload, check, submit, approve, reject, run, download),
-        with who and when, chained like plans and decisions."""
+        with who and when, chained like plans and decisions. Each field is checked first: the
+        user and action are short words (ApprovalError otherwise, nothing recorded); the detail
+        is bounded (MAX_DETAIL_CHARS) with its control characters written as escapes, so no
+        value can draw a line of its own wherever the entries are shown."""
+        for field, value, limit in (("user", user, 64), ("action", action, 32)):
+            if not value or len(value) > limit or not _PRINTABLE.fullmatch(value):
+                raise ApprovalError(f"audit {field} {value[:40]!r}: not a short printable word")
+        if len(run_id) > 64 or not _PRINTABLE.fullmatch(run_id or "-"):
+            raise ApprovalError(f"audit run id {run_id[:40]!r}: not a run id")
+        detail = escaped_text(detail)
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
         record = {"user": user, "action": action, "at": now_iso(), "detail": detail}
         with self.db.transaction(lock=CHAIN):
             self._append("action", run_id, record)

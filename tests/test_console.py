@@ -609,3 +609,62 @@ def test_an_unknown_download_kind_is_404_and_not_recorded(running: RunningConsol
     with approval.store(running.job.storage) as audit:
         actions = audit.actions(run_id)
     assert [a["action"] for a in actions] == ["upload", "check"]
+
+
+def test_a_forged_audit_line_never_renders_as_an_entry_of_its_own(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """A file name and an approval note that carry a line break and a fake entry are recorded
+    as data: the run page's audit table has one row per action, four cells each, and no row
+    claims an approval nobody made."""
+    fake = "\n2026-12-06 21:40:00 UTC | carol | approve | looks fine"
+    alice = running.users.get("alice")
+    assert alice is not None
+    upload = running.console.check(
+        "purchase-history",
+        f"fixes{fake}.csv",
+        (SAMPLE / "purchase-history.csv").read_bytes(),
+        alice,
+    )
+    running.console.submit(upload, alice)
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{upload.run_id}").text)
+    answer = bob.post(
+        f"/runs/{upload.run_id}/reject", data={"csrf_token": token, "note": f"no{fake}"}
+    )
+    assert answer.status_code == 303
+    page = _page(browser)
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{upload.run_id}")
+    rows = page.get_by_role("table", name=re.compile("audit chain")).locator("tbody tr")
+    with approval.store(running.job.storage) as audit:
+        recorded = audit.actions(upload.run_id)
+    expect(rows).to_have_count(len(recorded))
+    cells = [[c.inner_text() for c in row.locator("td").all()] for row in rows.all()]
+    assert all(len(c) == 4 for c in cells)
+    assert not [c for c in cells if c[1] == "carol"]
+    assert [c[2] for c in cells] == [a["action"] for a in recorded]
+    assert any("\\n2026-12-06" in c[3] for c in cells)  # shown, escaped, inside its own cell
+
+
+def test_a_one_time_password_leads_to_setting_ones_own(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """A user given a one-time password signs in to "Set your own password" (the page passes
+    axe-core), a weak choice is refused with the reason, a good one leads on to the console."""
+    running.users.add("dana", "approver", "ruby-kettle-41-orbit", one_time=True)
+    page = _page(browser, bypass_csp=True)
+    page.goto(f"{running.url}/login")
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Password").fill("ruby-kettle-41-orbit")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Set your own password")).to_be_visible()
+    _accessible(page, "set-password")
+    for new in ("password1234", "maple-otter-cinema-drift"):
+        page.get_by_label("Current password").fill("ruby-kettle-41-orbit")
+        page.get_by_label("New password", exact=True).fill(new)
+        page.get_by_label("New password again").fill(new)
+        page.get_by_role("button", name="Save password").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    assert not page.url.endswith("/password")
+    assert running.users.authenticate("dana", "maple-otter-cinema-drift", "127.0.0.9") is not None

@@ -122,10 +122,14 @@ class Web:
         request.scope["reconcile.new_cookie"] = token
         return self.users.session(token)
 
-    def signed_in(self, request: Request) -> Session:
+    def signed_in(self, request: Request, *, changing_password: bool = False) -> Session:
+        """The session, or a redirect: to sign in, or (a one-time password) to set one's own
+        password before anything else."""
         session = self.session(request)
         if session is None:
             raise HTTPException(303, headers={"location": "/login"})
+        if session.user.must_change_password and not changing_password:
+            raise HTTPException(303, headers={"location": "/password"})
         return session
 
     async def posted(self, request: Request) -> tuple[Session, Any]:
@@ -135,6 +139,9 @@ class Web:
         given = str(form.get("csrf_token") or "")
         if session is None or not same_token(given, session.csrf_token):
             raise Forbidden("The form has expired or did not come from this site: reload it.")
+        allowed = request.url.path in ("/password", "/logout")
+        if session.user.must_change_password and not allowed:
+            raise Forbidden("Set your own password first (your password was a one-time one).")
         return session, form
 
     def visible(self, session: Session, run_id: str) -> Upload:

@@ -140,9 +140,14 @@ class Console:
         stored = self.files / f"{name}{suffix}"
         stored.write_bytes(data)
         results = self.files / f"{name}.check.csv"
-        summary = api.run(
-            stored, job, results, dry_run=True, submit=False, environ=self._as(user), sheet=None
-        )
+        try:
+            summary = api.run(
+                stored, job, results, dry_run=True, submit=False, environ=self._as(user), sheet=None
+            )
+        except ReconcileError as exc:
+            # The message names the file as its user knows it, never where the server keeps it.
+            shown = str(exc).replace(str(stored), repr(original_name)).replace(str(self.files), "")
+            raise type(exc)(shown) from None
         upload = Upload(
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
         )

@@ -80,7 +80,7 @@ async def login(web: Web, request: Request) -> Response:
     token = web.users.open_session(user)
     with approval.store(web.console.storage) as audit:
         audit.record_action("", user.name, "sign-in", f"from {_client(request)}")
-    response = RedirectResponse("/", 303)
+    response = RedirectResponse("/password" if user.must_change_password else "/", 303)
     web.set_cookie(response, request, SESSION_COOKIE, token, SESSION_HOURS)
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
@@ -94,6 +94,39 @@ async def logout(web: Web, request: Request) -> Response:
     response = RedirectResponse("/login", 303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+async def password_page(web: Web, request: Request) -> Response:
+    session = web.signed_in(request, changing_password=True)
+    return web.page(request, "password.html", forced=session.user.must_change_password, error=None)
+
+
+async def change_password(web: Web, request: Request) -> Response:
+    session, form = await web.posted(request)
+    new = str(form.get("new_password") or "")
+    forced = session.user.must_change_password
+    if new != str(form.get("confirm_password") or ""):
+        error = "The two new passwords differ: type the same one twice."
+        return web.page(request, "password.html", 400, forced=forced, error=error)
+    try:
+        await anyio.to_thread.run_sync(
+            web.users.change_password,
+            session.user.name,
+            str(form.get("current_password") or ""),
+            new,
+            _client(request),
+        )
+    except SignInThrottled:
+        error = f"Too many wrong passwords. Wait {LOCKOUT_MINUTES} minutes and try again."
+        return web.page(request, "password.html", 429, forced=forced, error=error)
+    except ReconcileError as exc:
+        error = str(exc)[:1].upper() + str(exc)[1:] + "."
+        return web.page(request, "password.html", 400, forced=forced, error=error)
+    token = web.signer.read(request.cookies.get(SESSION_COOKIE)) or ""
+    web.users.end_other_sessions(session.user.name, token)
+    with approval.store(web.console.storage) as audit:
+        audit.record_action("", session.user.name, "password-change", f"from {_client(request)}")
+    return RedirectResponse("/", 303)
 
 
 async def home(web: Web, request: Request) -> Response:
@@ -362,6 +395,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/login", "GET", login_page),
     ("/login", "POST", login),
     ("/logout", "POST", logout),
+    ("/password", "GET", password_page),
+    ("/password", "POST", change_password),
     ("/", "GET", home),
     ("/new", "GET", new_page),
     ("/check", "POST", check),
