@@ -17,7 +17,8 @@ packaged adapter gave:
   whether the request may have reached the server: only a connection never made proves it did
   not;
 - **the URL goes out as written**: paths are percent-encoded by the operations, and the URL is
-  handed to aiohttp as already encoded, so ``%2E%2E`` is never decoded into ``..`` and resolved.
+  handed to aiohttp as already encoded, so it is not re-encoded or normalised here (IDs of only
+  dots are refused by the file rules: no encoding of them survives every resolver).
 
 ``timeout_seconds`` bounds the whole exchange in :func:`send`: connecting, sending, waiting and
 reading the answer to its last byte. TLS verification stays on. Cookies are never kept.
