@@ -409,8 +409,10 @@ def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.
 
 def encode_segment(value: str) -> str:
     """``value`` as one URL path segment that names exactly it: every character outside RFC
-    3986's unreserved set percent-encoded, and a segment of dots (``.``, ``..``) written
-    ``%2E``, which no URL resolver removes."""
+    3986's unreserved set percent-encoded. A segment of only dots (``.``, ``..``) cannot be
+    sent safely in any encoding (the WHATWG URL standard resolves ``%2E`` as a dot segment): the
+    file rules refuse such IDs (:func:`rules.not_dot_segment`); ``%2E`` here is a last guard for
+    this tool's own client only, not a promise about other resolvers."""
     if value.strip(".") == "":
         return value.replace(".", "%2E")
     return urllib.parse.quote(value, safe="")

@@ -65,12 +65,14 @@ class PurchaseHistory(BearerKeyOperation):
                 checks=[
                     rules.not_empty(),
                     rules.not_excel_number(),
+                    rules.not_dot_segment(),
                     rules.check(
                         "is not a purchase history ID: use the 24-character ID "
                         "(0-9, a-f) or the order ID starting with ORD",
                         lambda c: (
                             c.str.contains(rules.OBJECT_ID)
                             | c.str.contains(ORDER_ID)
+                            | c.is_in([".", ".."])
                             | c.str.contains(rules.EXCEL_NUMBER)
                             | (c.str.len_chars() == 0)
                         ),

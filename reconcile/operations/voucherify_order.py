@@ -125,7 +125,7 @@ class VoucherifyOrder(VoucherifyOperation):
     def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
         """Each column's own rules."""
         return {
-            "orderId": rules.record_id(),
+            "orderId": rules.path_id(),
             "status": pa.Column(
                 str,
                 nullable=True,

@@ -63,7 +63,7 @@ class VoucherifyRollback(VoucherifyOperation):
 
     def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
         return {
-            "redemptionId": rules.record_id(),
+            "redemptionId": rules.path_id(),
             "reason": rules.optional_text(),
             "tracking_id": rules.optional_text(),
             **{name: rules.optional_text() for name, _, _ in BODY_COLUMNS},
