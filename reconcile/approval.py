@@ -112,9 +112,15 @@ def reject(state_dir: Path | Storage, run_id: str, *, note: str, user: str) -> d
         return audit.decide(run_id, approve=False, user=user, note=note)
 
 
-def verify(state_dir: Path | Storage) -> list[str]:
+def verify(state_dir: Path | Storage, head: str | None = None) -> list[str]:
+    """Every problem of the audit chain; with ``head``, also whether it still extends it."""
     with store(state_dir) as audit:
-        return audit.verify()
+        return audit.verify() if head is None else audit.verify_head(head)
+
+
+def chain_head(state_dir: Path | Storage) -> str:
+    with store(state_dir) as audit:
+        return audit.head()
 
 
 def export(state_dir: Path | Storage, since: dt.datetime, out: Path) -> int:
@@ -256,6 +262,7 @@ __all__ = [
     "approve",
     "approved_plan",
     "canonical",
+    "chain_head",
     "check_plan",
     "check_unapplied",
     "differences",

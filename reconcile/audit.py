@@ -122,7 +122,12 @@ class AuditStore:
     def close(self) -> None:
         self.db.close()
 
-    def _append(self, kind: str, run_id: str, record: Any) -> None:
+    def head(self) -> str:
+        """The chain's head: the hash of its newest record (GENESIS when empty)."""
+        last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
+        return str(last[0]) if last else GENESIS
+
+    def _append(self, kind: str, run_id: str, record: Any) -> str:
         """Chain one record; called inside ``db.transaction(lock=CHAIN)``, so appends from
         several processes (or hosts) go one at a time and the chain never forks."""
         last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
@@ -133,6 +138,7 @@ class AuditStore:
             "INSERT INTO audit_chain (kind, run_id, record, prev_hash, hash) VALUES (?,?,?,?,?)",
             (kind, run_id, text, previous, digest),
         )
+        return digest
 
     # -- plans --------------------------------------------------------------------------------
 
@@ -327,9 +333,10 @@ class AuditStore:
 
     # -- manifests ----------------------------------------------------------------------------
 
-    def record_manifest(self, manifest: Mapping[str, Any]) -> None:
+    def record_manifest(self, manifest: Mapping[str, Any]) -> str:
+        """Chain a run's manifest; returns the chain's head after it (the manifest's hash)."""
         with self.db.transaction(lock=CHAIN):
-            self._append("manifest", str(manifest["run_id"]), dict(manifest))
+            return self._append("manifest", str(manifest["run_id"]), dict(manifest))
 
     def manifest(self, run_id: str) -> dict[str, Any] | None:
         """The run's manifest as chained when it ended (None: not ended, or not recorded)."""
@@ -413,6 +420,19 @@ class AuditStore:
         for (run_id,) in self.db.rows("SELECT run_id FROM plans"):
             if run_id not in chained_plans:
                 problems.append(f"plan of run {run_id}: not in the audit chain (added)")
+        return problems
+
+    def verify_head(self, head: str) -> list[str]:
+        """:meth:`verify`, and ``head`` (copied elsewhere earlier) must be a record of this chain:
+        a chain rebuilt from a rewritten history verifies on its own but lost the old head."""
+        problems = self.verify()
+        found = self.db.one("SELECT seq FROM audit_chain WHERE hash = ?", (head,))
+        if found is None and head != GENESIS:
+            problems.append(
+                f"head {head} is not a record of this audit chain: the chain was rewritten or "
+                "rebuilt after that head was copied, or the head is of another ledger. Fix: "
+                "compare with a backup of the ledger and find who changed it"
+            )
         return problems
 
     def _check_plan(self, where: str, run_id: str, record: dict[str, Any]) -> list[str]:

@@ -198,12 +198,14 @@ def _audit(args: argparse.Namespace) -> int:
 
     state_dir = _storage(args)
     if args.action == "verify":
-        problems = approval.verify(state_dir)
+        problems = approval.verify(state_dir, args.head)
         for problem in problems:
             print(f"reconcile audit: {problem}", file=sys.stderr)
         if problems:
             return EXIT_ROWS_FAILED
-        print(f"audit chain verified: {state_dir.shown}")
+        extends = f", and it extends head {args.head}" if args.head else ""
+        print(f"audit chain verified: {state_dir.shown}{extends}")
+        print(f"audit chain head: {approval.chain_head(state_dir)}")
         return EXIT_OK
     if not args.out or not args.since:
         raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
@@ -213,6 +215,7 @@ def _audit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {args.since!r}: write a date as YYYY-MM-DD") from None
     written = approval.export(state_dir, since, args.out)
     print(f"{written} runs written to {args.out}")
+    print(f"audit chain head: {approval.chain_head(state_dir)}")
     return EXIT_OK
 
 

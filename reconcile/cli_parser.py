@@ -171,6 +171,11 @@ def _add_history(commands: Any) -> None:
     audit.add_argument("action", choices=["verify", "export"])
     audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
     audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument(
+        "--head",
+        help="with verify: a head hash copied earlier (manifest, run summary, audit export): "
+        "the chain must still contain it",
+    )
     audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
     audit.add_argument("--job", type=Path, help="take state_dir from this job file")
     audit.add_argument(

@@ -32,6 +32,7 @@ def print_summary(
         "run.summary",
         run_id=run_id,
         results=str(out),
+        audit_head=(manifest or {}).get("audit_head"),
         counts=[dict(zip(counts.columns, r, strict=True)) for r in counts.iter_rows()],
     )
     plan_sha256 = (manifest or {}).get("plan_sha256")
@@ -46,6 +47,8 @@ def print_summary(
     for community, status, rows in counts.iter_rows():
         table.add_row(community, status, str(rows))
     Console().print(table)
+    if manifest and manifest.get("audit_head"):
+        print(f"audit chain head: {manifest['audit_head']} (keep a copy outside the ledger)")
     if planned:
         print(f"plan recorded: a colleague approves it with 'reconcile approve {run_id} --job JOB'")
 
