@@ -61,9 +61,20 @@ class AfterRun:
     ``worst`` is 4 when a read disagrees, 1 when reads failed."""
 
     def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+        from reconcile.echoes import Echoes
+        from reconcile.operations import get_operation
+
         self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
+        #: The write answers' echoes (Returning.AI), kept as they come back: ``on_answer``.
+        self.echoes = Echoes(get_operation(job.operation))
 
     def __call__(self, source: Path, ended: Any, out: Path) -> None:
+        try:
+            self._verify(source, ended, out)
+        finally:
+            self.echoes.clear()  # the next input's request ids start again
+
+    def _verify(self, source: Path, ended: Any, out: Path) -> None:
         from reconcile.credentials import resolve_credentials
         from reconcile.pipeline import prepare
         from reconcile.verification import verify_prepared
@@ -79,7 +90,12 @@ class AfterRun:
         rows = statuses.get_column("__row").cast(pl.Int64)
         unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
         result = verify_prepared(
-            prepared, credentials, rows=rows, sample_percent=self.sample, always=unknown.to_list()
+            prepared,
+            credentials,
+            rows=rows,
+            sample_percent=self.sample,
+            always=unknown.to_list(),
+            kept=self.echoes.verdict,
         )
         settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
         _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
