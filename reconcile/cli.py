@@ -236,6 +236,9 @@ def _runs(args: argparse.Namespace) -> int:
                 plan = audit.plan(found["run_id"])
                 if plan is not None:
                     _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
+            from reconcile.verify_record import print_verifications
+
+            print_verifications(state_dir, found["run_id"])
             return EXIT_OK
         for run in ledger.runs():
             counts = (run.get("counts") or {}).get("per_status", {})
