@@ -386,6 +386,23 @@ class AuditStore:
         )
         return [dict(json.loads(text)) for (text,) in rows]
 
+    # -- read-back verifications (reconcile verify, run --verify, the console) ----------------
+
+    def record_verification(self, run_id: str, record: Mapping[str, Any]) -> None:
+        """One read-back of a run's rows (``run_id`` "" for a file with no run): who, when,
+        counts, reads and the SHA-256 of the verify file, chained like the manifests."""
+        with self.db.transaction(lock=CHAIN):
+            self._append("verification", run_id, dict(record))
+
+    def verifications(self, run_id: str) -> list[dict[str, Any]]:
+        """The verifications recorded for ``run_id``, oldest first."""
+        rows = self.db.rows(
+            "SELECT record FROM audit_chain WHERE kind = 'verification' AND run_id = ? "
+            "ORDER BY seq",
+            (run_id,),
+        )
+        return [dict(json.loads(text)) for (text,) in rows]
+
     # -- verification and export -------------------------------------------------------------
 
     def verify(self) -> list[str]:

@@ -62,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         communities=frozenset(args.community) if args.community else None,
         sheet=args.sheet,
         environ=os.environ,
+        on_answer=getattr(args, "on_answer", None),
     )
     if args.verify_sample is not None and not args.verify:
         raise ConfigError("--verify-sample N goes with --verify")
@@ -87,6 +88,7 @@ def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> in
     if args.sandbox:
         raise ConfigError("--verify reads back a real run: it goes without --sandbox")
     shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
+    args.on_answer = after.echoes  # the write answers Returning.AI's rows are confirmed by
 
     def show_then_verify(source: Path, ended: Any, out: Path) -> None:
         shown(source, ended, out)
@@ -237,6 +239,9 @@ def _runs(args: argparse.Namespace) -> int:
                 plan = audit.plan(found["run_id"])
                 if plan is not None:
                     _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
+            from reconcile.verify_record import print_verifications
+
+            print_verifications(state_dir, found["run_id"])
             return EXIT_OK
         for run in ledger.runs():
             counts = (run.get("counts") or {}).get("per_status", {})

@@ -23,6 +23,7 @@ import structlog
 from reconcile import approval, buckets, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
+    OnAnswer,
     SendEvent,
 )
 from reconcile.exceptions import ConfigError
@@ -133,6 +134,8 @@ class RunOptions:
     cancel: threading.Event | None = None
     """Set from any thread to stop the run as Ctrl-C does: no new requests, in-flight ones get
     ``interrupt_grace_seconds``, results written, exit code 130."""
+    on_answer: OnAnswer | None = None
+    """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -321,6 +324,7 @@ def _send_or_show(
             handle_signals=options.handle_signals,
             on_progress=options.on_progress,
             cancel=options.cancel,
+            on_answer=options.on_answer,
         ),
         backend_options=EVENT_LOOP,
     )

@@ -16,7 +16,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
@@ -82,11 +82,20 @@ class _Read:
     settled: bool = False
 
 
+#: A request id -> the verdict of its write's answer, kept at send time (:mod:`reconcile.echoes`).
+Kept = Callable[[int], RowVerdict | None]
+
+
 def plan_reads(
-    operation: Operation, plan: Plan, valid: pl.DataFrame, rows: pl.Series | None = None
+    operation: Operation,
+    plan: Plan,
+    valid: pl.DataFrame,
+    rows: pl.Series | None = None,
+    kept: Kept | None = None,
 ) -> tuple[list[_Read], dict[int, RowVerdict]]:
     """The reads that serve ``rows`` (default: every planned row), one per distinct GET of a
-    community, and the verdicts of rows no read serves (Returning.AI: nothing to read)."""
+    community, and the verdicts of rows no read serves (Returning.AI: nothing to read; their
+    write's answer ``kept`` at send time confirms them, or not)."""
     chosen = plan.rows if rows is None else plan.rows.filter(pl.col(ROW).is_in(rows.implode()))
     joined = chosen.join(plan.requests, on=REQUEST_ID, how="left").join(
         valid, on=ROW, how="left", suffix="_row"
@@ -97,7 +106,8 @@ def plan_reads(
         body = json.loads(line["body"]) if line["body"] else {}
         read = operation.read_back(line["target"], line["path"], body)
         if read is None:
-            unread[line[ROW]] = confirmation(operation.echoed(body), None)
+            echoed = kept(line[REQUEST_ID]) if kept is not None else None
+            unread[line[ROW]] = echoed or confirmation(operation.echoed(body), None)
             continue
         entry = reads.setdefault((line["community"], read.path), _Read(line["community"], read, []))
         entry.rows.append((line[ROW], operation.row_item(line)))
@@ -233,13 +243,15 @@ def verify_prepared(
     written_at: float | None = None,
     sample_percent: float | None = None,
     always: Collection[int] = (),
+    kept: Kept | None = None,
 ) -> Verification:
     """Read back ``rows`` (default: all valid rows) of a prepared file
     (:func:`reconcile.pipeline.prepare`). ``written_at``: when the writes ended (settling lasts
-    ``verify_settle_seconds`` from then; None: now)."""
+    ``verify_settle_seconds`` from then; None: now). ``kept``: the verdicts of the write answers
+    of operations with no read (``run --verify``)."""
     job = dataclasses.replace(prepared.job, max_reject_rate=1.0)  # a 404 is an answer here
     valid = prepared.validated.filter(pl.col("__error").is_null())
-    reads, unread = plan_reads(prepared.operation, prepared.plan, valid, rows)
+    reads, unread = plan_reads(prepared.operation, prepared.plan, valid, rows, kept)
     if sample_percent is not None:
         reads = sampled(reads, sample_percent, set(always))
     settle_until = (written_at or time.time()) + job.verify_settle_seconds

@@ -57,13 +57,25 @@ def _percent(text: str) -> float:
 
 class AfterRun:
     """``run --verify``: after each input's writes, read back every row applied, already
-    applied or unknown, print the counts and write ``<results>.verify.csv`` beside the results;
-    ``worst`` is 4 when a read disagrees, 1 when reads failed."""
+    applied or unknown, print the counts, add ``verify_status`` and ``verify_detail`` to the
+    results file, write ``<results>.verify.csv`` beside it, record the verification in the
+    audit chain and the report; ``worst`` is 4 when a read disagrees, 1 when reads failed."""
 
     def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+        from reconcile.echoes import Echoes
+        from reconcile.operations import get_operation
+
         self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
+        #: The write answers' echoes (Returning.AI), kept as they come back: ``on_answer``.
+        self.echoes = Echoes(get_operation(job.operation))
 
     def __call__(self, source: Path, ended: Any, out: Path) -> None:
+        try:
+            self._verify(source, ended, out)
+        finally:
+            self.echoes.clear()  # the next input's request ids start again
+
+    def _verify(self, source: Path, ended: Any, out: Path) -> None:
         from reconcile.credentials import resolve_credentials
         from reconcile.pipeline import prepare
         from reconcile.verification import verify_prepared
@@ -79,13 +91,38 @@ class AfterRun:
         rows = statuses.get_column("__row").cast(pl.Int64)
         unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
         result = verify_prepared(
-            prepared, credentials, rows=rows, sample_percent=self.sample, always=unknown.to_list()
+            prepared,
+            credentials,
+            rows=rows,
+            sample_percent=self.sample,
+            always=unknown.to_list(),
+            kept=self.echoes.verdict,
         )
         settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
-        _write(prepared, result, out.with_name(f"{out.stem}.verify.csv"))
+        _with_verdicts(prepared, ended.outcomes, result.verdicts, out)
+        _write(
+            prepared,
+            result,
+            out.with_name(f"{out.stem}.verify.csv"),
+            run_id=ended.manifest["run_id"],
+            source="run --verify",
+            environ=self.environ,
+            sample_percent=self.sample,
+            report_path=out.with_name(f"{out.stem}.report.html"),
+        )
         if settled:
             print(f"verify: {settled}")
         self.worst = max(self.worst, result.exit_code)
+
+
+def _with_verdicts(prepared: Any, outcomes: Any, verdicts: Any, out: Path) -> None:
+    """The run's results file again, with ``verify_status`` and ``verify_detail`` per row read
+    back (empty for rows not read: not sent, or outside ``--verify-sample``)."""
+    from reconcile.results import write_results
+
+    judged = verdicts.with_columns(pl.col("__row").cast(outcomes.schema["__row"]))
+    joined = outcomes.join(judged, on="__row", how="left", maintain_order="left")
+    write_results(prepared.table, joined, out)
 
 
 #: What the ledger records for an unknown request once a read has settled it.
@@ -139,64 +176,104 @@ def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> 
 
 
 def main(args: argparse.Namespace) -> int:
-    from reconcile.credentials import resolve_credentials
-    from reconcile.database import Storage
     from reconcile.job import load_job
-    from reconcile.ledger import Ledger
+
+    job = load_job(args.job)
+    result, _ = verify_target(
+        job, args.target, args.out, sample_percent=args.verify_sample, environ=os.environ
+    )
+    return int(result.exit_code)
+
+
+def verify_target(
+    job: Any,
+    target: str | Path,
+    out: Path | None,
+    *,
+    sample_percent: float | None,
+    environ: Any,
+    source: str = "reconcile verify",
+) -> tuple[Any, dict[str, Any]]:
+    """Read back a run (by id) or a file, write the verify file (default
+    ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
+    report); returns the :class:`~reconcile.verification.Verification` and the record."""
+    from reconcile.credentials import resolve_credentials
     from reconcile.pipeline import prepare
     from reconcile.verification import verify_prepared
 
-    job = load_job(args.job)
     rows, written_at, run = None, None, None
-    if Path(args.target).is_file():
-        path = Path(args.target)
+    if Path(target).is_file():
+        path = Path(target)
     else:
-        ledger = Ledger(
-            Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
-        )
-        try:
-            run = ledger.run(args.target)
-        finally:
-            ledger.close()
-        if run is None:
-            raise ConfigError(
-                f"{args.target!r} is neither a file nor a single run of this job's ledger"
-            )
+        run = _find_run(job, str(target))
         path, rows, written_at = _run_rows(run)
     prepared = prepare(path, job)
     if run is not None and prepared.table.sha256 != run["input_sha256"]:
         raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
-    credentials = resolve_credentials(prepared.operation, job, communities, os.environ)
+    credentials = resolve_credentials(prepared.operation, job, communities, environ)
     result = verify_prepared(
-        prepared, credentials, rows=rows, written_at=written_at, sample_percent=args.verify_sample
+        prepared, credentials, rows=rows, written_at=written_at, sample_percent=sample_percent
     )
-    _write(prepared, result, args.out or Path("out") / f"{path.stem}.verify.csv")
-    return result.exit_code
-
-
-def _write(prepared: Any, result: Any, out: Path) -> None:
-    """The input's columns and the verdicts of the rows read back; counts on the terminal."""
-    table = prepared.table.frame
-    frame = table.join(
-        result.verdicts.with_columns(pl.col("__row").cast(table.schema["__row"])),
-        on="__row",
-        how="inner",
+    results = Path(run["results_path"]) if run is not None else None
+    entry = _write(
+        prepared,
+        result,
+        out or Path("out") / f"{path.stem}.verify.csv",
+        run_id=run["run_id"] if run is not None else "",
+        source=source,
+        environ=environ,
+        sample_percent=sample_percent,
+        report_path=results.with_name(f"{results.stem}.report.html") if results else None,
     )
-    from reconcile.results import write_csvs_atomic
+    return result, entry
 
-    row = "reconcile_row" if "row" in frame.columns else "row"
-    # As results files: written whole or not at all, formula-like cells neutralised for Excel.
-    write_csvs_atomic({out: frame.rename({"__row": row})})
-    counts = frame.group_by("verify_status").len().sort("verify_status").iter_rows()
-    print(f"verify: {result.reads} reads; " + ", ".join(f"{s} {n}" for s, n in counts) + f"; {out}")
-    wrong = frame.filter(pl.col("verify_status").is_in(["mismatch", "not_found"]))
-    for line in wrong.head(10).iter_rows(named=True):
-        print(
-            f"  row {line['__row']} ({line.get('community', '')}): {line['verify_status']}: {line['verify_detail']}"
-        )
-    if wrong.height > 10:
-        print(f"  ... and {wrong.height - 10} more in {out}")
+
+def _find_run(job: Any, run_id: str) -> dict[str, Any]:
+    from reconcile.database import Storage
+    from reconcile.ledger import Ledger
+
+    ledger = Ledger(
+        Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
+    )
+    try:
+        run = ledger.run(run_id)
+    finally:
+        ledger.close()
+    if run is None:
+        raise ConfigError(f"{run_id!r} is neither a file nor a single run of this job's ledger")
+    return run
+
+
+def _write(
+    prepared: Any,
+    result: Any,
+    out: Path,
+    *,
+    run_id: str,
+    source: str,
+    environ: Any,
+    sample_percent: float | None,
+    report_path: Path | None,
+) -> dict[str, Any]:
+    """The verify file, its record in the audit chain (and the run's report), the terminal's
+    lines; returns the record."""
+    from reconcile import approval, verify_record
+
+    written = verify_record.write_verify_file(prepared, result.verdicts, out)
+    verify_record.print_written(written, result.reads)
+    return verify_record.record(
+        prepared.job.storage,
+        run_id,
+        written,
+        result,
+        user=approval.acting_user(environ),
+        source=source,
+        input_path=prepared.table.path,
+        input_sha256=prepared.table.sha256,
+        sample_percent=sample_percent,
+        report_path=report_path,
+    )
 
 
 def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
