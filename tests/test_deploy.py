@@ -92,8 +92,10 @@ def test_secrets_come_from_kubernetes_secrets_and_the_pod_is_not_root() -> None:
 
 
 def test_the_containerfile_is_slim_non_root_and_frozen() -> None:
+    """The base is an ARG defaulting to the official slim image; frozen install; uid 10001."""
     text = CONTAINERFILE.read_text()
-    assert "FROM python:3.11-slim" in text
+    assert "ARG BASE=docker.io/library/python:3.11-slim" in text
+    assert "FROM ${BASE}" in text
     assert "uv sync --frozen" in text
     assert "USER 10001" in text
 
