@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def sandbox_process(
-    folder: Path, orders: int, faults: dict[str, Any] | None = None
+    folder: Path,
+    orders: int,
+    faults: dict[str, Any] | None = None,
+    more: Callable[[dict[str, Any]], None] | None = None,
 ) -> Iterator[str]:
-    """Serve a sandbox (separate process, so its CPU is not the client's) and yield its URL."""
+    """Serve a sandbox (separate process, so its CPU is not the client's) and yield its URL;
+    ``more`` adds records to the seed."""
     seed = load_seed(DEFAULT_SEED)
     add_orders(seed, orders)
+    if more is not None:
+        more(seed)
     (folder / "seed.json").write_text(json.dumps(seed))
     command = [
         sys.executable,

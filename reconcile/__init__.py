@@ -19,9 +19,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from reconcile.api import RunSummary, Validation, load_job, run, validate_file
+    from reconcile.api import RunSummary, Validation, load_job, run, validate_file, verify
 
-__all__ = ["RunSummary", "Validation", "__version__", "load_job", "run", "validate_file"]
+__all__ = [
+    "RunSummary",
+    "Validation",
+    "__version__",
+    "load_job",
+    "run",
+    "validate_file",
+    "verify",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -108,6 +108,7 @@ def run(
     communities: Collection[str] | None = None,
     sheet: str | None = None,
     plan: ApprovedPlan | None = None,
+    submit: bool = True,
     environ: Mapping[str, str] | None = None,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
@@ -131,6 +132,7 @@ def run(
         environ=os.environ if environ is None else environ,
         handle_signals=threading.current_thread() is threading.main_thread(),
         plan=plan,
+        submit=submit,
         on_progress=on_progress,
         cancel=cancel,
     )
@@ -144,3 +146,28 @@ def run(
         manifest=manifest,
         outcomes=result.outcomes,
     )
+
+
+def verify(
+    path: str | Path,
+    job: _job.Job,
+    *,
+    rows: Collection[int] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Any:
+    """Read back a file's rows (``rows``: their row numbers; default all valid rows) and compare
+    with what they say; returns a :class:`reconcile.verification.Verification` (``verdicts`` per row,
+    ``reads``, ``exit_code``). Only GETs are sent; nothing is written."""
+    import os
+
+    from reconcile.credentials import resolve_credentials
+    from reconcile.verification import verify_prepared
+
+    _default_logging()
+    prepared = pipeline.prepare(Path(path), job)
+    communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
+    credentials = resolve_credentials(
+        prepared.operation, job, communities, os.environ if environ is None else environ
+    )
+    chosen = None if rows is None else pl.Series(sorted(rows), dtype=pl.Int64)
+    return verify_prepared(prepared, credentials, rows=chosen)

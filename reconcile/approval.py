@@ -29,9 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from reconcile import __version__
 from reconcile._lazy import pl
-from reconcile.audit import PLAN_COLUMNS, Plan, PlanRows, canonical, plan_hash, store
+from reconcile.audit import (
+    PLAN_COLUMNS,
+    AuditStore,
+    Plan,
+    PlanRows,
+    canonical,
+    plan_hash,
+    store,
+)
 from reconcile.database import Storage, as_storage
-from reconcile.exceptions import ApprovalError
+from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.intake import ROW
 from reconcile.job import Job
 
@@ -78,6 +86,20 @@ def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:
 # -- the Python API the CLI (and the console) call ---------------------------------------------
 
 
+def submit(state_dir: Path | Storage, run_id: str, *, user: str) -> dict[str, Any]:
+    """The maker puts the plan before the approvers (a command-line dry run does at once)."""
+    with store(state_dir) as audit:
+        return audit.submit(run_id, user)
+
+
+def withdraw(
+    state_dir: Path | Storage, run_id: str, *, user: str, note: str | None = None
+) -> dict[str, Any]:
+    """The maker takes a submitted, undecided plan back: nobody can approve it after."""
+    with store(state_dir) as audit:
+        return audit.withdraw(run_id, user, note)
+
+
 def approve(
     state_dir: Path | Storage, run_id: str, *, note: str | None = None, user: str
 ) -> dict[str, Any]:
@@ -90,9 +112,15 @@ def reject(state_dir: Path | Storage, run_id: str, *, note: str, user: str) -> d
         return audit.decide(run_id, approve=False, user=user, note=note)
 
 
-def verify(state_dir: Path | Storage) -> list[str]:
+def verify(state_dir: Path | Storage, head: str | None = None) -> list[str]:
+    """Every problem of the audit chain; with ``head``, also whether it still extends it."""
     with store(state_dir) as audit:
-        return audit.verify()
+        return audit.verify() if head is None else audit.verify_head(head)
+
+
+def chain_head(state_dir: Path | Storage) -> str:
+    with store(state_dir) as audit:
+        return audit.head()
 
 
 def export(state_dir: Path | Storage, since: dt.datetime, out: Path) -> int:
@@ -113,10 +141,23 @@ class ApprovedPlan:
         return str(self.plan.decision["decided_by"])
 
 
+#: Exit codes of an application that stopped before it finished: nothing sent (2), a crash (3),
+#: SIGINT / SIGTERM (130 / 143); a killed run records none. ``run --plan`` resumes those (the
+#: ledger sends only what it does not hold as applied or unknown); any other exit code ends
+#: what the approval allowed.
+RESUMABLE_EXIT_CODES = frozenset({2, 3, 130, 143})
+
+
 def approved_plan(
-    state_dir: Path | Storage, run_id: str, job: Job, now: dt.datetime
+    state_dir: Path | Storage,
+    run_id: str,
+    job: Job,
+    now: dt.datetime,
+    *,
+    user: str | None = None,
 ) -> ApprovedPlan:
-    """The plan ``run_id`` if it may be applied now under ``job``; ApprovalError otherwise."""
+    """The plan ``run_id`` if it may be applied now under ``job``; ApprovalError otherwise
+    (PlanStateError, recorded in the audit chain, for a plan already applied)."""
     with store(state_dir) as audit:
         plan = audit.plan(run_id)
         if plan is None:
@@ -143,7 +184,41 @@ def approved_plan(
                 f"over approval_ttl_hours = {job.approval_ttl_hours:g}: dry-run the file again "
                 "and ask for a new approval"
             )
+        _refuse_applied(audit, run_id, user or acting_user())
         return ApprovedPlan(plan, audit.plan_rows(run_id))
+
+
+def check_unapplied(state_dir: Path | Storage, approved: ApprovedPlan, user: str) -> None:
+    """Asked again under the run's lock, just before sending: two ``run --plan`` of one plan
+    started together both passed :func:`approved_plan`; only the first applies it."""
+    with store(state_dir) as audit:
+        _refuse_applied(audit, approved.plan.run_id, user)
+
+
+def refuse_forced(state_dir: Path | Storage, run_id: str, user: str) -> None:
+    """``--force`` with ``--plan``: refused and recorded; an approval never covers a re-send."""
+    message = (
+        f"--force with --plan {run_id}: an approval covers sending its rows once, never a "
+        "re-send of rows the ledger holds as applied or unknown; nothing was sent. Fix: dry-run "
+        "the file again (with --force if you mean it) and ask for a new approval"
+    )
+    with store(state_dir) as audit:
+        audit.record_action(run_id, user, "apply refused", "--force with --plan")
+    raise ApprovalError(message)
+
+
+def _refuse_applied(audit: AuditStore, run_id: str, user: str) -> None:
+    done = [m for m in audit.applications(run_id) if m.get("exit_code") not in RESUMABLE_EXIT_CODES]
+    if not done:
+        return
+    first = done[0]
+    audit.record_action(run_id, user, "apply refused", f"already applied by run {first['run_id']}")
+    raise PlanStateError(
+        f"plan {run_id} was already applied by run {first['run_id']} (ended "
+        f"{first.get('ended_at')}, exit code {first.get('exit_code')}): an approval authorises "
+        "one application; nothing was sent. Fix: to send rows again, dry-run the file again and "
+        "ask for a new approval"
+    )
 
 
 def differences(
@@ -179,6 +254,7 @@ def differences(
 
 __all__ = [
     "PLAN_COLUMNS",
+    "RESUMABLE_EXIT_CODES",
     "ApprovalError",
     "ApprovedPlan",
     "Plan",
@@ -186,7 +262,9 @@ __all__ = [
     "approve",
     "approved_plan",
     "canonical",
+    "chain_head",
     "check_plan",
+    "check_unapplied",
     "differences",
     "export",
     "fingerprint_of",
@@ -195,10 +273,13 @@ __all__ = [
     "plan_hash",
     "plan_rows",
     "rebuilt_rows",
+    "refuse_forced",
     "reject",
     "skip_unplanned",
     "store",
+    "submit",
     "verify",
+    "withdraw",
 ]
 
 
@@ -260,7 +341,7 @@ def plan_fields(
         "tool_version": __version__,
     }
     with store(job.storage) as audit:
-        digest = audit.record_plan(header, rows())
+        digest = audit.record_plan(header, rows(), submit=options.submit)
     return {"plan_sha256": digest, "maker": header["maker"]}
 
 

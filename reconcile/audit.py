@@ -16,13 +16,14 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from reconcile._lazy import pl
 from reconcile.database import Storage, as_storage, open_database
-from reconcile.exceptions import ApprovalError
+from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.ledger import now_iso
 from reconcile.schema import create_audit_schema, create_schema
 
@@ -34,6 +35,17 @@ CHAIN = "reconcile audit chain"
 
 
 PLAN_COLUMNS = ("row", "community", "status", "request", "error")
+
+#: The longest detail of a recorded action (a file name, a note, counts), and of a decision's note.
+MAX_DETAIL_CHARS = 500
+MAX_NOTE_CHARS = 2000
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escaped_text(text: str) -> str:
+    """``text`` with every control character (line breaks included) written as an escape."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def canonical(value: Any) -> str:
@@ -110,7 +122,12 @@ class AuditStore:
     def close(self) -> None:
         self.db.close()
 
-    def _append(self, kind: str, run_id: str, record: Any) -> None:
+    def head(self) -> str:
+        """The chain's head: the hash of its newest record (GENESIS when empty)."""
+        last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
+        return str(last[0]) if last else GENESIS
+
+    def _append(self, kind: str, run_id: str, record: Any) -> str:
         """Chain one record; called inside ``db.transaction(lock=CHAIN)``, so appends from
         several processes (or hosts) go one at a time and the chain never forks."""
         last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
@@ -121,11 +138,16 @@ class AuditStore:
             "INSERT INTO audit_chain (kind, run_id, record, prev_hash, hash) VALUES (?,?,?,?,?)",
             (kind, run_id, text, previous, digest),
         )
+        return digest
 
     # -- plans --------------------------------------------------------------------------------
 
-    def record_plan(self, header: dict[str, Any], rows: pl.DataFrame | PlanRows) -> str:
-        """Store a dry run's plan and chain it; returns its SHA-256."""
+    def record_plan(
+        self, header: dict[str, Any], rows: pl.DataFrame | PlanRows, *, submit: bool = True
+    ) -> str:
+        """Store a dry run's plan and chain it; returns its SHA-256. ``submit``: the maker puts
+        it before the approvers at once (a command-line dry run); the console's check records
+        it unsubmitted, and its maker submits it after looking."""
         stored: pl.DataFrame | pl.LazyFrame
         hashed: pl.DataFrame | Iterable[pl.DataFrame]
         if isinstance(rows, PlanRows):
@@ -143,6 +165,8 @@ class AuditStore:
                 (run_id, canonical(header), digest, value),
             )
             self._append("plan", run_id, {**header, "plan_sha256": digest})
+            if submit:
+                self._append("submission", run_id, self._stand(run_id, header["maker"], None))
         return digest
 
     def plan(self, run_id: str) -> Plan | None:
@@ -172,11 +196,82 @@ class AuditStore:
         ]
         return self.plan(max(matching)[1]) if matching else None
 
+    # -- submission and withdrawal --------------------------------------------------------------
+
+    @staticmethod
+    def _stand(run_id: str, user: str, note: str | None) -> dict[str, Any]:
+        return {"run_id": run_id, "by": user, "at": now_iso(), "note": note}
+
+    def standing(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The plan's last submission or withdrawal (``("submission" | "withdrawal",
+        record)``); None: never submitted."""
+        found = self.db.one(
+            "SELECT kind, record FROM audit_chain WHERE run_id = ? AND kind IN "
+            "('submission', 'withdrawal') ORDER BY seq DESC LIMIT 1",
+            (run_id,),
+        )
+        return None if found is None else (str(found[0]), dict(json.loads(found[1])))
+
+    def submit(self, run_id: str, user: str) -> dict[str, Any]:
+        """The maker puts an undecided plan before the approvers (idempotent)."""
+        plan = self._undecided(run_id, user, "submit")
+        with self.db.transaction(lock=CHAIN):
+            standing = self.standing(run_id)
+            if standing is not None:
+                self._refuse_withdrawn(run_id, standing)
+                return standing[1]
+            record = self._stand(run_id, plan.maker, None)
+            self._append("submission", run_id, record)
+        return record
+
+    def withdraw(self, run_id: str, user: str, note: str | None = None) -> dict[str, Any]:
+        """The maker takes a submitted plan back before anyone decided it; final: nobody can
+        approve it after (dry-run the file again for a new plan)."""
+        self._undecided(run_id, user, "withdraw")
+        with self.db.transaction(lock=CHAIN):
+            standing = self.standing(run_id)
+            if standing is None:
+                raise PlanStateError(
+                    f"plan {run_id} was never submitted: there is nothing to withdraw"
+                )
+            self._refuse_withdrawn(run_id, standing)
+            current = self.plan(run_id)
+            if current is not None and current.decision is not None:
+                raise PlanStateError(f"plan {run_id} was decided meanwhile: too late to withdraw")
+            record = self._stand(run_id, user, note)
+            self._append("withdrawal", run_id, record)
+        return record
+
+    def _undecided(self, run_id: str, user: str, verb: str) -> Plan:
+        plan = self.plan(run_id)
+        if plan is None:
+            raise ApprovalError(f"no plan {run_id!r}. Fix: check the id with 'reconcile runs'")
+        if user != plan.maker:
+            raise ApprovalError(
+                f"only {plan.maker}, who made plan {run_id}, can {verb} it (not {user})"
+            )
+        if plan.decision is not None:
+            raise PlanStateError(
+                f"plan {run_id} was already {plan.decision['decision']} by "
+                f"{plan.decision['decided_by']}: there is nothing to {verb}"
+            )
+        return plan
+
+    @staticmethod
+    def _refuse_withdrawn(run_id: str, standing: tuple[str, dict[str, Any]]) -> None:
+        kind, record = standing
+        if kind == "withdrawal":
+            raise PlanStateError(
+                f"plan {run_id} was withdrawn by {record['by']} at {record['at']}: it cannot "
+                "be submitted or decided. Fix: dry-run the file again for a new plan"
+            )
+
     # -- decisions ----------------------------------------------------------------------------
 
     def decide(self, run_id: str, *, approve: bool, user: str, note: str | None) -> dict[str, Any]:
         """Approve or reject a plan. Refused (ApprovalError, nothing recorded): an unknown run,
-        a run that is not a dry run, a plan already decided, and the maker deciding their own."""
+        a run that is not a dry run, the maker deciding their own; PlanStateError: a plan never
+        submitted, withdrawn or already decided."""
         plan = self.plan(run_id)
         if plan is None:
             real = self.db.one("SELECT dry_run FROM runs WHERE run_id = ?", (run_id,))
@@ -190,18 +285,44 @@ class AuditStore:
                 f"no plan {run_id!r} in this state dir. Fix: check the id with "
                 "'reconcile runs', and give --job or --state-dir of the job that made it"
             )
-        if plan.decision is not None:
-            raise ApprovalError(
-                f"plan {run_id} was already {plan.decision['decision']} by "
-                f"{plan.decision['decided_by']} at {plan.decision['decided_at']}: a decision is "
-                "final. Fix: dry-run the file again for a new plan"
-            )
         if user == plan.maker:
             raise ApprovalError(
                 f"{user} made plan {run_id}: the person who prepares a batch cannot "
                 f"{'approve' if approve else 'reject'} it. Fix: ask a colleague to decide it"
             )
-        record = {
+        if note is not None and len(note) > MAX_NOTE_CHARS:
+            raise ApprovalError(
+                f"the note has {len(note):,} characters: keep it under {MAX_NOTE_CHARS:,}"
+            )
+        with self.db.transaction(lock=CHAIN):
+            # Read under the chain's lock: a withdrawal or another decision cannot slip between.
+            record = self._decision(run_id, approve=approve, user=user, note=note)
+            self.db.run(
+                "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
+            )
+            self._append("approval" if approve else "rejection", run_id, record)
+        return record
+
+    def _decision(
+        self, run_id: str, *, approve: bool, user: str, note: str | None
+    ) -> dict[str, Any]:
+        """The decision record, if the plan stands submitted and undecided."""
+        plan = self.plan(run_id)
+        assert plan is not None
+        if plan.decision is not None:
+            raise PlanStateError(
+                f"plan {run_id} was already {plan.decision['decision']} by "
+                f"{plan.decision['decided_by']} at {plan.decision['decided_at']}: a decision is "
+                "final. Fix: dry-run the file again for a new plan"
+            )
+        standing = self.standing(run_id)
+        if standing is None:
+            raise PlanStateError(
+                f"plan {run_id} was never submitted for approval: {plan.maker} may still be "
+                "fixing the file. Nothing was recorded. Fix: wait until its maker submits it"
+            )
+        self._refuse_withdrawn(run_id, standing)
+        return {
             "run_id": run_id,
             "decision": "approved" if approve else "rejected",
             "decided_by": user,
@@ -209,18 +330,13 @@ class AuditStore:
             "note": note,
             "plan_sha256": plan.plan_sha256,
         }
-        with self.db.transaction(lock=CHAIN):
-            self.db.run(
-                "INSERT INTO decisions (run_id, record) VALUES (?,?)", (run_id, canonical(record))
-            )
-            self._append("approval" if approve else "rejection", run_id, record)
-        return record
 
     # -- manifests ----------------------------------------------------------------------------
 
-    def record_manifest(self, manifest: Mapping[str, Any]) -> None:
+    def record_manifest(self, manifest: Mapping[str, Any]) -> str:
+        """Chain a run's manifest; returns the chain's head after it (the manifest's hash)."""
         with self.db.transaction(lock=CHAIN):
-            self._append("manifest", str(manifest["run_id"]), dict(manifest))
+            return self._append("manifest", str(manifest["run_id"]), dict(manifest))
 
     def manifest(self, run_id: str) -> dict[str, Any] | None:
         """The run's manifest as chained when it ended (None: not ended, or not recorded)."""
@@ -231,11 +347,33 @@ class AuditStore:
         )
         return None if found is None else dict(json.loads(found[0]))
 
+    def applications(self, plan_run_id: str) -> list[dict[str, Any]]:
+        """The manifests of the real runs that applied plan ``plan_run_id``, oldest first."""
+        found = self.db.rows(
+            "SELECT record FROM audit_chain WHERE kind = 'manifest' AND record LIKE ? ORDER BY seq",
+            (f"%{json.dumps(plan_run_id)}%",),
+        )
+        manifests = (dict(json.loads(text)) for (text,) in found)
+        return [
+            m for m in manifests if m.get("plan_run_id") == plan_run_id and not m.get("dry_run")
+        ]
+
     # -- user actions (the console) -----------------------------------------------------------
 
     def record_action(self, run_id: str, user: str, action: str, detail: str = "") -> None:
         """One user action (sign-in, upload, check, submit, approve, reject, run, download),
-        with who and when, chained like plans and decisions."""
+        with who and when, chained like plans and decisions. Each field is checked first: the
+        user and action are short words (ApprovalError otherwise, nothing recorded); the detail
+        is bounded (MAX_DETAIL_CHARS) with its control characters written as escapes, so no
+        value can draw a line of its own wherever the entries are shown."""
+        for field, value, limit in (("user", user, 64), ("action", action, 32)):
+            if not value or len(value) > limit or not _PRINTABLE.fullmatch(value):
+                raise ApprovalError(f"audit {field} {value[:40]!r}: not a short printable word")
+        if len(run_id) > 64 or not _PRINTABLE.fullmatch(run_id or "-"):
+            raise ApprovalError(f"audit run id {run_id[:40]!r}: not a run id")
+        detail = escaped_text(detail)
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
         record = {"user": user, "action": action, "at": now_iso(), "detail": detail}
         with self.db.transaction(lock=CHAIN):
             self._append("action", run_id, record)
@@ -244,6 +382,23 @@ class AuditStore:
         """The actions recorded for ``run_id``, oldest first."""
         rows = self.db.rows(
             "SELECT record FROM audit_chain WHERE kind = 'action' AND run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [dict(json.loads(text)) for (text,) in rows]
+
+    # -- read-back verifications (reconcile verify, run --verify, the console) ----------------
+
+    def record_verification(self, run_id: str, record: Mapping[str, Any]) -> None:
+        """One read-back of a run's rows (``run_id`` "" for a file with no run): who, when,
+        counts, reads and the SHA-256 of the verify file, chained like the manifests."""
+        with self.db.transaction(lock=CHAIN):
+            self._append("verification", run_id, dict(record))
+
+    def verifications(self, run_id: str) -> list[dict[str, Any]]:
+        """The verifications recorded for ``run_id``, oldest first."""
+        rows = self.db.rows(
+            "SELECT record FROM audit_chain WHERE kind = 'verification' AND run_id = ? "
+            "ORDER BY seq",
             (run_id,),
         )
         return [dict(json.loads(text)) for (text,) in rows]
@@ -282,6 +437,19 @@ class AuditStore:
         for (run_id,) in self.db.rows("SELECT run_id FROM plans"):
             if run_id not in chained_plans:
                 problems.append(f"plan of run {run_id}: not in the audit chain (added)")
+        return problems
+
+    def verify_head(self, head: str) -> list[str]:
+        """:meth:`verify`, and ``head`` (copied elsewhere earlier) must be a record of this chain:
+        a chain rebuilt from a rewritten history verifies on its own but lost the old head."""
+        problems = self.verify()
+        found = self.db.one("SELECT seq FROM audit_chain WHERE hash = ?", (head,))
+        if found is None and head != GENESIS:
+            problems.append(
+                f"head {head} is not a record of this audit chain: the chain was rewritten or "
+                "rebuilt after that head was copied, or the head is of another ledger. Fix: "
+                "compare with a backup of the ledger and find who changed it"
+            )
         return problems
 
     def _check_plan(self, where: str, run_id: str, record: dict[str, Any]) -> list[str]:

@@ -34,6 +34,7 @@ from reconcile.intake import (
     UTF16_BOMS,
     HeaderMap,
     Table,
+    check_width,
     excel_separator_line,
     header_map,
     sniff_delimiter,
@@ -115,6 +116,10 @@ def spill(path: Path, operation: Operation, folder: Path) -> Spilled | None:
     if head.startswith(UTF16_BOMS):
         return None
     rest, separator = excel_separator_line(head)
+    with path.open("rb") as handle:  # a header too wide is refused before polars reads it
+        if separator:
+            handle.readline()
+        check_width(path, handle, separator or sniff_delimiter(rest))
     scan = pl.scan_csv(
         path,
         has_header=False,

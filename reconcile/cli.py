@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs
+from reconcile import logs, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage
@@ -62,7 +62,12 @@ def _run(args: argparse.Namespace) -> int:
         communities=frozenset(args.community) if args.community else None,
         sheet=args.sheet,
         environ=os.environ,
+        on_answer=getattr(args, "on_answer", None),
     )
+    if args.verify_sample is not None and not args.verify:
+        raise ConfigError("--verify-sample N goes with --verify")
+    if getattr(args, "verify", False):
+        return _run_verified(args, job, options)
     if args.plan is not None:
         return _run_plan(args, job, options)
     if not args.sandbox or args.dry_run:
@@ -77,12 +82,35 @@ def _run(args: argparse.Namespace) -> int:
         return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
 
 
+def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+    """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
+    global _show
+    if args.sandbox:
+        raise ConfigError("--verify reads back a real run: it goes without --sandbox")
+    shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
+    args.on_answer = after.echoes  # the write answers Returning.AI's rows are confirmed by
+
+    def show_then_verify(source: Path, ended: Any, out: Path) -> None:
+        shown(source, ended, out)
+        after(source, ended, out)
+
+    _show = show_then_verify  # every input's summary, then its read-back
+    try:
+        args.verify, args.verify_sample = False, None
+        code = _run(args)
+    finally:
+        _show = shown
+    return code or after.worst
+
+
 def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
     from reconcile import approval
 
     if args.dry_run or args.sandbox:
         raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
+    if args.force:
+        approval.refuse_forced(job.storage, args.plan, approval.acting_user(os.environ))
     approved = approval.approved_plan(job.storage, args.plan, job, dt.datetime.now(dt.UTC))
     source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
     planned = dataclasses.replace(options, plan=approved)
@@ -151,18 +179,35 @@ def _decide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _withdraw(args: argparse.Namespace) -> int:
+    """``withdraw``: the maker takes a submitted plan back before a decision; exit 2 when
+    refused (not theirs, never submitted, decided)."""
+    from reconcile import approval
+
+    record = approval.withdraw(
+        _storage(args), args.run_id, user=approval.acting_user(os.environ), note=args.note
+    )
+    print(
+        f"plan {record['run_id']} withdrawn by {record['by']} at {record['at']}: nobody can "
+        "approve it now"
+    )
+    return EXIT_OK
+
+
 def _audit(args: argparse.Namespace) -> int:
     """``audit verify``: exit 1 naming the first record that does not match; ``audit export``."""
     from reconcile import approval
 
     state_dir = _storage(args)
     if args.action == "verify":
-        problems = approval.verify(state_dir)
+        problems = approval.verify(state_dir, args.head)
         for problem in problems:
             print(f"reconcile audit: {problem}", file=sys.stderr)
         if problems:
             return EXIT_ROWS_FAILED
-        print(f"audit chain verified: {state_dir.shown}")
+        extends = f", and it extends head {args.head}" if args.head else ""
+        print(f"audit chain verified: {state_dir.shown}{extends}")
+        print(f"audit chain head: {approval.chain_head(state_dir)}")
         return EXIT_OK
     if not args.out or not args.since:
         raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
@@ -172,6 +217,7 @@ def _audit(args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {args.since!r}: write a date as YYYY-MM-DD") from None
     written = approval.export(state_dir, since, args.out)
     print(f"{written} runs written to {args.out}")
+    print(f"audit chain head: {approval.chain_head(state_dir)}")
     return EXIT_OK
 
 
@@ -193,6 +239,9 @@ def _runs(args: argparse.Namespace) -> int:
                 plan = audit.plan(found["run_id"])
                 if plan is not None:
                     _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
+            from reconcile.verify_record import print_verifications
+
+            print_verifications(state_dir, found["run_id"])
             return EXIT_OK
         for run in ledger.runs():
             counts = (run.get("counts") or {}).get("per_status", {})
@@ -310,8 +359,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "operations": lambda _: _operations(),
     "approve": _decide,
     "reject": _decide,
+    "withdraw": _withdraw,
     "audit": _audit,
     "ledger": _ledger,
+    "verify": lambda args: verify_command.main(args),
     "serve": _web,
     "users": _web,
 }

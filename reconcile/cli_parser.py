@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__
+from reconcile import __version__, verify_command
 from reconcile.job import example_toml
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
+    verify_command.add_parser(commands)
 
     _add_console(commands)
 
@@ -50,6 +51,12 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
     run.add_argument("--dry-run", action="store_true", help="validate and show, send nothing")
+    run.add_argument(
+        "--verify",
+        action="store_true",
+        help="after the writes, read back every applied or unknown row (exit 4 on a mismatch)",
+    )
+    verify_command.add_sample_option(run)
     run.add_argument("--operation", help="override the job's operation")
     run.add_argument("--base-url", help="override the job's base_url")
     run.add_argument("--rate", type=float, help="override rate_per_second (every community)")
@@ -143,10 +150,16 @@ def _add_history(commands: Any) -> None:
         "--requests", action="store_true", help="with show: every row's planned request too"
     )
 
-    for name, text in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{text} a dry run's plan (maker-checker)")
+    for name, text in (
+        ("approve", "approve a dry run's plan (maker-checker)"),
+        ("reject", "reject a dry run's plan (maker-checker)"),
+        ("withdraw", "take your own submitted plan back before anyone decides it"),
+    ):
+        decide = commands.add_parser(name, help=text, description=text)
         decide.add_argument("run_id", help="the dry run's id")
-        decide.add_argument("--note", required=name == "reject", help="why (required to reject)")
+        decide.add_argument(
+            "--note", required=name == "reject", help="why (required to reject; optional else)"
+        )
         decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
         decide.add_argument("--job", type=Path, help="take state_dir from this job file")
         decide.add_argument(
@@ -158,6 +171,11 @@ def _add_history(commands: Any) -> None:
     audit.add_argument("action", choices=["verify", "export"])
     audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
     audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument(
+        "--head",
+        help="with verify: a head hash copied earlier (manifest, run summary, audit export): "
+        "the chain must still contain it",
+    )
     audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
     audit.add_argument("--job", type=Path, help="take state_dir from this job file")
     audit.add_argument(

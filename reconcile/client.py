@@ -17,18 +17,24 @@ packaged adapter gave:
   whether the request may have reached the server: only a connection never made proves it did
   not;
 - **the URL goes out as written**: paths are percent-encoded by the operations, and the URL is
-  handed to aiohttp as already encoded, so ``%2E%2E`` is never decoded into ``..`` and resolved.
+  handed to aiohttp as already encoded, so it is not re-encoded or normalised here (IDs of only
+  dots are refused by the file rules: no encoding of them survives every resolver).
 
 ``timeout_seconds`` bounds the whole exchange in :func:`send`: connecting, sending, waiting and
-reading the answer to its last byte. TLS verification stays on. Cookies are never kept.
+reading the answer to its last byte. When it runs out, what decides the meaning is whether the
+request was written: a trace marks the moment aiohttp hands the headers to the connection
+(:class:`Progress`); before it (waiting for a pool slot, resolving, connecting) nothing left the
+process, so the failure is "could not connect" and safe to retry, whatever the operation. TLS verification stays on. Cookies are never kept.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import email.utils
 import ssl
 import time
+import types
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
@@ -43,6 +49,36 @@ if TYPE_CHECKING:
     import httpx
 
 USER_AGENT = f"reconcile/{__version__} (+bulk corrections)"
+
+
+@dataclasses.dataclass(slots=True)
+class Progress:
+    """How far one exchange got: ``written`` once the request may be on the wire."""
+
+    written: bool = False
+
+
+_progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
+    "reconcile_send_progress", default=None
+)
+
+
+def current_progress() -> Progress:
+    """The progress of the exchange :func:`send` is running (a fresh one outside send)."""
+    return _progress.get() or Progress()
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession,
+    context: types.SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    # Fired just before the headers are written: from here on the server may act on them.
+    progress = context.trace_request_ctx
+    if isinstance(progress, Progress):
+        progress.written = True
+
+
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
@@ -118,10 +154,13 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_on_headers_sent)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=self._timeout,
+            trace_configs=[trace],
         )
         # aiohttp has no public switch for its one silent re-send of idempotent requests after
         # a kept-alive connection is reset (RFC 9112 9.3.1 allows it; a refund must not).
@@ -133,6 +172,7 @@ class AiohttpTransport:
     ) -> Answer:
         if self._session is None:
             self._session = self._open()
+        progress = current_progress()
         try:
             async with self._session.request(
                 method,
@@ -141,12 +181,15 @@ class AiohttpTransport:
                 data=body,
                 allow_redirects=False,
                 compress=False,
+                trace_request_ctx=progress,
             ) as response:
                 content = await response.read()
                 return _answer(response.status, content, response.headers.get("Retry-After"))
         except anyio.get_cancelled_exc_class():
             raise
         except Exception as exc:  # every way an exchange can fail maps to a meaning
+            if isinstance(exc, aiohttp.ClientConnectionError) and not progress.written:
+                raise could_not_connect(f"{type(exc).__name__}: {exc}") from exc
             raise aiohttp_failure(exc) from exc
 
     async def aclose(self) -> None:
@@ -166,6 +209,7 @@ class HttpxTransport:
         import httpx
 
         request = httpx.Request(method, url, headers=headers, content=body)
+        current_progress().written = True  # the seam cannot tell: the handler may act on it
         try:
             response = await self._transport.handle_async_request(request)
             content = await response.aread()
@@ -248,11 +292,17 @@ async def send(
     if content is not None:
         all_headers["Content-Type"] = "application/json"
     deadline = client.timeout_seconds or CONNECT_TIMEOUT_SECONDS
+    progress = Progress()
+    token = _progress.set(progress)
     try:
         with anyio.fail_after(deadline):
             return await client.transport.exchange(method, url, all_headers, content)
     except TimeoutError as exc:
+        if not progress.written:  # still waiting for a connection: nothing was sent
+            raise could_not_connect(f"no connection within {deadline:g} s") from exc
         raise SendFailure(
             f"no answer in time (the whole request took over {deadline:g} s)",
             maybe_applied=True,
         ) from exc
+    finally:
+        _progress.reset(token)

@@ -83,6 +83,8 @@ class _NoRecorder:
 
 
 Progress = Callable[[str, Status], None]
+#: Called with each answer that came back (``run --verify`` keeps Returning.AI's echoes).
+OnAnswer = Callable[[PlannedRequest, Answer], None]
 
 
 @dataclasses.dataclass(slots=True)
@@ -111,14 +113,17 @@ class Dispatcher:
         force: bool = False,
         rng: random.Random | None = None,
         clock: Clock = REAL_CLOCK,
+        on_answer: OnAnswer | None = None,
     ) -> None:
-        """``clock`` paces and backs off (unit tests pass a fake one: no real waiting)."""
+        """``clock`` paces and backs off (unit tests pass a fake one: no real waiting);
+        ``on_answer`` sees every answer (status and body) as it comes back."""
         self.operation, self.job, self.client, self.stop = operation, job, client, stop
         self.recorder = recorder or _NoRecorder()
         self.progress = progress or (lambda community, status: None)
         self.force = force
         self.rng = rng or random.Random()
         self.clock = clock
+        self.on_answer = on_answer
         self.policy = retry.Policy(
             max_attempts=job.max_attempts,
             backoff_base_seconds=job.backoff_base_seconds,
@@ -254,6 +259,8 @@ class Dispatcher:
             )
             return retry.NoAnswer(str(failure), failure.maybe_applied)
         self.events.append(SendEvent(time.time(), community.name, answer.status, before > 0))
+        if self.on_answer is not None:
+            self.on_answer(request, answer)
         log.debug(
             "request.answered", request=request.request_id, status=answer.status, attempt=before + 1
         )

@@ -4,6 +4,8 @@ ReconcileError
  +-- InputError     the input file cannot be used (nothing is sent)
  +-- ConfigError    the job file or command line cannot be used (nothing is sent)
  |    +-- ApprovalError  a plan cannot be approved, rejected or applied as asked
+ |         +-- PlanStateError  ... because of where it stands (not submitted, withdrawn,
+ |                             decided, applied): the console answers 409 Conflict
  +-- RunLockedError another run of the same job holds the lock
 """
 
@@ -28,3 +30,8 @@ class RunLockedError(ReconcileError):
 
 class ApprovalError(ConfigError):
     """A plan cannot be approved, rejected or applied as asked: nothing is recorded or sent."""
+
+
+class PlanStateError(ApprovalError):
+    """The plan is not in a state that allows what was asked: never submitted, withdrawn,
+    already decided, or already applied. Nothing is recorded or sent."""

@@ -15,7 +15,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from reconcile._lazy import pl
 from reconcile.exceptions import InputError
@@ -102,6 +102,28 @@ def recoded(path: Path, raw: bytes, encoding: str, unreadable: str) -> bytes:
         ) from None
 
 
+#: The most columns an input file may have (README "Input files"): a correction file has tens;
+#: more is a mistake or an attack, refused from the header line before any row is parsed.
+MAX_COLUMNS = 1000
+
+
+def too_wide(path: Path, columns: int) -> InputError:
+    return InputError(
+        f"{path}: the header row has {columns:,} columns, over the {MAX_COLUMNS:,} a correction "
+        "file may have. Fix: delete the columns the operation does not use, or split the file."
+    )
+
+
+def check_width(path: Path, source: bytes | IO[bytes], separator: str) -> None:
+    """Refuse a CSV whose first record (the header, quotes respected) has over MAX_COLUMNS
+    cells; reads only that record, decoding lazily (Latin-1 keeps every ASCII delimiter)."""
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    text = io.TextIOWrapper(stream, encoding="latin-1", newline="")
+    header = next(csv.reader(text, delimiter=separator), [])
+    if len(header) > MAX_COLUMNS:
+        raise too_wide(path, len(header))
+
+
 def sniff_delimiter(data: bytes) -> str:
     """The delimiter used most often in the header line (outside quotes)."""
     first = data[:65536].split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -170,6 +192,7 @@ def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
     raw, separator = excel_separator_line(raw)
     separator = separator or sniff_delimiter(raw)
+    check_width(path, raw, separator)
     try:
         return _read_grid(raw, separator)
     except pl.exceptions.PolarsError as exc:
@@ -259,10 +282,13 @@ def header_map(
 ) -> HeaderMap:
     """Map ``headers`` onto ``columns``; InputError for a missing required column or two
     headers that mean the same column."""
+    if len(headers) > MAX_COLUMNS:
+        raise too_wide(path, len(headers))
     wanted = {header_key(c.name): c.name for c in columns}
     required = [c.name for c in columns if c.required]
     canonical: dict[str, str] = {}
     names: list[str] = []
+    seen: set[str] = set()
     keep: list[int] = []
     ours = {header_key(r) for r in RESULT_COLUMNS}
     reuploaded = False
@@ -289,8 +315,9 @@ def header_map(
                     "Fix: delete or rename one of them."
                 )
             canonical[target] = name
-        if name in names:
+        if name in seen:
             raise InputError(f"{path}: two columns are called {name!r}. Fix: rename one.")
+        seen.add(name)
         names.append(name)
         keep.append(position)
     missing = [c for c in required if c not in canonical]
@@ -299,7 +326,8 @@ def header_map(
             f"{path}: required column(s) missing: {', '.join(missing)}. "
             f"Fix: add a header row naming them (found: {', '.join(headers)})."
         )
-    extra = [n for n in names if n not in canonical.values()]
+    mapped = set(canonical.values())
+    extra = [n for n in names if n not in mapped]
     return HeaderMap(keep, names, canonical, extra, reuploaded)
 
 

@@ -126,6 +126,11 @@ class Job:
     """How long 429s may hold one community in a run (each counts its Retry-After, at least
     1 s); past it the community stops, so a spent daily quota never keeps a nightly run waiting
     (and the next night's run locked out) for hours."""
+    verify_settle_seconds: float = setting(
+        10.0, doc="verify: a read that differs this soon after the write is read again"
+    )
+    """Vendors apply part of a write asynchronously (Voucherify documents seconds): within this
+    window a differing read is retried with backoff before it counts as a mismatch."""
     require_approval: bool = setting(
         False, doc="true: a real run only applies a plan a colleague approved"
     )

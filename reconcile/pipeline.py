@@ -23,6 +23,7 @@ import structlog
 from reconcile import approval, buckets, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
+    OnAnswer,
     SendEvent,
 )
 from reconcile.exceptions import ConfigError
@@ -125,11 +126,16 @@ class RunOptions:
     """The caller holds the job's run lock (``job_lock``) for several inputs."""
     plan: approval.ApprovedPlan | None = None
     """Apply this approved plan: only if the file and job still make exactly its requests."""
+    submit: bool = True
+    """A dry run's plan goes before the approvers at once (the console's check: False, its
+    maker submits it after looking)."""
     on_progress: Callable[[str, Status], None] | None = None
     """Called with (community, status) as each request ends (the console's live progress)."""
     cancel: threading.Event | None = None
     """Set from any thread to stop the run as Ctrl-C does: no new requests, in-flight ones get
     ``interrupt_grace_seconds``, results written, exit code 130."""
+    on_answer: OnAnswer | None = None
+    """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -157,6 +163,8 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             f"--community {', '.join(unknown)}: not in {job.path or 'the job'} "
             f"(known: {', '.join(sorted(job.communities))})"
         )
+    if options.plan is not None and options.force:
+        approval.refuse_forced(job.storage, options.plan.plan.run_id, _user(options))
     if job.require_approval and not options.dry_run and options.plan is None:
         raise approval.ApprovalError(
             f"{job.path or 'the job'} sets require_approval: a real run applies an approved "
@@ -175,6 +183,10 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
         return _execute_locked(prepared, input_path, out, options)
 
 
+def _user(options: RunOptions) -> str:
+    return approval.acting_user(options.environ or None)
+
+
 def _in_buckets(input_path: Path, out: Path, options: RunOptions) -> bool:
     """A dry run of a large CSV file into CSV results is done in buckets (bounded memory)."""
     return (
@@ -190,6 +202,7 @@ def _execute_locked(
 ) -> RunResult:
     if options.plan is not None:
         approval.check_plan(prepared, options.plan)
+        approval.check_unapplied(prepared.job.storage, options.plan, _user(options))
     with recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
         outcomes, signum, events = _row_outcomes(prepared, run)
         results.write_results(prepared.table, outcomes, out)
@@ -311,6 +324,7 @@ def _send_or_show(
             handle_signals=options.handle_signals,
             on_progress=options.on_progress,
             cancel=options.cancel,
+            on_answer=options.on_answer,
         ),
         backend_options=EVENT_LOOP,
     )

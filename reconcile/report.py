@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -32,6 +33,7 @@ def print_summary(
         "run.summary",
         run_id=run_id,
         results=str(out),
+        audit_head=(manifest or {}).get("audit_head"),
         counts=[dict(zip(counts.columns, r, strict=True)) for r in counts.iter_rows()],
     )
     plan_sha256 = (manifest or {}).get("plan_sha256")
@@ -46,6 +48,8 @@ def print_summary(
     for community, status, rows in counts.iter_rows():
         table.add_row(community, status, str(rows))
     Console().print(table)
+    if manifest and manifest.get("audit_head"):
+        print(f"audit chain head: {manifest['audit_head']} (keep a copy outside the ledger)")
     if planned:
         print(f"plan recorded: a colleague approves it with 'reconcile approve {run_id} --job JOB'")
 
@@ -232,3 +236,56 @@ td[data-status]{text-align:right}.meta,.small{color:#555;font-size:.9em}
 .limited{color:#c62828}.retried{color:#ef6c00}.n{text-align:right}
 svg text{font-size:12px}
 """
+
+
+#: The report's verification section lists this many mismatching rows (the verify file has all).
+VERIFY_SHOWN_ROWS = 100
+_VERIFICATION = re.compile(r"<!-- verification -->.*?<!-- /verification -->", re.DOTALL)
+
+
+def write_verification(
+    path: Path, record: Mapping[str, Any], wrong: Sequence[Mapping[str, Any]]
+) -> None:
+    """Put a read-back's section in the run's report (replacing an earlier one's): who, when,
+    counts per ``verify_status``, the number of reads and the mismatching rows (``wrong``:
+    ``row``, ``community``, ``verify_status``, ``verify_detail``; at most
+    :data:`VERIFY_SHOWN_ROWS` shown)."""
+    counts = "".join(
+        f"<tr><th>{escape(status)}</th><td data-verify='{escape(status)}'>{n}</td></tr>"
+        for status, n in record["counts"].items()
+    )
+    rows = "".join(
+        f"<tr><td class='n'>{escape(str(w['row']))}</td><td>{escape(str(w['community'] or ''))}"
+        f"</td><td>{escape(str(w['verify_status']))}</td>"
+        f"<td>{escape(str(w['verify_detail'] or ''))}</td></tr>"
+        for w in wrong[:VERIFY_SHOWN_ROWS]
+    )
+    more = record.get("wrong_rows", len(wrong)) - min(len(wrong), VERIFY_SHOWN_ROWS)
+    listed = (
+        "<table id='mismatches'><thead><tr><th>row</th><th>community</th><th>verify_status</th>"
+        f"<th>verify_detail</th></tr></thead><tbody>{rows}</tbody></table>"
+        + (f"<p class='small'>… and {more} more in the verify file.</p>" if more > 0 else "")
+        if rows
+        else "<p>None: the API holds what every row read back says.</p>"
+    )
+    meta = " · ".join(
+        escape(str(x))
+        for x in (
+            f"{record['at']} by {record['by']} ({record['source']})",
+            f"{record['reads']} reads",
+            f"exit code {record['exit_code']}",
+            f"verify file {record['verify_file']} (SHA-256 {record['verify_sha256']})",
+        )
+    )
+    section = (
+        "<!-- verification --><section id='verification'><h2>Read-back verification</h2>"
+        f"<p class='meta'>{meta}</p><table id='verify-counts'><thead><tr><th>verify_status</th>"
+        f"<th>rows</th></tr></thead><tbody>{counts}</tbody></table>"
+        f"<h3>Rows the API does not hold as written</h3>{listed}</section><!-- /verification -->"
+    )
+    text = _VERIFICATION.sub("", path.read_text(encoding="utf-8"))
+    at = text.rfind("</body>")
+    text = text[:at] + section + text[at:] if at >= 0 else text + section
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

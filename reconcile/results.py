@@ -100,7 +100,13 @@ def results_frame(table: Table, outcomes: pl.DataFrame) -> pl.DataFrame:
         pl.col(ROW).alias(_ours("row", columns)),
         *columns,
         *(_ours(c, columns) for c in ("status", "http_status", "error", "attempts", "request")),
+        # ``run --verify``: each row's read-back (reconcile.verify_command), when given.
+        *(_ours(c, columns) for c in VERIFY_COLUMNS if c in outcomes.columns),
     )
+
+
+#: The read-back's columns in a ``run --verify`` results file.
+VERIFY_COLUMNS = ("verify_status", "verify_detail")
 
 
 def _ours(name: str, input_columns: Sequence[str]) -> str:

@@ -154,7 +154,9 @@ def finish(
         **plan,
     }
     with approval.store(run.job.storage) as audit:
-        audit.record_manifest(manifest)
+        head = audit.record_manifest(manifest)
+    # The chain's head after this run (covering this manifest), to copy outside the database.
+    manifest = {**manifest, "audit_head": head}
     write_json_atomic(manifest, sibling(run.out, "manifest.json"))
     report.write_report(sibling(run.out, "report.html"), manifest, outcomes, events)
     run.ledger.end_run(run.run_id, counts=counts, exit_code=exit_code, results_path=str(run.out))

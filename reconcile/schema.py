@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS users (
     role TEXT NOT NULL,
     password_hash TEXT,
     disabled INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS sessions (
     token_sha256 TEXT PRIMARY KEY,
@@ -131,8 +132,14 @@ def create_audit_schema(db: Database) -> None:
 
 
 def create_console_schema(db: Database) -> None:
-    """The web console's users, sessions, uploads and background runs."""
+    """The web console's users, sessions, uploads and background runs (older users tables
+    gain the one-time password mark)."""
     db.script(CONSOLE)
+    added = "ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0"
+    if db.dialect == "postgresql":
+        db.run(f"ALTER TABLE users {added.replace('COLUMN', 'COLUMN IF NOT EXISTS')}")
+    elif "must_change_password" not in db.columns("users"):
+        db.run(f"ALTER TABLE users {added}")
 
 
 def migrate(db: Database) -> tuple[int | None, int]:

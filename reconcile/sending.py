@@ -17,7 +17,7 @@ import structlog
 
 from reconcile.client import make_client
 from reconcile.credentials import Credentials
-from reconcile.dispatch import Dispatcher, PlannedRequest, SendEvent
+from reconcile.dispatch import Dispatcher, OnAnswer, PlannedRequest, SendEvent
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome, Status
@@ -43,9 +43,11 @@ async def send_requests(
     handle_signals: bool,
     on_progress: Callable[[str, Status], None] | None = None,
     cancel: threading.Event | None = None,
+    on_answer: OnAnswer | None = None,
 ) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
     """Send ``requests`` (dispatch.Dispatcher) over one pooled client: per request its outcome,
-    the signal that stopped the run (if any), and the HTTP exchanges for the report."""
+    the signal that stopped the run (if any), and the HTTP exchanges for the report;
+    ``on_answer`` sees each answer (:class:`reconcile.echoes.Echoes`)."""
     stop = anyio.Event()
     received: list[int] = []
     max_connections = (
@@ -72,6 +74,7 @@ async def send_requests(
                 recorder=recorder,
                 progress=progress,
                 force=force,
+                on_answer=on_answer,
             )
             async with anyio.create_task_group() as group:
                 work = anyio.CancelScope()

@@ -18,7 +18,15 @@ from typing import Any
 
 from reconcile._lazy import pl
 from reconcile.exceptions import InputError
-from reconcile.intake import ROW, Table, _map_headers, family_column, header_key
+from reconcile.intake import (
+    MAX_COLUMNS,
+    ROW,
+    Table,
+    _map_headers,
+    family_column,
+    header_key,
+    too_wide,
+)
 from reconcile.operations.base import Column
 
 #: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,
@@ -80,6 +88,8 @@ def _check_dimension(path: Path, head: bytes) -> None:
     if found is None or found.group(2) is None:
         return
     rows, columns = int(found.group(3)), _column_number(found.group(2))
+    if columns > MAX_COLUMNS:
+        raise too_wide(path, columns)
     if rows * columns > MAX_CELLS:
         raise InputError(
             f"{path}: a sheet declares {rows:,} rows x {columns:,} columns, over the "

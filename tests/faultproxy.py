@@ -190,3 +190,73 @@ class FaultProxy:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class BacklogGate:
+    """A port that takes no connection for ``closed_seconds``, then passes them to upstream.
+
+    A connect timeout, as a real one happens: the listening socket's accept queue is full (a
+    backlog of 0, filled by one idle connection), so the kernel drops every SYN and a client's
+    connect hangs until its timeout: not one byte of its request leaves it. After
+    ``closed_seconds`` the gate accepts and copies each connection to ``upstream_port``.
+    """
+
+    def __init__(self, upstream_port: int, closed_seconds: float) -> None:
+        self.upstream_port = upstream_port
+        self.closed_seconds = closed_seconds
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = int(self._listener.getsockname()[1])
+        self._filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def _accept(self) -> None:
+        if self._stop.wait(self.closed_seconds):
+            return
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if client.getpeername() == self._filler.getsockname():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pipe, args=(source, sink), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def __enter__(self) -> BacklogGate:
+        thread = threading.Thread(target=self._accept, name="backlog-gate", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._listener.close()
+        self._filler.close()
+        for thread in self._threads:
+            thread.join(timeout=5)

@@ -7,10 +7,14 @@ import html
 import io
 import os
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -19,6 +23,7 @@ from reconcile import approval
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
+from reconcile.web.users import MAX_FAILURES
 from tests.console import (
     AXE,
     CHROMIUM,
@@ -246,6 +251,20 @@ def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningCons
     expect(nav.get_by_role("link")).to_have_text(["New correction", "History"])
 
 
+class _CountingHasher:
+    """The store's argon2 hasher, counting the passwords it verifies."""
+
+    def __init__(self, hasher: Any, checked: list[str]) -> None:
+        self.hasher, self.checked = hasher, checked
+
+    def hash(self, password: str) -> str:
+        return str(self.hasher.hash(password))
+
+    def verify(self, stored: str, password: str) -> bool:
+        self.checked.append(password)
+        return bool(self.hasher.verify(stored, password))
+
+
 class TestGuards:
     """The server refuses what the pages do not offer, whatever a client sends."""
 
@@ -327,6 +346,45 @@ class TestGuards:
             assert secret not in logs.out + logs.err
             assert all(secret not in text for text in pages)
 
+    def test_100_guesses_at_once_check_at_most_the_limit_and_lock_no_one_elsewhere_out(
+        self, running: RunningConsole
+    ) -> None:
+        """100 wrong sign-ins for bob sent at once from one address: each is counted before the
+        password check, so argon2 checks at most MAX_FAILURES of them and the rest are 429.
+        Bob, from another address (127.0.0.2), still signs in: a stranger cannot lock him out;
+        from the guessing address, once the limit is reached, even his right password is 429."""
+        checked: list[str] = []
+        running.users._hasher = _CountingHasher(running.users._hasher, checked)  # type: ignore[assignment]
+        tokens: list[tuple[httpx.Client, str]] = []
+        for _ in range(100):
+            client = running.client()
+            tokens.append((client, csrf_of(client.get("/login").text)))
+        checked.clear()
+
+        def guess(pair: tuple[httpx.Client, str]) -> int:
+            client, token = pair
+            form = {"csrf_token": token, "username": "bob", "password": "wrong-guess-123"}
+            return client.post("/login", data=form).status_code
+
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            codes = Counter(pool.map(guess, tokens))
+        assert len(checked) <= MAX_FAILURES, len(checked)
+        assert codes[401] == len(checked) and codes[429] == 100 - len(checked)
+        # Racing attempts may throttle one another (each sees the others' rows and takes its own
+        # back), so the burst can check fewer than the limit; guesses one at a time fill it up.
+        for _ in range(MAX_FAILURES - len(checked)):
+            one = running.client()
+            assert guess((one, csrf_of(one.get("/login").text))) == 401
+        assert len(checked) == MAX_FAILURES
+        elsewhere = httpx.Client(
+            base_url=running.url,
+            transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+            timeout=30,
+        )
+        assert post_sign_in(elsewhere, "bob", PASSWORDS["bob"][1]).status_code == 303
+        same_place = running.client()
+        assert post_sign_in(same_place, "bob", PASSWORDS["bob"][1]).status_code == 429
+
     def test_sign_out_ends_the_session_on_the_server(self, running: RunningConsole) -> None:
         alice = running.client("alice")
         cookie = alice.cookies.get("reconcile_session")
@@ -367,7 +425,9 @@ def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
     """With --trusted-proxy 127.0.0.1 the proxy's user header signs its user in (a session with
-    a CSRF token follows); from an untrusted address the same header is ignored."""
+    a CSRF token follows) and, when it names someone else, ends the cookie's session (a new SSO
+    user on the same browser never acts as the previous one); from an untrusted address the
+    same header is ignored."""
     parts = console_parts(tmp_path, sandbox.url)
     header = {"X-Remote-User": "bob", "X-Forwarded-Proto": "https"}
     for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="127.0.0.1"):
@@ -375,8 +435,14 @@ def test_an_sso_header_is_believed_only_from_the_trusted_proxy(
         page = client.get("/approvals", headers=header)
         assert page.status_code == 200 and "bob" in page.text
         assert "Secure" in page.headers["set-cookie"]  # the proxy said https
+        # The header decides who the request is: bob's cookie is ended, not believed.
+        alice = client.get("/approvals", headers={**header, "X-Remote-User": "alice"})
+        assert alice.status_code == 403  # alice is a submitter: bob's session did not win
+        assert (
+            client.get("/approvals", headers={**header, "X-Remote-User": "bob"}).status_code == 200
+        )
         unknown = client.get("/approvals", headers={"X-Remote-User": "mallory"})
-        assert unknown.status_code in (200, 303)  # bob's cookie session, or the sign-in page
+        assert unknown.status_code == 303  # no user of that name: nobody, whatever the cookie
         fresh = running.client()
         assert fresh.get("/approvals", headers={"X-Remote-User": "mallory"}).status_code == 303
     for running in serve(parts, trust_user_header="X-Remote-User", trusted_proxy="10.9.9.9"):
@@ -451,3 +517,161 @@ def test_an_expired_session_signs_nobody_in(tmp_path: Path) -> None:
         assert users.db.one("SELECT COUNT(*) FROM sessions") == (1,)
     finally:
         users.close()
+
+
+def test_only_a_submitted_plan_is_decided_and_a_withdrawn_one_never(
+    sandbox: SandboxServer, running: RunningConsole
+) -> None:
+    """An approver's POST on a checked but unsubmitted plan is 409 (approve and reject): nothing
+    recorded, nothing sent. After the maker submits and withdraws it, approving is 409 too."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{run_id}").text)
+    for action, data in (("approve", {}), ("reject", {"note": "no"})):
+        answer = bob.post(f"/runs/{run_id}/{action}", data={"csrf_token": token, **data})
+        assert answer.status_code == 409, action
+        assert "never submitted" in html.unescape(answer.text)
+    alice_token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": alice_token})
+    assert "Withdraw from approval</button>" in alice.get(f"/runs/{run_id}").text
+    answer = alice.post(f"/runs/{run_id}/withdraw", data={"csrf_token": alice_token})
+    assert answer.status_code == 303
+    page = bob.get(f"/runs/{run_id}").text
+    assert "Withdrawn by alice" in page and "Approve</button>" not in page
+    assert run_id not in bob.get("/approvals").text
+    answer = bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token})
+    assert answer.status_code == 409 and "withdrawn by alice" in html.unescape(answer.text)
+    with approval.store(running.job.storage) as audit:
+        plan = audit.plan(run_id)
+        actions = [a["action"] for a in audit.actions(run_id)]
+    assert plan is not None and plan.decision is None
+    assert "approve" not in actions and "reject" not in actions and "withdraw" in actions
+    assert sandbox.state.requests == []
+    assert not [r for r in running.console.history() if not r["dry_run"]]
+
+
+def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """The maker sees a Withdraw button on their submitted plan; after it the page says who
+    withdrew it and offers nothing more; the page passes axe-core."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{run_id}")
+    page.get_by_role("button", name="Submit for approval").click()
+    page.get_by_role("button", name="Withdraw from approval").click()
+    expect(page.get_by_role("status").filter(has_text="Withdrawn by alice")).to_be_visible()
+    assert page.get_by_role("button", name="Submit for approval").count() == 0
+    _accessible(page, "withdrawn plan")
+
+
+@pytest.mark.parametrize(
+    "name", ["订单.csv", "Ελλάδα заказ.csv", 'Q3 "fixes".csv', 'a";x=".html.csv', "naïve café.csv"]
+)
+def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole, name: str) -> None:
+    """A file named in any script, or with quotes, is checked, submitted, approved and run;
+    its errors file, planned requests and results download in the real browser under the
+    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it)."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv", name)
+    token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{run_id}").text)
+    assert bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token}).status_code == 303
+    deadline = time.monotonic() + 60
+    while (found := running.console.background(run_id)) is None or found.state == "running":
+        assert time.monotonic() < deadline, "the approved run did not end"
+        time.sleep(0.05)
+    stem = name.removesuffix(".csv").replace('"', "_")  # no file system takes every quote
+    page = _page(browser)
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{run_id}")
+    for link, suffix in (
+        ("Download errors file", ".errors.csv"),
+        ("Download planned requests", ".planned-requests.csv"),
+        ("Download results", ".results.csv"),
+    ):
+        with page.expect_download() as download:
+            page.get_by_role("link", name=link).click()
+        assert download.value.suggested_filename == stem + suffix, link
+    answer = alice.get(f"/runs/{run_id}/download/requests.csv")
+    disposition = answer.headers["content-disposition"]
+    assert disposition.isascii() and "filename*=utf-8''" in disposition
+    fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
+    assert fallback.endswith(".planned-requests.csv") and fallback.isascii()
+
+
+def test_an_unknown_download_kind_is_404_and_not_recorded(running: RunningConsole) -> None:
+    """A made-up or forged kind (a newline and a fake audit line, 8,000 characters) is 404, and
+    the audit chain records nothing of it."""
+    alice = running.client("alice")
+    run_id = check_file(alice, SAMPLE / "purchase-history.csv")
+    forged = "errors.csv%0A2026-12-06 21:40:00 UTC | bob | approve | looks fine"
+    for kind in (forged, "x" * 8000, "..%2F..%2Fetc%2Fpasswd", "report.html"):
+        assert alice.get(f"/runs/{run_id}/download/{kind}").status_code == 404
+    with approval.store(running.job.storage) as audit:
+        actions = audit.actions(run_id)
+    assert [a["action"] for a in actions] == ["upload", "check"]
+
+
+def test_a_forged_audit_line_never_renders_as_an_entry_of_its_own(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """A file name and an approval note that carry a line break and a fake entry are recorded
+    as data: the run page's audit table has one row per action, four cells each, and no row
+    claims an approval nobody made."""
+    fake = "\n2026-12-06 21:40:00 UTC | carol | approve | looks fine"
+    alice = running.users.get("alice")
+    assert alice is not None
+    upload = running.console.check(
+        "purchase-history",
+        f"fixes{fake}.csv",
+        (SAMPLE / "purchase-history.csv").read_bytes(),
+        alice,
+    )
+    running.console.submit(upload, alice)
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{upload.run_id}").text)
+    answer = bob.post(
+        f"/runs/{upload.run_id}/reject", data={"csrf_token": token, "note": f"no{fake}"}
+    )
+    assert answer.status_code == 303
+    page = _page(browser)
+    _sign_in(page, running.url, "alice")
+    page.goto(f"{running.url}/runs/{upload.run_id}")
+    rows = page.get_by_role("table", name=re.compile("audit chain")).locator("tbody tr")
+    with approval.store(running.job.storage) as audit:
+        recorded = audit.actions(upload.run_id)
+    expect(rows).to_have_count(len(recorded))
+    cells = [[c.inner_text() for c in row.locator("td").all()] for row in rows.all()]
+    assert all(len(c) == 4 for c in cells)
+    assert not [c for c in cells if c[1] == "carol"]
+    assert [c[2] for c in cells] == [a["action"] for a in recorded]
+    assert any("\\n2026-12-06" in c[3] for c in cells)  # shown, escaped, inside its own cell
+
+
+def test_a_one_time_password_leads_to_setting_ones_own(
+    browser: Browser, running: RunningConsole
+) -> None:
+    """A user given a one-time password signs in to "Set your own password" (the page passes
+    axe-core), a weak choice is refused with the reason, a good one leads on to the console."""
+    running.users.add("dana", "approver", "ruby-kettle-41-orbit", one_time=True)
+    page = _page(browser, bypass_csp=True)
+    page.goto(f"{running.url}/login")
+    page.get_by_label("Username").fill("dana")
+    page.get_by_label("Password").fill("ruby-kettle-41-orbit")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Set your own password")).to_be_visible()
+    _accessible(page, "set-password")
+    for new in ("password1234", "maple-otter-cinema-drift"):
+        page.get_by_label("Current password").fill("ruby-kettle-41-orbit")
+        page.get_by_label("New password", exact=True).fill(new)
+        page.get_by_label("New password again").fill(new)
+        page.get_by_role("button", name="Save password").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    assert not page.url.endswith("/password")
+    assert running.users.authenticate("dana", "maple-otter-cinema-drift", "127.0.0.9") is not None

@@ -128,24 +128,65 @@ def test_users_are_added_listed_and_disabled_from_the_command_line(tmp_path: Pat
         assert post_sign_in(again, "alice", PASSWORDS["alice"][1]).status_code == 401
 
 
+def _demo_passwords(process: subprocess.Popen[str]) -> dict[str, str]:
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(2)]
+    return dict(
+        (line.split()[2], line.rsplit(" ", 1)[-1].strip()) for line in lines if "demo user" in line
+    )
+
+
+def _change_password(client: httpx.Client, current: str, new: str) -> httpx.Response:
+    token = csrf_of(client.get("/password").text)
+    form = {"csrf_token": token, "current_password": current}
+    return client.post("/password", data={**form, "new_password": new, "confirm_password": new})
+
+
 def test_the_demo_starts_with_two_users_and_every_operation(tmp_path: Path) -> None:
-    """``serve --demo`` prints two one-time passwords that sign in, and offers every operation
+    """``serve --demo`` prints two one-time passwords: one signs in once, straight to "set your
+    own password" (every other page and form refused until then); after the change the
+    one-time password no longer works, also after a restart, and every operation is offered
     against the built-in sandbox."""
+    new_password = "violet tractor summer lagoon"
     with _server("--demo", "--state-dir", tmp_path / "demo") as (url, process):
-        assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(2)]
-        passwords = dict(
-            (line.split()[2], line.rsplit(" ", 1)[-1].strip())
-            for line in lines
-            if "demo user" in line
-        )
+        passwords = _demo_passwords(process)
         assert set(passwords) == {"alice", "bob"}
         client = httpx.Client(base_url=url)
-        post_sign_in(client, "alice", passwords["alice"])
+        signed = post_sign_in(client, "alice", passwords["alice"])
+        assert signed.status_code == 303 and signed.headers["location"] == "/password"
+        assert client.get("/new").headers["location"] == "/password"
+        token = csrf_of(client.get("/password").text)
+        assert client.post("/check", data={"csrf_token": token}).status_code == 403
+        weak = _change_password(client, passwords["alice"], "password1234")
+        assert weak.status_code == 400 and "too easy to guess" in weak.text
+        assert _change_password(client, passwords["alice"], new_password).status_code == 303
         new = client.get("/new")
         assert new.status_code == 200
         for operation in ("purchase-history", "voucherify-order", "capillary-transaction"):
             assert f'value="{operation}"' in new.text
+        again = httpx.Client(base_url=url)
+        assert post_sign_in(again, "alice", passwords["alice"]).status_code == 401
+    with _server("--demo", "--state-dir", tmp_path / "demo") as (url, process):
+        client = httpx.Client(base_url=url)
+        assert post_sign_in(client, "alice", passwords["alice"]).status_code == 401
+        assert post_sign_in(client, "alice", new_password).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "password",
+    [" " * 12, "aaaaaaaaaaaa", "password1234", "qwertyuiopas", "123456789012", "iloveyou2026"],
+)
+def test_weak_passwords_are_refused(tmp_path: Path, password: str) -> None:
+    """Blank, one repeated character, and passwords among the first guesses (zxcvbn's list of
+    common passwords, keyboard walks, digit runs) are refused with the reason; nothing stored."""
+    added = _reconcile(
+        "users", "add", "dana", "--role", "approver", "--password-stdin",
+        "--state-dir", tmp_path, stdin=password + "\n",
+    )  # fmt: skip
+    assert added.returncode == 2, added.stderr
+    assert "password" in added.stderr
+    listed = _reconcile("users", "list", "--state-dir", tmp_path)
+    assert "dana" not in listed.stdout
 
 
 def _bomb(path: Path, expanded_mb: int) -> Path:

@@ -100,3 +100,12 @@ def test_a_dropped_in_operation_validates_and_applies_through_its_sandbox_endpoi
     )
     requests = pl.read_csv(dry, infer_schema=False).get_column("request").to_list()
     assert requests[1].startswith("PUT /v1/notes/n%2F2")
+
+
+def test_ci_run_exports_ci_before_the_tests() -> None:
+    """.ci/run exports CI=1 before ``pytest`` (a plain assignment would not reach it), so the
+    fixtures that fail under CI instead of skipping (no PostgreSQL, no Chromium) fail the run."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    exported = [i for i, line in enumerate(script) if line.strip() == "export CI=1"]
+    tests = [i for i, line in enumerate(script) if line.strip().startswith("uv run pytest")]
+    assert exported and tests and exported[0] < tests[0]

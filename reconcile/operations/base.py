@@ -18,6 +18,7 @@ from typing import Any
 from reconcile._lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.typed import JsonValue, RawJson
+from reconcile.readback import Expect, ReadPlan
 
 #: What cells are trimmed of: Unicode White_Space (polars' default) and the byte-order mark, so
 #: that nothing the tool sends as non-empty is empty to an API that trims (JavaScript's trim).
@@ -188,6 +189,22 @@ class Operation(abc.ABC):
     @abc.abstractmethod
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         """The headers that authenticate one community's requests."""
+
+    def read_back(self, target: str, path: str, body: Any) -> ReadPlan | None:
+        """The documented GET that reads back what one request wrote (``target``, ``path`` and
+        parsed JSON ``body`` as sent), and where its answer holds each written value
+        (:mod:`reconcile.readback`). None: the API documents no read."""
+        return None
+
+    def row_item(self, row: Mapping[str, Any]) -> str | None:
+        """The item a (normalised) row wrote, as its read-back's ``Expect.item`` names it, so an
+        item's difference marks only its row; None: the row is the whole record."""
+        return None
+
+    def echoed(self, body: Any) -> tuple[Expect, ...]:
+        """Where the write's own answer echoes each value sent (APIs with no read: the rows are
+        ``confirmed`` when it does); none by default."""
+        return ()
 
     def classify(self, status: int, body: bytes) -> Classified:
         """Map an HTTP answer to a verdict; operations override for endpoint-specific codes."""
@@ -392,8 +409,10 @@ def with_json_object(frame: pl.DataFrame, fields: JsonFields, alias: str) -> pl.
 
 def encode_segment(value: str) -> str:
     """``value`` as one URL path segment that names exactly it: every character outside RFC
-    3986's unreserved set percent-encoded, and a segment of dots (``.``, ``..``) written
-    ``%2E``, which no URL resolver removes."""
+    3986's unreserved set percent-encoded. A segment of only dots (``.``, ``..``) cannot be
+    sent safely in any encoding (the WHATWG URL standard resolves ``%2E`` as a dot segment): the
+    file rules refuse such IDs (:func:`rules.not_dot_segment`); ``%2E`` here is a last guard for
+    this tool's own client only, not a promise about other resolvers."""
     if value.strip(".") == "":
         return value.replace(".", "%2E")
     return urllib.parse.quote(value, safe="")

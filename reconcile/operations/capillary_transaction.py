@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile._lazy import pa, pl
-from reconcile.operations import rules
+from reconcile.operations import capillary_readback, rules
 from reconcile.operations.base import (
     Classified,
     Column,
@@ -28,6 +28,7 @@ from reconcile.operations.base import (
     with_query_string,
 )
 from reconcile.operations.typed import RawJson
+from reconcile.readback import ReadPlan
 
 IDENTIFIERS = (
     "mobile",
@@ -289,6 +290,12 @@ class CapillaryTransaction(Operation):
 
     def extra_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
         return {"SKIP-DOWNSTREAM": "true"} if options.get("skip_downstream") else {}
+
+    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+        return capillary_readback.read_back(body)
+
+    def row_item(self, row: Mapping[str, Any]) -> str | None:
+        return capillary_readback.row_item(row)
 
     def classify(self, status: int, body: bytes) -> Classified:
         verdict = super().classify(status, body)

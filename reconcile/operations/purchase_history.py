@@ -18,6 +18,7 @@ from reconcile.operations.base import (
     with_encoded_segment,
     with_json_object,
 )
+from reconcile.readback import Expect, Kind
 
 ORDER_ID = r"^ORD[A-Za-z0-9]+$"
 MAX_INSTRUCTIONS = 10_000
@@ -64,12 +65,14 @@ class PurchaseHistory(BearerKeyOperation):
                 checks=[
                     rules.not_empty(),
                     rules.not_excel_number(),
+                    rules.not_dot_segment(),
                     rules.check(
                         "is not a purchase history ID: use the 24-character ID "
                         "(0-9, a-f) or the order ID starting with ORD",
                         lambda c: (
                             c.str.contains(rules.OBJECT_ID)
                             | c.str.contains(ORDER_ID)
+                            | c.is_in([".", ".."])
                             | c.str.contains(rules.EXCEL_NUMBER)
                             | (c.str.len_chars() == 0)
                         ),
@@ -116,6 +119,27 @@ class PurchaseHistory(BearerKeyOperation):
             # Setting values is idempotent: the same request twice leaves the same state.
             repeatable=pl.lit(True),
         )
+
+    def echoed(self, body: Any) -> tuple[Expect, ...]:
+        """No read is documented (shared/api/reads.md); the PATCH's 200 answer carries the
+        record as stored: ``data.voucherCode``, ``data.voucherExpiryDate`` (ISO),
+        ``data.product.redemptionInstructions``."""
+        found = []
+        if body.get("redemptionInstructions") is not None:
+            found.append(
+                Expect(
+                    "redemptionInstructions",
+                    body["redemptionInstructions"],
+                    ("data", "product", "redemptionInstructions"),
+                )
+            )
+        if body.get("voucherCode") is not None:
+            found.append(Expect("voucherCode", body["voucherCode"], ("data", "voucherCode")))
+        if body.get("voucherExpiryDate") is not None:
+            day, month, year = body["voucherExpiryDate"].split("/")
+            iso = f"{year}-{month}-{day}T00:00:00.000Z"
+            found.append(Expect("voucherExpiryDate", iso, ("data", "voucherExpiryDate"), Kind.DATE))
+        return tuple(found)
 
 
 OPERATION = PurchaseHistory()

@@ -18,6 +18,7 @@ from reconcile.operations.base import (
     request_lines,
     with_json_object,
 )
+from reconcile.readback import Expect, Kind
 
 TRUE_WORDS = ("true", "yes", "1")
 FALSE_WORDS = ("false", "no", "0", "")
@@ -94,6 +95,15 @@ class RedemptionStatus(BearerKeyOperation):
             body=pl.col("__body"),
             # Setting a status twice is harmless; refunding coins twice is not.
             repeatable=~refund,
+        )
+
+    def echoed(self, body: Any) -> tuple[Expect, ...]:
+        """No read is documented (shared/api/reads.md); the PUT's answer carries
+        ``data.transactionId`` and ``data.statusId``."""
+        return tuple(
+            Expect(field, body[field], ("data", field), Kind.TEXT)
+            for field in ("transactionId", "statusId")
+            if body.get(field) is not None
         )
 
 

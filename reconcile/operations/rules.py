@@ -142,6 +142,24 @@ def record_id(*more: pa.Check) -> pa.Column:
     return pa.Column(str, nullable=False, checks=[not_empty(), not_excel_number(), *more])
 
 
+def not_dot_segment() -> pa.Check:
+    """An ID that goes into a URL path must not be exactly ``.`` or ``..`` (cells are trimmed
+    first). The WHATWG URL standard (browsers, Node, many gateways) resolves ``%2E`` and
+    ``%2E%2E`` as dot segments too, so such an ID would address another resource; no encoding
+    survives every resolver, so the row is refused."""
+    return check(
+        "is only dots ('.' or '..'): in a URL path that means 'this' or 'the parent' resource, "
+        "and URL resolvers remove it even percent-encoded (%2E), so the request would reach "
+        "another resource; no encoding is safe: fix the ID or ask the vendor how to address it",
+        lambda c: ~c.is_in([".", ".."]),
+    )
+
+
+def path_id(*more: pa.Check) -> pa.Column:
+    """A required ID sent as a URL path segment: :func:`record_id` and :func:`not_dot_segment`."""
+    return record_id(not_dot_segment(), *more)
+
+
 def optional_text() -> pa.Column:
     """An optional value the API takes as text: when given, not blank."""
     return pa.Column(str, nullable=True, checks=[not_empty()])

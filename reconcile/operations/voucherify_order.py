@@ -18,6 +18,7 @@ from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,
     Column,
+    encode_segment,
     one_request_per_group,
     request_lines,
     rows_problem,
@@ -25,6 +26,7 @@ from reconcile.operations.base import (
     with_json_object,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+from reconcile.readback import Expect, Item, Kind, ReadPlan
 
 STATUSES = ("CREATED", "PAID", "CANCELED", "FULFILLED")
 RELATED = ("product", "sku")
@@ -123,7 +125,7 @@ class VoucherifyOrder(VoucherifyOperation):
     def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
         """Each column's own rules."""
         return {
-            "orderId": rules.record_id(),
+            "orderId": rules.path_id(),
             "status": pa.Column(
                 str,
                 nullable=True,
@@ -261,6 +263,51 @@ class VoucherifyOrder(VoucherifyOperation):
         if verdict.message and status >= 400:
             return Classified(verdict.verdict, voucherify_message(body))
         return verdict
+
+    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+        """``GET /v1/orders/{orderId}`` (shared/api/reads.md): the order's fields by name,
+        metadata key by key for the keys written, items matched by their ID."""
+        # A new source_id renames the order: read it by its Voucherify id or its new name.
+        read_id = target if target.startswith("ord_") else body.get("source_id") or target
+        expects = [
+            Expect(field, body[field], (field,), kind)
+            for field, kind in READ_FIELDS.items()
+            if body.get(field) is not None
+        ]
+        expects += [
+            Expect(f"metadata.{key}", value, ("metadata", key), Kind.VALUE)
+            for key, value in (body.get("metadata") or {}).items()
+        ]
+        for item in body.get("items") or []:
+            expects += _item_expects(item)
+        return ReadPlan(f"/v1/orders/{encode_segment(read_id)}", tuple(expects))
+
+    def row_item(self, row: Mapping[str, Any]) -> str | None:
+        return next((f"{k[6:]}:{row[k]}" for k in ITEM_TEXT if row.get(k) is not None), None)
+
+
+#: The order's own fields a write sets, and how the read's value compares.
+READ_FIELDS = {
+    "status": Kind.CASELESS,
+    "amount": Kind.NUMBER,
+    "initial_amount": Kind.NUMBER,
+    "discount_amount": Kind.NUMBER,
+    "source_id": Kind.TEXT,
+    "referrer_id": Kind.TEXT,
+    "created_at": Kind.DATE,
+}
+
+
+def _item_expects(item: Mapping[str, Any]) -> list[Expect]:
+    """One written item: found in the read by the first of its IDs, then each number."""
+    key = next(k for k in ("source_id", "product_id", "sku_id") if item.get(k) is not None)
+    tag, where = f"{key}:{item[key]}", ("items", Item(key, item[key]))
+    found = [Expect(f"items[{item[key]}]", item[key], (*where, key), Kind.TEXT, tag)]
+    return found + [
+        Expect(f"items[{item[key]}].{field}", item[field], (*where, field), Kind.NUMBER, tag)
+        for field in ("quantity", "price", "amount", "discount_amount")
+        if item.get(field) is not None
+    ]
 
 
 OPERATION = VoucherifyOrder()

@@ -18,6 +18,7 @@ from reconcile.operations.base import (
     Classified,
     Column,
     Verdict,
+    encode_segment,
     request_lines,
     with_encoded_segment,
     with_json_object,
@@ -25,6 +26,7 @@ from reconcile.operations.base import (
     with_query_string,
 )
 from reconcile.operations.voucherify import VoucherifyOperation, voucherify_message
+from reconcile.readback import Expect, Kind, ReadPlan
 
 #: The body's ``customer`` and ``order`` objects (the spec's ``Customer`` and ``Order``): which
 #: customer and order the redemption was for, and customer details to update with it.
@@ -61,7 +63,7 @@ class VoucherifyRollback(VoucherifyOperation):
 
     def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
         return {
-            "redemptionId": rules.record_id(),
+            "redemptionId": rules.path_id(),
             "reason": rules.optional_text(),
             "tracking_id": rules.optional_text(),
             **{name: rules.optional_text() for name, _, _ in BODY_COLUMNS},
@@ -110,6 +112,14 @@ class VoucherifyRollback(VoucherifyOperation):
         if status >= 400:
             return Classified(verdict.verdict, voucherify_message(body))
         return verdict
+
+    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+        """``GET /v1/redemptions/{redemptionId}`` (shared/api/reads.md): a rollback moves the
+        redemption to ROLLED_BACK (and lists it under ``related_redemptions.rollbacks``)."""
+        return ReadPlan(
+            f"/v1/redemptions/{encode_segment(target)}",
+            (Expect("status", "ROLLED_BACK", ("status",), Kind.CASELESS),),
+        )
 
 
 OPERATION = VoucherifyRollback()

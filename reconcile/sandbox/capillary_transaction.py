@@ -155,6 +155,7 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     transaction = _updated(stored, call.body, kind, call.community.get("capillary", {}))
     if call.fail_mid_write:
         raise ApiError(500, "Internal server error")
+    state.before_write(stored)
     stored.clear()
     stored.update(transaction, updates=transaction.get("updates", 0) + 1)
     return 200, {

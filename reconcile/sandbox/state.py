@@ -48,6 +48,8 @@ class Faults:
     #: Requests per second per key, and the bucket size; None = no limit.
     rate_per_second: float | None = None
     burst: float = 1.0
+    #: Seconds before a write's effect shows in the reads (Voucherify's asynchronous phase).
+    read_lag: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Faults:
@@ -57,6 +59,7 @@ class Faults:
             seed=raw.get("seed", 0),
             rate_per_second=raw.get("rate_per_second"),
             burst=raw.get("burst", 1.0),
+            read_lag=raw.get("read_lag", 0.0),
         )
 
 
@@ -94,6 +97,8 @@ class SandboxState:
         self._buckets: dict[str, TokenBucket] = {}
         self._fault_hits: dict[int, int] = {}
         self._fault_seen: dict[int, int] = {}
+        #: id(record) -> [(write time, the record before that write, None if it was new)].
+        self._history: dict[int, list[tuple[float, dict[str, Any] | None]]] = {}
         self._apps = {
             (a["app_id"], a["app_token"]): (c, frozenset(a.get("permissions", [])))
             for c in self.data["communities"]
@@ -190,6 +195,34 @@ class SandboxState:
 
     def find(self, table: str, **where: Any) -> list[dict[str, Any]]:
         return [r for r in self.table(table) if all(r.get(k) == v for k, v in where.items())]
+
+    # --- read lag and other writers -------------------------------------------------------
+    def before_write(self, record: dict[str, Any], *, new: bool = False) -> None:
+        """A write endpoint is about to change ``record`` in place (or has just created it):
+        with a read lag, reads go on seeing the old record until the lag has passed."""
+        if self.faults.read_lag > 0:
+            before = None if new else copy.deepcopy(record)
+            self._history.setdefault(id(record), []).append((time.time(), before))
+
+    def visible(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """``record`` as a read sees it now: as it was before the first write younger than the
+        read lag (None: created too recently to be seen)."""
+        cutoff = time.time() - self.faults.read_lag
+        for stamp, before in self._history.get(id(record), []):
+            if stamp > cutoff:
+                return before
+        return record
+
+    def other_writer(self, table: str, where: dict[str, Any], **changes: Any) -> int:
+        """Tests: another system changes records behind the tool's back (no request is
+        logged); ``changes`` replace top-level fields, a callable value gets the old one.
+        Returns how many records changed."""
+        with self.lock:
+            found = self.find(table, **where)
+            for record in found:
+                for key, value in changes.items():
+                    record[key] = value(record.get(key)) if callable(value) else value
+            return len(found)
 
 
 def load_seed(path: Path) -> dict[str, Any]:

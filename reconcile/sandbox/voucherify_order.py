@@ -57,6 +57,7 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
         raise ApiError(500, "Internal error")
     # "Updates the order by setting the values of the parameters passed; any parameters not
     # provided are left unchanged": a metadata object or an items list replaces the old one.
+    state.before_write(order)
     order.update(call.body, updated_at=dt.datetime.now(dt.UTC).isoformat())
     return 200, {**{k: v for k, v in order.items() if k != "project"}, "object": "order"}
 

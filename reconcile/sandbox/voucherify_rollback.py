@@ -58,9 +58,15 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
         }
     if call.fail_mid_write:
         raise ApiError(500, "Internal error")
+    state.before_write(redemption)
     redemption["rolled_back"] = True
     redemption["rollbacks"] = redemption.get("rollbacks", 0) + 1
-    return 200, {**answer, "result": "SUCCESS", "status": "SUCCEEDED"}
+    rollback = {**answer, "result": "SUCCESS", "status": "SUCCEEDED"}
+    # Kept for GET /v1/redemptions/{id} (reconcile/sandbox/voucherify_redemption_read.py).
+    stored = {**rollback, "project": call.community["id"]}
+    state.table("voucherifyRollbacks").append(stored)
+    state.before_write(stored, new=True)
+    return 200, rollback
 
 
 ENDPOINT = Endpoint(

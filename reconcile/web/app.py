@@ -90,16 +90,27 @@ class Web:
             return found
         token = self.signer.read(request.cookies.get(SESSION_COOKIE))
         session = self.users.session(token) if token else None
-        if session is None and self._proxy_user(request) is not None:
-            session = self._proxy_session(request)
+        named = self._proxy_name(request)
+        if named is not None:
+            # The proxy's header says who this request is, now: a cookie of anyone else (the
+            # previous SSO user of this browser) is ended, not believed for its 8 hours.
+            if session is not None and session.user.name != named and token:
+                self.users.close_session(token)
+                session = None
+            if session is None:
+                session = self._proxy_session(request)
         request.scope["reconcile.session"] = session
         return session
 
-    def _proxy_user(self, request: Request) -> User | None:
+    def _proxy_name(self, request: Request) -> str | None:
+        """The user name the trusted proxy's SSO header gives (None: no proxy or no header)."""
         header = self.settings.trust_user_header
         if not header or not request.scope.get("reconcile.via_proxy"):
             return None
-        name = request.headers.get(header, "").strip()
+        return request.headers.get(header, "").strip() or None
+
+    def _proxy_user(self, request: Request) -> User | None:
+        name = self._proxy_name(request)
         user = self.users.get(name) if name else None
         return None if user is None or user.disabled else user
 
@@ -111,10 +122,14 @@ class Web:
         request.scope["reconcile.new_cookie"] = token
         return self.users.session(token)
 
-    def signed_in(self, request: Request) -> Session:
+    def signed_in(self, request: Request, *, changing_password: bool = False) -> Session:
+        """The session, or a redirect: to sign in, or (a one-time password) to set one's own
+        password before anything else."""
         session = self.session(request)
         if session is None:
             raise HTTPException(303, headers={"location": "/login"})
+        if session.user.must_change_password and not changing_password:
+            raise HTTPException(303, headers={"location": "/password"})
         return session
 
     async def posted(self, request: Request) -> tuple[Session, Any]:
@@ -124,6 +139,9 @@ class Web:
         given = str(form.get("csrf_token") or "")
         if session is None or not same_token(given, session.csrf_token):
             raise Forbidden("The form has expired or did not come from this site: reload it.")
+        allowed = request.url.path in ("/password", "/logout")
+        if session.user.must_change_password and not allowed:
+            raise Forbidden("Set your own password first (your password was a one-time one).")
         return session, form
 
     def visible(self, session: Session, run_id: str) -> Upload:

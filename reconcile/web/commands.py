@@ -147,7 +147,7 @@ def _demo(
         with user_store(state_dir) as store:
             for name, (role, password) in passwords.items():
                 if store.get(name) is None:
-                    store.add(name, role, password)
+                    store.add(name, role, password, one_time=True)
                 else:
                     passwords[name] = (role, "(kept from an earlier demo in this state dir)")
         yield jobs, state_dir, environ, passwords

@@ -140,7 +140,14 @@ class Console:
         stored = self.files / f"{name}{suffix}"
         stored.write_bytes(data)
         results = self.files / f"{name}.check.csv"
-        summary = api.run(stored, job, results, dry_run=True, environ=self._as(user), sheet=None)
+        try:
+            summary = api.run(
+                stored, job, results, dry_run=True, submit=False, environ=self._as(user), sheet=None
+            )
+        except ReconcileError as exc:
+            # The message names the file as its user knows it, never where the server keeps it.
+            shown = str(exc).replace(str(stored), repr(original_name)).replace(str(self.files), "")
+            raise type(exc)(shown) from None
         upload = Upload(
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
         )
@@ -169,13 +176,20 @@ class Console:
         return [_upload(row) for row in self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")]
 
     def submit(self, upload: Upload, user: User) -> None:
-        """Put a checked file in the approvers' queue."""
+        """Put a checked file in the approvers' queue (recorded by the library, which decides
+        what may be approved)."""
         if upload.maker != user.name:
             raise ApprovalError("only the person who checked a file can submit it")
         if upload.submitted_at is not None:
             return
+        approval.submit(self.job(upload.job).storage, upload.run_id, user=user.name)
         self.db.run("UPDATE uploads SET submitted_at = ? WHERE run_id = ?", (_now(), upload.run_id))
         self.record(self.job(upload.job), upload.run_id, user, "submit")
+
+    def withdraw(self, upload: Upload, user: User) -> None:
+        """Take a submitted plan back before a decision: nobody can approve it after."""
+        approval.withdraw(self.job(upload.job).storage, upload.run_id, user=user.name)
+        self.record(self.job(upload.job), upload.run_id, user, "withdraw")
 
     # -- decisions and runs --------------------------------------------------------------------
 
@@ -213,7 +227,7 @@ class Console:
         state, error, run_id, code = "failed", None, None, None
         try:
             approved = approval.approved_plan(
-                job.storage, upload.run_id, job, dt.datetime.now(dt.UTC)
+                job.storage, upload.run_id, job, dt.datetime.now(dt.UTC), user=user.name
             )
             summary = api.run(
                 upload.stored,

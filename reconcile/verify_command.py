@@ -1,0 +1,291 @@
+"""``reconcile verify RUN_ID|FILE --job JOB [--out FILE]``: read back an earlier run's rows
+(applied, already applied or unknown) or a file's rows (no run at all), and write the input's
+columns plus ``verify_status`` and ``verify_detail``. Never writes to the API or the ledger.
+
+Exit codes: 0 every row verified, confirmed or unverifiable; 4 any mismatch or not found; 1 reads
+failed; 2 unusable input or job (as ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reconcile._lazy import lazy
+from reconcile.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+else:
+    pl = lazy("polars")  # ``--help`` stays quick
+
+#: Rows of an earlier run that may have changed the API, so are read back.
+READ_BACK_STATUSES = ("applied", "already_applied", "unknown")
+
+
+def add_parser(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify",
+        help="read back what a run (or a file) wrote and compare, field by field",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
+    verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
+    verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
+    add_sample_option(verify)
+
+
+def add_sample_option(parser: Any) -> None:
+    parser.add_argument(
+        "--verify-sample",
+        type=_percent,
+        metavar="N",
+        help="read back a random N%% of the records (1-100; unknown rows are always read)",
+    )
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage in (0, 100]")
+    return value
+
+
+class AfterRun:
+    """``run --verify``: after each input's writes, read back every row applied, already
+    applied or unknown, print the counts, add ``verify_status`` and ``verify_detail`` to the
+    results file, write ``<results>.verify.csv`` beside it, record the verification in the
+    audit chain and the report; ``worst`` is 4 when a read disagrees, 1 when reads failed."""
+
+    def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+        from reconcile.echoes import Echoes
+        from reconcile.operations import get_operation
+
+        self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
+        #: The write answers' echoes (Returning.AI), kept as they come back: ``on_answer``.
+        self.echoes = Echoes(get_operation(job.operation))
+
+    def __call__(self, source: Path, ended: Any, out: Path) -> None:
+        try:
+            self._verify(source, ended, out)
+        finally:
+            self.echoes.clear()  # the next input's request ids start again
+
+    def _verify(self, source: Path, ended: Any, out: Path) -> None:
+        from reconcile.credentials import resolve_credentials
+        from reconcile.pipeline import prepare
+        from reconcile.verification import verify_prepared
+
+        if isinstance(ended, Exception) or ended.manifest.get("dry_run"):
+            return
+        statuses = ended.outcomes.filter(pl.col("status").is_in(READ_BACK_STATUSES))
+        if statuses.is_empty():
+            return
+        prepared = prepare(source, self.job)
+        communities = sorted(set(statuses.get_column("community").to_list()))
+        credentials = resolve_credentials(prepared.operation, self.job, communities, self.environ)
+        rows = statuses.get_column("__row").cast(pl.Int64)
+        unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
+        result = verify_prepared(
+            prepared,
+            credentials,
+            rows=rows,
+            sample_percent=self.sample,
+            always=unknown.to_list(),
+            kept=self.echoes.verdict,
+        )
+        settled = settle_unknowns(prepared, ended.manifest["run_id"], result.verdicts, unknown)
+        _with_verdicts(prepared, ended.outcomes, result.verdicts, out)
+        _write(
+            prepared,
+            result,
+            out.with_name(f"{out.stem}.verify.csv"),
+            run_id=ended.manifest["run_id"],
+            source="run --verify",
+            environ=self.environ,
+            sample_percent=self.sample,
+            report_path=out.with_name(f"{out.stem}.report.html"),
+        )
+        if settled:
+            print(f"verify: {settled}")
+        self.worst = max(self.worst, result.exit_code)
+
+
+def _with_verdicts(prepared: Any, outcomes: Any, verdicts: Any, out: Path) -> None:
+    """The run's results file again, with ``verify_status`` and ``verify_detail`` per row read
+    back (empty for rows not read: not sent, or outside ``--verify-sample``)."""
+    from reconcile.results import write_results
+
+    judged = verdicts.with_columns(pl.col("__row").cast(outcomes.schema["__row"]))
+    joined = outcomes.join(judged, on="__row", how="left", maintain_order="left")
+    write_results(prepared.table, joined, out)
+
+
+#: What the ledger records for an unknown request once a read has settled it.
+SETTLED_APPLIED = "unknown settled by read-back: the API holds the change (applied)"
+SETTLED_ABSENT = "not applied, safe to send again: read back after verify_settle_seconds"
+
+
+def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> str:
+    """Unknown requests whose every row read verified become applied in the ledger; those whose
+    read shows the change absent (after the settle window) become failed, so the next run sends
+    them once. Read failures stay unknown. Returns what was settled, in words."""
+    from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
+    from reconcile.plan import REQUEST_ID
+    from reconcile.triage import with_fingerprints
+
+    rows = prepared.plan.rows.filter(pl.col("__row").is_in(unknown.cast(pl.Int64).implode()))
+    judged = rows.join(
+        verdicts.with_columns(pl.col("__row").cast(rows.schema["__row"])), on="__row"
+    )
+    per_request = judged.group_by(REQUEST_ID).agg(pl.col("verify_status").unique().alias("seen"))
+    requests = with_fingerprints(prepared.plan.requests, prepared.job).join(
+        per_request, on=REQUEST_ID
+    )
+    finished = []
+    for line in requests.iter_rows(named=True):
+        seen = set(line["seen"])
+        if seen == {"verified"}:
+            state, error = "applied", SETTLED_APPLIED
+        elif seen <= {"mismatch", "not_found"}:
+            state, error = "failed", SETTLED_ABSENT
+        else:
+            continue
+        record = RequestRecord(
+            run_id,
+            line["fingerprint"],
+            line["community"],
+            line["method"],
+            line["path"],
+            line["target"],
+        )
+        finished.append(FinishedRecord(record, state, None, error, 0))
+    if not finished:
+        return ""
+    ledger = Ledger(prepared.job.storage)
+    try:
+        ledger.commit([], finished)
+    finally:
+        ledger.close()
+    applied = sum(f.state == "applied" for f in finished)
+    return f"{applied} unknown settled applied, {len(finished) - applied} not applied (safe to send again)"
+
+
+def main(args: argparse.Namespace) -> int:
+    from reconcile.job import load_job
+
+    job = load_job(args.job)
+    result, _ = verify_target(
+        job, args.target, args.out, sample_percent=args.verify_sample, environ=os.environ
+    )
+    return int(result.exit_code)
+
+
+def verify_target(
+    job: Any,
+    target: str | Path,
+    out: Path | None,
+    *,
+    sample_percent: float | None,
+    environ: Any,
+    source: str = "reconcile verify",
+) -> tuple[Any, dict[str, Any]]:
+    """Read back a run (by id) or a file, write the verify file (default
+    ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
+    report); returns the :class:`~reconcile.verification.Verification` and the record."""
+    from reconcile.credentials import resolve_credentials
+    from reconcile.pipeline import prepare
+    from reconcile.verification import verify_prepared
+
+    rows, written_at, run = None, None, None
+    if Path(target).is_file():
+        path = Path(target)
+    else:
+        run = _find_run(job, str(target))
+        path, rows, written_at = _run_rows(run)
+    prepared = prepare(path, job)
+    if run is not None and prepared.table.sha256 != run["input_sha256"]:
+        raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
+    communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
+    credentials = resolve_credentials(prepared.operation, job, communities, environ)
+    result = verify_prepared(
+        prepared, credentials, rows=rows, written_at=written_at, sample_percent=sample_percent
+    )
+    results = Path(run["results_path"]) if run is not None else None
+    entry = _write(
+        prepared,
+        result,
+        out or Path("out") / f"{path.stem}.verify.csv",
+        run_id=run["run_id"] if run is not None else "",
+        source=source,
+        environ=environ,
+        sample_percent=sample_percent,
+        report_path=results.with_name(f"{results.stem}.report.html") if results else None,
+    )
+    return result, entry
+
+
+def _find_run(job: Any, run_id: str) -> dict[str, Any]:
+    from reconcile.database import Storage
+    from reconcile.ledger import Ledger
+
+    ledger = Ledger(
+        Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
+    )
+    try:
+        run = ledger.run(run_id)
+    finally:
+        ledger.close()
+    if run is None:
+        raise ConfigError(f"{run_id!r} is neither a file nor a single run of this job's ledger")
+    return run
+
+
+def _write(
+    prepared: Any,
+    result: Any,
+    out: Path,
+    *,
+    run_id: str,
+    source: str,
+    environ: Any,
+    sample_percent: float | None,
+    report_path: Path | None,
+) -> dict[str, Any]:
+    """The verify file, its record in the audit chain (and the run's report), the terminal's
+    lines; returns the record."""
+    from reconcile import approval, verify_record
+
+    written = verify_record.write_verify_file(prepared, result.verdicts, out)
+    verify_record.print_written(written, result.reads)
+    return verify_record.record(
+        prepared.job.storage,
+        run_id,
+        written,
+        result,
+        user=approval.acting_user(environ),
+        source=source,
+        input_path=prepared.table.path,
+        input_sha256=prepared.table.sha256,
+        sample_percent=sample_percent,
+        report_path=report_path,
+    )
+
+
+def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
+    """An earlier run's input file (unchanged since), the rows to read back, when it ended."""
+    path = Path(run["input_path"])
+    if not path.is_file():
+        raise ConfigError(f"run {run['run_id']}: its input file {path} is gone")
+    results = pl.read_csv(run["results_path"], infer_schema=False, encoding="utf8-lossy")
+    # Our columns are prefixed where the input had a column of that name (results.py).
+    row, status = (
+        f"reconcile_{c}" if f"reconcile_{c}" in results.columns else c for c in ("row", "status")
+    )
+    rows = results.filter(pl.col(status).is_in(READ_BACK_STATUSES)).get_column(row).cast(pl.Int64)
+    ended = run.get("ended_at")
+    return path, rows, dt.datetime.fromisoformat(ended).timestamp() if ended else None

@@ -1,0 +1,154 @@
+"""Where a read-back is kept, wherever it was made (``run --verify``, ``reconcile verify``, the
+console's "Verify now"): the verify file, a ``verification`` record in the audit chain (who,
+when, counts, reads, the SHA-256 of the verify file), the run's HTML report and the terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from reconcile import approval, report
+from reconcile.intake import RESULT_PREFIX, ROW
+from reconcile.results import write_csvs_atomic
+
+#: Rows a read-back found the API does not hold as written.
+WRONG = ("mismatch", "not_found")
+#: The audit record keeps this many of them (the verify file, whose hash it has, keeps all).
+RECORDED_WRONG_ROWS = 100
+#: The terminal lists this many.
+PRINTED_WRONG_ROWS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Written:
+    """A verify file written, and what it says."""
+
+    path: Path
+    counts: dict[str, int]
+    """Rows per ``verify_status``."""
+    wrong: list[dict[str, Any]]
+    """The first :data:`RECORDED_WRONG_ROWS` rows in :data:`WRONG`: ``row``, ``community``,
+    ``verify_status``, ``verify_detail``."""
+    wrong_rows: int
+
+
+def write_verify_file(prepared: Any, verdicts: pl.DataFrame, out: Path) -> Written:
+    """The input's columns and the verdicts of the rows read back (``row`` and the verdict
+    columns prefixed where the input has a column of that name), as results files are written:
+    whole or not at all, formula-like cells neutralised."""
+    table = prepared.table.frame
+    judged = verdicts.with_columns(pl.col(ROW).cast(table.schema[ROW]))
+    frame = table.join(judged, on=ROW, how="inner")
+    inputs = set(table.columns)
+    names = {c: f"{RESULT_PREFIX}{c}" if c in inputs else c for c in judged.columns if c != ROW}
+    names[ROW] = f"{RESULT_PREFIX}row" if "row" in inputs else "row"
+    verdict_columns = [c for c in names if c != ROW]
+    write_csvs_atomic({out: frame.select(*table.columns, *verdict_columns).rename(names)})
+    counts = dict(judged.group_by("verify_status").len().sort("verify_status").iter_rows())
+    communities = prepared.validated.select(ROW, "community")
+    wrong = judged.filter(pl.col("verify_status").is_in(WRONG)).join(
+        communities.with_columns(pl.col(ROW).cast(judged.schema[ROW])), on=ROW, how="left"
+    )
+    listed = wrong.sort(ROW).head(RECORDED_WRONG_ROWS).rename({ROW: "row"})
+    return Written(
+        out,
+        {str(k): int(v) for k, v in counts.items()},
+        list(
+            listed.select("row", "community", "verify_status", "verify_detail").iter_rows(
+                named=True
+            )
+        ),
+        wrong.height,
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record(
+    storage: Any,
+    run_id: str,
+    written: Written,
+    result: Any,
+    *,
+    user: str,
+    source: str,
+    input_path: Path,
+    input_sha256: str,
+    sample_percent: float | None = None,
+    report_path: Path | None = None,
+) -> dict[str, Any]:
+    """Chain the verification (``run_id`` "" when a file was verified with no run) and, when
+    the run's report exists, put the verification in it. Returns the record."""
+    entry = {
+        "run_id": run_id,
+        "by": user,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "input": {"path": str(input_path), "sha256": input_sha256},
+        "reads": int(result.reads),
+        "sample_percent": sample_percent,
+        "counts": written.counts,
+        "exit_code": int(result.exit_code),
+        "wrong_rows": written.wrong_rows,
+        "wrong": written.wrong,
+        "verify_file": str(written.path),
+        "verify_sha256": file_sha256(written.path),
+    }
+    with approval.store(storage) as audit:
+        audit.record_verification(run_id, entry)
+    if report_path is not None and report_path.is_file():
+        report.write_verification(report_path, entry, written.wrong)
+    return entry
+
+
+def print_written(written: Written, reads: int) -> None:
+    """The terminal's lines: reads, counts, where the file is, the first mismatching rows."""
+    counts = ", ".join(f"{s} {n}" for s, n in written.counts.items())
+    print(f"verify: {reads} reads; {counts}; {written.path}")
+    for line in written.wrong[:PRINTED_WRONG_ROWS]:
+        print(
+            f"  row {line['row']} ({line['community'] or ''}): {line['verify_status']}: "
+            f"{line['verify_detail']}"
+        )
+    if written.wrong_rows > PRINTED_WRONG_ROWS:
+        print(f"  ... and {written.wrong_rows - PRINTED_WRONG_ROWS} more in {written.path}")
+
+
+def describe(entry: Mapping[str, Any]) -> str:
+    """One verification in a line (``runs show``)."""
+    counts = ", ".join(f"{s} {n}" for s, n in entry["counts"].items()) or "no rows"
+    sample = f", a {entry['sample_percent']:g}% sample" if entry.get("sample_percent") else ""
+    return (
+        f"{entry['at']}  by {entry['by']} ({entry['source']}{sample}): {counts}; "
+        f"{entry['reads']} reads; exit {entry['exit_code']}; {entry['verify_file']} "
+        f"(SHA-256 {entry['verify_sha256']})"
+    )
+
+
+def print_verifications(storage: Any, run_id: str) -> None:
+    """``runs show``: every verification of the run, oldest first, with its mismatching rows."""
+    with approval.store(storage) as audit:
+        found = audit.verifications(run_id)
+    if not found:
+        print("verifications: none (reconcile verify RUN_ID --job JOB reads the run back)")
+        return
+    print("verifications:")
+    for entry in found:
+        print(f"  {describe(entry)}")
+        for line in entry.get("wrong", [])[:PRINTED_WRONG_ROWS]:
+            print(f"    row {line['row']}: {line['verify_status']}: {line['verify_detail']}")
+        if entry.get("wrong_rows", 0) > PRINTED_WRONG_ROWS:
+            print(f"    ... and {entry['wrong_rows'] - PRINTED_WRONG_ROWS} more in its file")
