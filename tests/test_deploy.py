@@ -65,12 +65,16 @@ def test_the_cronjob_never_overlaps_and_runs_one_community_per_pod(tmp_path: Pat
     assert job["completions"] == len(communities) == len(set(communities))
     script = container["args"][0]
     assert "--community" in script
+    config = next(d for d in _documents() if d["kind"] == "ConfigMap")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "job.toml").write_text(config["data"]["job.toml"])
+    on_host = script.replace("/tmp/", f"{tmp_path}/").replace("/config/", f"{tmp_path}/config/")
     picked = [
         subprocess.run(
             [
                 "sh",
                 "-c",
-                script.replace("exec reconcile run", "echo").replace("/tmp/", f"{tmp_path}/"),
+                on_host.replace("exec reconcile run", "echo"),
             ],
             env={"COMMUNITIES": " ".join(communities), "JOB_COMPLETION_INDEX": str(index)},
             capture_output=True,
