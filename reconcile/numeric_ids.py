@@ -28,8 +28,8 @@ E_NOTATION = r"^[+-]?[0-9]{1,15}(\.[0-9]{1,14})?[eE][+-]?[0-9]{1,3}$"
 #: A whole number with a trailing .0 (456.0): a number written by a spreadsheet or a script.
 TRAILING_ZERO = r"^[+-]?[0-9]+\.0+$"
 FIX = (
-    "stored as a number: the spreadsheet may have dropped leading zeros or rewritten it; "
-    "format the column as Text and type the value again"
+    "stored as a number: the spreadsheet may have dropped leading zeros or rewritten it. "
+    "Format the column as Text and type the value again"
 )
 
 
@@ -103,7 +103,7 @@ def _csv_column(table: Table, name: str) -> pl.DataFrame:
     written = (
         pl.when(exponent).then(pl.lit("in E-notation")).otherwise(pl.lit("with a trailing .0"))
     )
-    accept = f'; if these IDs are truly numbers, set numeric_ids.{name} = "accept" in the job'
+    accept = f'. If these IDs are truly numbers, set numeric_ids.{name} = "accept" in the job'
     return table.frame.filter((exponent | trailing).fill_null(False)).select(
         pl.col(ROW).cast(pl.Int64),
         pl.lit(name).alias("column"),

@@ -219,10 +219,10 @@ def _not_text(
         return pl.DataFrame(schema=PROBLEMS)
     held = [_held(row) for row in frame.iter_rows(named=True)]
     fix = (
-        "the spreadsheet may have dropped leading zeros or rewritten it; format the column as "
+        "the spreadsheet may have dropped leading zeros or rewritten it. Format the column as "
         "Text and type the value again"
     )
-    accept = f'; if these IDs are truly numbers, set numeric_ids.{canonical} = "accept" in the job'
+    accept = f'. If these IDs are truly numbers, set numeric_ids.{canonical} = "accept" in the job'
     return frame.select(
         pl.col(ROW).cast(pl.Int64),
         pl.lit(canonical).alias("column"),

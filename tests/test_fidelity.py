@@ -385,7 +385,7 @@ class TestSpreadsheetDamage:
         [row] = dry_run_file(tmp_path, source, "voucherify-order")
         assert row["status"] == "invalid"
         assert f"{column}: cell C2 holds the number" in str(row["error"])
-        assert "format the column as Text and type the value again" in str(row["error"])
+        assert "Format the column as Text and type the value again" in str(row["error"])
         assert "numeric_ids" not in str(row["error"])  # no option accepts a changed number
 
     def test_a_number_beside_codes_with_leading_zeros_is_refused(self, tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from tests.calc import DATA, LANGUAGES, calc_workbook, soffice
 from tests.helpers import read_results, run, write_csv, write_job
 
 FIX = (
-    "stored as a number: the spreadsheet may have dropped leading zeros or rewritten it; "
-    "format the column as Text and type the value again"
+    "stored as a number: the spreadsheet may have dropped leading zeros or rewritten it. "
+    "Format the column as Text and type the value again"
 )
 
 #: Per operation: the damaged cells (row -> the start of its message) and the intact rows
@@ -262,3 +262,31 @@ def test_the_saved_copies_are_what_calc_writes(tmp_path: Path, language: str) ->
             assert read[0].equals(read[1]), name
         formats = [cell_formats.sheet_formats(p.read_bytes(), 0) for p in (fresh, kept)]
         assert formats[0] == formats[1], name
+
+
+def test_the_console_shows_a_damaged_id_like_any_bad_cell(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """A Calc-saved workbook checked in the console: the run page lists the damaged voucher
+    code's row like any bad cell: its column, its value marked, its message (cell, what it
+    holds, what Excel shows, the fix)."""
+    import html
+    import re
+
+    from tests.console import check_file, console_parts, serve
+
+    parts = console_parts(tmp_path, sandbox.url)
+    try:
+        for running in serve(parts):
+            client = running.client("alice")
+            source = calc_workbook("purchase-history", tmp_path / "calc")
+            run_id = check_file(client, source)
+            page = html.unescape(client.get(f"/runs/{run_id}").text)
+            row = re.search(r'<th scope="row" class="num">2</th>(.*?)</tr>', page, re.S)
+            assert row is not None
+            assert re.search(r"<td>voucherCode</td>\s*<td><span class=\"bad-cell\">.*98765", row[1])
+            assert "voucherCode: cell D2 holds the number 98765 (Excel shows 98765)" in row[1]
+            assert FIX in row[1]
+    finally:
+        parts.console.close()
+        parts.users.close()
