@@ -159,9 +159,10 @@ def sheet_formats(raw: bytes, sheet: str | int) -> SheetFormats:
             carry = b""
             while chunk := member.read(_CHUNK):
                 data = carry + chunk
-                # Keep an unfinished tag for the next chunk.
+                # An unfinished tag at the end is read with the next chunk.
                 cut = data.rfind(b"<")
-                cut = cut if cut > len(data) - 65536 and data.find(b">", cut) < 0 else len(data)
+                if cut < 0 or data.find(b">", cut) >= 0:
+                    cut = len(data)
                 data, carry = data[:cut], data[cut:]
                 if header_row is None:
                     header_row = _first_value_row(data)
