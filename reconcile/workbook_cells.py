@@ -31,6 +31,20 @@ class Cells:
     formats: cell_formats.SheetFormats
     sheet_columns: Sequence[int]
     """The sheet column (0-based) of each of the frame's columns."""
+    styled: pl.DataFrame = dataclasses.field(init=False)
+    """``row``, ``column``, ``code``: the cells styled other than General, once as a frame."""
+
+    def __post_init__(self) -> None:
+        cells = self.formats.codes
+        frame = pl.DataFrame(
+            {
+                "row": [r for r, _ in cells],
+                "column": [c for _, c in cells],
+                "code": list(cells.values()),
+            },
+            schema={"row": pl.Int64, "column": pl.Int64, "code": pl.String},
+        )
+        object.__setattr__(self, "styled", frame)
 
     def first_row(self) -> int:
         """The sheet row of the frame's first row (the one under the header)."""
@@ -41,33 +55,21 @@ class Cells:
         rows = pl.int_range(self.first_row(), height + self.first_row(), eager=True)
         return _letters(self.sheet_columns[position]) + rows.cast(pl.String)
 
-    def widths(self, position: int, height: int) -> pl.Series:
-        """Per row, the width of a zero-padding format on the column's cell (null: none)."""
-        column, first = self.sheet_columns[position], self.first_row()
-        found = [
-            (row - first, width)
-            for (row, col), width in self.formats.padded().items()
-            if col == column and 0 <= row - first < height
-        ]
-        widths = pl.Series([None] * height, dtype=pl.Int64)
-        if found:
-            rows, values = zip(*found, strict=True)
-            widths = widths.scatter(list(rows), list(values))
-        return widths
-
     def codes(self, position: int, height: int) -> pl.Series:
         """Per row, the number format code of the column's cell (General where none)."""
-        column, first = self.sheet_columns[position], self.first_row()
-        found = [
-            (row - first, code)
-            for (row, col), code in self.formats.codes.items()
-            if col == column and 0 <= row - first < height
-        ]
-        codes = pl.Series(["General"] * height, dtype=pl.String)
-        if found:
-            rows, values = zip(*found, strict=True)
-            codes = codes.scatter(list(rows), list(values))
-        return codes
+        styled = self.styled.filter(pl.col("column") == self.sheet_columns[position])
+        index = styled.get_column("row") - self.first_row()
+        inside = (index >= 0) & (index < height)
+        codes = pl.repeat("General", height, dtype=pl.String, eager=True)
+        return codes.scatter(index.filter(inside), styled.get_column("code").filter(inside))
+
+    def widths(self, position: int, height: int) -> pl.Series:
+        """Per row, the width of a zero-padding format on the column's cell (null: none)."""
+        codes = self.codes(position, height)
+        padded = codes.str.contains(cell_formats.ZERO_PADDED.pattern)
+        return pl.select(
+            pl.when(pl.lit(padded)).then(pl.lit(codes).str.len_chars().cast(pl.Int64))
+        ).to_series()
 
 
 def _letters(index: int) -> str:
