@@ -118,6 +118,8 @@ def cell_types(
         padding = number & widths.is_not_null() & shown.str.contains(_LOSSLESS_NUMBER)
         if position in padded:
             fixes.append(_padded(name, padding, widths))
+            # As Excel shows them: a code shown 000456 says the column's codes have zeros.
+            shown = grid.select(fixes[-1]).to_series()
         kind, canonical = judged.get(position, ("", ""))
         if kind == "date":
             fixes.append(

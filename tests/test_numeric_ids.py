@@ -290,3 +290,32 @@ def test_the_console_shows_a_damaged_id_like_any_bad_cell(
     finally:
         parts.console.close()
         parts.users.close()
+
+
+def test_a_number_beside_zero_padded_codes_is_refused_even_when_accepted(tmp_path: Path) -> None:
+    """Codes shown 098765 (format 000000) say the column's codes have leading zeros: a plain
+    number cell beside them (4567) has probably lost its own, so numeric_ids does not accept it;
+    the padded code is sent as Excel shows it."""
+    import xlsxwriter
+
+    source = tmp_path / "codes.xlsx"
+    book = xlsxwriter.Workbook(source)
+    sheet = book.add_worksheet()
+    padded = book.add_format({"num_format": "000000"})
+    sheet.write_row(0, 0, ["community", "purchaseHistoryID", "voucherCode", "voucherExpiryDate"])
+    sheet.write_row(1, 0, ["acme", "ORD202641612055614747"])
+    sheet.write_number(1, 2, 98765, padded)
+    sheet.write_row(2, 0, ["acme", "ORD202641612055614748"])
+    sheet.write_number(2, 2, 4567)
+    for row in (1, 2):
+        sheet.write_string(row, 3, "31/12/2026")
+    book.close()
+    job = write_job(tmp_path / "job.toml", operation="purchase-history")
+    job.write_text(job.read_text() + '\n[numeric_ids]\nvoucherCode = "accept"\n')
+    out = tmp_path / "out.csv"
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") == 1
+    rows = _results(out)
+    assert '"voucherCode":"098765"' in str(rows[2]["request"])
+    assert rows[3]["status"] == "invalid"
+    assert "voucherCode: cell C3 holds the number 4567" in str(rows[3]["error"])
+    assert "numeric_ids" not in str(rows[3]["error"])
