@@ -60,7 +60,7 @@ def accepted(operation: Operation, job: Job) -> frozenset[str]:
                 f"{operation.name}. Fix: use one of {listed}{families}"
             )
         if choice == "accept":
-            chosen.add(canonical)
+            chosen.add(canonical.removesuffix(":text"))  # metadata.code:text is metadata.code
     return frozenset(chosen)
 
 
@@ -75,7 +75,8 @@ def cell_errors(table: Table, operation: Operation, job: Job) -> pl.DataFrame | 
         problems = csv_problems(table, operation)
     if problems is None or problems.is_empty():
         return None
-    kept = problems.filter(~(pl.col("acceptable") & pl.col("column").is_in(sorted(accept))))
+    column = pl.col("column").str.replace(r":text$", "")
+    kept = problems.filter(~(pl.col("acceptable") & column.is_in(sorted(accept))))
     return kept.select(ROW, "message")
 
 

@@ -319,3 +319,17 @@ def test_a_number_beside_zero_padded_codes_is_refused_even_when_accepted(tmp_pat
     assert rows[3]["status"] == "invalid"
     assert "voucherCode: cell C3 holds the number 4567" in str(rows[3]["error"])
     assert "numeric_ids" not in str(rows[3]["error"])
+
+
+def test_a_text_typed_metadata_column_is_accepted_by_its_key(tmp_path: Path) -> None:
+    """``metadata.code:text`` is the metadata key ``code``: ``"metadata.code" = "accept"``
+    accepts its E-notation values in a CSV, which are refused without it."""
+    job = write_job(tmp_path / "job.toml", operation="voucherify-order")
+    source = write_csv(
+        tmp_path / "in.csv", "community,orderId,metadata.code:text\nacme,ord_1,1E5\n"
+    )
+    out = tmp_path / "out.csv"
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") == 1
+    job.write_text(job.read_text() + '\n[numeric_ids]\n"metadata.code" = "accept"\n')
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") == 0
+    assert '"metadata":{"code":"1E5"}' in str(_results(out)[2]["request"])
