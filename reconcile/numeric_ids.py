@@ -19,6 +19,7 @@ from reconcile._lazy import pl
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, SPREADSHEET_SUFFIXES, Table, family_column, header_key
 from reconcile.job import Job
+from reconcile.operations import rules
 from reconcile.operations.base import TRIMMED, Operation
 
 #: A number as a spreadsheet writes it in E-notation: at most 15 digits before the exponent
@@ -86,14 +87,24 @@ def csv_problems(table: Table, operation: Operation) -> pl.DataFrame | None:
     columns = id_columns(operation, list(table.canonical))
     if not columns:
         return None
-    found = [_csv_column(table, name) for name in columns]
+    # Columns whose own rules refuse Excel's long-number form (2.02641E+19) with their own
+    # message: such a value gets that one message, not two.
+    rounded = rules.not_excel_number().error
+    covered = {
+        name
+        for name, column in operation.column_rules(()).items()
+        if any(check.error == rounded for check in column.checks)
+    }
+    found = [_csv_column(table, name, name in covered) for name in columns]
     return pl.concat(found)
 
 
-def _csv_column(table: Table, name: str) -> pl.DataFrame:
+def _csv_column(table: Table, name: str, covered: bool) -> pl.DataFrame:
     header = table.canonical[name]
     value = pl.col(header).str.strip_chars(TRIMMED)
     exponent = value.str.contains(E_NOTATION)
+    if covered:
+        exponent = exponent & ~value.str.contains(rules.EXCEL_NUMBER)
     trailing = value.str.contains(TRAILING_ZERO)
     number = value.cast(pl.Float64, strict=False)
     meaning = (

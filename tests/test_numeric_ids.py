@@ -333,3 +333,21 @@ def test_a_text_typed_metadata_column_is_accepted_by_its_key(tmp_path: Path) -> 
     job.write_text(job.read_text() + '\n[numeric_ids]\n"metadata.code" = "accept"\n')
     assert run("run", source, "--job", job, "--out", out, "--dry-run") == 0
     assert '"metadata":{"code":"1E5"}' in str(_results(out)[2]["request"])
+
+
+def test_excels_long_number_form_gets_one_message(tmp_path: Path) -> None:
+    """2.02641E+19 in an ID whose own rules name Excel's damage gets that one message (not two
+    for one cause); in an optional ID without such a rule it gets the E-notation message."""
+    job = write_job(tmp_path / "job.toml", operation="purchase-history")
+    source = write_csv(
+        tmp_path / "in.csv",
+        "community,purchaseHistoryID,redemptionInstructions\nacme,2.02641E+19,Collect\n",
+    )
+    out = tmp_path / "out.csv"
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") == 1
+    error = str(_results(out)[2]["error"])
+    assert "was turned into a number by Excel" in error and "E-notation" not in error
+    job = write_job(tmp_path / "job.toml", operation="voucherify-order")
+    source = write_csv(tmp_path / "in.csv", "community,orderId,source_id\nacme,ord_1,2.02641E+19\n")
+    assert run("run", source, "--job", job, "--out", out, "--dry-run") == 1
+    assert "'2.02641E+19' is the number" in str(_results(out)[2]["error"])
