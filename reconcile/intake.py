@@ -53,8 +53,9 @@ class Table:
     sha256: str = ""
     """Of the file's bytes, for the run's manifest."""
     cell_errors: pl.DataFrame | None = None
-    """``__row``, ``message``: problems only the file format shows (a number cell in an ID
-    column of a spreadsheet)."""
+    """``__row``, ``column``, ``acceptable``, ``message``: problems only the file format shows
+    (a number cell in an ID column of a spreadsheet; ``acceptable``: a job's ``numeric_ids``
+    may accept it for that column)."""
     reuploaded: bool = False
     """The file is one of our results or errors files (it has our output columns)."""
 
@@ -139,8 +140,10 @@ def read_table(
     *,
     sheet: str | None = None,
     families: Sequence[str] = (),
+    id_families: Sequence[str] = (),
 ) -> Table:
-    """Read ``path`` (CSV, or a workbook by its suffix) and map its headers onto ``columns``.
+    """Read ``path`` (CSV, or a workbook by its suffix) and map its headers onto ``columns``
+    (``id_families``: the families whose text columns are IDs, for a workbook's cell checks).
 
     Raises InputError (nothing is sent) for an unreadable file, a missing required column, or two
     headers that mean the same column.
@@ -148,7 +151,7 @@ def read_table(
     if path.suffix.lower() in SPREADSHEET_SUFFIXES:
         from reconcile.workbook import read_workbook
 
-        return read_workbook(path, columns, sheet=sheet, families=families)
+        return read_workbook(path, columns, sheet=sheet, families=families, id_families=id_families)
     try:
         raw = path.read_bytes()
     except OSError as exc:

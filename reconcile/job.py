@@ -59,6 +59,11 @@ POSTGRES_URL = Check(
     "not a PostgreSQL URL",
     "use postgresql://USER@HOST/DATABASE (the password in PGPASSWORD, never in the file)",
 )
+NUMERIC_IDS = Check(
+    lambda v: all(isinstance(x, str) and x in ("accept", "refuse") for x in v.values()),
+    'each column of [numeric_ids] must be "accept" or "refuse"',
+    'write e.g. [numeric_ids] then orderId = "accept"',
+)
 RESULTS_FORMAT = Check(
     lambda v: v in ("csv", "xlsx"), "not a results format", 'use "csv" or "xlsx"'
 )
@@ -172,6 +177,15 @@ class Job:
     options: Mapping[str, Any] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )
+    numeric_ids: Mapping[str, Any] = setting(
+        {},
+        doc='[numeric_ids] table: an ID column = "accept" sends its whole-number cells',
+        check=NUMERIC_IDS,
+    )
+    """Per ID column (``Column.kind`` ``id``), ``"accept"``: a spreadsheet number cell that is
+    a whole number of at most 15 digits, or a CSV ID in E-notation or with a trailing ``.0``, is
+    that value, for a team whose IDs are truly numbers; ``"refuse"`` (the default) reports it
+    (:mod:`reconcile.numeric_ids`)."""
     communities: Mapping[str, CommunitySettings] = dataclasses.field(default_factory=dict)
 
     @property
@@ -221,8 +235,8 @@ def example_toml() -> str:
     README's job file and ``reconcile settings`` print this."""
     lines = []
     for field in settings():
-        if field.name == "options":
-            continue
+        if str(field.type).startswith("Mapping"):
+            continue  # tables ([options], [numeric_ids]): the README shows them on their own
         shown = field.metadata["example"]
         if shown is None:
             shown = field.default if field.default is not dataclasses.MISSING else ""

@@ -20,7 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, results
+from reconcile import approval, buckets, numeric_ids, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -79,7 +79,13 @@ class RunResult:
 def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared:
     """Read and check everything; raises InputError/ConfigError before anything is sent."""
     operation = get_operation(job.operation)
-    table = read_table(input_path, operation.columns, sheet=sheet, families=operation.families)
+    table = read_table(
+        input_path,
+        operation.columns,
+        sheet=sheet,
+        families=operation.families,
+        id_families=operation.id_families,
+    )
     prepared = _prepared(table, job, operation)
     _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
@@ -93,7 +99,7 @@ def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
         operation,
         job.communities.keys(),
         table.canonical,
-        table.cell_errors,
+        numeric_ids.cell_errors(table, operation, job),
     )
     valid = validated.filter(pl.col("__error").is_null())
     return Prepared(job, operation, table, validated, plan(valid, operation, job.options))

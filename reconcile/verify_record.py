@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,10 @@ def print_verifications(storage: Any, run_id: str) -> None:
     with approval.store(storage) as audit:
         found = audit.verifications(run_id)
     if not found:
-        print("verifications: none (reconcile verify RUN_ID --job JOB reads the run back)")
+        print(
+            "verifications: none (reconcile verify RUN_ID --job JOB reads the run back)",
+            file=sys.stderr,
+        )
         return
     print("verifications:")
     for entry in found:

@@ -1,10 +1,5 @@
-"""Reading an .xlsx: every cell as text, judged by its type, not by how its text looks.
-
-A text cell is what was typed. A number cell in a column the API reads as text is refused unless
-it is exactly its text (a spreadsheet keeps 15 digits and may write an exponent). A date cell in
-a date column becomes DD/MM/YYYY, unless the column shows the file was read in a month-first
-locale. The cell types come from fastexcel: read as booleans, only number cells are non-null;
-read as dates, only number and date cells are.
+"""Reading an .xlsx: every cell as text, judged by its type and number format, not by how its
+text looks (:mod:`reconcile.workbook_cells`), after the checks that refuse a zip bomb.
 """
 
 from __future__ import annotations
@@ -12,22 +7,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from reconcile._lazy import pl
+from reconcile import cell_formats
 from reconcile.exceptions import InputError
-from reconcile.intake import (
-    MAX_COLUMNS,
-    ROW,
-    Table,
-    _map_headers,
-    family_column,
-    header_key,
-    too_wide,
-)
+from reconcile.intake import MAX_COLUMNS, Table, _map_headers, too_wide
 from reconcile.operations.base import Column
+from reconcile.workbook_cells import Cells, cell_types, judged_columns
 
 #: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,
 #: a zip bomb (a 1 MB file whose sheet expands to 600 MB) is refused before it is parsed.
@@ -98,12 +85,18 @@ def _check_dimension(path: Path, head: bytes) -> None:
 
 
 def read_workbook(
-    path: Path, columns: Sequence[Column], *, sheet: str | None = None, families: Sequence[str] = ()
+    path: Path,
+    columns: Sequence[Column],
+    *,
+    sheet: str | None = None,
+    families: Sequence[str] = (),
+    id_families: Sequence[str] = (),
 ) -> Table:
     """The first sheet (or ``sheet``) of an .xlsx, every cell as text.
 
-    A real date cell in a date column becomes DD/MM/YYYY (unambiguous); a number cell in an ID
-    column is reported: Excel has already rounded its digits.
+    A number cell with a zero-padding format reads as Excel shows it (``000456``); a real date
+    cell in a date column becomes DD/MM/YYYY (unambiguous); a number, date or boolean cell in an
+    ID column is reported (``cell_errors``): a spreadsheet has changed what was typed.
     """
     import fastexcel
 
@@ -121,125 +114,17 @@ def read_workbook(
             f"{path}: no sheet {sheet!r}. Fix: use --sheet with one of: {', '.join(names)}"
         )
     chosen: str | int = sheet if sheet is not None else 0
-    text = workbook.load_sheet(chosen, dtypes="string").to_polars()
+    loaded = workbook.load_sheet(chosen, dtypes="string")
+    text = loaded.to_polars()
     if text.width == 0:
         raise InputError(f"{path}: sheet {chosen!r} is empty. Fix: add a header row and data rows.")
     headers = [str(h).strip() for h in text.columns]
     grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
-    judged = _judged_columns(headers, columns, families)
-    grid, problems = _cell_types(workbook, chosen, text, grid, headers, judged)
+    judged = judged_columns(headers, columns, families, id_families)
+    where = Cells(
+        cell_formats.sheet_formats(raw, chosen),
+        [c.absolute_index for c in loaded.available_columns()],
+    )
+    grid, problems = cell_types(workbook, chosen, text, grid, headers, judged, where)
     table = _map_headers(path, grid, headers, columns, families)
     return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
-
-
-def _cell_types(
-    workbook: Any,
-    chosen: str | int,
-    text: pl.DataFrame,
-    grid: pl.DataFrame,
-    headers: Sequence[str],
-    judged: Mapping[int, str],
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Date cells of date columns as DD/MM/YYYY, and the problems cell types show (rounded
-    number cells, swapped dates): the grid with its fixes, and (row, message) problems."""
-    if not judged:
-        return grid, pl.DataFrame(schema={ROW: pl.Int64, "message": pl.String})
-    originals = [text.columns[p] for p in judged]
-    # Cell types, which a text read hides: read as booleans, a number cell is non-null (a
-    # text cell is null, digits or not); read as dates, a date cell is non-null.
-    as_bool = workbook.load_sheet(
-        chosen, dtypes=dict.fromkeys(originals, "boolean"), use_columns=originals
-    ).to_polars()
-    as_date = workbook.load_sheet(
-        chosen, dtypes=dict.fromkeys(originals, "date"), use_columns=originals
-    ).to_polars()
-    fixes, flagged = [], []
-    for position, kind in judged.items():
-        original = text.columns[position]
-        shown = text.get_column(original)
-        number = as_bool.get_column(original).is_not_null() & ~shown.is_in(["true", "false"])
-        date = as_date.get_column(original).is_not_null() & as_bool.get_column(original).is_null()
-        name = f"column_{position}"
-        if kind == "date":
-            fixes.append(
-                pl.when(pl.lit(date))
-                .then(pl.lit(as_date.get_column(original)).dt.strftime("%d/%m/%Y"))
-                .otherwise(pl.col(name))
-                .alias(name)
-            )
-            flagged.append(_swapped_dates(headers[position], shown, date))
-        else:
-            flagged.append(_damaged_numbers(headers[position], shown, number))
-    return grid.with_columns(fixes), pl.concat(flagged)
-
-
-#: A number cell whose value text is exactly what was typed: a whole number of at most 15
-#: digits (a spreadsheet keeps 15 significant digits), no exponent, no decimals.
-_LOSSLESS_NUMBER = r"^-?[1-9][0-9]{0,14}$|^0$"
-
-
-#: A date written day first that cannot be read month first (day above 12): DD/MM/YYYY text a
-#: spreadsheet in a month-first locale left as text while it turned the others into dates.
-_DAY_FIRST_ONLY = r"^(1[3-9]|2[0-9]|3[01])/(0?[1-9]|1[0-2])/[0-9]{4}$"
-
-
-def _judged_columns(
-    headers: Sequence[str], columns: Sequence[Column], families: Sequence[str]
-) -> dict[int, str]:
-    """Positions of the columns whose cells a spreadsheet may have changed, with their kind:
-    ``date`` columns, and every column the API reads as text (IDs, codes, text, text-typed
-    family columns): not the numbers an API reads as numbers (amounts, quantities)."""
-    by_key = {header_key(c.name): c for c in columns}
-    judged: dict[int, str] = {}
-    for position, header in enumerate(headers):
-        column = by_key.get(header_key(header))
-        if column is not None:
-            if column.kind != "number":
-                judged[position] = "date" if column.kind == "date" else "text"
-            continue
-        family = family_column(header, families)
-        if family is not None and family.rpartition(":")[2] in (family, "text"):
-            judged[position] = "text"
-    return judged
-
-
-def _damaged_numbers(header: str, shown: pl.Series, number: pl.Series) -> pl.DataFrame:
-    """Number cells in a column the API reads as text, unless the number is exactly its text:
-    past 15 digits a spreadsheet has rounded them, an exponent or decimals are not what was
-    typed, and beside text cells with leading zeros a number has lost its own. A text cell is
-    never flagged, digits or not (a column formatted as Text). A leading zero that a spreadsheet
-    dropped from a column of numbers only leaves no trace in the file: that cannot be seen."""
-    # Text cells of digits with a leading zero say the column's values have leading zeros: a
-    # number cell beside them has probably lost its own, whatever its value.
-    zero_led = (~number & shown.str.contains(r"^0[0-9]+$").fill_null(False)).any()
-    hit = number & (zero_led | ~shown.str.contains(_LOSSLESS_NUMBER).fill_null(False))
-    return _flagged(
-        hit,
-        f"{header}: is a number cell that a spreadsheet changed (it keeps 15 digits and may "
-        "write an exponent or decimals): the API reads this value as text. Format the "
-        "column as Text, paste the values again from the source and save",
-    )
-
-
-def _flagged(hit: pl.Series, message: str) -> pl.DataFrame:
-    """(``row``, ``message``) for the cells ``hit`` marks (row 2 is the first under the header)."""
-    rows = pl.int_range(2, hit.len() + 2, eager=True)
-    return (
-        pl.DataFrame({ROW: rows, "hit": hit})
-        .filter("hit")
-        .select(ROW, pl.lit(message).alias("message"))
-    )
-
-
-def _swapped_dates(header: str, shown: pl.Series, date: pl.Series) -> pl.DataFrame:
-    """Real date cells beside text dates that only read day first (31/12/2026): the file was
-    opened in a month-first locale, which read 01/02/2027 as 2 January and left 31/12/2026 as
-    text. Its real dates may have day and month swapped, so each is refused."""
-    day_first_text = (~date & shown.str.contains(_DAY_FIRST_ONLY).fill_null(False)).any()
-    hit = date & day_first_text
-    return _flagged(
-        hit,
-        f"{header}: is a date cell in a column where other dates stayed text (such as "
-        "31/12/2026): the file was read in a month-first locale, so this date's day and "
-        "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY",
-    )

@@ -87,3 +87,29 @@ def ledger_backend(
     monkeypatch.setenv("RECONCILE_LEDGER_URL", url)
     yield url
     assert not list(tmp_path.rglob("ledger.sqlite3")), "a SQLite ledger was written"
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The image deploy/build-image makes, built once a session (podman; in CI its absence is
+    a failure, not a skip)."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import ROOT
+    from tests.pods import engine_env
+
+    if shutil.which("podman") is None:
+        if os.environ.get("CI"):
+            pytest.fail("podman is not installed: .ci/run installs podman, runc and mmdebstrap")
+        pytest.skip("podman is not installed here (apt install podman runc mmdebstrap)")
+    built = subprocess.run(
+        [str(ROOT / "deploy" / "build-image"), "--tag", "localhost/reconcile:test"],
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    return built.stdout.strip().splitlines()[-1]

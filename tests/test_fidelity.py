@@ -384,8 +384,9 @@ class TestSpreadsheetDamage:
         )
         [row] = dry_run_file(tmp_path, source, "voucherify-order")
         assert row["status"] == "invalid"
-        assert "is a number cell that a spreadsheet changed" in str(row["error"])
-        assert "Format the column as Text" in str(row["error"])
+        assert f"{column}: cell C2 holds the number" in str(row["error"])
+        assert "Format the column as Text and type the value again" in str(row["error"])
+        assert "numeric_ids" not in str(row["error"])  # no option accepts a changed number
 
     def test_a_number_beside_codes_with_leading_zeros_is_refused(self, tmp_path: Path) -> None:
         """0099887766 kept as text beside 99887766 as a number: the number lost its zeros."""
@@ -397,15 +398,25 @@ class TestSpreadsheetDamage:
         rows = dry_run_file(tmp_path, source, "voucherify-order")
         assert [r["status"] for r in rows] == ["would_apply", "invalid"]
 
-    def test_a_number_that_is_exactly_its_text_is_sent_as_that_text(self, tmp_path: Path) -> None:
-        """A whole number of at most 15 digits lost nothing: it is sent as text."""
+    def test_a_number_in_an_id_column_is_refused_unless_the_job_accepts_it(
+        self, tmp_path: Path
+    ) -> None:
+        """An ID stored as a number may have lost its leading zeros (0099887766 -> 99887766):
+        refused by default; a job whose IDs are truly numbers accepts the column, and the
+        whole number is then sent as its text (an amount is a number either way)."""
         source = workbook(
             tmp_path / "in.xlsx",
             ["community", "orderId", "source_id", "amount"],
             [["acme", "ord_1", 99887766, 2100]],
         )
         [row] = dry_run_file(tmp_path, source, "voucherify-order")
-        assert row["status"] == "would_apply", row["error"]
+        assert row["status"] == "invalid"
+        assert 'numeric_ids.source_id = "accept"' in str(row["error"])
+        job = write_job(tmp_path / "job.toml", operation="voucherify-order")
+        job.write_text(job.read_text() + '\n[numeric_ids]\nsource_id = "accept"\n')
+        out = tmp_path / "accepted.csv"
+        assert run("run", source, "--job", job, "--out", out, "--dry-run") == 0
+        [row] = read_results(out).iter_rows(named=True)
         assert '{"amount":2100,"source_id":"99887766"}' in str(row["request"])
 
     def test_dates_read_in_a_month_first_locale_are_refused(self, tmp_path: Path) -> None:
@@ -427,8 +438,9 @@ class TestSpreadsheetDamage:
         assert "month-first locale" in str(rows[0]["error"])
 
     def test_text_that_only_looks_like_excel_notation_is_a_value(self, tmp_path: Path) -> None:
-        """Only the form Excel writes (2.02641E+19) is damage in a CSV: a hex ID of digits and
-        one e, or source IDs 12E3 and 1E5, were refused."""
+        """A hex ID of digits and one e (22 digits before it: no spreadsheet writes that) is a
+        value; E-notation a spreadsheet writes (2.02641E+19, 12E3, 1E5) is refused in an ID
+        column unless the job's numeric_ids accepts the column."""
         job = write_job(tmp_path / "job.toml", operation="purchase-history")
         code, rows = dry_run(
             tmp_path,
@@ -439,6 +451,12 @@ class TestSpreadsheetDamage:
         )
         assert [r["status"] for r in rows] == ["would_apply", "invalid"]
         job = write_job(tmp_path / "job.toml", operation="voucherify-order")
+        code, rows = dry_run(
+            tmp_path, job, "community,orderId,source_id", "acme,ord_1,12E3", "acme,ord_2,1E5"
+        )
+        assert code == 1 and [r["status"] for r in rows] == ["invalid", "invalid"]
+        assert "'12E3' is the number 12000 written in E-notation" in str(rows[0]["error"])
+        job.write_text(job.read_text() + '\n[numeric_ids]\nsource_id = "accept"\n')
         code, rows = dry_run(
             tmp_path, job, "community,orderId,source_id", "acme,ord_1,12E3", "acme,ord_2,1E5"
         )
@@ -466,7 +484,7 @@ def test_a_file_saved_by_libreoffice_calc(tmp_path: Path) -> None:
     rows = list(read_results(out).iter_rows(named=True))
     assert code == 1
     assert [r["status"] for r in rows] == ["would_apply", "invalid", "invalid", "would_apply"]
-    assert "is a number cell that a spreadsheet changed" in str(rows[1]["error"])
+    assert "cell C3 holds the number 4000123456789009920" in str(rows[1]["error"])
     assert "month-first locale" in str(rows[2]["error"])
     assert '"voucherExpiryDate":"28/02/2027"' in str(rows[3]["request"])
 

@@ -39,9 +39,11 @@ class Column:
     rule: str
     """The rule in plain words, for `reconcile operations` and the README."""
     kind: str = "text"
-    """How a spreadsheet cell is read: ``text`` and ``id`` (the API reads text: a number cell is
-    refused unless it is exactly its text), ``date`` (a date cell becomes DD/MM/YYYY) or
-    ``number`` (the API reads a number: a number cell is its value)."""
+    """How a spreadsheet cell is read: ``id`` (an identifier or code the API takes as a string:
+    a number, date or boolean cell is refused, and so is a CSV cell in E-notation or with a
+    trailing ``.0``, unless the job's ``numeric_ids`` accepts the column), ``text`` (the API
+    reads text: a number cell is refused unless it is exactly its text), ``date`` (a date cell
+    becomes DD/MM/YYYY) or ``number`` (the API reads a number: a number cell is its value)."""
 
 
 class Verdict(enum.Enum):
@@ -74,6 +76,8 @@ class Operation(abc.ABC):
     families: tuple[str, ...] = ()
     """Column families: a header ``metadata.<key>`` is column ``metadata.<key>`` of the family
     ``metadata`` (its values become one JSON object; an empty cell leaves the key out)."""
+    id_families: tuple[str, ...] = ()
+    """Families whose text columns are identifiers or codes (``Column.kind`` ``id``)."""
     request_key: tuple[str, ...] | None = None
     """Output columns of ``requests`` whose equal values make several rows one request
     (line items of one transaction); None: every row is its own request."""

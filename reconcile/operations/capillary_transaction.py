@@ -78,8 +78,10 @@ def _enum(values: Sequence[str], what: str) -> pa.Check:
     )
 
 
-# Capillary's ids, bill numbers and mobile numbers are often digits: a spreadsheet number cell
-# holds them exactly (under 15 significant digits), so no column here is flagged as damaged.
+# The doc types identifierValue, accountId, number and lineItems.itemCode as strings (a mobile
+# number, a bill number or an item code that a spreadsheet stored as a number may have lost its
+# leading zeros: refused unless the job's numeric_ids accepts the column), id and lineItems.id as
+# numbers (long, int): a number cell there is its value.
 class CapillaryTransaction(Operation):
     name = "capillary-transaction"
     summary = (
@@ -100,15 +102,24 @@ class CapillaryTransaction(Operation):
             "identifierValue",
             False,
             "its value (e.g. the mobile number); required with identifierName",
+            kind="id",
         ),
         Column("source", False, f"optional: one of {', '.join(SOURCES)}"),
         Column(
             "accountId",
             False,
             "optional: for sources with several accounts; not for INSTORE",
+            kind="id",
         ),
-        Column("id", False, "the transaction id (a whole number); id or number is required"),
-        Column("number", False, "the transaction (bill) number; id or number is required"),
+        Column(
+            "id",
+            False,
+            "the transaction id (a whole number); id or number is required",
+            kind="number",
+        ),
+        Column(
+            "number", False, "the transaction (bill) number; id or number is required", kind="id"
+        ),
         Column(
             "type",
             False,
@@ -116,9 +127,17 @@ class CapillaryTransaction(Operation):
         ),
         Column("deliveryStatus", False, f"optional: one of {', '.join(DELIVERY)}"),
         Column(
-            "lineItems.itemCode", False, "a line item to update, by item code (or lineItems.id)"
+            "lineItems.itemCode",
+            False,
+            "a line item to update, by item code (or lineItems.id)",
+            kind="id",
         ),
-        Column("lineItems.id", False, "a line item to update, by its id (a whole number)"),
+        Column(
+            "lineItems.id",
+            False,
+            "a line item to update, by its id (a whole number)",
+            kind="number",
+        ),
         Column(
             "lineItems.outlierStatus", False, "optional; not for RETURN or NOT_INTERESTED_RETURN"
         ),

@@ -48,6 +48,7 @@ class PurchaseHistory(BearerKeyOperation):
             False,
             f"trimmed; non-empty when given; at most {MAX_VOUCHER_CODE} characters; "
             "given together with voucherExpiryDate",
+            kind="id",
         ),
         Column(
             "voucherExpiryDate",

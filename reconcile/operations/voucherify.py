@@ -13,6 +13,8 @@ class VoucherifyOperation(Operation, abc.ABC):
 
     credentials = ("app_id", "app_token")
     families = ("metadata",)
+    #: Metadata declared as text (``metadata.code``, ``metadata.code:text``) holds codes.
+    id_families = ("metadata",)
 
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         return {"X-App-Id": credentials["app_id"], "X-App-Token": credentials["app_token"]}

@@ -92,9 +92,15 @@ class VoucherifyOrder(VoucherifyOperation):
             "amount",
             False,
             "optional; a positive whole number in the smallest currency unit (2100 for 21.00)",
+            kind="number",
         ),
-        Column("initial_amount", False, "optional; like amount (before discounts)"),
-        Column("discount_amount", False, "optional; a whole number >= 0, smallest currency unit"),
+        Column("initial_amount", False, "optional; like amount (before discounts)", kind="number"),
+        Column(
+            "discount_amount",
+            False,
+            "optional; a whole number >= 0, smallest currency unit",
+            kind="number",
+        ),
         Column("source_id", False, "optional; trimmed, non-empty when given", kind="id"),
         Column("referrer_id", False, "optional; trimmed, non-empty when given", kind="id"),
         Column(

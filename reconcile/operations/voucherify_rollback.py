@@ -35,7 +35,8 @@ BODY_COLUMNS = (
     ("customer.source_id", "the customer's source ID (ignored by the API with customer.id)", "id"),
     ("customer.name", "the customer's name", "text"),
     ("customer.email", "the customer's email", "text"),
-    ("customer.phone", "the customer's phone", "text"),
+    # A phone number is a string: a number cell has lost its leading 0 or +.
+    ("customer.phone", "the customer's phone", "id"),
     ("order.id", "the order's Voucherify ID (ord_...)", "id"),
     ("order.source_id", "the order's source ID", "id"),
 )
@@ -54,7 +55,12 @@ class VoucherifyRollback(VoucherifyOperation):
             kind="id",
         ),
         Column("reason", False, "optional; why (sent as the reason query parameter)"),
-        Column("tracking_id", False, "optional; the customer's source_id (query parameter)"),
+        Column(
+            "tracking_id",
+            False,
+            "optional; the customer's source_id (query parameter)",
+            kind="id",
+        ),
         *(
             Column(name, False, f"optional; {rule} (body: {name})", kind=kind)
             for name, rule, kind in BODY_COLUMNS
