@@ -29,17 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from reconcile import __version__
 from reconcile._lazy import pl
-from reconcile.audit import (
-    PLAN_COLUMNS,
-    AuditStore,
-    Plan,
-    PlanRows,
-    canonical,
-    plan_hash,
-    store,
-)
+from reconcile.audit import AuditStore, Plan, PlanRows, canonical, store
+from reconcile.canonical_json import same_request
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
+from reconcile.hashing import PLAN_COLUMNS, legacy_canonical, plan_hash
 from reconcile.intake import ROW
 from reconcile.job import Job
 
@@ -69,7 +63,9 @@ def job_settings(job: Job) -> dict[str, Any]:
 
 
 def fingerprint_of(settings: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical(settings).encode()).hexdigest()
+    """The job's fingerprint: a key that finds a job's plans (the inbox), not an audit hash;
+    kept in its first form, so the plans recorded before RFC 8785 are still found."""
+    return hashlib.sha256(legacy_canonical(settings).encode()).hexdigest()
 
 
 def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:
@@ -245,6 +241,12 @@ def differences(
     changed = planned.join(current, on="row", how="full", coalesce=True).filter(
         pl.col("approved").ne_missing(pl.col("now"))
     )
+    if changed.height:  # the same request, written otherwise (a polars upgrade): no change
+        same = [
+            a is not None and b is not None and same_request(a, b)
+            for a, b in changed.select("approved", "now").iter_rows()
+        ]
+        changed = changed.filter(~pl.Series(same, dtype=pl.Boolean))
     for row, before, after in changed.head(5).iter_rows():
         found.append(f"row {row}: approved {before or '(nothing)'}, now {after or '(nothing)'}")
     if changed.height > 5:

@@ -12,7 +12,6 @@ import contextlib
 import csv
 import dataclasses
 import datetime as dt
-import hashlib
 import io
 import json
 import os
@@ -21,9 +20,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from reconcile import chain_format
 from reconcile._lazy import pl
+from reconcile.canonical_json import jcs_text
 from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, PlanStateError
+from reconcile.hashing import HASH_FORMAT, PLAN_COLUMNS, RFC_8785, plan_hash, record_hash
 from reconcile.ledger import now_iso
 from reconcile.schema import create_audit_schema, create_schema
 
@@ -33,8 +35,6 @@ GENESIS = "0" * 64
 #: The lock that serialises appends to the chain (PostgreSQL; SQLite has one writer).
 CHAIN = "reconcile audit chain"
 
-
-PLAN_COLUMNS = ("row", "community", "status", "request", "error")
 
 #: The longest detail of a recorded action (a file name, a note, counts), and of a decision's note.
 MAX_DETAIL_CHARS = 500
@@ -49,11 +49,8 @@ def escaped_text(text: str) -> str:
 
 
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-#: Rows written per slice when hashing a plan (~25 MB of text for a million-row file's rows).
-HASHED_ROWS_PER_SLICE = 100_000
+    """The text a store keeps for a value: its RFC 8785 JSON (:mod:`reconcile.canonical_json`)."""
+    return jcs_text(value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,23 +60,6 @@ class PlanRows:
 
     slices: Callable[[], Iterable[pl.DataFrame]]
     stored: pl.LazyFrame
-
-
-def plan_hash(header: Mapping[str, Any], rows: pl.DataFrame | Iterable[pl.DataFrame]) -> str:
-    """SHA-256 over the header's canonical JSON and one JSON line per row (row, community,
-    status, request, error), written by polars a slice at a time (the same bytes as one
-    write: the lines are independent), so a million rows never sit in memory as one text.
-    ``rows``: one frame, or its slices in row order."""
-    digest = hashlib.sha256(canonical(header).encode())
-    digest.update(b"\n")
-    slices = rows.iter_slices(HASHED_ROWS_PER_SLICE) if isinstance(rows, pl.DataFrame) else rows
-    for part in slices:
-        # Written as bytes: polars' text output would be decoded to str and encoded back
-        # (0.54 s instead of 0.30 s for a million rows).
-        text = io.BytesIO()
-        part.select(PLAN_COLUMNS).write_ndjson(text)
-        digest.update(text.getbuffer())
-    return digest.hexdigest()
 
 
 def rows_blob(rows: pl.DataFrame | pl.LazyFrame) -> bytes:
@@ -130,10 +110,19 @@ class AuditStore:
     def _append(self, kind: str, run_id: str, record: Any) -> str:
         """Chain one record; called inside ``db.transaction(lock=CHAIN)``, so appends from
         several processes (or hosts) go one at a time and the chain never forks."""
-        last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
-        previous = last[0] if last else GENESIS
+        last = self.db.one(
+            "SELECT kind, run_id, record, prev_hash, hash FROM audit_chain ORDER BY seq DESC "
+            "LIMIT 1"
+        )
+        previous = str(last[4]) if last else GENESIS
+        if not chain_format.is_canonical_head(last):
+            format_record = chain_format.format_record(self.db)
+            previous = self._insert(chain_format.FORMAT_KIND, "", format_record, previous)
+        return self._insert(kind, run_id, record, previous)
+
+    def _insert(self, kind: str, run_id: str, record: Any, previous: str) -> str:
         text = canonical(record)
-        digest = hashlib.sha256(f"{previous}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
+        digest = record_hash(previous, kind, run_id, json.loads(text))
         self.db.run(
             "INSERT INTO audit_chain (kind, run_id, record, prev_hash, hash) VALUES (?,?,?,?,?)",
             (kind, run_id, text, previous, digest),
@@ -148,6 +137,7 @@ class AuditStore:
         """Store a dry run's plan and chain it; returns its SHA-256. ``submit``: the maker puts
         it before the approvers at once (a command-line dry run); the console's check records
         it unsubmitted, and its maker submits it after looking."""
+        header = {**header, HASH_FORMAT: RFC_8785}
         stored: pl.DataFrame | pl.LazyFrame
         hashed: pl.DataFrame | Iterable[pl.DataFrame]
         if isinstance(rows, PlanRows):
@@ -414,18 +404,22 @@ class AuditStore:
         chain = self.db.rows(
             "SELECT seq, kind, run_id, record, prev_hash, hash FROM audit_chain ORDER BY seq"
         )
+        anchors = chain_format.anchors(self.db)
+        canonical_form = False  # records before the first format record: the legacy form
         for seq, kind, run_id, text, prev_hash, stored in chain:
             where = f"record #{seq} ({kind} of run {run_id})"
-            digest = hashlib.sha256(f"{prev_hash}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
             if prev_hash != previous:
                 problems.append(f"{where}: does not follow the record before it (one removed?)")
-            if digest != stored:
-                problems.append(f"{where}: its fields do not match its hash (edited)")
-            previous = stored
             record = json.loads(text)
+            canonical_form = canonical_form or kind == chain_format.FORMAT_KIND
+            link = (kind, run_id, text, prev_hash, stored)
+            problem = chain_format.link_problem(where, canonical_form, link, record)
+            if problem is not None:
+                problems.append(problem)
+            previous = stored
             if kind == "plan":
                 chained_plans.add(run_id)
-                problems += self._check_plan(where, run_id, record)
+                problems += self._check_plan(where, run_id, record, anchors.get(run_id))
             elif kind in ("approval", "rejection"):
                 chained_decisions.add(run_id)
                 found = self.db.one("SELECT record FROM decisions WHERE run_id = ?", (run_id,))
@@ -452,14 +446,17 @@ class AuditStore:
             )
         return problems
 
-    def _check_plan(self, where: str, run_id: str, record: dict[str, Any]) -> list[str]:
+    def _check_plan(
+        self, where: str, run_id: str, record: dict[str, Any], anchor: str | None
+    ) -> list[str]:
         plan = self.plan(run_id)
         if plan is None:
             return [f"{where}: the plan was deleted from the store"]
         header = {k: v for k, v in record.items() if k != "plan_sha256"}
         if plan.header != header or plan.plan_sha256 != record["plan_sha256"]:
             return [f"{where}: the stored plan's header differs from the chained one"]
-        if plan_hash(header, self.plan_rows(run_id)) != record["plan_sha256"]:
+        rows = self.plan_rows(run_id)
+        if not chain_format.plan_matches(header, rows, record["plan_sha256"], anchor):
             return [f"{where}: the stored plan rows do not hash to the approved plan_sha256"]
         return []
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import rfc8785
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
@@ -29,11 +30,14 @@ def rewrite_first_manifest(job: Path) -> None:
         edited = False
         previous = chain[0][4]
         for seq, kind, run_id, text, _ in chain:
+            record = json.loads(text)
             if kind == "manifest" and not edited:
-                text = json.dumps({**json.loads(text), "operator": "mallory"}, sort_keys=True)
-                text = text.replace(", ", ",").replace(": ", ":")
+                record = {**record, "operator": "mallory"}
                 edited = True
-            digest = hashlib.sha256(f"{previous}\n{kind}\n{run_id}\n{text}".encode()).hexdigest()
+            text = rfc8785.dumps(record).decode()
+            # The record hash as the README specifies it, recomputed with any JCS library.
+            value = {"kind": kind, "prev_hash": previous, "record": record, "run_id": run_id}
+            digest = hashlib.sha256(rfc8785.dumps(value)).hexdigest()
             audit.db.run(
                 "UPDATE audit_chain SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?",
                 (text, previous, digest, seq),

@@ -180,15 +180,15 @@ class TestSendFailures:
 def test_a_plan_hash_over_slices_equals_the_hash_of_the_whole_text(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Hashing a plan's rows a slice at a time gives exactly the SHA-256 of the header line and
-    all rows' NDJSON written at once (approved plans keep verifying)."""
+    """Hashing a legacy plan's rows a slice at a time gives exactly the SHA-256 of the header
+    line and all rows' NDJSON written at once (plans made before RFC 8785 keep verifying)."""
     import hashlib
 
     import polars as pl
 
-    from reconcile import audit
+    from reconcile import hashing
 
-    monkeypatch.setattr(audit, "HASHED_ROWS_PER_SLICE", 7)
+    monkeypatch.setattr(hashing, "HASHED_ROWS_PER_SLICE", 7)
     rows = pl.DataFrame(
         {
             "row": [str(n) for n in range(50)],
@@ -198,6 +198,6 @@ def test_a_plan_hash_over_slices_equals_the_hash_of_the_whole_text(
             "error": [None] * 49 + ["Community: is empty"],
         }
     )
-    whole = hashlib.sha256(audit.canonical({"run_id": "r"}).encode() + b"\n")
+    whole = hashlib.sha256(hashing.legacy_canonical({"run_id": "r"}).encode() + b"\n")
     whole.update(rows.write_ndjson().encode())
-    assert audit.plan_hash({"run_id": "r"}, rows) == whole.hexdigest()
+    assert hashing.legacy_plan_hash({"run_id": "r"}, rows) == whole.hexdigest()
