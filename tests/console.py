@@ -1,5 +1,6 @@
 """Helpers for the web console's tests: a console over a real sandbox, served on 127.0.0.1,
-users with known passwords, and a real Chromium (Debian's) driven by Playwright."""
+users with known passwords; the browser tests drive a real Chromium (Debian's, found by
+tests/needs.py) with Playwright."""
 
 from __future__ import annotations
 
@@ -19,10 +20,8 @@ from reconcile.web.app import Settings, create_app
 from reconcile.web.console import Console
 from reconcile.web.security import Signer
 from reconcile.web.users import UserStore
-from tests.helpers import CREDENTIALS, ROOT, credential_env, write_job
+from tests.helpers import CREDENTIALS, credential_env, write_job
 
-CHROMIUM = os.environ.get("RECONCILE_CHROMIUM", "/usr/bin/chromium")
-AXE = ROOT / "build" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORDS = {
     "alice": ("submitter", "alice-passphrase-1"),
     "carol": ("submitter", "carol-passphrase-2"),

@@ -25,8 +25,6 @@ from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
 from reconcile.web.users import MAX_FAILURES
 from tests.console import (
-    AXE,
-    CHROMIUM,
     PASSWORDS,
     RunningConsole,
     check_file,
@@ -36,6 +34,7 @@ from tests.console import (
     serve,
 )
 from tests.helpers import SAMPLE
+from tests.needs import axe_script, chromium
 
 SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
@@ -43,8 +42,9 @@ WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    executable = chromium()
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        launched = playwright.chromium.launch(executable_path=executable)
         yield launched
         launched.close()
 
@@ -78,9 +78,7 @@ def _sign_in(page: Page, url: str, user: str) -> None:
 def _accessible(page: Page, name: str) -> None:
     """axe-core's WCAG 2.1 A/AA rules on the page: no serious or critical violation; the page
     is also saved as a 1280x800 screenshot when RECONCILE_SCREENSHOTS_DIR is set."""
-    if not AXE.exists():
-        pytest.fail(f"axe-core is missing at {AXE}: .ci/run installs it with npm")
-    page.add_script_tag(path=str(AXE))
+    page.add_script_tag(path=str(axe_script()))
     result = page.evaluate(
         "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
     )
