@@ -6,7 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,10 +14,15 @@ from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
-from tests.needs import missing
+from tests.needs import chromium, missing
 from tests.postgres import INSTALL as POSTGRES_INSTALL
 from tests.postgres import PostgresServer, postgres_server
 from tests.postgres import available as postgres_available
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from tests.console import RunningConsole
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +119,29 @@ def image() -> str:
     )
     assert built.returncode == 0, built.stderr[-3000:]
     return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, one per test module (tests/needs.py finds it)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def running(
+    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
+) -> Iterator[RunningConsole]:
+    """The web console over the sandbox, served on 127.0.0.1, on each ledger: SQLite in its
+    state dir, then PostgreSQL."""
+    from tests.console import console_parts, serve
+
+    parts = console_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import Browser, Page, expect
 
 from reconcile.database import Storage
 from reconcile.job import Job, load_job
@@ -113,3 +114,20 @@ def check_file(client: httpx.Client, path: Path, name: str | None = None) -> str
     )
     assert answer.status_code == 303, answer.text
     return answer.headers["location"].rsplit("/", 1)[-1]
+
+
+def new_page(browser: Browser, **options: Any) -> Page:
+    """A page of its own (a new browser context: no cookies shared), 1280x800, downloads on."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True, **options
+    )
+    return context.new_page()
+
+
+def sign_in_page(page: Page, url: str, user: str) -> None:
+    """Sign ``user`` in through the form, as a person does."""
+    page.goto(f"{url}/login")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user][1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()

@@ -9,7 +9,6 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
@@ -30,49 +29,16 @@ from tests.console import (
     check_file,
     console_parts,
     csrf_of,
+    new_page,
     post_sign_in,
     serve,
+    sign_in_page,
 )
 from tests.helpers import SAMPLE
-from tests.needs import axe_script, chromium
+from tests.needs import axe_script
 
 SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
 WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def running(
-    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
-) -> Iterator[RunningConsole]:
-    """The console on each ledger: SQLite in its state dir, then PostgreSQL."""
-    parts = console_parts(tmp_path, sandbox.url)
-    yield from serve(parts)
-    parts.console.close()
-    parts.users.close()
-
-
-def _page(browser: Browser, **options: Any) -> Page:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, accept_downloads=True, **options
-    )
-    return context.new_page()
-
-
-def _sign_in(page: Page, url: str, user: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(PASSWORDS[user][1])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
 
 
 def _accessible(page: Page, name: str) -> None:
@@ -114,8 +80,8 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     file, fixes it and uploads it again, submits; she cannot approve her own plan. Bob approves
     it with a note; the run's live progress shows, then its counts and results, which say every
     row was applied, and the sandbox saw each request once. Every page passes axe-core."""
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
+    alice = new_page(browser, bypass_csp=True)
+    sign_in_page(alice, running.url, "alice")
     _accessible(alice, "1-new-correction")
     alice.get_by_label("Job").select_option("purchase-history")
     alice.get_by_label("Correction file").set_input_files(
@@ -147,8 +113,8 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(alice.get_by_role("button", name="Approve")).to_have_count(0)
 
     sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.4)]
-    bob = _page(browser, bypass_csp=True)
-    _sign_in(bob, running.url, "bob")
+    bob = new_page(browser, bypass_csp=True)
+    sign_in_page(bob, running.url, "bob")
     bob.get_by_role("link", name="Approvals").click()
     _accessible(bob, "3-approvals")
     bob.get_by_role("link", name=re.compile("Review plan.*by alice")).click()
@@ -171,7 +137,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     applied = [r for r in sandbox.state.requests if r["method"] == "PATCH"]
     assert len(applied) == 16 and len({r["path"] for r in applied}) == 16
     expect(bob.get_by_role("table", name=re.compile("audit chain"))).to_contain_text("approve")
-    with bob.context.expect_page() as report:
+    with bob.context.expectnew_page() as report:
         bob.get_by_role("link", name="Open report").click(modifiers=["Control"])
     assert report.value is not None
 
@@ -196,7 +162,7 @@ def test_sign_in_page_is_accessible_and_works_with_the_keyboard_alone(
 ) -> None:
     """The sign-in page passes axe-core; typing and Tab/Enter alone sign in, and Tab reaches
     the navigation links in order."""
-    page = _page(browser, bypass_csp=True)
+    page = new_page(browser, bypass_csp=True)
     page.goto(f"{running.url}/login")
     _accessible(page, "0-sign-in")
     page.keyboard.type("alice")  # the username field has focus on arrival
@@ -222,8 +188,8 @@ def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
         'acme,<img src=x onerror="window.pwned=2">,x\n',
         encoding="utf-8",
     )
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
     page.get_by_label("Correction file").set_input_files(str(source))
     page.get_by_role("button", name="Check file").click()
     table = page.get_by_role("table", name=re.compile("Problems by row"))
@@ -236,15 +202,15 @@ def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
 def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningConsole) -> None:
     """A viewer's navigation has only History, and the upload and approval pages refuse them
     (403); a submitter has no Approvals link."""
-    viewer = _page(browser, bypass_csp=True)
-    _sign_in(viewer, running.url, "victor")
+    viewer = new_page(browser, bypass_csp=True)
+    sign_in_page(viewer, running.url, "victor")
     nav = viewer.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["History"])
     assert viewer.goto(f"{running.url}/new").status == 403  # type: ignore[union-attr]
     assert viewer.goto(f"{running.url}/approvals").status == 403  # type: ignore[union-attr]
     _accessible(viewer, "8-not-allowed")
-    submitter = _page(browser)
-    _sign_in(submitter, running.url, "alice")
+    submitter = new_page(browser)
+    sign_in_page(submitter, running.url, "alice")
     nav = submitter.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["New correction", "History"])
 
@@ -476,8 +442,8 @@ def test_an_approver_decides_with_the_keyboard_alone(
     alice = running.client("alice")
     run_id = check_file(alice, SAMPLE / "purchase-history.csv")
     alice.post(f"/runs/{run_id}/submit", data={"csrf_token": csrf_of(alice.get("/new").text)})
-    page = _page(browser)
-    _sign_in(page, running.url, "bob")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "bob")
     page.goto(f"{running.url}/approvals")
     review = page.get_by_role("link", name=re.compile("Review plan"))
     for _ in range(30):  # Tab until the review link has focus
@@ -556,8 +522,8 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
     withdrew it and offers nothing more; the page passes axe-core."""
     alice = running.client("alice")
     run_id = check_file(alice, SAMPLE / "purchase-history.csv")
-    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser, bypass_csp=True)  # axe-core is injected as a script
+    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{run_id}")
     page.get_by_role("button", name="Submit for approval").click()
     page.get_by_role("button", name="Withdraw from approval").click()
@@ -585,8 +551,8 @@ def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole,
         assert time.monotonic() < deadline, "the approved run did not end"
         time.sleep(0.05)
     stem = name.removesuffix(".csv").replace('"', "_")  # no file system takes every quote
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{run_id}")
     for link, suffix in (
         ("Download errors file", ".errors.csv"),
@@ -638,8 +604,8 @@ def test_a_forged_audit_line_never_renders_as_an_entry_of_its_own(
         f"/runs/{upload.run_id}/reject", data={"csrf_token": token, "note": f"no{fake}"}
     )
     assert answer.status_code == 303
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{upload.run_id}")
     rows = page.get_by_role("table", name=re.compile("audit chain")).locator("tbody tr")
     with approval.store(running.job.storage) as audit:
@@ -658,7 +624,7 @@ def test_a_one_time_password_leads_to_setting_ones_own(
     """A user given a one-time password signs in to "Set your own password" (the page passes
     axe-core), a weak choice is refused with the reason, a good one leads on to the console."""
     running.users.add("dana", "approver", "ruby-kettle-41-orbit", one_time=True)
-    page = _page(browser, bypass_csp=True)
+    page = new_page(browser, bypass_csp=True)
     page.goto(f"{running.url}/login")
     page.get_by_label("Username").fill("dana")
     page.get_by_label("Password").fill("ruby-kettle-41-orbit")
