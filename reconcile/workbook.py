@@ -106,6 +106,8 @@ def read_workbook(
         workbook = fastexcel.read_excel(raw)
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    except InputError:  # _check_expanded_size's own message, already naming the file
+        raise
     except Exception as exc:  # fastexcel raises its own errors for damaged files
         raise InputError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
     names = workbook.sheet_names
