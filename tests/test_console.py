@@ -538,11 +538,22 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
 def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole, name: str) -> None:
     """A file named in any script, or with quotes, is checked, submitted, approved and run;
     its errors file, planned requests and results download in the real browser under the
-    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it)."""
-    alice = running.client("alice")
-    run_id = check_file(alice, SAMPLE / "purchase-history.csv", name)
-    token = csrf_of(alice.get(f"/runs/{run_id}").text)
-    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it).
+    Alice checks and submits it through the form; the run page names the file as she did."""
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
+    page.goto(f"{running.url}/new")
+    data = (SAMPLE / "purchase-history.csv").read_bytes()
+    page.get_by_label("Correction file").set_input_files(
+        files=[{"name": name, "mimeType": "text/csv", "buffer": data}]
+    )
+    page.get_by_role("button", name="Check file").click()
+    submit = page.get_by_role("button", name="Submit for approval")
+    expect(submit).to_be_visible()
+    expect(page.get_by_role("main")).to_contain_text(name)
+    run_id = page.url.rsplit("/", 1)[-1]
+    submit.click()
+    expect(page.get_by_role("button", name="Withdraw from approval")).to_be_visible()
     bob = running.client("bob")
     token = csrf_of(bob.get(f"/runs/{run_id}").text)
     assert bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token}).status_code == 303
@@ -551,8 +562,6 @@ def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole,
         assert time.monotonic() < deadline, "the approved run did not end"
         time.sleep(0.05)
     stem = name.removesuffix(".csv").replace('"', "_")  # no file system takes every quote
-    page = new_page(browser)
-    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{run_id}")
     for link, suffix in (
         ("Download errors file", ".errors.csv"),
@@ -562,7 +571,7 @@ def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole,
         with page.expect_download() as download:
             page.get_by_role("link", name=link).click()
         assert download.value.suggested_filename == stem + suffix, link
-    answer = alice.get(f"/runs/{run_id}/download/requests.csv")
+    answer = running.client("alice").get(f"/runs/{run_id}/download/requests.csv")
     disposition = answer.headers["content-disposition"]
     assert disposition.isascii() and "filename*=utf-8''" in disposition
     fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
