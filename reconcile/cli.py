@@ -243,38 +243,43 @@ def _runs(args: argparse.Namespace) -> int:
 
             print_verifications(state_dir, found["run_id"])
             return EXIT_OK
+        from reconcile.audit import escaped_text
+
         for run in ledger.runs():
             counts = (run.get("counts") or {}).get("per_status", {})
             summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "(unfinished)"
             kind = "dry run" if run["dry_run"] else "run"
-            print(
-                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  {summary}"
-            )
+            where = escaped_text(str(run["input_path"]))  # a file name may hold a line break
+            print(f"{run['run_id']}  {run['started_at']}  {kind:<7}  {where}  {summary}")
         return EXIT_OK
     finally:
         ledger.close()
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
+    """The plan as text; every recorded value with its control characters escaped, so a line
+    break in a note or a file name cannot print a line of its own (a forged decision)."""
+    from reconcile.audit import escaped_text as e
+
     header = plan.header
     decision = plan.decision
     print(f"plan {plan.run_id}  SHA-256 {plan.plan_sha256}")
-    print(f"  maker {header['maker']} at {header['created_at']}")
-    print(f"  input {header['input_name']} (SHA-256 {header['input_sha256']})")
+    print(f"  maker {e(str(header['maker']))} at {header['created_at']}")
+    print(f"  input {e(str(header['input_name']))} (SHA-256 {header['input_sha256']})")
     print(f"  job fingerprint {header['job_fingerprint']}")
     if decision is None:
         print("  decision: waiting for approval")
     else:
-        note = f": {decision['note']}" if decision.get("note") else ""
+        note = f": {e(str(decision['note']))}" if decision.get("note") else ""
         print(
-            f"  decision: {decision['decision']} by {decision['decided_by']} at "
+            f"  decision: {decision['decision']} by {e(str(decision['decided_by']))} at "
             f"{decision['decided_at']}{note}"
         )
     counts = rows.group_by("status").len().sort("status").iter_rows()
     print("  rows: " + ", ".join(f"{status} {n}" for status, n in counts))
     if requests:
         for row, community, status, request, error in rows.iter_rows():
-            print(f"  row {row} {community} {status}: {request or error or ''}")
+            print(f"  row {row} {e(str(community))} {status}: {e(request or error or '')}")
 
 
 def _operations() -> int:
