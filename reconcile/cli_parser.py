@@ -191,10 +191,10 @@ def _add_users(commands: Any) -> None:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
-    listing = actions.add_parser("list", help="list the users, their roles and state")
-    disable = actions.add_parser(
-        "disable", help="disable a user and end their sessions (their records stay)"
-    )
+    text = "list the users, their roles and state"
+    listing = actions.add_parser("list", help=text, description=text)
+    text = "disable a user and end their sessions (their records stay)"
+    disable = actions.add_parser("disable", help=text, description=text)
     disable.add_argument("name", help="the user name")
     for parser in (add, listing, disable):
         _store_options(parser)
