@@ -206,6 +206,7 @@ def verify_target(
         path = Path(target)
     else:
         run = _find_run(job, str(target))
+        _refuse_dry_run(run)
         path, rows, written_at = _run_rows(run)
     prepared = prepare(path, job)
     if run is not None and prepared.table.sha256 != run["input_sha256"]:
@@ -243,6 +244,17 @@ def _find_run(job: Any, run_id: str) -> dict[str, Any]:
     if run is None:
         raise ConfigError(f"{run_id!r} is neither a file nor a single run of this job's ledger")
     return run
+
+
+def _refuse_dry_run(run: dict[str, Any]) -> None:
+    """A dry run sent nothing: there is nothing of it to read back (ConfigError, exit 2)."""
+    if run.get("dry_run"):
+        job = run.get("job_path") or "JOB"
+        raise ConfigError(
+            f"run {run['run_id']} was a dry run: nothing was sent, so there is nothing to read "
+            f"back. To see which rows of its file the API already holds: reconcile verify "
+            f"{run['input_path']} --job {job}"
+        )
 
 
 def _write(
