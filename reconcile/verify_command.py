@@ -193,10 +193,12 @@ def verify_target(
     sample_percent: float | None,
     environ: Any,
     source: str = "reconcile verify",
+    quiet: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Read back a run (by id) or a file, write the verify file (default
     ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
-    report); returns the :class:`~reconcile.verification.Verification` and the record."""
+    report), print its lines unless ``quiet`` (the console); returns the
+    :class:`~reconcile.verification.Verification` and the record."""
     from reconcile.credentials import resolve_credentials
     from reconcile.pipeline import prepare
     from reconcile.verification import verify_prepared
@@ -226,6 +228,7 @@ def verify_target(
         environ=environ,
         sample_percent=sample_percent,
         report_path=results.with_name(f"{results.stem}.report.html") if results else None,
+        quiet=quiet,
     )
     return result, entry
 
@@ -267,13 +270,15 @@ def _write(
     environ: Any,
     sample_percent: float | None,
     report_path: Path | None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """The verify file, its record in the audit chain (and the run's report), the terminal's
     lines; returns the record."""
     from reconcile import approval, verify_record
 
     written = verify_record.write_verify_file(prepared, result.verdicts, out)
-    verify_record.print_written(written, result.reads)
+    if not quiet:
+        verify_record.print_written(written, result.reads)
     return verify_record.record(
         prepared.job.storage,
         run_id,
