@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -22,12 +23,26 @@ from tests.helpers import write_csv
 from tests.test_console import _accessible, _page, _sign_in
 
 JOB = "voucherify-order"
+ACME = "64a000000000000000000001"
 ORDERS = (
     "community,orderId,status,amount,metadata.tier\n"
     "acme,ord_acme0001,PAID,1500,gold\n"
     "acme,acme-order-2,CANCELED,,silver\n"
     "globex,ord_globex0001,FULFILLED,700,\n"
 )
+
+
+MANY = 105
+
+
+@pytest.fixture
+def seed(seed: dict[str, Any]) -> dict[str, Any]:
+    """The shared seed plus MANY more acme orders (ord_many0000 ...)."""
+    seed["voucherifyOrders"] += [
+        {"id": f"ord_many{n:04d}", "project": ACME, "status": "CREATED", "amount": 100}
+        for n in range(MANY)
+    ]
+    return seed
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +64,11 @@ def running(
     parts.users.close()
 
 
-def _applied(running: RunningConsole, tmp_path: Path) -> str:
-    """Alice checks and submits the orders file, Bob approves it, the console runs it; the
+def _applied(running: RunningConsole, tmp_path: Path, text: str = ORDERS) -> str:
+    """Alice checks and submits an orders file, Bob approves it, the console runs it; the
     plan's run id once the run has finished."""
     alice = running.client("alice")
-    plan = check_file(alice, write_csv(tmp_path / "orders.csv", ORDERS), job=JOB)
+    plan = check_file(alice, write_csv(tmp_path / "orders.csv", text), job=JOB)
     alice.post(f"/runs/{plan}/submit", data={"csrf_token": csrf_of(alice.get("/new").text)})
     bob = running.client("bob")
     token = csrf_of(bob.get(f"/runs/{plan}").text)
@@ -177,3 +192,31 @@ def test_one_verification_at_a_time_and_never_of_a_dry_run(
     assert background is not None and background.real_run_id is not None
     with approval.store(running.console.storage) as audit:
         assert len(audit.verifications(background.real_run_id)) == 2
+
+
+def test_the_page_lists_the_first_100_mismatching_rows_and_counts_the_rest(
+    running: RunningConsole, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """105 orders applied, then all cancelled by another writer: the verification finds 105
+    mismatches; the run page lists the first 100 (rows 2 to 101) and says "and 5 more", the
+    verify file has all 105."""
+    text = "community,orderId,status\n" + "".join(
+        f"acme,ord_many{n:04d},PAID\n" for n in range(MANY)
+    )
+    plan = _applied(running, tmp_path, text)
+    changed = sandbox.state.other_writer("voucherifyOrders", {"status": "PAID"}, status="CANCELED")
+    assert changed == MANY
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{plan}").text)
+    assert bob.post(f"/runs/{plan}/verify", data={"csrf_token": token}).status_code == 303
+    _verified(running, plan)
+    page = bob.get(f"/runs/{plan}").text
+    table = page.split('<table class="mismatches">', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<th scope="row" class="num">(\d+)</th>', table)
+    assert rows == [str(n) for n in range(2, 102)]
+    assert table.count("status: wrote PAID, read CANCELED") == 100
+    assert "… and 5 more: the verify file has every row." in page
+    download = bob.get(f"/runs/{plan}/verify/download")
+    assert download.status_code == 200
+    verify_file = pl.read_csv(download.content, infer_schema=False)
+    assert verify_file.get_column("verify_status").to_list() == ["mismatch"] * MANY
