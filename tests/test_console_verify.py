@@ -159,7 +159,7 @@ def test_one_verification_at_a_time_and_never_of_a_dry_run(
     """A plan only checked (a dry run: nothing sent) offers no "Verify now" and its POST is
     409 saying why, sending nothing. Of a run: a second POST while the first verification reads
     is 409 naming who started it; once it has ended another may start. A viewer's POST and a
-    POST without the CSRF token are 403."""
+    POST without the CSRF token are 403. A verify file edited since its record is not served."""
     bob = running.client("bob")
     checked = check_file(running.client("alice"), write_csv(tmp_path / "dry.csv", ORDERS), job=JOB)
     page = bob.get(f"/runs/{checked}").text
@@ -191,7 +191,13 @@ def test_one_verification_at_a_time_and_never_of_a_dry_run(
     background = running.console.background(plan)
     assert background is not None and background.real_run_id is not None
     with approval.store(running.console.storage) as audit:
-        assert len(audit.verifications(background.real_run_id)) == 2
+        found = audit.verifications(background.real_run_id)
+    assert len(found) == 2
+    assert bob.get(f"/runs/{plan}/verify/download").status_code == 200
+    with Path(found[-1]["verify_file"]).open("a", encoding="utf-8") as edited:
+        edited.write("acme,ord_acme0001,PAID,1500,gold,2,verified,\n")
+    changed = bob.get(f"/runs/{plan}/verify/download")
+    assert changed.status_code == 409 and "has changed or gone" in changed.text
 
 
 def test_the_page_lists_the_first_100_mismatching_rows_and_counts_the_rest(
@@ -220,3 +226,26 @@ def test_the_page_lists_the_first_100_mismatching_rows_and_counts_the_rest(
     assert download.status_code == 200
     verify_file = pl.read_csv(download.content, infer_schema=False)
     assert verify_file.get_column("verify_status").to_list() == ["mismatch"] * MANY
+
+
+def test_a_verification_that_cannot_read_says_why_without_server_paths(
+    running: RunningConsole, tmp_path: Path
+) -> None:
+    """The stored upload changed after the run (the read-back could not trust it): the
+    verification stops, the run page says why naming the file as uploaded (never where the
+    server keeps it), the audit log records the stop, and Verify now is offered again."""
+    plan = _applied(running, tmp_path)
+    upload = running.console.upload(plan)
+    assert upload is not None
+    upload.stored.write_text(ORDERS + "acme,ord_acme0003,PAID,1,gold\n", encoding="utf-8")
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{plan}").text)
+    assert bob.post(f"/runs/{plan}/verify", data={"csrf_token": token}).status_code == 303
+    _verified(running, plan)
+    page = html.unescape(bob.get(f"/runs/{plan}").text)
+    assert "stopped: run " in page and "its input file 'orders.csv' has changed" in page
+    assert str(running.console.files) not in page
+    assert "Verify now</button>" in page
+    with approval.store(running.console.storage) as audit:
+        details = [a["detail"] for a in audit.actions(plan) if a["action"] == "verify"]
+    assert details[0] == "started" and details[1].startswith("stopped: run ")
