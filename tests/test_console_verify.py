@@ -95,7 +95,8 @@ def test_an_approver_verifies_and_sees_the_row_another_writer_changed(
     After the run, another system cancels ord_acme0001. Bob clicks "Verify now": the page
     shows 2 verified and 1 mismatch, the mismatching row 2 with "status: wrote PAID, read
     CANCELED", and a verify file to download; the sandbox saw only GETs meanwhile; the
-    verification is chained (by bob, from the console) and passes audit verify; the page passes
+    verification is chained (by bob, from the console), passes audit verify and is in the run's
+    report; the page passes
     axe-core. Alice, a submitter, has no button and her POST is 403."""
     plan = _applied(running, tmp_path)
     sandbox.state.other_writer("voucherifyOrders", {"id": "ord_acme0001"}, status="CANCELED")
@@ -140,6 +141,8 @@ def test_an_approver_verifies_and_sees_the_row_another_writer_changed(
     assert entry["counts"] == {"mismatch": 1, "verified": 2} and entry["exit_code"] == 4
     assert ("bob", "verify") in done
     assert approval.verify(running.console.storage) == []
+    report = running.client("bob").get(f"/runs/{plan}/download/report").text
+    assert "Read-back verification" in report and "status: wrote PAID, read CANCELED" in report
 
     alice = _page(browser)
     _sign_in(alice, running.url, "alice")
