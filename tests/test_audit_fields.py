@@ -77,7 +77,7 @@ def test_runs_show_and_list_print_no_line_from_a_note_or_file_name(
     assert not [line for line in shown if "mallory" in line and "\\n" not in line]
     assert run("runs", "list", "--job", job) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 1 and "in\\n  decision" in listed[0]
+    assert len(listed) == 2 and "in\\n  decision" in listed[1]  # the header, one run
     with approval.store(storage_of(job)) as audit:
         plan = audit.plan(run_id)
     assert plan is not None and plan.decision is not None and plan.decision["note"] == note

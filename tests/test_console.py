@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import re
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
@@ -26,6 +25,7 @@ from reconcile.web.users import MAX_FAILURES
 from tests.console import (
     PASSWORDS,
     RunningConsole,
+    accessible,
     check_file,
     console_parts,
     csrf_of,
@@ -35,27 +35,6 @@ from tests.console import (
     sign_in_page,
 )
 from tests.helpers import SAMPLE
-from tests.needs import axe_script
-
-SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-def _accessible(page: Page, name: str) -> None:
-    """axe-core's WCAG 2.1 A/AA rules on the page: no serious or critical violation; the page
-    is also saved as a 1280x800 screenshot when RECONCILE_SCREENSHOTS_DIR is set."""
-    page.add_script_tag(path=str(axe_script()))
-    result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
-    )
-    serious = [
-        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not serious, f"{name}: {serious}"
-    if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
 def _corrected(errors_file: Path, folder: Path) -> Path:
@@ -82,7 +61,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     row was applied, and the sandbox saw each request once. Every page passes axe-core."""
     alice = new_page(browser, bypass_csp=True)
     sign_in_page(alice, running.url, "alice")
-    _accessible(alice, "1-new-correction")
+    accessible(alice, "1-new-correction")
     alice.get_by_label("Job").select_option("purchase-history")
     alice.get_by_label("Correction file").set_input_files(
         str(SAMPLE / "purchase-history-mistakes.csv")
@@ -94,7 +73,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(errors).to_contain_text("'2026-12-31' is written year first")
     expect(errors.locator(".bad-cell").first).to_contain_text("SPRING-2026-0003")
     expect(alice.get_by_role("button", name="Submit for approval")).to_be_visible()  # 1 row ok
-    _accessible(alice, "2-check-result")
+    accessible(alice, "2-check-result")
 
     with alice.expect_download() as download:
         alice.get_by_role("link", name="Download errors file").click()
@@ -116,19 +95,19 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     bob = new_page(browser, bypass_csp=True)
     sign_in_page(bob, running.url, "bob")
     bob.get_by_role("link", name="Approvals").click()
-    _accessible(bob, "3-approvals")
+    accessible(bob, "3-approvals")
     bob.get_by_role("link", name=re.compile("Review plan.*by alice")).click()
     assert bob.url == plan_url
-    _accessible(bob, "4-plan-to-approve")
+    accessible(bob, "4-plan-to-approve")
     bob.get_by_label("Note").fill("Checked against the ticket")
     bob.get_by_role("button", name="Approve").click()
     live = bob.get_by_role("table", name="Live progress per community")
     expect(live).to_be_visible()
     expect(live.get_by_role("progressbar")).to_have_count(1)
-    _accessible(bob, "5-run-in-progress")
+    accessible(bob, "5-run-in-progress")
     expect(bob.get_by_role("link", name="Download results")).to_be_visible(timeout=30_000)
     expect(bob.locator(".stat.s-applied .n")).to_have_text("16")
-    _accessible(bob, "6-run-finished")
+    accessible(bob, "6-run-finished")
 
     with bob.expect_download() as download:
         bob.get_by_role("link", name="Download results").click()
@@ -145,7 +124,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     history = bob.get_by_role("table", name="Runs, newest first")
     expect(history).to_contain_text("alice")
     expect(history).to_contain_text("bob")
-    _accessible(bob, "7-history")
+    accessible(bob, "7-history")
 
     assert approval.verify(running.console.storage) == []  # the chain holds, with actions
     with approval.store(running.console.storage) as audit:
@@ -164,7 +143,7 @@ def test_sign_in_page_is_accessible_and_works_with_the_keyboard_alone(
     the navigation links in order."""
     page = new_page(browser, bypass_csp=True)
     page.goto(f"{running.url}/login")
-    _accessible(page, "0-sign-in")
+    accessible(page, "0-sign-in")
     page.keyboard.type("alice")  # the username field has focus on arrival
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS["alice"][1])
@@ -208,7 +187,7 @@ def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningCons
     expect(nav.get_by_role("link")).to_have_text(["History"])
     assert viewer.goto(f"{running.url}/new").status == 403  # type: ignore[union-attr]
     assert viewer.goto(f"{running.url}/approvals").status == 403  # type: ignore[union-attr]
-    _accessible(viewer, "8-not-allowed")
+    accessible(viewer, "8-not-allowed")
     submitter = new_page(browser)
     sign_in_page(submitter, running.url, "alice")
     nav = submitter.get_by_role("navigation", name="Main")
@@ -529,7 +508,7 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
     page.get_by_role("button", name="Withdraw from approval").click()
     expect(page.get_by_role("status").filter(has_text="Withdrawn by alice")).to_be_visible()
     assert page.get_by_role("button", name="Submit for approval").count() == 0
-    _accessible(page, "withdrawn plan")
+    accessible(page, "withdrawn plan")
 
 
 @pytest.mark.parametrize(
@@ -639,7 +618,7 @@ def test_a_one_time_password_leads_to_setting_ones_own(
     page.get_by_label("Password").fill("ruby-kettle-41-orbit")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Set your own password")).to_be_visible()
-    _accessible(page, "set-password")
+    accessible(page, "set-password")
     for new in ("password1234", "maple-otter-cinema-drift"):
         page.get_by_label("Current password").fill("ruby-kettle-41-orbit")
         page.get_by_label("New password", exact=True).fill(new)

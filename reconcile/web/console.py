@@ -27,6 +27,7 @@ from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
 from reconcile.schema import create_console_schema
 from reconcile.web.users import User
+from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
 
@@ -112,10 +113,12 @@ class Console:
             create_console_schema(self.db)
         self.progress = Progress()
         self._threads: dict[str, threading.Thread] = {}
+        self.verifier = Verifier(self, self._as)
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
+        self.verifier.close()
         self.db.close()
 
     # -- files ----------------------------------------------------------------------------------
@@ -145,7 +148,7 @@ class Console:
                 stored, job, results, dry_run=True, submit=False, environ=self._as(user), sheet=None
             )
         except ReconcileError as exc:
-            raise type(exc)(self._shown(str(exc), original_name, stored, job)) from None
+            raise type(exc)(self.shown(str(exc), original_name, stored, job)) from None
         upload = Upload(
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
         )
@@ -166,7 +169,7 @@ class Console:
         self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
         return upload
 
-    def _shown(self, message: str, name: str, stored: Path, job: Job) -> str:
+    def shown(self, message: str, name: str, stored: Path, job: Job) -> str:
         """``message`` as the console's user sees it: the file named as it was uploaded, and
         no folder of the server's in it (the state dirs, where uploads and results are kept)."""
         for form in (repr(str(stored)), str(stored)):
@@ -251,7 +254,7 @@ class Console:
             state, run_id, code = "finished", summary.run_id, summary.exit_code
             self.record(job, upload.run_id, user, "run", f"ended: {_counts_text(summary.counts)}")
         except ReconcileError as exc:
-            error = self._shown(str(exc), upload.original_name, upload.stored, job)
+            error = self.shown(str(exc), upload.original_name, upload.stored, job)
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
             log.exception("console.run_crashed", plan=upload.run_id)
             error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"
