@@ -116,7 +116,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     applied = [r for r in sandbox.state.requests if r["method"] == "PATCH"]
     assert len(applied) == 16 and len({r["path"] for r in applied}) == 16
     expect(bob.get_by_role("table", name=re.compile("audit chain"))).to_contain_text("approve")
-    with bob.context.expectnew_page() as report:
+    with bob.context.expect_page() as report:
         bob.get_by_role("link", name="Open report").click(modifiers=["Control"])
     assert report.value is not None
 
