@@ -33,8 +33,8 @@ def seeded_exit(index: int) -> int:
 
 
 def seeded_start(index: int) -> dt.datetime:
-    """One run every 15 minutes from 1 September 2026 (10,000 runs end mid-December)."""
-    return START + dt.timedelta(minutes=15 * index)
+    """One run every 10 minutes from 1 September 2026 (10,000 runs end on 9 November)."""
+    return START + dt.timedelta(minutes=10 * index)
 
 
 def seed_runs(storage: Storage, job: Job, count: int) -> None:

@@ -17,6 +17,7 @@ import pytest
 import xlsxwriter
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from bench.console_history import seed_runs, seeded_exit, seeded_start
 from reconcile.database import Storage
 from reconcile.job import load_job
 from reconcile.sandbox import SandboxServer
@@ -72,12 +73,19 @@ def _workbook(path: Path, sheets: dict[str, list[list[object]]], code_format: bo
                 sheet.set_column(2, 2, 14, text)
             for r, row in enumerate(rows):
                 for c, value in enumerate(row):
-                    sheet.write(r, c, value)
+                    if isinstance(value, str):  # text as typed, even "=..." (never a formula)
+                        sheet.write_string(r, c, value)
+                    else:
+                        sheet.write(r, c, value)
     return path
 
 
-def _orders(first: int, count: int, code: str = "000456") -> list[list[object]]:
-    return [["acme", order_id("acme", n), code, "31/12/2026"] for n in range(first, first + count)]
+def _orders(first: int, count: int) -> list[list[object]]:
+    """Rows for generated orders, each with its own zero-padded voucher code (``000456`` ...)."""
+    return [
+        ["acme", order_id("acme", n), f"{456 + n:06d}", "31/12/2026"]
+        for n in range(first, first + count)
+    ]
 
 
 def _check(page: Page, url: str, job: str, path: Path) -> None:
@@ -219,7 +227,7 @@ def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_
     results = tmp_path / "results.xlsx"
     download.value.save_as(results)
     applied = _cells(results, "Results")
-    assert applied["Voucher Code"] == ["000456", "000456", "000789"]
+    assert applied["Voucher Code"] == ["000456", "000457", "000789"]
     assert applied["status"] == ["applied", "applied", "invalid"]
     assert _cells(results, "Errors")["Voucher Code"] == ["000789"]
 
@@ -285,3 +293,60 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     expect(found.locator("tbody tr")).to_have_count(1)
     expect(found).to_contain_text("CODE-0007")
     _accessible(bob, "4b-planned-changes")
+
+
+def test_history_of_10000_runs_is_paged_and_filtered_on_the_server(
+    browser: Browser, running: RunningConsole, tmp_path: Path
+) -> None:
+    """10,000 runs seeded through the ledger's API, beside one console check by alice: History
+    shows 50 a page with the total, the next page continues where the first ended, and each
+    filter (user, status, date range, job) gives exactly the runs it names, in the page and
+    in the count. (Its speed is bench/console_history.py's, not a test's.)"""
+    job = running.console.jobs["purchase-history"]
+    seed_runs(running.console.storage, job, 10_000)
+    source = tmp_path / "mine.csv"
+    source.write_text(",".join(HEADER) + "\nacme,ORDTACME00001,A1,31/12/2026\n", "utf-8")
+    alice = _page(browser)
+    _sign_in(alice, running.url, "alice")
+    _check(alice, running.url, "purchase-history", source)
+    expect(alice.locator(".stat.s-would_apply .n")).to_have_text("1")
+
+    bob = _page(browser, bypass_csp=True)
+    _sign_in(bob, running.url, "bob")
+    bob.get_by_role("link", name="History").click()
+    table = bob.get_by_role("table", name=re.compile("Runs, newest first"))
+    expect(table).to_contain_text("10001 in all, page 1 of 201")
+    expect(table.locator("tbody tr")).to_have_count(50)
+    expect(table.locator("tbody tr").first).to_contain_text("mine.csv")  # the newest
+    expect(table.locator("tbody tr").nth(1)).to_contain_text("corrections-009999.csv")
+    _accessible(bob, "7b-history-paged")
+    bob.get_by_role("navigation", name="History pages").get_by_role("link", name="Next").click()
+    expect(table).to_contain_text("page 2 of 201")
+    expect(table.locator("tbody tr").first).to_contain_text("corrections-009950.csv")
+
+    bob.get_by_label("User (maker or approver)").fill("alice")
+    bob.get_by_role("button", name="Filter").click()
+    expect(table).to_contain_text("1 in all, page 1 of 1")
+    expect(table).to_contain_text("mine.csv")
+
+    bob.goto(f"{running.url}/history")
+    bob.get_by_label("Status").select_option("partial")
+    bob.get_by_label("Started from").fill("2026-10-01")
+    bob.get_by_label("Started until").fill("2026-10-01")
+    bob.get_by_role("button", name="Filter").click()
+    wanted = [
+        i
+        for i in range(10_000)
+        if seeded_exit(i) == 1 and i % 4 and seeded_start(i).date().isoformat() == "2026-10-01"
+    ]
+    expect(table).to_contain_text(f"{len(wanted)} in all, page 1 of 1")
+    expect(table.locator("tbody tr")).to_have_count(len(wanted))
+    expect(table.locator("tbody tr").first).to_contain_text(f"corrections-{wanted[-1]:06d}.csv")
+    expect(table).not_to_contain_text("all applied")
+    expect(bob.get_by_label("Status")).to_have_value("partial")
+
+    bob.goto(f"{running.url}/history?job=redemption-status")
+    expect(bob.get_by_text("No run matches these filters.")).to_be_visible()
+    bob.goto(f"{running.url}/history?job=purchase-history&status=checked&page=2")
+    checks = sum(1 for i in range(10_000) if i % 4 == 0)  # dry runs never submitted
+    expect(table).to_contain_text(f"{checks} in all, page 2 of {-(-checks // 50)}")
