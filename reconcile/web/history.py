@@ -151,7 +151,10 @@ def history_page(
         with approval.store(storage) as audit:
             db = audit.db
             query = f"SELECT * FROM ({_people_sql(db.dialect)}) h{where}"
-            total += int((db.one(f"SELECT COUNT(*) FROM ({query}) c", params) or (0,))[0])
+            # Job and dates are the runs table's own columns: counted without the audit joins.
+            people = filters.user or filters.status or only_maker is not None
+            counted = f"({query}) c" if people else f"runs h{where}"
+            total += int((db.one(f"SELECT COUNT(*) FROM {counted}", params) or (0,))[0])
             rows = db.rows(
                 f"{query} ORDER BY h.started_at DESC, h.run_id DESC LIMIT ? OFFSET ?",
                 [*params, filters.offset + PAGE_SIZE - skip, skip],
