@@ -57,8 +57,11 @@ def jobs_it_fits(
     path: Path, jobs: Mapping[str, Job], chosen: str, sheet: str | None = None
 ) -> list[str]:
     """The other jobs (of another operation than ``chosen``'s) whose required columns the file
-    has: "this file looks like a JOB file"."""
+    has: "this file looks like a JOB file" (none when it fits ``chosen`` itself: its error
+    is then not about the columns)."""
     operation = jobs[chosen].operation if chosen in jobs else None
+    if chosen in jobs and fits(path, jobs[chosen], sheet):
+        return []
     return [
         name
         for name, job in sorted(jobs.items())
