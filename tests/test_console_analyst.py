@@ -6,6 +6,7 @@ filtered. Workbooks are made by xlsxwriter with number formats and several sheet
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import zipfile
@@ -23,9 +24,20 @@ from reconcile.job import load_job
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.web.console import Console
+from reconcile.web.fitting import HeldUploads
+from reconcile.web.history import Filters, parse_filters
 from reconcile.web.security import Signer
+from reconcile.web.tables import planned_changes
 from reconcile.web.users import UserStore
-from tests.console import CHROMIUM, PASSWORDS, ConsoleParts, RunningConsole, environ, serve
+from tests.console import (
+    CHROMIUM,
+    PASSWORDS,
+    ConsoleParts,
+    RunningConsole,
+    check_file,
+    environ,
+    serve,
+)
 from tests.helpers import write_job
 from tests.test_console import _accessible, _page, _sign_in
 
@@ -350,3 +362,60 @@ def test_history_of_10000_runs_is_paged_and_filtered_on_the_server(
     bob.goto(f"{running.url}/history?job=purchase-history&status=checked&page=2")
     checks = sum(1 for i in range(10_000) if i % 4 == 0)  # dry runs never submitted
     expect(table).to_contain_text(f"{checks} in all, page 2 of {-(-checks // 50)}")
+
+
+def test_a_submitter_s_history_filters_stay_within_their_own_runs(
+    running: RunningConsole, tmp_path: Path
+) -> None:
+    """Carol (a submitter) filtering History by alice's name sees none of alice's runs; bob
+    (an approver) sees alice's check; a filter value with markup comes back as text."""
+    source = tmp_path / "a.csv"
+    source.write_text(",".join(HEADER) + "\nacme,ORDTACME00002,B2,31/12/2026\n", "utf-8")
+    alice = running.client("alice")
+    check_file(alice, source)
+    carol = running.client("carol").get("/history", params={"user": "alice"}).text
+    assert "No run matches these filters." in carol and "a.csv" not in carol
+    bob = running.client("bob").get("/history", params={"user": "alice"}).text
+    assert "a.csv" in bob and "1 in all" in bob
+    odd = running.client("bob").get("/history", params={"user": '"><script>x</script>'}).text
+    assert "<script>x" not in odd and "&#34;&gt;&lt;script&gt;x&lt;/script&gt;" in odd
+
+
+def test_held_workbooks_are_only_their_uploader_s(tmp_path: Path) -> None:
+    """A workbook waiting for its sheet is found by its token for the user who uploaded it,
+    never for another user or a made-up token, and is gone once dropped."""
+    held = HeldUploads(tmp_path / "held")
+    token = held.hold("Dec.xlsx", b"PK...", "alice")
+    found = held.path(token, "alice")
+    assert found is not None and found[0] == "Dec.xlsx" and found[1].read_bytes() == b"PK..."
+    assert held.path(token, "carol") is None
+    assert held.path("../" + token[3:], "alice") is None
+    held.drop(token, "Dec.xlsx")
+    assert held.path(token, "alice") is None
+
+
+def test_planned_changes_search_is_plain_text_and_pages_are_clamped(tmp_path: Path) -> None:
+    """The search matches a cell's text, any case, with regex characters taken literally;
+    a page past the end shows the last page; invalid rows are listed, others not sent are
+    not called invalid."""
+    check = tmp_path / "x.check.csv"
+    check.write_text(
+        "row,Community,Note,status,error\n"
+        "2,acme,price (.*) list,would_apply,\n3,acme,Plain,would_apply,\n"
+        "4,acme,bad,invalid,oops\n5,acme,done,already_applied,\n",
+        encoding="utf-8",
+    )
+    assert [r[0] for r in planned_changes(check, "(.*)").rows] == ["2"]
+    assert [r[0] for r in planned_changes(check, "PLAIN").rows] == ["3"]
+    assert planned_changes(check, "a.c").rows == []  # not a pattern
+    everything = planned_changes(check, "", page=99)
+    assert everything.page == 1 and everything.sending == 2 and everything.invalid == ["4"]
+    assert everything.columns == ["row", "Community", "Note"]
+
+
+def test_history_filters_ignore_what_they_cannot_read() -> None:
+    """An unknown status, an impossible date and a bad page number are no filter (page 1)."""
+    filters = parse_filters({"status": "drop table", "since": "2026-13-01", "page": "-3"})
+    assert filters == Filters()
+    kept = parse_filters({"user": " alice ", "until": "2026-10-31", "status": "partial"})
+    assert kept.user == "alice" and kept.until == dt.date(2026, 10, 31) and kept.status == "partial"
