@@ -383,7 +383,7 @@ def test_a_submitter_s_history_filters_stay_within_their_own_runs(
 
 def test_held_workbooks_are_only_their_uploader_s(tmp_path: Path) -> None:
     """A workbook waiting for its sheet is found by its token for the user who uploaded it,
-    never for another user or a made-up token, and is gone once dropped."""
+    never for another user or a made-up token, and is gone once dropped (or a day old)."""
     held = HeldUploads(tmp_path / "held")
     token = held.hold("Dec.xlsx", b"PK...", "alice")
     found = held.path(token, "alice")
@@ -392,6 +392,11 @@ def test_held_workbooks_are_only_their_uploader_s(tmp_path: Path) -> None:
     assert held.path("../" + token[3:], "alice") is None
     held.drop(token, "Dec.xlsx")
     assert held.path(token, "alice") is None
+    stale = held.hold("Old.xlsx", b"PK...", "alice")
+    for path in (tmp_path / "held").iterdir():
+        os.utime(path, (1, 1))  # left there since 1970
+    fresh = held.hold("New.xlsx", b"PK...", "alice")
+    assert held.path(stale, "alice") is None and held.path(fresh, "alice") is not None
 
 
 def test_planned_changes_search_is_plain_text_and_pages_are_clamped(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from reconcile.job import Job
 
 #: Suffixes whose files have sheets.
 WORKBOOK_SUFFIXES = (".xlsx",)
+#: A held workbook nobody chose a sheet for is dropped after this long.
+HELD_HOURS = 24
 
 
 def suffix_of(original_name: str) -> str:
@@ -78,6 +81,7 @@ class HeldUploads:
         self.folder = folder
 
     def hold(self, original_name: str, data: bytes, user: str) -> str:
+        self._drop_stale()
         token = secrets.token_hex(16)
         self._data(token, original_name).write_bytes(data)
         meta = {"name": original_name, "user": user}
@@ -101,6 +105,16 @@ class HeldUploads:
     def drop(self, token: str, original_name: str) -> None:
         self._data(token, original_name).unlink(missing_ok=True)
         (self.folder / f"{token}.json").unlink(missing_ok=True)
+
+    def _drop_stale(self) -> None:
+        """Workbooks left waiting for over HELD_HOURS (the user went away) are deleted."""
+        oldest = time.time() - HELD_HOURS * 3600
+        for path in self.folder.iterdir():
+            try:
+                if path.stat().st_mtime < oldest:
+                    path.unlink()
+            except FileNotFoundError:  # another request dropped it first
+                continue
 
     def _data(self, token: str, original_name: str) -> Path:
         return self.folder / f"{token}{suffix_of(original_name)}"
