@@ -25,7 +25,7 @@ from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_data
 from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
 from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
-from reconcile.schema import create_console_schema
+from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
 from reconcile.web.history import Filters, HistoryPage, history_page
 from reconcile.web.users import User
@@ -118,7 +118,9 @@ class Console:
         self.held = HeldUploads(usable_state_dir(storage.state_dir / "console-held"))
         self._environ = dict(environ)
         self.db = open_database(storage, pool_size=CONSOLE_POOL_SIZE)
-        if self.db.dialect == "sqlite":
+        if self.db.dialect == "sqlite":  # History reads the ledger's and audit's tables too
+            create_schema(self.db)
+            create_audit_schema(self.db)
             create_console_schema(self.db)
         self.progress = Progress()
         self._threads: dict[str, threading.Thread] = {}
@@ -328,7 +330,7 @@ class Console:
         return self.history_page(filters or Filters(), only_maker).runs
 
     def history_page(self, filters: Filters, only_maker: str | None = None) -> HistoryPage:
-        return history_page(self.jobs, filters, only_maker)
+        return history_page(self.jobs, filters, only_maker, (self.storage, self.db))
 
     def _as(self, user: User) -> dict[str, str]:
         """The environment a run made for ``user`` sees: the server's, with the user named."""

@@ -9,14 +9,15 @@ filters are SQL too, so a page costs the same at 10,000 runs as at 10.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from reconcile import approval
-from reconcile.database import Storage
+from reconcile.database import Database, Storage
 from reconcile.job import Job
 from reconcile.ledger import RUN_COLUMNS
 
@@ -68,8 +69,10 @@ def _json(dialect: str, column: str, key: str) -> str:
     return f"json_extract({column}, '$.{key}')"
 
 
-def _people_sql(dialect: str) -> str:
-    """The runs with maker, approver, decision, status and plan id, as a subquery."""
+def _people_sql(dialect: str, source: str) -> str:
+    """The runs of ``source`` (a table or subquery of ``runs`` rows) with maker, approver,
+    decision, status and plan id. The newest manifest of each run is found by one grouped
+    read of the chain (a hash join), not a lookup per row."""
     maker = f"COALESCE({_json(dialect, 'p.header', 'maker')}, {_json(dialect, 'm.record', 'maker')}, r.operator)"
     approver = (
         f"COALESCE({_json(dialect, 'd.record', 'decided_by')}, "
@@ -89,16 +92,20 @@ def _people_sql(dialect: str) -> str:
     columns = ", ".join(f"r.{c}" for c in RUN_COLUMNS)
     return (
         f"SELECT {columns}, {maker} AS maker, {approver} AS approver, {decision} AS decision, "
-        f"{status} AS status, {plan_id} AS plan_run_id FROM runs r "
+        f"{status} AS status, {plan_id} AS plan_run_id FROM {source} r "
         "LEFT JOIN plans p ON p.run_id = r.run_id "
         "LEFT JOIN decisions d ON d.run_id = r.run_id "
-        "LEFT JOIN audit_chain m ON m.seq = (SELECT MAX(seq) FROM audit_chain "
-        "WHERE run_id = r.run_id AND kind = 'manifest')"
+        "LEFT JOIN (SELECT run_id, MAX(seq) AS seq FROM audit_chain WHERE kind = 'manifest' "
+        "GROUP BY run_id) newest ON newest.run_id = r.run_id "
+        "LEFT JOIN audit_chain m ON m.seq = newest.seq"
     )
 
 
-def _where(filters: Filters, job: Job | None, only_maker: str | None) -> tuple[str, list[Any]]:
-    """The filters as SQL conditions over the subquery's columns (all values bound)."""
+Condition = tuple[str, list[Any]]
+
+
+def _run_conditions(filters: Filters, job: Job | None) -> Condition:
+    """Job and dates: conditions on the ``runs`` table's own columns (alias ``h``)."""
     conditions: list[str] = []
     params: list[Any] = []
     if job is not None:
@@ -107,6 +114,19 @@ def _where(filters: Filters, job: Job | None, only_maker: str | None) -> tuple[s
         if job.path is not None:
             conditions.append("(h.job_path = ? OR h.job_path IS NULL)")
             params.append(str(job.path))
+    if filters.since is not None:
+        conditions.append("h.started_at >= ?")
+        params.append(filters.since.isoformat())
+    if filters.until is not None:
+        conditions.append("h.started_at < ?")
+        params.append((filters.until + dt.timedelta(days=1)).isoformat())
+    return _joined(conditions), params
+
+
+def _people_conditions(filters: Filters, only_maker: str | None) -> Condition:
+    """User and status: conditions on what the audit tables say of a run."""
+    conditions: list[str] = []
+    params: list[Any] = []
     if filters.user:
         conditions.append("(h.maker = ? OR h.approver = ?)")
         params += [filters.user, filters.user]
@@ -116,13 +136,32 @@ def _where(filters: Filters, job: Job | None, only_maker: str | None) -> tuple[s
     if filters.status:
         conditions.append("h.status = ?")
         params.append(filters.status)
-    if filters.since is not None:
-        conditions.append("h.started_at >= ?")
-        params.append(filters.since.isoformat())
-    if filters.until is not None:
-        conditions.append("h.started_at < ?")
-        params.append((filters.until + dt.timedelta(days=1)).isoformat())
-    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+    return _joined(conditions), params
+
+
+def _joined(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+_NEWEST = "ORDER BY h.started_at DESC, h.run_id DESC"
+
+
+def _page_query(
+    dialect: str, runs: Condition, people: Condition, limit: int, skip: int
+) -> tuple[str, str, list[Any], list[Any]]:
+    """(count SQL, page SQL, count params, page params). Without a user or status filter the
+    page is chosen from ``runs`` alone (its index) and only its rows are joined to the audit
+    tables; with one, every run of the job and dates is judged, then paged."""
+    (run_where, run_params), (people_where, people_params) = runs, people
+    window = f"LIMIT {int(limit)} OFFSET {int(skip)}"
+    if not people_where:
+        source = f"(SELECT * FROM runs h{run_where} {_NEWEST} {window})"
+        page = f"SELECT * FROM ({_people_sql(dialect, source)}) h {_NEWEST}"
+        return f"SELECT COUNT(*) FROM runs h{run_where}", page, run_params, run_params
+    source = f"(SELECT * FROM runs h{run_where})"
+    judged = f"SELECT * FROM ({_people_sql(dialect, source)}) h{people_where}"
+    params = [*run_params, *people_params]
+    return f"SELECT COUNT(*) FROM ({judged}) c", f"{judged} {_NEWEST} {window}", params, params
 
 
 def _storages(jobs: Mapping[str, Job], filters: Filters) -> list[tuple[Storage, Job | None]]:
@@ -137,32 +176,40 @@ def _storages(jobs: Mapping[str, Job], filters: Filters) -> list[tuple[Storage, 
 
 
 def history_page(
-    jobs: Mapping[str, Job], filters: Filters, only_maker: str | None = None
+    jobs: Mapping[str, Job],
+    filters: Filters,
+    only_maker: str | None = None,
+    shared: tuple[Storage, Database] | None = None,
 ) -> HistoryPage:
     """One page of runs, newest first, matching ``filters`` (and made by ``only_maker`` when
-    given: a submitter sees only their own runs)."""
+    given: a submitter sees only their own runs). ``shared``: a storage whose database is
+    already open (the console's own pool), read without opening another connection."""
     found: list[dict[str, Any]] = []
     total = 0
     ledgers = _storages(jobs, filters)
     # One ledger: its page is the page. Several: each one's first offset + 50, merged.
     skip = filters.offset if len(ledgers) == 1 else 0
+    people = _people_conditions(filters, only_maker)
     for storage, job in ledgers:
-        where, params = _where(filters, job, only_maker)
-        with approval.store(storage) as audit:
-            db = audit.db
-            query = f"SELECT * FROM ({_people_sql(db.dialect)}) h{where}"
-            # Job and dates are the runs table's own columns: counted without the audit joins.
-            people = filters.user or filters.status or only_maker is not None
-            counted = f"({query}) c" if people else f"runs h{where}"
-            total += int((db.one(f"SELECT COUNT(*) FROM {counted}", params) or (0,))[0])
-            rows = db.rows(
-                f"{query} ORDER BY h.started_at DESC, h.run_id DESC LIMIT ? OFFSET ?",
-                [*params, filters.offset + PAGE_SIZE - skip, skip],
+        runs = _run_conditions(filters, job)
+        with _database(storage, shared) as db:
+            count, page, count_params, page_params = _page_query(
+                db.dialect, runs, people, filters.offset + PAGE_SIZE - skip, skip
             )
-        found += _records(rows)
+            total += int((db.one(count, count_params) or (0,))[0])
+            found += _records(db.rows(page, page_params))
     found.sort(key=lambda r: (r["started_at"], r["run_id"]), reverse=True)
     start = filters.offset - skip
     return HistoryPage(found[start : start + PAGE_SIZE], total, filters)
+
+
+@contextlib.contextmanager
+def _database(storage: Storage, shared: tuple[Storage, Database] | None) -> Iterator[Database]:
+    if shared is not None and shared[0] == storage:
+        yield shared[1]
+        return
+    with approval.store(storage) as audit:
+        yield audit.db
 
 
 _NAMES = (*RUN_COLUMNS, "maker", "approver", "decision", "status", "plan_run_id")
