@@ -1,78 +1,26 @@
 """The console as a finance analyst uses it (issue 30), in the real browser over real HTTP:
 a workbook's sheets offered, the job kept after an error and the job a file fits named, xlsx
-downloads for xlsx uploads, the planned changes an approver reviews, History paged and
-filtered. Workbooks are made by xlsxwriter with number formats and several sheets."""
+downloads for xlsx uploads, the planned changes an approver reviews (History:
+test_console_history.py). Workbooks are made by xlsxwriter with number formats and several
+sheets."""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import os
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import fastexcel
-import pytest
 import xlsxwriter
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from bench.console_history import seed_runs, seeded_exit, seeded_start
-from reconcile.database import Storage
-from reconcile.job import load_job
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
-from reconcile.web.console import Console
 from reconcile.web.fitting import HeldUploads
-from reconcile.web.history import Filters, parse_filters
-from reconcile.web.security import Signer
 from reconcile.web.tables import planned_changes
-from reconcile.web.users import UserStore
-from tests.console import (
-    CHROMIUM,
-    PASSWORDS,
-    ConsoleParts,
-    RunningConsole,
-    check_file,
-    environ,
-    serve,
-)
-from tests.helpers import write_job
+from tests.console import HEADER, RunningConsole, check_in
 from tests.test_console import _accessible, _page, _sign_in
-
-HEADER = ["Community", "Purchase History ID", "Voucher Code", "Voucher Expiry Date"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def running(
-    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
-) -> Iterator[RunningConsole]:
-    """A console with two jobs of different operations (purchase-history, redemption-status)
-    over one ledger: SQLite, then PostgreSQL."""
-    storage = Storage(tmp_path / "state", os.environ.get("RECONCILE_LEDGER_URL"))
-    jobs = {}
-    for name in ("purchase-history", "redemption-status"):
-        path = write_job(tmp_path / f"{name}.toml", sandbox.url, operation=name)
-        jobs[name] = dataclasses.replace(
-            load_job(path), state_dir=storage.state_dir, ledger_url=storage.ledger_url
-        )
-    console = Console(jobs, storage, environ())
-    users = UserStore(storage)
-    for user, (role, password) in PASSWORDS.items():
-        users.add(user, role, password)
-    parts = ConsoleParts(console, users, jobs["purchase-history"], Signer("test-secret-x"))
-    yield from serve(parts)
-    console.close()
-    users.close()
 
 
 def _workbook(path: Path, sheets: dict[str, list[list[object]]], code_format: bool = True) -> Path:
@@ -100,13 +48,6 @@ def _orders(first: int, count: int) -> list[list[object]]:
     ]
 
 
-def _check(page: Page, url: str, job: str, path: Path) -> None:
-    page.goto(f"{url}/new")
-    page.get_by_label("Job").select_option(job)
-    page.get_by_label("Correction file").set_input_files(str(path))
-    page.get_by_role("button", name="Check file").click()
-
-
 def _approve(bob: Page, url: str, run_url: str) -> None:
     _sign_in(bob, url, "bob")
     bob.goto(run_url)
@@ -115,7 +56,7 @@ def _approve(bob: Page, url: str, run_url: str) -> None:
 
 
 def test_a_workbook_with_several_sheets_offers_them_and_the_run_uses_the_chosen_one(
-    browser: Browser, running: RunningConsole, sandbox: SandboxServer, tmp_path: Path
+    chromium: Browser, two_jobs: RunningConsole, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     """An xlsx with a notes sheet first, then the corrections, then another: the form offers
     the three sheets with the corrections sheet (the first with the job's header) chosen; the
@@ -128,9 +69,9 @@ def test_a_workbook_with_several_sheets_offers_them_and_the_run_uses_the_chosen_
             "Old": [HEADER, *_orders(10, 5)],
         },
     )
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "purchase-history", book)
+    alice = _page(chromium, bypass_csp=True)
+    _sign_in(alice, two_jobs.url, "alice")
+    check_in(alice, two_jobs.url, "purchase-history", book)
     sheet = alice.get_by_label("Sheet")
     expect(sheet.locator("option")).to_have_text(["Notes", "Corrections", "Old"])
     expect(sheet).to_have_value("Corrections")
@@ -138,10 +79,10 @@ def test_a_workbook_with_several_sheets_offers_them_and_the_run_uses_the_chosen_
     _accessible(alice, "1b-choose-sheet")
     alice.get_by_role("button", name="Check file").click()
     expect(alice.locator(".stat.s-would_apply .n")).to_have_text("3")
-    upload = running.console.uploads()[0]
+    upload = two_jobs.console.uploads()[0]
     assert upload.sheet == "Corrections" and upload.original_name == "December.xlsx"
     alice.get_by_role("button", name="Submit for approval").click()
-    _approve(_page(browser), running.url, alice.url)
+    _approve(_page(chromium), two_jobs.url, alice.url)
     patched = {
         r["path"].rsplit("/", 1)[-1] for r in sandbox.state.requests if r["method"] == "PATCH"
     }
@@ -149,16 +90,16 @@ def test_a_workbook_with_several_sheets_offers_them_and_the_run_uses_the_chosen_
 
 
 def test_choosing_another_sheet_after_an_error_keeps_the_workbook_and_the_choice(
-    browser: Browser, running: RunningConsole, tmp_path: Path
+    chromium: Browser, two_jobs: RunningConsole, tmp_path: Path
 ) -> None:
     """Checking a sheet without the header says so, keeps the workbook (no new upload) and
     the chosen sheet; choosing the right sheet then checks it."""
     book = _workbook(
         tmp_path / "two.xlsx", {"Summary": [["Total", 3]], "Data": [HEADER, *_orders(0, 2)]}
     )
-    alice = _page(browser)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "purchase-history", book)
+    alice = _page(chromium)
+    _sign_in(alice, two_jobs.url, "alice")
+    check_in(alice, two_jobs.url, "purchase-history", book)
     alice.get_by_label("Sheet").select_option("Summary")
     alice.get_by_role("button", name="Check file").click()
     expect(alice.get_by_role("alert")).to_contain_text("required column(s) missing")
@@ -170,22 +111,22 @@ def test_choosing_another_sheet_after_an_error_keeps_the_workbook_and_the_choice
 
 
 def test_after_an_error_the_job_is_kept_and_the_job_the_file_fits_is_named(
-    browser: Browser, running: RunningConsole, tmp_path: Path
+    chromium: Browser, two_jobs: RunningConsole, tmp_path: Path
 ) -> None:
     """A purchase-history file checked as redemption-status: the error page keeps
     redemption-status chosen (not the first job), says the file looks like a purchase-history
     file, and names the file as uploaded, never where the server keeps it."""
     source = tmp_path / "Vouchers Dec.csv"
     source.write_text(",".join(HEADER) + "\nacme,ORDTACME00001,000456,31/12/2026\n", "utf-8")
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "redemption-status", source)
+    alice = _page(chromium, bypass_csp=True)
+    _sign_in(alice, two_jobs.url, "alice")
+    check_in(alice, two_jobs.url, "redemption-status", source)
     alert = alice.get_by_role("alert")
     expect(alert).to_contain_text("'Vouchers Dec.csv'")
     expect(alert).to_contain_text("This file looks like a purchase-history file")
     expect(alice.get_by_label("Job")).to_have_value("redemption-status")
     text = alice.content()
-    assert "console-files" not in text and str(running.state_dir) not in text
+    assert "console-files" not in text and str(two_jobs.state_dir) not in text
     _accessible(alice, "1c-looks-like-another-job")
     alice.get_by_label("Job").select_option("purchase-history")
     alice.get_by_label("Correction file").set_input_files(str(source))
@@ -209,16 +150,16 @@ def _has_formula(path: Path) -> bool:
 
 
 def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_kept(
-    browser: Browser, running: RunningConsole, tmp_path: Path
+    chromium: Browser, two_jobs: RunningConsole, tmp_path: Path
 ) -> None:
     """The errors and results of an xlsx upload download as .xlsx: the zero-padded code
     ``000456`` is a text cell there (it keeps its zeros when opened), a formula-like cell is
     neutralised text ("'=..."), never a formula; a CSV upload's errors stay CSV."""
     rows = [*_orders(0, 2), ["acme", '=HYPERLINK("http://x")', "000789", "31/12/2026"]]
     book = _workbook(tmp_path / "codes.xlsx", {"Sheet1": [HEADER, *rows]})
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "purchase-history", book)
+    alice = _page(chromium, bypass_csp=True)
+    _sign_in(alice, two_jobs.url, "alice")
+    check_in(alice, two_jobs.url, "purchase-history", book)
     link = alice.get_by_role("link", name="Download errors file")
     expect(link).to_have_attribute("href", re.compile(r"/download/errors\.xlsx$"))
     with alice.expect_download() as download:
@@ -232,7 +173,7 @@ def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_
     assert not _has_formula(errors)
 
     alice.get_by_role("button", name="Submit for approval").click()
-    _approve(bob := _page(browser), running.url, alice.url)
+    _approve(bob := _page(chromium), two_jobs.url, alice.url)
     with bob.expect_download() as download:
         bob.get_by_role("link", name="Download results").click()
     assert download.value.suggested_filename == "codes.results.xlsx"
@@ -245,14 +186,14 @@ def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_
 
     source = tmp_path / "codes.csv"
     source.write_text(",".join(HEADER) + "\nacme,nope,000456,31/12/2026\n", "utf-8")
-    _check(alice, running.url, "purchase-history", source)
+    check_in(alice, two_jobs.url, "purchase-history", source)
     expect(alice.get_by_role("link", name="Download errors file")).to_have_attribute(
         "href", re.compile(r"/download/errors\.csv$")
     )
 
 
 def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_out(
-    browser: Browser, running: RunningConsole, tmp_path: Path
+    chromium: Browser, two_jobs: RunningConsole, tmp_path: Path
 ) -> None:
     """A plan of 120 good rows and 3 invalid ones: its page lists the changes 50 a page
     (which order gets which code), a search finds one order by its ID or by any value and
@@ -267,9 +208,9 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     ]
     source = tmp_path / "big.csv"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "purchase-history", source)
+    alice = _page(chromium, bypass_csp=True)
+    _sign_in(alice, two_jobs.url, "alice")
+    check_in(alice, two_jobs.url, "purchase-history", source)
     changes = alice.get_by_role("table", name=re.compile("Rows that will be sent"))
     expect(changes).to_contain_text("page 1 of 3")
     expect(changes.locator("tbody tr")).to_have_count(50)
@@ -295,8 +236,8 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     alice.goto(alice.url.split("?")[0])
     submit.click()
 
-    bob = _page(browser, bypass_csp=True)
-    _sign_in(bob, running.url, "bob")
+    bob = _page(chromium, bypass_csp=True)
+    _sign_in(bob, two_jobs.url, "bob")
     bob.goto(alice.url)
     expect(bob.locator("#changes")).to_contain_text("120 rows will be sent once approved")
     bob.get_by_label("Find an ID or any value").fill(order_id("acme", 7))
@@ -305,80 +246,6 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     expect(found.locator("tbody tr")).to_have_count(1)
     expect(found).to_contain_text("CODE-0007")
     _accessible(bob, "4b-planned-changes")
-
-
-def test_history_of_10000_runs_is_paged_and_filtered_on_the_server(
-    browser: Browser, running: RunningConsole, tmp_path: Path
-) -> None:
-    """10,000 runs seeded through the ledger's API, beside one console check by alice: History
-    shows 50 a page with the total, the next page continues where the first ended, and each
-    filter (user, status, date range, job) gives exactly the runs it names, in the page and
-    in the count. (Its speed is bench/console_history.py's, not a test's.)"""
-    job = running.console.jobs["purchase-history"]
-    seed_runs(running.console.storage, job, 10_000)
-    source = tmp_path / "mine.csv"
-    source.write_text(",".join(HEADER) + "\nacme,ORDTACME00001,A1,31/12/2026\n", "utf-8")
-    alice = _page(browser)
-    _sign_in(alice, running.url, "alice")
-    _check(alice, running.url, "purchase-history", source)
-    expect(alice.locator(".stat.s-would_apply .n")).to_have_text("1")
-
-    bob = _page(browser, bypass_csp=True)
-    _sign_in(bob, running.url, "bob")
-    bob.get_by_role("link", name="History").click()
-    table = bob.get_by_role("table", name=re.compile("Runs, newest first"))
-    expect(table).to_contain_text("10001 in all, page 1 of 201")
-    expect(table.locator("tbody tr")).to_have_count(50)
-    expect(table.locator("tbody tr").first).to_contain_text("mine.csv")  # the newest
-    expect(table.locator("tbody tr").nth(1)).to_contain_text("corrections-009999.csv")
-    _accessible(bob, "7b-history-paged")
-    bob.get_by_role("navigation", name="History pages").get_by_role("link", name="Next").click()
-    expect(table).to_contain_text("page 2 of 201")
-    expect(table.locator("tbody tr").first).to_contain_text("corrections-009950.csv")
-
-    bob.get_by_label("User (maker or approver)").fill("alice")
-    bob.get_by_role("button", name="Filter").click()
-    expect(table).to_contain_text("1 in all, page 1 of 1")
-    expect(table).to_contain_text("mine.csv")
-
-    bob.goto(f"{running.url}/history")
-    bob.get_by_label("Status").select_option("partial")
-    bob.get_by_label("Started from").fill("2026-10-01")
-    bob.get_by_label("Started until").fill("2026-10-01")
-    bob.get_by_role("button", name="Filter").click()
-    wanted = [
-        i
-        for i in range(10_000)
-        if seeded_exit(i) == 1 and i % 4 and seeded_start(i).date().isoformat() == "2026-10-01"
-    ]
-    expect(table).to_contain_text(f"{len(wanted)} in all, page 1 of 1")
-    expect(table.locator("tbody tr")).to_have_count(len(wanted))
-    expect(table.locator("tbody tr").first).to_contain_text(f"corrections-{wanted[-1]:06d}.csv")
-    expect(table).not_to_contain_text("all applied")
-    expect(bob.get_by_label("Status")).to_have_value("partial")
-
-    bob.goto(f"{running.url}/history?job=redemption-status")
-    expect(bob.get_by_text("No run matches these filters.")).to_be_visible()
-    bob.goto(f"{running.url}/history?job=purchase-history&status=checked&page=2")
-    checks = sum(1 for i in range(10_000) if i % 4 == 0)  # dry runs never submitted
-    expect(table).to_contain_text(f"{checks} in all, page 2 of {-(-checks // 50)}")
-
-
-def test_a_submitter_s_history_filters_stay_within_their_own_runs(
-    running: RunningConsole, tmp_path: Path
-) -> None:
-    """Carol (a submitter) filtering History by alice's name sees none of alice's runs; bob
-    (an approver) sees alice's check; a filter value with markup comes back as text."""
-    source = tmp_path / "a.csv"
-    source.write_text(",".join(HEADER) + "\nacme,ORDTACME00002,B2,31/12/2026\n", "utf-8")
-    alice = running.client("alice")
-    check_file(alice, source)
-    carol = running.client("carol").get("/history", params={"user": "alice"}).text
-    assert "No run matches these filters." in carol and "a.csv" not in carol
-    bob = running.client("bob").get("/history", params={"user": "alice"}).text
-    assert "a.csv" in bob and "1 in all" in bob
-    odd = running.client("bob").get("/history", params={"user": '"><script>x</script>'}).text
-    assert "<script>x" not in odd and "&#34;&gt;&lt;script&gt;x&lt;/script&gt;" in odd
 
 
 def test_held_workbooks_are_only_their_uploader_s(tmp_path: Path) -> None:
@@ -416,11 +283,3 @@ def test_planned_changes_search_is_plain_text_and_pages_are_clamped(tmp_path: Pa
     everything = planned_changes(check, "", page=99)
     assert everything.page == 1 and everything.sending == 2 and everything.invalid == ["4"]
     assert everything.columns == ["row", "Community", "Note"]
-
-
-def test_history_filters_ignore_what_they_cannot_read() -> None:
-    """An unknown status, an impossible date and a bad page number are no filter (page 1)."""
-    filters = parse_filters({"status": "drop table", "since": "2026-13-01", "page": "-3"})
-    assert filters == Filters()
-    kept = parse_filters({"user": " alice ", "until": "2026-10-31", "status": "partial"})
-    assert kept.user == "alice" and kept.until == dt.date(2026, 10, 31) and kept.status == "partial"
