@@ -89,6 +89,16 @@ def _style_codes(archive: zipfile.ZipFile) -> dict[int, str]:
     return codes
 
 
+def sheet_names(raw: bytes) -> list[str]:
+    """The names of a workbook's sheets, in the order the workbook shows them (read from
+    ``xl/workbook.xml`` alone: no sheet is parsed)."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        book = _xml(archive, "xl/workbook.xml")
+    if book is None:
+        return []
+    return [s.get("name", "") for s in book.iter(f"{_MAIN}sheet")]
+
+
 def _sheet_part(archive: zipfile.ZipFile, sheet: str | int) -> str | None:
     """The zip part of the sheet named ``sheet`` (or at that position), from workbook.xml and
     its relationships."""

@@ -134,6 +134,27 @@ def sniff_delimiter(data: bytes) -> str:
     return best if counts[best] else ","
 
 
+def sheet_names(path: Path) -> list[str]:
+    """The sheets of a workbook (``.xlsx``/``.xlsm``), in the order Excel shows their tabs; ``[]``
+    for a CSV. What ``read_table(..., sheet=NAME)`` accepts (case-insensitively). InputError for
+    a file that cannot be opened or is not a workbook."""
+    if path.suffix.lower() not in SPREADSHEET_SUFFIXES:
+        return []
+    import zipfile
+
+    from reconcile import cell_formats
+
+    try:
+        return cell_formats.sheet_names(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    except zipfile.BadZipFile as exc:
+        raise InputError(
+            f"{path}: not a readable .xlsx workbook ({exc}). Fix: open it in a spreadsheet and "
+            "save it again, or save the sheet as CSV."
+        ) from None
+
+
 def read_table(
     path: Path,
     columns: Sequence[Column],
