@@ -86,6 +86,13 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         families=operation.families,
         id_families=operation.id_families,
     )
+    log.info(
+        "input.header",
+        path=str(input_path),
+        sheet=table.sheet,
+        header_row=table.header_row,
+        **({"message": " ".join(table.notes)} if table.notes else {}),
+    )
     prepared = _prepared(table, job, operation)
     _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
