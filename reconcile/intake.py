@@ -69,6 +69,8 @@ class Table:
     """The workbook sheet read (None for a CSV)."""
     header_row: int = 1
     """The row (as the spreadsheet numbers it) the headers were read from."""
+    sum_rows: frozenset[int] = frozenset()
+    """The rows with a SUM formula (a workbook's): a trailing one is a total row."""
     notes: Sequence[str] = ()
     """What the reader decided that the analyst should know (a header row below titles, the
     sheet chosen, a total row not sent), one sentence each; the run logs them."""

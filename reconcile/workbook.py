@@ -135,6 +135,7 @@ def read_workbook(
         sheet=found.sheet,
         header_row=header_row,
         notes=header_note(path, found.sheet, header_row, found.passed),
+        sum_rows=formats.sums,
     )
 
 
