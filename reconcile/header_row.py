@@ -100,7 +100,13 @@ def header_note(path: Path, sheet: str | None, row: int, passed: Sequence[str]) 
     if row == 1 and not passed:
         return ()
     where = f"sheet {sheet!r}, " if sheet is not None else ""
-    above = f" (rows 1-{row - 1} above it are ignored)" if row > 1 else ""
+    above = (
+        " (row 1 above it is ignored)"
+        if row == 2
+        else f" (rows 1-{row - 1} above it are ignored)"
+        if row > 2
+        else ""
+    )
     listed = ", ".join(repr(s) for s in passed)
     skipped = (
         f"; {'sheets' if len(passed) > 1 else 'sheet'} {listed} "

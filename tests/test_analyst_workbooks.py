@@ -255,3 +255,21 @@ def test_a_workbook_calc_saved_with_title_merge_and_total_reads_the_same(tmp_pat
     assert code == 0
     assert results.get_column("row").to_list() == ["4", "5"]
     assert results.columns[1:6] == [*HEADER, "Notes", "Notes (2)"]
+
+
+def test_validate_file_says_which_sheet_and_header_row_it_read(tmp_path: Path) -> None:
+    """The Python API (the console's seam) reports the sheet, the header row and the notes:
+    the header row used and the total row set aside."""
+    import reconcile
+    from reconcile.job import load_job
+
+    rows = [["Cover note"]], [[TITLE], HEADER, *ORDERS, ["Total", None, None]]
+    source = workbook(tmp_path / "api.xlsx", {"Cover": rows[0], "Data": rows[1]})
+    checked = reconcile.validate_file(source, load_job(write_job(tmp_path / "job.toml")))
+    assert (checked.sheet, checked.header_row, checked.rows, checked.invalid) == ("Data", 2, 2, 0)
+    assert checked.notes == (
+        "api.xlsx: read sheet 'Data', header row 2 (row 1 above it is ignored); sheet "
+        "'Cover' has no header row naming the required columns",
+        "api.xlsx: row 5 looks like a total row ('Total' in community, no purchaseHistoryID): "
+        "not sent",
+    )
