@@ -146,15 +146,14 @@ def test_sheet_is_matched_case_insensitively_and_a_wrong_name_gets_a_suggestion(
 
 
 def test_a_merged_header_cell_names_its_columns_after_its_text(tmp_path: Path) -> None:
-    """'Notes' merged over D3:E3 gives columns Notes and Notes (2), a blank header cell
+    """'Notes' merged over D1:E1 gives columns Notes and Notes (2), a blank header cell
     'column 6'; no __UNNAMED__ column reaches the results."""
     path = tmp_path / "merged.xlsx"
     book = xlsxwriter.Workbook(path)
     sheet = book.add_worksheet()
-    sheet.write(0, 0, TITLE)
-    sheet.write_row(2, 0, HEADER)
-    sheet.merge_range(2, 3, 2, 4, "Notes", book.add_format({"bold": True}))
-    for number, row in enumerate(ORDERS, start=3):
+    sheet.write_row(0, 0, HEADER)
+    sheet.merge_range(0, 3, 0, 4, "Notes", book.add_format({"bold": True}))
+    for number, row in enumerate(ORDERS, start=1):
         sheet.write_row(number, 0, [*row, "checked", "by Ann", "x"])
     book.close()
     code, results = _dry_run(tmp_path, path)
@@ -219,17 +218,16 @@ def test_a_number_beside_text_codes_says_what_the_cell_holds(tmp_path: Path) -> 
     path = tmp_path / "codes.xlsx"
     book = xlsxwriter.Workbook(path)
     sheet = book.add_worksheet()
-    sheet.write_row(0, 0, [TITLE])
-    sheet.write_row(1, 0, HEADER)
-    sheet.write_row(2, 0, ["acme", "ORD1"])
-    sheet.write_string(2, 2, "007")
-    sheet.write_row(3, 0, ["acme", "ORD2"])
-    sheet.write_number(3, 2, 7)
+    sheet.write_row(0, 0, HEADER)
+    sheet.write_row(1, 0, ["acme", "ORD1"])
+    sheet.write_string(1, 2, "007")
+    sheet.write_row(2, 0, ["acme", "ORD2"])
+    sheet.write_number(2, 2, 7)
     book.close()
     code, results = _dry_run(tmp_path, path)
     assert code == 1
-    error = results.filter(pl.col("row") == "4").get_column("error")[0]
-    assert error.startswith("redemptionInstructions: cell C4 holds the number 7 (Excel shows 7)")
+    error = results.filter(pl.col("row") == "3").get_column("error")[0]
+    assert error.startswith("redemptionInstructions: cell C3 holds the number 7 (Excel shows 7)")
     assert "other codes are text with leading zeros (such as 007)" in error
     assert "15 digits" not in error
 
@@ -273,3 +271,20 @@ def test_validate_file_says_which_sheet_and_header_row_it_read(tmp_path: Path) -
         "api.xlsx: row 5 looks like a total row ('Total' in community, no purchaseHistoryID): "
         "not sent",
     )
+
+
+def test_a_large_csv_with_a_title_line_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bucketed reader of large files leaves a CSV with title lines to the whole-file
+    reader, which finds the header: the same rows and row numbers as a small file."""
+    from reconcile import buckets
+    from reconcile.operations import get_operation
+
+    text = f"{TITLE}\n" + ",".join(HEADER) + "\nacme,ORD1,a\nacme,ORD2,b\n"
+    source = write_csv(tmp_path / "large.csv", text)
+    assert buckets.spill(source, get_operation("purchase-history"), tmp_path / "rows") is None
+    monkeypatch.setattr(buckets, "LARGE_FILE_BYTES", 0)
+    code, results = _dry_run(tmp_path, source)
+    assert code == 0
+    assert results.get_column("row").to_list() == ["3", "4"]
