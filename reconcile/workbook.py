@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import cell_formats
+from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.header_row import (
     HEADER_SEARCH_ROWS,
@@ -113,9 +114,7 @@ def read_workbook(
     candidates = [chosen_sheet(path, names, sheet)] if sheet is not None else names
     found = _find_header(path, workbook, candidates, columns, families)
     formats = cell_formats.sheet_formats(raw, found.sheet)
-    loaded, index = found.loaded, found.index
-    text = loaded.to_polars()
-    sheet_columns = [c.absolute_index for c in loaded.available_columns()]
+    text, index, sheet_columns = found.frame, found.index, found.sheet_columns
     header_row = formats.header_row + index
     headers = header_names(text.row(index), _merged_header(formats, header_row, sheet_columns))
     text = text.slice(index + 1)
@@ -172,8 +171,11 @@ def chosen_sheet(path: Path, names: Sequence[str], sheet: str) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Found:
     sheet: str
-    loaded: Any
-    """fastexcel's sheet, read whole without a header row (the reader's first row: 0)."""
+    frame: pl.DataFrame
+    """The sheet, every cell as text, read whole without a header row (from its first row
+    with a value)."""
+    sheet_columns: Sequence[int]
+    """The sheet column (0-based) of each of the frame's columns."""
     index: int
     """The header's row in ``loaded``."""
     passed: Sequence[str]
@@ -194,11 +196,14 @@ def _find_header(
     for number, name in enumerate(candidates):
         rows = None if number == 0 else HEADER_SEARCH_ROWS
         loaded = workbook.load_sheet(name, header_row=None, dtypes="string", n_rows=rows)
-        index = find_header(loaded.to_polars().head(HEADER_SEARCH_ROWS).rows(), required)
+        frame = loaded.to_polars()
+        index = find_header(frame.head(HEADER_SEARCH_ROWS).rows(), required)
         if index is not None:
             if rows is not None:
                 loaded = workbook.load_sheet(name, header_row=None, dtypes="string")
-            return _Found(name, loaded, index, candidates[:number])
+                frame = loaded.to_polars()
+            columns_at = [c.absolute_index for c in loaded.available_columns()]
+            return _Found(name, frame, columns_at, index, candidates[:number])
     if len(candidates) == 1 and not workbook.load_sheet(candidates[0]).width:
         raise InputError(
             f"{path}: sheet {candidates[0]!r} is empty. Fix: add a header row and data rows."

@@ -288,3 +288,27 @@ def test_a_large_csv_with_a_title_line_is_read_whole(
     code, results = _dry_run(tmp_path, source)
     assert code == 0
     assert results.get_column("row").to_list() == ["3", "4"]
+
+
+def test_cell_problems_below_a_title_row_name_the_cell_and_row_excel_shows(
+    tmp_path: Path,
+) -> None:
+    """Headers in row 3: a number in the ID column of sheet row 5 is reported for row 5 as
+    cell B5, and a zero-padded code (format 000000) in row 4 is read as Excel shows it."""
+    path = tmp_path / "cells.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet()
+    padded = book.add_format({"num_format": "000000"})
+    sheet.write(0, 0, TITLE)
+    sheet.write_row(2, 0, ["community", "purchaseHistoryID", "voucherCode"])
+    sheet.write_row(3, 0, ["acme", "ORD1"])
+    sheet.write_number(3, 2, 4567, padded)
+    sheet.write_row(4, 0, ["acme"])
+    sheet.write_number(4, 1, 123)
+    book.close()
+    code, results = _dry_run(tmp_path, path)
+    assert code == 1
+    assert results.get_column("row").to_list() == ["4", "5"]
+    assert results.get_column("voucherCode").to_list()[0] == "004567"
+    error = results.get_column("error").to_list()[1]
+    assert error.startswith("purchaseHistoryID: cell B5 holds the number 123 (Excel shows 123)")
