@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 import pandera.polars as pa
 import polars as pl
-from pandera.errors import SchemaErrors
+from pandera.errors import SchemaErrorReason, SchemaErrors
 
 from reconcile.intake import ROW
 from reconcile.operations.base import Operation
@@ -51,6 +51,7 @@ def validate(
         schema.validate(normalised[suspects], lazy=True)
         failures = None
     except SchemaErrors as exc:
+        _refuse_crashed_checks(exc)
         failures = _messages(exc.failure_cases, operation, headers, _hints(schema))
         failures = failures.with_columns(suspects.gather(failures.get_column("index")))
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
@@ -70,6 +71,17 @@ def validate(
         per_row.get_column("index"), per_row.get_column("message")
     )
     return normalised.with_columns(error.alias(ERROR))
+
+
+def _refuse_crashed_checks(exc: SchemaErrors) -> None:
+    """A check whose own code raised is reported by pandera without a row: its rows would pass
+    as valid and be sent. Such a check is a bug in reconcile: stop before anything is sent."""
+    crashed = [e for e in exc.schema_errors if e.reason_code == SchemaErrorReason.CHECK_ERROR]
+    if crashed:
+        shown = "; ".join(
+            f"{getattr(e.check, 'error', e.check)}: {e.failure_cases}" for e in crashed
+        )
+        raise RuntimeError(f"a validation check failed to run (a bug, nothing sent): {shown}")
 
 
 def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series | None:
