@@ -85,7 +85,10 @@ def _add_run(commands: Any) -> None:
         metavar="NAME",
         help="only this community's rows (repeatable); the others are skipped",
     )
-    run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
+    run.add_argument(
+        "--sheet",
+        help="the workbook sheet to read, case-insensitive (default: the first with a header row)",
+    )
     run.add_argument(
         "--plan",
         metavar="RUN_ID",

@@ -175,6 +175,12 @@ class Job:
         example="postgresql://reconcile@db.internal/reconcile",
         check=POSTGRES_URL,
     )
+    fold_communities: bool = setting(
+        False, doc="true: a community cell matches whatever its case and spaces (Acme is acme)"
+    )
+    """A community cell that is one of the job's communities once case and spaces are folded
+    (``'Acme '``, ``ACME``) is that community; off by default: a cell must name it exactly
+    (the refusal says "did you mean acme?")."""
     options: Mapping[str, Any] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )

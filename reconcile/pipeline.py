@@ -20,7 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, results
+from reconcile import approval, buckets, numeric_ids, results, sheet_shape, suggestions
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -87,6 +87,17 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         families=operation.families,
         id_families=operation.id_families,
     )
+    header_notes = list(table.notes)
+    table, totals = sheet_shape.without_totals(table, operation.columns)
+    for note in totals:
+        log.warning("input.total_row", path=str(input_path), message=note)
+    log.info(
+        "input.header",
+        path=str(input_path),
+        sheet=table.sheet,
+        header_row=table.header_row,
+        **({"message": " ".join(header_notes)} if header_notes else {}),
+    )
     prepared = _prepared(table, job, operation)
     _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
@@ -95,8 +106,11 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
 def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
     """``table`` validated and planned."""
     names = operation.column_names + operation.family_columns(list(table.canonical))
+    view = table.operation_view(names)
+    if job.fold_communities:
+        view = view.with_columns(folded_communities(pl.col("community"), job.communities))
     validated = validate(
-        table.operation_view(names),
+        view,
         operation,
         job.communities.keys(),
         table.canonical,
@@ -104,6 +118,14 @@ def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
     )
     valid = validated.filter(pl.col("__error").is_null())
     return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
+
+
+def folded_communities(cell: pl.Expr, communities: Collection[str]) -> pl.Expr:
+    """``cell`` as the job's community it names once case and spaces are folded (the job's
+    ``fold_communities``); other values as they are."""
+    names = {suggestions.folded(name): name for name in communities}
+    key = cell.str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
+    return key.replace_strict(names, default=cell, return_dtype=pl.String).alias("community")
 
 
 def _invalid(prepared: Prepared) -> int:
