@@ -24,7 +24,7 @@ from reconcile.exceptions import ConfigError
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class LedgerUnavailable(Exception):

@@ -149,7 +149,7 @@ NOT_SELECTED = "not selected (--community)"
 
 def job_lock(
     job: Job, communities: Collection[str] | None = None
-) -> contextlib.AbstractContextManager[Path | None]:
+) -> contextlib.AbstractContextManager[None]:
     """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
     requests never overlap (RunLockedError at once)."""
     from reconcile import locks
