@@ -182,8 +182,14 @@ def _add_history(commands: Any) -> None:
         "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
     )
 
-    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
-    ledger.add_argument("action", choices=["migrate", "copy"])
+    ledger = commands.add_parser(
+        "ledger",
+        help="prepare a PostgreSQL ledger, copy one into it, or check it (exit 3: damaged)",
+    )
+    ledger.add_argument("action", choices=["migrate", "copy", "check"])
+    ledger.add_argument(
+        "--state-dir", type=Path, help="with check: the SQLite ledger's folder (else the job's)"
+    )
     ledger.add_argument("--job", type=Path, help="the job (its ledger_url, or its SQLite ledger)")
     ledger.add_argument(
         "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import glob
 import hashlib
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
     base = job.path.parent if job.path else Path()
     pattern = str(base / Path(job.input).expanduser())
     target = Path(pattern)
+    _check_inbox_folder(job, pattern)
     if target.is_dir():
         candidates = [
             p for p in target.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
@@ -63,6 +65,26 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
             continue
         ready.append(path)
     return ready
+
+
+def _check_inbox_folder(job: Job, pattern: str) -> None:
+    """A missing inbox folder is a ConfigError (exit 2), not an empty inbox: a typo or an
+    unmounted share must not pass for a quiet night. The folder: the input itself when it ends
+    with a slash or has no suffix, else the folder of the file or of the glob's first
+    wildcard."""
+    named = job.input or ""
+    if not glob.has_magic(pattern) and (named.endswith(("/", "\\")) or not Path(pattern).suffix):
+        folder = Path(pattern)
+    else:
+        parts = Path(pattern).parts
+        fixed = [p for p in itertools.takewhile(lambda p: not glob.has_magic(p), parts)]
+        folder = Path(*fixed[: len(parts) - 1]) if fixed else Path()
+    if not folder.is_dir():
+        reason = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(
+            f"{job.path or 'job'}: input = {job.input!r}: the inbox folder {folder} {reason}. "
+            "Fix: create it, mount it, or correct input in the job file"
+        )
 
 
 def results_path(job: Job, source: Path, started: dt.datetime) -> Path:
