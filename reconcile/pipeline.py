@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, results
+from reconcile import approval, buckets, numeric_ids, preflight, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -179,27 +179,31 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             "3. reconcile run --plan RUN_ID --job JOB"
         )
     if _in_buckets(input_path, out, options):
-        _preflight(job, out, options, ())
+        _preflight(job, out, options, None)
         large = _execute_in_buckets(input_path, job, out, options)
         if large is not None:
             return large
-    prepared = prepare(input_path, job, sheet=options.sheet)
-    _preflight(job, out, options, in_scope(prepared, options).get_column("community").unique())
+    if preflight.places(job, out):  # the lock itself needs the state dir: say all, unlocked
+        _preflight(job, out, options, prepare(input_path, job, sheet=options.sheet))
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
     with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
+        prepared = prepare(input_path, job, sheet=options.sheet)
+        _preflight(job, out, options, prepared)
         return _execute_locked(prepared, input_path, out, options)
 
 
-def _preflight(job: Job, out: Path, options: RunOptions, communities: Iterable[str]) -> None:
+def _preflight(job: Job, out: Path, options: RunOptions, prepared: Prepared | None) -> None:
     """Everything the run writes or needs, before anything is recorded or sent
-    (:mod:`reconcile.preflight`): a real run's credentials too."""
-    from reconcile import preflight
-
+    (:mod:`reconcile.preflight`); a real run's credentials for the communities it sends to."""
+    send_to: list[str] = []
+    if prepared is not None and not options.dry_run:
+        communities = in_scope(prepared, options).get_column("community").unique()
+        send_to = sorted(c for c in communities if c is not None)
     preflight.check(
         job,
         out,
-        send_to=() if options.dry_run else sorted(c for c in communities if c is not None),
+        send_to=send_to,
         environ=dict(options.environ),
         given={k: dict(v) for k, v in (options.given_credentials or {}).items()},
     )

@@ -62,14 +62,18 @@ def check(
 ) -> None:
     """PreflightError listing every problem; ``send_to``: the communities a real run sends to
     (their credentials are checked); LedgerDamaged for a SQLite ledger that is not a database."""
-    problems = [*_output_problems(out), *_state_problems(job)]
-    if not problems:
-        problems += _ledger_problems(job)
+    problems = places(job, out)
     problems += missing_credentials(
         get_operation(job.operation), job, sorted(send_to), environ or {}, given
     )
     if problems:
         raise PreflightError(problems)
+
+
+def places(job: Job, out: Path) -> list[str]:
+    """The problems of what the run writes (outputs, state dir) and of its ledger."""
+    problems = [*_output_problems(out), *_state_problems(job)]
+    return problems or list(_ledger_problems(job))
 
 
 def check_folder(folder: Path, what: str) -> str | None:
