@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reconcile.database import Database, Storage, open_database
 from reconcile.exceptions import ConfigError
-from reconcile.schema import SEQUENCE, create_audit_schema, create_schema, migrate
+from reconcile.schema import continue_sequence, create_audit_schema, create_schema, migrate
 
 #: Tables copied, with their columns (the audit chain keeps its sequence numbers and hashes).
 TABLES = {
@@ -53,9 +53,7 @@ def copy(source: Storage, url: str) -> str:
             for table, columns in TABLES.items()
         ]
         counts.append(f"audit chain {_copy_chain(sqlite, target)}")
-        target.run(  # the records copied keep their order; the ledger's next writes follow
-            f"SELECT setval('{SEQUENCE}', (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), false)"
-        )
+        continue_sequence(target)  # the records copied keep their order; new writes follow
     finally:
         sqlite.close()
         target.close()

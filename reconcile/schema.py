@@ -131,6 +131,11 @@ CREATE TABLE IF NOT EXISTS console_runs (
 """
 
 
+def continue_sequence(db: Database) -> None:
+    """PostgreSQL: the next number after every record's (records copied in keep theirs)."""
+    db.run(f"SELECT setval('{SEQUENCE}', (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), false)")
+
+
 def next_seq(db: Database) -> str:
     """The SQL expression for the next number of the ledger's order of writes."""
     if db.dialect == "postgresql":
@@ -174,9 +179,7 @@ def _ledger_tables(db: Database) -> None:
         _number_old_records(db)
     if db.dialect == "postgresql":
         db.run(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE}")
-        db.run(
-            f"SELECT setval('{SEQUENCE}', (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), false)"
-        )
+        continue_sequence(db)
     _statements(db, RUN_LOCKS)
     _statements(db, INDEXES)
 
