@@ -198,3 +198,51 @@ def test_a_ledger_of_the_old_schema_is_numbered_by_its_stamps_once(tmp_path: Pat
         assert ledger.db.one("SELECT seq FROM requests WHERE fingerprint = 'fC'") == (4,)
     finally:
         ledger.close()
+
+
+def test_a_postgres_ledger_of_version_1_is_migrated_and_refused_until_then(
+    postgres: Any, sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL ledger of schema version 1 (no ``seq``, no ``run_locks``): a run stops with
+    exit 2 naming ``reconcile ledger migrate`` and sends nothing; migrate says 1 -> 2, numbers
+    the old records in their stamps' order, and a run then works and numbers after them."""
+    import psycopg
+
+    url = postgres.new_database("version_one")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE requests (run_id TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+            "community TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, target TEXT, "
+            "state TEXT NOT NULL, http_status INTEGER, error TEXT, attempts INTEGER NOT NULL "
+            "DEFAULT 0, updated_at TEXT NOT NULL, PRIMARY KEY (run_id, fingerprint))"
+        )
+        for run_id, stamp in (("late", "2026-01-01T02:00"), ("early", "2026-01-01T01:00")):
+            connection.execute(
+                "INSERT INTO requests VALUES (%s, %s, 'acme', 'PATCH', '/v1/x', 'x', 'applied', "
+                "200, NULL, 1, %s)",
+                (run_id, f"f-{run_id}", stamp),
+            )
+        connection.execute("CREATE TABLE reconcile_schema (version INTEGER NOT NULL)")
+        connection.execute("INSERT INTO reconcile_schema VALUES (1)")
+    monkeypatch.setenv("RECONCILE_LEDGER_URL", url)
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
+    job = write_job(tmp_path / "job.toml", sandbox.url)
+    code, err = _finish(_start(["run", source, "--job", job, "--out", tmp_path / "o.csv"]))
+    assert code == 2 and "reconcile ledger migrate" in err and "found 1" in err
+    assert sandbox.state.requests == []
+    migrated = subprocess.run(
+        [sys.executable, "-m", "reconcile", "ledger", "migrate"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert migrated.returncode == 0 and f"1 -> {SCHEMA_VERSION}" in migrated.stdout
+    code, err = _finish(_start(["run", source, "--job", job, "--out", tmp_path / "o.csv"]))
+    assert code == 0, err[-2000:]
+    with psycopg.connect(url, autocommit=True) as connection:
+        numbered = dict(
+            connection.execute("SELECT run_id, seq FROM requests ORDER BY seq").fetchall()
+        )
+    assert list(numbered)[:2] == ["early", "late"] and numbered["early"] == 1
+    assert len(numbered) == 3 and max(numbered.values()) > 2
