@@ -68,10 +68,12 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
 
 
 def _check_inbox_folder(job: Job, pattern: str) -> None:
-    """A missing inbox folder is a ConfigError (exit 2), not an empty inbox: a typo or an
-    unmounted share must not pass for a quiet night. The folder: the input itself when it ends
-    with a slash or has no suffix, else the folder of the file or of the glob's first
-    wildcard."""
+    """A missing inbox folder is exit 2 (a PreflightError), not an empty inbox: a typo or an
+    unmounted share must not pass for a quiet night; nor is a results_dir that cannot be
+    written. The inbox folder: the input itself when it ends with a slash or has no suffix,
+    else the folder of the file or of the glob's first wildcard."""
+    from reconcile import preflight
+
     named = job.input or ""
     if not glob.has_magic(pattern) and (named.endswith(("/", "\\")) or not Path(pattern).suffix):
         folder = Path(pattern)
@@ -79,12 +81,17 @@ def _check_inbox_folder(job: Job, pattern: str) -> None:
         parts = Path(pattern).parts
         fixed = [p for p in itertools.takewhile(lambda p: not glob.has_magic(p), parts)]
         folder = Path(*fixed[: len(parts) - 1]) if fixed else Path()
+    problems = []
     if not folder.is_dir():
         reason = "is not a folder" if folder.exists() else "does not exist"
-        raise ConfigError(
+        problems.append(
             f"{job.path or 'job'}: input = {job.input!r}: the inbox folder {folder} {reason}. "
             "Fix: create it, mount it, or correct input in the job file"
         )
+    if job.results_dir is not None:
+        problems.append(preflight.check_folder(job.results_dir, "results_dir") or "")
+    if any(problems):
+        raise preflight.PreflightError([p for p in problems if p])
 
 
 def results_path(job: Job, source: Path, started: dt.datetime) -> Path:

@@ -156,7 +156,8 @@ def test_a_missing_inbox_folder_is_exit_2_not_an_empty_inbox(
     sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``input = "inbox/"`` with no such folder (a typo, an unmounted share): exit 2 naming
-    it, never "inbox.empty" and exit 0; a folder that is there and empty stays exit 0."""
+    it, never "inbox.empty" and exit 0; a folder that is there and empty stays exit 0; a
+    results_dir under a file is exit 2 even with nothing to run."""
     job = write_job(tmp_path / "nightly.toml", sandbox.url, input="inbox/")
     assert run("run", "--job", job) == 2
     err = _errors(capsys)
@@ -168,3 +169,9 @@ def test_a_missing_inbox_folder_is_exit_2_not_an_empty_inbox(
     glob_job = write_job(tmp_path / "glob.toml", sandbox.url, input="drop/*.csv")
     assert run("run", "--job", glob_job) == 2
     assert f"the inbox folder {tmp_path / 'drop'} does not exist" in _errors(capsys)
+    (tmp_path / "taken").write_text("a file")
+    blocked = write_job(
+        tmp_path / "blocked.toml", sandbox.url, input="inbox/", results_dir="taken/results/"
+    )
+    assert run("run", "--job", blocked) == 2
+    assert f"results_dir {tmp_path / 'taken' / 'results'}: cannot be used" in _errors(capsys)
