@@ -143,12 +143,18 @@ class _AdvisoryLocks:
     since: str
 
     def note_run(self, run_id: str) -> None:
-        for name in self.names:
-            self.connection.execute(
-                "INSERT INTO run_locks (name, holder, since) VALUES (%s, %s, %s) ON CONFLICT "
-                "(name) DO UPDATE SET holder = excluded.holder, since = excluded.since",
-                (name, holder_line(run_id or None, self.since), self.since),
-            )
+        import psycopg
+
+        try:
+            for name in self.names:
+                self.connection.execute(
+                    "INSERT INTO run_locks (name, holder, since) VALUES (%s, %s, %s) ON "
+                    "CONFLICT (name) DO UPDATE SET holder = excluded.holder, since = "
+                    "excluded.since",
+                    (name, holder_line(run_id or None, self.since), self.since),
+                )
+        except psycopg.OperationalError as exc:  # the lock's connection is gone: so is the lock
+            raise LedgerUnavailable(f"the run lock's connection was lost: {exc}") from None
 
 
 @contextlib.contextmanager
