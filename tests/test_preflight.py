@@ -161,14 +161,14 @@ def test_a_missing_inbox_folder_is_exit_2_not_an_empty_inbox(
     job = write_job(tmp_path / "nightly.toml", sandbox.url, input="inbox/")
     assert run("run", "--job", job) == 2
     err = _errors(capsys)
-    assert f"the inbox folder {tmp_path / 'inbox'} does not exist" in err
+    assert f"the folder {tmp_path / 'inbox'} does not exist" in err
     assert "inbox.empty" not in err
     (tmp_path / "inbox").mkdir()
     assert run("run", "--job", job) == 0
     assert "inbox.empty" in _errors(capsys)
     glob_job = write_job(tmp_path / "glob.toml", sandbox.url, input="drop/*.csv")
     assert run("run", "--job", glob_job) == 2
-    assert f"the inbox folder {tmp_path / 'drop'} does not exist" in _errors(capsys)
+    assert f"the folder {tmp_path / 'drop'} does not exist" in _errors(capsys)
     (tmp_path / "taken").write_text("a file")
     blocked = write_job(
         tmp_path / "blocked.toml", sandbox.url, input="inbox/", results_dir="taken/results/"
