@@ -205,8 +205,8 @@ def _preflight(job: Job, out: Path, options: RunOptions, prepared: Prepared | No
         job,
         out,
         send_to=send_to,
-        environ=dict(options.environ),
-        given={k: dict(v) for k, v in (options.given_credentials or {}).items()},
+        environ=options.environ,
+        given=options.given_credentials,
     )
 
 

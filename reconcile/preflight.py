@@ -23,7 +23,7 @@ import contextlib
 import os
 import sqlite3
 import tempfile
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from reconcile.credentials import missing_credentials
@@ -57,8 +57,8 @@ def check(
     out: Path,
     *,
     send_to: Collection[str] = (),
-    environ: dict[str, str] | None = None,
-    given: dict[str, dict[str, str]] | None = None,
+    environ: Mapping[str, str] | None = None,
+    given: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """PreflightError listing every problem; ``send_to``: the communities a real run sends to
     (their credentials are checked); LedgerDamaged for a SQLite ledger that is not a database."""
