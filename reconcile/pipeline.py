@@ -20,7 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, results, sheet_shape, suggestions
+from reconcile import approval, buckets, numeric_ids, preflight, results, sheet_shape, suggestions
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -172,7 +172,7 @@ NOT_SELECTED = "not selected (--community)"
 
 def job_lock(
     job: Job, communities: Collection[str] | None = None
-) -> contextlib.AbstractContextManager[Path | None]:
+) -> contextlib.AbstractContextManager[None]:
     """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
     requests never overlap (RunLockedError at once)."""
     from reconcile import locks
@@ -201,15 +201,35 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             "prints its run id); 2. a colleague: reconcile approve RUN_ID --job JOB; "
             "3. reconcile run --plan RUN_ID --job JOB"
         )
+    if _in_buckets(input_path, out, options):
+        _preflight(job, out, options, None)
+        large = _execute_in_buckets(input_path, job, out, options)
+        if large is not None:
+            return large
+    if preflight.places(job, out):  # the lock itself needs the state dir: say all, unlocked
+        _preflight(job, out, options, prepare(input_path, job, sheet=options.sheet))
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
     with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
-        if _in_buckets(input_path, out, options):
-            large = _execute_in_buckets(input_path, job, out, options)
-            if large is not None:
-                return large
         prepared = prepare(input_path, job, sheet=options.sheet)
+        _preflight(job, out, options, prepared)
         return _execute_locked(prepared, input_path, out, options)
+
+
+def _preflight(job: Job, out: Path, options: RunOptions, prepared: Prepared | None) -> None:
+    """Everything the run writes or needs, before anything is recorded or sent
+    (:mod:`reconcile.preflight`); a real run's credentials for the communities it sends to."""
+    send_to: list[str] = []
+    if prepared is not None and not options.dry_run:
+        communities = in_scope(prepared, options).get_column("community").unique()
+        send_to = sorted(c for c in communities if c is not None)
+    preflight.check(
+        job,
+        out,
+        send_to=send_to,
+        environ=options.environ,
+        given=options.given_credentials,
+    )
 
 
 def _user(options: RunOptions) -> str:
@@ -314,21 +334,27 @@ def _would_happen(
     return pl.concat([decided, rest])
 
 
-def _send_or_show(
-    prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
-) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
-    """Per request: its outcome (dry run: what would happen), the signal that stopped us, and
-    the HTTP exchanges for the report."""
+def in_scope(prepared: Prepared, options: RunOptions) -> pl.DataFrame:
+    """The planned requests this run may send: of the selected communities, and with a plan
+    only those of rows it would have applied (never a request outside the plan)."""
     requests = prepared.plan.requests
     if options.communities is not None:
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
     if options.plan is not None:
-        # Never a request outside the plan: only those of rows it would have applied.
         approved_rows = options.plan.rows.filter(pl.col("status") == Status.WOULD_APPLY.value)
         allowed = prepared.plan.rows.join(
             approved_rows.select(pl.col("row").alias(ROW)), on=ROW, how="semi"
         )
         requests = requests.join(allowed.select(REQUEST_ID).unique(), on=REQUEST_ID, how="semi")
+    return requests
+
+
+def _send_or_show(
+    prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
+) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
+    """Per request: its outcome (dry run: what would happen), the signal that stopped us, and
+    the HTTP exchanges for the report."""
+    requests = in_scope(prepared, options)
     if options.dry_run:
         return _would_happen(prepared, requests, ledger, force=options.force), None, []
     triaged = triage(
