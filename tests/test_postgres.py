@@ -132,11 +132,11 @@ def test_two_shards_run_side_by_side_and_the_same_shard_twice_exits_2(
 ) -> None:
     """Two processes, one per community, one PostgreSQL ledger: both run at once and every
     row is applied exactly once; a second process on a community being sent to exits 2 at
-    once."""
-    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.05)]
+    once. (Each shard sends for ~8 s: a loaded machine takes seconds to start the third.)"""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
     rows = [(c, order_id(c, n)) for n in range(40) for c in ("acme", "globex")]
     source = orders_csv(tmp_path / "in.csv", rows)
-    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=100, concurrency=2)
+    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=100, concurrency=1)
 
     def shard(community: str, out: str) -> tuple[str | Path, ...]:
         return ("run", source, "--job", job, "--community", community, "--out", tmp_path / out)

@@ -29,6 +29,7 @@ from reconcile.schema import create_audit_schema, create_console_schema, create_
 from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
 from reconcile.web.history import Filters, HistoryPage, history_page
 from reconcile.web.users import User
+from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
 
@@ -124,10 +125,12 @@ class Console:
             create_console_schema(self.db)
         self.progress = Progress()
         self._threads: dict[str, threading.Thread] = {}
+        self.verifier = Verifier(self, self._as)
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
+        self.verifier.close()
         self.db.close()
 
     # -- files ----------------------------------------------------------------------------------
