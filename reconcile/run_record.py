@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, report, results
+from reconcile import __version__, approval, locks, report, results
 from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
@@ -107,6 +107,8 @@ def recorded_run(
                 "tool_version": __version__,
             }
         )
+        if not options.dry_run:
+            locks.note_run(run.run_id)  # a run refused by this one's lock names it
         log.info(
             "run.started",
             run_id=run.run_id,

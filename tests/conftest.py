@@ -14,7 +14,8 @@ from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
-from tests.needs import chromium, missing
+from tests.needs import chromium as chromium_path
+from tests.needs import missing
 from tests.postgres import INSTALL as POSTGRES_INSTALL
 from tests.postgres import PostgresServer, postgres_server
 from tests.postgres import available as postgres_available
@@ -122,15 +123,22 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium driven by Playwright, one per test module (tests/needs.py finds it)."""
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, one per test module (tests/needs.py finds it, or
+    fails under CI / skips elsewhere naming the command that installs it)."""
     from playwright.sync_api import sync_playwright
 
-    executable = chromium()
+    executable = chromium_path()
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Browser) -> Browser:
+    """The module's Chromium (``chromium``), under the name the console tests use."""
+    return chromium
 
 
 @pytest.fixture
@@ -142,6 +150,18 @@ def running(
     from tests.console import console_parts, serve
 
     parts = console_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()
+
+
+@pytest.fixture
+def two_jobs(tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None) -> Iterator[Any]:
+    """The console served on 127.0.0.1 with two jobs of different operations
+    (purchase-history, redemption-status) over one ledger: SQLite, then PostgreSQL."""
+    from tests.console import serve, two_job_parts
+
+    parts = two_job_parts(tmp_path, sandbox.url)
     yield from serve(parts)
     parts.console.close()
     parts.users.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from reconcile.database import SCHEMA_VERSION
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
@@ -77,12 +78,36 @@ def test_migrate_is_idempotent_and_a_missing_schema_stops_the_run(
     assert refused.returncode == 2
     assert "reconcile ledger migrate" in refused.stderr and sandbox.state.requests == []
     first = _reconcile(None, "ledger", "migrate", "--ledger-url", url)
-    assert first.returncode == 0 and "none -> 1" in first.stdout
+    assert first.returncode == 0 and f"none -> {SCHEMA_VERSION}" in first.stdout
     again = _reconcile(None, "ledger", "migrate", "--ledger-url", url)
     assert "nothing to do" in again.stdout
     assert postgres.password not in first.stdout + again.stdout  # the URL is shown redacted
     ran = _reconcile(url, "run", source, "--job", job, "--out", tmp_path / "o.csv")
     assert ran.returncode == 0, ran.stderr
+
+
+def test_a_version_2_database_is_refused_until_migrate_adds_the_upload_sheet(
+    postgres: PostgresServer, tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """A database migrated before issue 30 (version 2: no uploads.sheet column) stops a run
+    with exit 2 naming 'reconcile ledger migrate'; migrate brings it to version 3 and adds the
+    column the console records a workbook's sheet in."""
+    url = postgres.new_database("migrate_from_2")
+    assert _reconcile(None, "ledger", "migrate", "--ledger-url", url).returncode == 0
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE uploads DROP COLUMN sheet")
+        connection.execute("UPDATE reconcile_schema SET version = 2")
+    job = write_job(tmp_path / "job.toml", sandbox.url)
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
+    refused = _reconcile(url, "run", source, "--job", job, "--out", tmp_path / "o.csv")
+    assert refused.returncode == 2 and "reconcile ledger migrate" in refused.stderr
+    upgraded = _reconcile(None, "ledger", "migrate", "--ledger-url", url)
+    assert SCHEMA_VERSION == 3 and "2 -> 3" in upgraded.stdout, upgraded.stdout
+    with psycopg.connect(url) as connection:
+        columns = connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'uploads'"
+        ).fetchall()
+    assert ("sheet",) in columns
 
 
 @pytest.mark.parametrize("case", ["wrong password", "no such host", "not a URL"])
@@ -107,11 +132,11 @@ def test_two_shards_run_side_by_side_and_the_same_shard_twice_exits_2(
 ) -> None:
     """Two processes, one per community, one PostgreSQL ledger: both run at once and every
     row is applied exactly once; a second process on a community being sent to exits 2 at
-    once."""
-    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.05)]
+    once. (Each shard sends for ~8 s: a loaded machine takes seconds to start the third.)"""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
     rows = [(c, order_id(c, n)) for n in range(40) for c in ("acme", "globex")]
     source = orders_csv(tmp_path / "in.csv", rows)
-    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=100, concurrency=2)
+    job = write_job(tmp_path / "job.toml", sandbox.url, rate_per_second=100, concurrency=1)
 
     def shard(community: str, out: str) -> tuple[str | Path, ...]:
         return ("run", source, "--job", job, "--community", community, "--out", tmp_path / out)
