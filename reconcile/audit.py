@@ -24,7 +24,7 @@ from reconcile import chain_format
 from reconcile._lazy import pl
 from reconcile.canonical_json import jcs_text
 from reconcile.database import Storage, as_storage, open_database
-from reconcile.exceptions import ApprovalError, PlanStateError
+from reconcile.exceptions import ApprovalError, NoteError, PlanStateError
 from reconcile.hashing import HASH_FORMAT, PLAN_COLUMNS, RFC_8785, plan_hash, record_hash
 from reconcile.ledger import now_iso
 from reconcile.schema import create_audit_schema, create_schema
@@ -218,6 +218,7 @@ class AuditStore:
         """The maker takes a submitted plan back before anyone decided it; final: nobody can
         approve it after (dry-run the file again for a new plan)."""
         self._undecided(run_id, user, "withdraw")
+        _check_note(note)
         with self.db.transaction(lock=CHAIN):
             standing = self.standing(run_id)
             if standing is None:
@@ -280,10 +281,7 @@ class AuditStore:
                 f"{user} made plan {run_id}: the person who prepares a batch cannot "
                 f"{'approve' if approve else 'reject'} it. Fix: ask a colleague to decide it"
             )
-        if note is not None and len(note) > MAX_NOTE_CHARS:
-            raise ApprovalError(
-                f"the note has {len(note):,} characters: keep it under {MAX_NOTE_CHARS:,}"
-            )
+        _check_note(note)
         with self.db.transaction(lock=CHAIN):
             # Read under the chain's lock: a withdrawal or another decision cannot slip between.
             record = self._decision(run_id, approve=approve, user=user, note=note)
@@ -521,3 +519,12 @@ def _safe(value: Any) -> str:
 def store(where: Path | Storage) -> contextlib.closing[AuditStore]:
     """``with store(...) as audit:`` the audit store, closed at the end of the block."""
     return contextlib.closing(AuditStore(where))
+
+
+def _check_note(note: str | None) -> None:
+    """A note is recorded whole or not at all: over MAX_NOTE_CHARS it is refused (NoteError)."""
+    if note is not None and len(note) > MAX_NOTE_CHARS:
+        raise NoteError(
+            f"the note has {len(note):,} characters, over the {MAX_NOTE_CHARS:,} a note may "
+            "have; nothing was recorded. Fix: shorten the note and try again"
+        )

@@ -283,25 +283,30 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
+    """The plan as text; every recorded value with its control characters escaped, so a line
+    break in a note or a file name cannot print a line of its own (a forged decision)."""
+    from reconcile.audit import escaped_text as e
+
     header = plan.header
     decision = plan.decision
     print(f"plan {plan.run_id}  SHA-256 {plan.plan_sha256}")
-    print(f"  maker {header['maker']} at {header['created_at']}")
-    print(f"  input {header['input_name']} (SHA-256 {header['input_sha256']})")
+    print(f"  maker {e(str(header['maker']))} at {header['created_at']}")
+    print(f"  input {e(str(header['input_name']))} (SHA-256 {header['input_sha256']})")
     print(f"  job fingerprint {header['job_fingerprint']}")
     if decision is None:
         print("  decision: waiting for approval")
     else:
-        note = f": {decision['note']}" if decision.get("note") else ""
+        note = f": {e(str(decision['note']))}" if decision.get("note") else ""
         print(
-            f"  decision: {decision['decision']} by {decision['decided_by']} at "
+            f"  decision: {decision['decision']} by {e(str(decision['decided_by']))} at "
             f"{decision['decided_at']}{note}"
         )
     counts = rows.group_by("status").len().sort("status").iter_rows()
     print("  rows: " + ", ".join(f"{status} {n}" for status, n in counts))
     if requests:
         for row, community, status, request, error in rows.iter_rows():
-            print(f"  row {row} {community or '(no community)'} {status}: {request or error or ''}")
+            where = e(str(community)) if community else "(no community)"
+            print(f"  row {row} {where} {status}: {e(request or error or '')}")
 
 
 def _operations() -> int:

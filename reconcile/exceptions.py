@@ -5,7 +5,8 @@ ReconcileError
  +-- ConfigError    the job file or command line cannot be used (nothing is sent)
  |    +-- ApprovalError  a plan cannot be approved, rejected or applied as asked
  |         +-- PlanStateError  ... because of where it stands (not submitted, withdrawn,
- |                             decided, applied): the console answers 409 Conflict
+ |         |                   decided, applied): the console answers 409 Conflict
+ |         +-- NoteError       ... because its note is unusable (too long): 400 Bad Request
  +-- RunLockedError another run of the same job holds the lock
 """
 
@@ -35,3 +36,8 @@ class ApprovalError(ConfigError):
 class PlanStateError(ApprovalError):
     """The plan is not in a state that allows what was asked: never submitted, withdrawn,
     already decided, or already applied. Nothing is recorded or sent."""
+
+
+class NoteError(ApprovalError):
+    """A decision's or withdrawal's note cannot be recorded (over MAX_NOTE_CHARS): nothing is
+    recorded; the same decision with a shorter note goes through."""

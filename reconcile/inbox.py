@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from reconcile.exceptions import ConfigError, InputError
+from reconcile.exceptions import ConfigError, InputError, PlanStateError
 from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
 
@@ -158,6 +158,8 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
                 approved = approval.approved_plan(
                     job.storage, plan.run_id, job, dt.datetime.now(dt.UTC)
                 )
+            except PlanStateError as exc:  # applied once: a new plan, a new approval
+                log.warning("inbox.plan_already_applied", input=str(source), error=str(exc))
             except approval.ApprovalError as exc:  # expired: plan the file again
                 log.warning("inbox.approval_expired", input=str(source), error=str(exc))
             else:

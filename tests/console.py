@@ -1,5 +1,6 @@
 """Helpers for the web console's tests: a console over a real sandbox, served on 127.0.0.1,
-users with known passwords, and a real Chromium (Debian's) driven by Playwright."""
+users with known passwords; the browser tests drive a real Chromium (Debian's, found by
+tests/needs.py) with Playwright."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from playwright.sync_api import Browser, Page, expect
 
 from reconcile.database import Storage
 from reconcile.job import Job, load_job
@@ -19,10 +21,13 @@ from reconcile.web.app import Settings, create_app
 from reconcile.web.console import Console
 from reconcile.web.security import Signer
 from reconcile.web.users import UserStore
-from tests.helpers import CREDENTIALS, ROOT, credential_env, write_job
+from tests.helpers import CREDENTIALS, credential_env, write_job
+from tests.needs import axe_script
 
-CHROMIUM = os.environ.get("RECONCILE_CHROMIUM", "/usr/bin/chromium")
-AXE = ROOT / "build" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
 PASSWORDS = {
     "alice": ("submitter", "alice-passphrase-1"),
     "carol": ("submitter", "carol-passphrase-2"),
@@ -121,6 +126,40 @@ def check_file(
     )
     assert answer.status_code == 303, answer.text
     return answer.headers["location"].rsplit("/", 1)[-1]
+
+
+def new_page(browser: Browser, **options: Any) -> Page:
+    """A page of its own (a new browser context: no cookies shared), 1280x800, downloads on."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 800}, accept_downloads=True, **options
+    )
+    return context.new_page()
+
+
+def sign_in_page(page: Page, url: str, user: str) -> None:
+    """Sign ``user`` in through the form, as a person does."""
+    page.goto(f"{url}/login")
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user][1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+def accessible(page: Page, name: str) -> None:
+    """axe-core's WCAG 2.1 A/AA rules on the page: no serious or critical violation; the page
+    is also saved as a 1280x800 screenshot when RECONCILE_SCREENSHOTS_DIR is set."""
+    page.add_script_tag(path=str(axe_script()))
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
+    )
+    serious = [
+        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not serious, f"{name}: {serious}"
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
 #: The header of the purchase-history files the analyst tests make.

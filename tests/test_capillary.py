@@ -34,6 +34,7 @@ class TestRules:
         [
             {"deliveryStatus": "SHIPPED"},
             {"id": None, "number": "BILL-1"},
+            {"id": None, "number": "..."},
             {"type": "RETURN", "lineItems.itemCode": "sku"},
             {"identifierName": None, "identifierValue": None, "type": "NOT_INTERESTED"},
             {"identifierName": None, "identifierValue": None, "type": "NOT_INTERESTED_RETURN"},
@@ -54,6 +55,8 @@ class TestRules:
             ({"source": "SHOP"}, "is not a source"),
             ({"source": "INSTORE", "accountId": "A-1"}, "does not apply to the INSTORE source"),
             ({"id": None}, "give the transaction's 'id' or its 'number'"),
+            # --verify reads a bill number back as a path segment (getByBillNumber/{number}).
+            ({"id": None, "number": " .. "}, "is only dots"),
             ({"id": "12a"}, "is not a whole number: the transaction id is digits only"),
             ({"id": "8.73548E+08"}, "turned into a number by Excel"),
             ({"deliveryStatus": "LOST"}, "is not a delivery status"),

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
@@ -25,70 +23,18 @@ from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
 from reconcile.web.users import MAX_FAILURES
 from tests.console import (
-    AXE,
     PASSWORDS,
     RunningConsole,
+    accessible,
     check_file,
     console_parts,
     csrf_of,
+    new_page,
     post_sign_in,
     serve,
+    sign_in_page,
 )
 from tests.helpers import SAMPLE
-
-SCREENSHOTS = os.environ.get("RECONCILE_SCREENSHOTS_DIR")
-WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-@pytest.fixture(scope="module")
-def browser(chromium: Browser) -> Browser:
-    """The module's Chromium (conftest's ``chromium``)."""
-    return chromium
-
-
-@pytest.fixture
-def running(
-    tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None
-) -> Iterator[RunningConsole]:
-    """The console on each ledger: SQLite in its state dir, then PostgreSQL."""
-    parts = console_parts(tmp_path, sandbox.url)
-    yield from serve(parts)
-    parts.console.close()
-    parts.users.close()
-
-
-def _page(browser: Browser, **options: Any) -> Page:
-    context = browser.new_context(
-        viewport={"width": 1280, "height": 800}, accept_downloads=True, **options
-    )
-    return context.new_page()
-
-
-def _sign_in(page: Page, url: str, user: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(PASSWORDS[user][1])
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def _accessible(page: Page, name: str) -> None:
-    """axe-core's WCAG 2.1 A/AA rules on the page: no serious or critical violation; the page
-    is also saved as a 1280x800 screenshot when RECONCILE_SCREENSHOTS_DIR is set."""
-    if not AXE.exists():
-        pytest.fail(f"axe-core is missing at {AXE}: .ci/run installs it with npm")
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG
-    )
-    serious = [
-        (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3])
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert not serious, f"{name}: {serious}"
-    if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
 def _corrected(errors_file: Path, folder: Path) -> Path:
@@ -113,9 +59,9 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     file, fixes it and uploads it again, submits; she cannot approve her own plan. Bob approves
     it with a note; the run's live progress shows, then its counts and results, which say every
     row was applied, and the sandbox saw each request once. Every page passes axe-core."""
-    alice = _page(browser, bypass_csp=True)
-    _sign_in(alice, running.url, "alice")
-    _accessible(alice, "1-new-correction")
+    alice = new_page(browser, bypass_csp=True)
+    sign_in_page(alice, running.url, "alice")
+    accessible(alice, "1-new-correction")
     alice.get_by_label("Job").select_option("purchase-history")
     alice.get_by_label("Correction file").set_input_files(
         str(SAMPLE / "purchase-history-mistakes.csv")
@@ -127,7 +73,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(errors).to_contain_text("'2026-12-31' is written year first")
     expect(errors.locator(".bad-cell").first).to_contain_text("SPRING-2026-0003")
     expect(alice.get_by_role("button", name="Submit for approval")).to_be_visible()  # 1 row ok
-    _accessible(alice, "2-check-result")
+    accessible(alice, "2-check-result")
 
     with alice.expect_download() as download:
         alice.get_by_role("link", name="Download errors file").click()
@@ -146,22 +92,22 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     expect(alice.get_by_role("button", name="Approve")).to_have_count(0)
 
     sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.4)]
-    bob = _page(browser, bypass_csp=True)
-    _sign_in(bob, running.url, "bob")
+    bob = new_page(browser, bypass_csp=True)
+    sign_in_page(bob, running.url, "bob")
     bob.get_by_role("link", name="Approvals").click()
-    _accessible(bob, "3-approvals")
+    accessible(bob, "3-approvals")
     bob.get_by_role("link", name=re.compile("Review plan.*by alice")).click()
     assert bob.url == plan_url
-    _accessible(bob, "4-plan-to-approve")
+    accessible(bob, "4-plan-to-approve")
     bob.get_by_label("Note").fill("Checked against the ticket")
     bob.get_by_role("button", name="Approve").click()
     live = bob.get_by_role("table", name="Live progress per community")
     expect(live).to_be_visible()
     expect(live.get_by_role("progressbar")).to_have_count(1)
-    _accessible(bob, "5-run-in-progress")
+    accessible(bob, "5-run-in-progress")
     expect(bob.get_by_role("link", name="Download results")).to_be_visible(timeout=30_000)
     expect(bob.locator(".stat.s-applied .n")).to_have_text("16")
-    _accessible(bob, "6-run-finished")
+    accessible(bob, "6-run-finished")
 
     with bob.expect_download() as download:
         bob.get_by_role("link", name="Download results").click()
@@ -178,7 +124,7 @@ def test_two_users_check_fix_submit_approve_and_watch_the_run(
     history = bob.get_by_role("table", name="Runs, newest first")
     expect(history).to_contain_text("alice")
     expect(history).to_contain_text("bob")
-    _accessible(bob, "7-history")
+    accessible(bob, "7-history")
 
     assert approval.verify(running.console.storage) == []  # the chain holds, with actions
     with approval.store(running.console.storage) as audit:
@@ -195,9 +141,9 @@ def test_sign_in_page_is_accessible_and_works_with_the_keyboard_alone(
 ) -> None:
     """The sign-in page passes axe-core; typing and Tab/Enter alone sign in, and Tab reaches
     the navigation links in order."""
-    page = _page(browser, bypass_csp=True)
+    page = new_page(browser, bypass_csp=True)
     page.goto(f"{running.url}/login")
-    _accessible(page, "0-sign-in")
+    accessible(page, "0-sign-in")
     page.keyboard.type("alice")  # the username field has focus on arrival
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS["alice"][1])
@@ -221,8 +167,8 @@ def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
         'acme,<img src=x onerror="window.pwned=2">,x\n',
         encoding="utf-8",
     )
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
     page.get_by_label("Correction file").set_input_files(str(source))
     page.get_by_role("button", name="Check file").click()
     table = page.get_by_role("table", name=re.compile("Problems by row"))
@@ -235,15 +181,15 @@ def test_a_cell_with_markup_is_shown_as_text_and_never_runs(
 def test_roles_decide_what_each_user_sees(browser: Browser, running: RunningConsole) -> None:
     """A viewer's navigation has only History, and the upload and approval pages refuse them
     (403); a submitter has no Approvals link."""
-    viewer = _page(browser, bypass_csp=True)
-    _sign_in(viewer, running.url, "victor")
+    viewer = new_page(browser, bypass_csp=True)
+    sign_in_page(viewer, running.url, "victor")
     nav = viewer.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["History"])
     assert viewer.goto(f"{running.url}/new").status == 403  # type: ignore[union-attr]
     assert viewer.goto(f"{running.url}/approvals").status == 403  # type: ignore[union-attr]
-    _accessible(viewer, "8-not-allowed")
-    submitter = _page(browser)
-    _sign_in(submitter, running.url, "alice")
+    accessible(viewer, "8-not-allowed")
+    submitter = new_page(browser)
+    sign_in_page(submitter, running.url, "alice")
     nav = submitter.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link")).to_have_text(["New correction", "History"])
 
@@ -475,8 +421,8 @@ def test_an_approver_decides_with_the_keyboard_alone(
     alice = running.client("alice")
     run_id = check_file(alice, SAMPLE / "purchase-history.csv")
     alice.post(f"/runs/{run_id}/submit", data={"csrf_token": csrf_of(alice.get("/new").text)})
-    page = _page(browser)
-    _sign_in(page, running.url, "bob")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "bob")
     page.goto(f"{running.url}/approvals")
     review = page.get_by_role("link", name=re.compile("Review plan"))
     for _ in range(30):  # Tab until the review link has focus
@@ -555,14 +501,14 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
     withdrew it and offers nothing more; the page passes axe-core."""
     alice = running.client("alice")
     run_id = check_file(alice, SAMPLE / "purchase-history.csv")
-    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser, bypass_csp=True)  # axe-core is injected as a script
+    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{run_id}")
     page.get_by_role("button", name="Submit for approval").click()
     page.get_by_role("button", name="Withdraw from approval").click()
     expect(page.get_by_role("status").filter(has_text="Withdrawn by alice")).to_be_visible()
     assert page.get_by_role("button", name="Submit for approval").count() == 0
-    _accessible(page, "withdrawn plan")
+    accessible(page, "withdrawn plan")
 
 
 @pytest.mark.parametrize(
@@ -571,11 +517,22 @@ def test_the_maker_withdraws_a_submitted_plan_in_the_browser(
 def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole, name: str) -> None:
     """A file named in any script, or with quotes, is checked, submitted, approved and run;
     its errors file, planned requests and results download in the real browser under the
-    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it)."""
-    alice = running.client("alice")
-    run_id = check_file(alice, SAMPLE / "purchase-history.csv", name)
-    token = csrf_of(alice.get(f"/runs/{run_id}").text)
-    alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token})
+    upload's own name with the right suffix (RFC 6266 filename*, an ASCII fallback beside it).
+    Alice checks and submits it through the form; the run page names the file as she did."""
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
+    page.goto(f"{running.url}/new")
+    data = (SAMPLE / "purchase-history.csv").read_bytes()
+    page.get_by_label("Correction file").set_input_files(
+        files=[{"name": name, "mimeType": "text/csv", "buffer": data}]
+    )
+    page.get_by_role("button", name="Check file").click()
+    submit = page.get_by_role("button", name="Submit for approval")
+    expect(submit).to_be_visible()
+    expect(page.get_by_role("main")).to_contain_text(name)
+    run_id = page.url.rsplit("/", 1)[-1]
+    submit.click()
+    expect(page.get_by_role("button", name="Withdraw from approval")).to_be_visible()
     bob = running.client("bob")
     token = csrf_of(bob.get(f"/runs/{run_id}").text)
     assert bob.post(f"/runs/{run_id}/approve", data={"csrf_token": token}).status_code == 303
@@ -584,8 +541,6 @@ def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole,
         assert time.monotonic() < deadline, "the approved run did not end"
         time.sleep(0.05)
     stem = name.removesuffix(".csv").replace('"', "_")  # no file system takes every quote
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{run_id}")
     for link, suffix in (
         ("Download errors file", ".errors.csv"),
@@ -595,7 +550,7 @@ def test_downloads_keep_any_file_name(browser: Browser, running: RunningConsole,
         with page.expect_download() as download:
             page.get_by_role("link", name=link).click()
         assert download.value.suggested_filename == stem + suffix, link
-    answer = alice.get(f"/runs/{run_id}/download/requests.csv")
+    answer = running.client("alice").get(f"/runs/{run_id}/download/requests.csv")
     disposition = answer.headers["content-disposition"]
     assert disposition.isascii() and "filename*=utf-8''" in disposition
     fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
@@ -637,8 +592,8 @@ def test_a_forged_audit_line_never_renders_as_an_entry_of_its_own(
         f"/runs/{upload.run_id}/reject", data={"csrf_token": token, "note": f"no{fake}"}
     )
     assert answer.status_code == 303
-    page = _page(browser)
-    _sign_in(page, running.url, "alice")
+    page = new_page(browser)
+    sign_in_page(page, running.url, "alice")
     page.goto(f"{running.url}/runs/{upload.run_id}")
     rows = page.get_by_role("table", name=re.compile("audit chain")).locator("tbody tr")
     with approval.store(running.job.storage) as audit:
@@ -657,13 +612,13 @@ def test_a_one_time_password_leads_to_setting_ones_own(
     """A user given a one-time password signs in to "Set your own password" (the page passes
     axe-core), a weak choice is refused with the reason, a good one leads on to the console."""
     running.users.add("dana", "approver", "ruby-kettle-41-orbit", one_time=True)
-    page = _page(browser, bypass_csp=True)
+    page = new_page(browser, bypass_csp=True)
     page.goto(f"{running.url}/login")
     page.get_by_label("Username").fill("dana")
     page.get_by_label("Password").fill("ruby-kettle-41-orbit")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Set your own password")).to_be_visible()
-    _accessible(page, "set-password")
+    accessible(page, "set-password")
     for new in ("password1234", "maple-otter-cinema-drift"):
         page.get_by_label("Current password").fill("ruby-kettle-41-orbit")
         page.get_by_label("New password", exact=True).fill(new)

@@ -19,8 +19,7 @@ from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.web.fitting import HeldUploads
 from reconcile.web.tables import planned_changes
-from tests.console import HEADER, RunningConsole, check_in
-from tests.test_console import _accessible, _page, _sign_in
+from tests.console import HEADER, RunningConsole, accessible, check_in, new_page, sign_in_page
 
 
 def _workbook(path: Path, sheets: dict[str, list[list[object]]], code_format: bool = True) -> Path:
@@ -49,7 +48,7 @@ def _orders(first: int, count: int) -> list[list[object]]:
 
 
 def _approve(bob: Page, url: str, run_url: str) -> None:
-    _sign_in(bob, url, "bob")
+    sign_in_page(bob, url, "bob")
     bob.goto(run_url)
     bob.get_by_role("button", name="Approve").click()
     expect(bob.get_by_role("link", name="Download results")).to_be_visible(timeout=30_000)
@@ -69,20 +68,20 @@ def test_a_workbook_with_several_sheets_offers_them_and_the_run_uses_the_chosen_
             "Old": [HEADER, *_orders(10, 5)],
         },
     )
-    alice = _page(chromium, bypass_csp=True)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium, bypass_csp=True)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "purchase-history", book)
     sheet = alice.get_by_label("Sheet")
     expect(sheet.locator("option")).to_have_text(["Notes", "Corrections", "Old"])
     expect(sheet).to_have_value("Corrections")
     expect(alice.get_by_role("status")).to_contain_text("'December.xlsx' has 3 sheets")
-    _accessible(alice, "1b-choose-sheet")
+    accessible(alice, "1b-choose-sheet")
     alice.get_by_role("button", name="Check file").click()
     expect(alice.locator(".stat.s-would_apply .n")).to_have_text("3")
     upload = two_jobs.console.uploads()[0]
     assert upload.sheet == "Corrections" and upload.original_name == "December.xlsx"
     alice.get_by_role("button", name="Submit for approval").click()
-    _approve(_page(chromium), two_jobs.url, alice.url)
+    _approve(new_page(chromium), two_jobs.url, alice.url)
     patched = {
         r["path"].rsplit("/", 1)[-1] for r in sandbox.state.requests if r["method"] == "PATCH"
     }
@@ -97,8 +96,8 @@ def test_choosing_another_sheet_after_an_error_keeps_the_workbook_and_the_choice
     book = _workbook(
         tmp_path / "two.xlsx", {"Summary": [["Total", 3]], "Data": [HEADER, *_orders(0, 2)]}
     )
-    alice = _page(chromium)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "purchase-history", book)
     alice.get_by_label("Sheet").select_option("Summary")
     alice.get_by_role("button", name="Check file").click()
@@ -118,8 +117,8 @@ def test_after_an_error_the_job_is_kept_and_the_job_the_file_fits_is_named(
     file, and names the file as uploaded, never where the server keeps it."""
     source = tmp_path / "Vouchers Dec.csv"
     source.write_text(",".join(HEADER) + "\nacme,ORDTACME00001,000456,31/12/2026\n", "utf-8")
-    alice = _page(chromium, bypass_csp=True)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium, bypass_csp=True)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "redemption-status", source)
     alert = alice.get_by_role("alert")
     expect(alert).to_contain_text("'Vouchers Dec.csv'")
@@ -127,7 +126,7 @@ def test_after_an_error_the_job_is_kept_and_the_job_the_file_fits_is_named(
     expect(alice.get_by_label("Job")).to_have_value("redemption-status")
     text = alice.content()
     assert "console-files" not in text and str(two_jobs.state_dir) not in text
-    _accessible(alice, "1c-looks-like-another-job")
+    accessible(alice, "1c-looks-like-another-job")
     alice.get_by_label("Job").select_option("purchase-history")
     alice.get_by_label("Correction file").set_input_files(str(source))
     alice.get_by_role("button", name="Check file").click()
@@ -157,8 +156,8 @@ def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_
     neutralised text ("'=..."), never a formula; a CSV upload's errors stay CSV."""
     rows = [*_orders(0, 2), ["acme", '=HYPERLINK("http://x")', "000789", "31/12/2026"]]
     book = _workbook(tmp_path / "codes.xlsx", {"Sheet1": [HEADER, *rows]})
-    alice = _page(chromium, bypass_csp=True)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium, bypass_csp=True)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "purchase-history", book)
     link = alice.get_by_role("link", name="Download errors file")
     expect(link).to_have_attribute("href", re.compile(r"/download/errors\.xlsx$"))
@@ -173,7 +172,7 @@ def test_an_xlsx_upload_downloads_its_errors_and_results_as_workbooks_with_text_
     assert not _has_formula(errors)
 
     alice.get_by_role("button", name="Submit for approval").click()
-    _approve(bob := _page(chromium), two_jobs.url, alice.url)
+    _approve(bob := new_page(chromium), two_jobs.url, alice.url)
     with bob.expect_download() as download:
         bob.get_by_role("link", name="Download results").click()
     assert download.value.suggested_filename == "codes.results.xlsx"
@@ -208,8 +207,8 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     ]
     source = tmp_path / "big.csv"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    alice = _page(chromium, bypass_csp=True)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium, bypass_csp=True)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "purchase-history", source)
     changes = alice.get_by_role("table", name=re.compile("Rows that will be sent"))
     expect(changes).to_contain_text("page 1 of 3")
@@ -236,8 +235,8 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     alice.goto(alice.url.split("?")[0])
     submit.click()
 
-    bob = _page(chromium, bypass_csp=True)
-    _sign_in(bob, two_jobs.url, "bob")
+    bob = new_page(chromium, bypass_csp=True)
+    sign_in_page(bob, two_jobs.url, "bob")
     bob.goto(alice.url)
     expect(bob.locator("#changes")).to_contain_text("120 rows will be sent once approved")
     bob.get_by_label("Find an ID or any value").fill(order_id("acme", 7))
@@ -245,7 +244,7 @@ def test_the_plan_lists_its_changes_paged_and_searchable_and_says_what_is_left_o
     found = bob.get_by_role("table", name=re.compile("Rows that will be sent"))
     expect(found.locator("tbody tr")).to_have_count(1)
     expect(found).to_contain_text("CODE-0007")
-    _accessible(bob, "4b-planned-changes")
+    accessible(bob, "4b-planned-changes")
 
 
 def test_held_workbooks_are_only_their_uploader_s(tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from reconcile.web.history import Filters, parse_filters
 from tests.console import (
     HEADER,
     RunningConsole,
+    accessible,
     check_file,
     check_in,
+    new_page,
+    sign_in_page,
 )
-from tests.test_console import _accessible, _page, _sign_in
 
 
 def test_history_of_10000_runs_is_paged_and_filtered_on_the_server(
@@ -32,20 +34,20 @@ def test_history_of_10000_runs_is_paged_and_filtered_on_the_server(
     seed_runs(two_jobs.console.storage, job, 10_000)
     source = tmp_path / "mine.csv"
     source.write_text(",".join(HEADER) + "\nacme,ORDTACME00001,A1,31/12/2026\n", "utf-8")
-    alice = _page(chromium)
-    _sign_in(alice, two_jobs.url, "alice")
+    alice = new_page(chromium)
+    sign_in_page(alice, two_jobs.url, "alice")
     check_in(alice, two_jobs.url, "purchase-history", source)
     expect(alice.locator(".stat.s-would_apply .n")).to_have_text("1")
 
-    bob = _page(chromium, bypass_csp=True)
-    _sign_in(bob, two_jobs.url, "bob")
+    bob = new_page(chromium, bypass_csp=True)
+    sign_in_page(bob, two_jobs.url, "bob")
     bob.get_by_role("link", name="History").click()
     table = bob.get_by_role("table", name=re.compile("Runs, newest first"))
     expect(table).to_contain_text("10001 in all, page 1 of 201")
     expect(table.locator("tbody tr")).to_have_count(50)
     expect(table.locator("tbody tr").first).to_contain_text("mine.csv")  # the newest
     expect(table.locator("tbody tr").nth(1)).to_contain_text("corrections-009999.csv")
-    _accessible(bob, "7b-history-paged")
+    accessible(bob, "7b-history-paged")
     bob.get_by_role("navigation", name="History pages").get_by_role("link", name="Next").click()
     expect(table).to_contain_text("page 2 of 201")
     expect(table.locator("tbody tr").first).to_contain_text("corrections-009950.csv")

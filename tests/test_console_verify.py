@@ -13,14 +13,22 @@ from typing import Any
 
 import polars as pl
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.console import CHROMIUM, RunningConsole, check_file, console_parts, csrf_of, serve
+from tests.console import (
+    RunningConsole,
+    accessible,
+    check_file,
+    console_parts,
+    csrf_of,
+    new_page,
+    serve,
+    sign_in_page,
+)
 from tests.helpers import write_csv
-from tests.test_console import _accessible, _page, _sign_in
 
 JOB = "voucherify-order"
 ACME = "64a000000000000000000001"
@@ -43,14 +51,6 @@ def seed(seed: dict[str, Any]) -> dict[str, Any]:
         for n in range(MANY)
     ]
     return seed
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -101,8 +101,8 @@ def test_an_approver_verifies_and_sees_the_row_another_writer_changed(
     plan = _applied(running, tmp_path)
     sandbox.state.other_writer("voucherifyOrders", {"id": "ord_acme0001"}, status="CANCELED")
     before = len(sandbox.state.requests)
-    bob = _page(browser, bypass_csp=True)
-    _sign_in(bob, running.url, "bob")
+    bob = new_page(browser, bypass_csp=True)
+    sign_in_page(bob, running.url, "bob")
     bob.goto(f"{running.url}/runs/{plan}")
     run = bob.get_by_role("region", name="Run", exact=True)
     expect(run.locator(".stat.s-applied .n")).to_have_text("3")  # ours, not the file's status
@@ -117,7 +117,7 @@ def test_an_approver_verifies_and_sees_the_row_another_writer_changed(
     expect(section.locator(".stat.s-verified .n")).to_have_text("2")
     expect(section.locator(".stat.s-mismatch .n")).to_have_text("1")
     expect(section).to_contain_text("by bob (console Verify now)")
-    _accessible(bob, "9-verification")
+    accessible(bob, "9-verification")
     assert {r["method"] for r in sandbox.state.requests[before:]} == {"GET"}
     assert len(sandbox.state.requests) - before == 3  # one read per order
 
@@ -144,8 +144,8 @@ def test_an_approver_verifies_and_sees_the_row_another_writer_changed(
     report = running.client("bob").get(f"/runs/{plan}/download/report").text
     assert "Read-back verification" in report and "status: wrote PAID, read CANCELED" in report
 
-    alice = _page(browser)
-    _sign_in(alice, running.url, "alice")
+    alice = new_page(browser)
+    sign_in_page(alice, running.url, "alice")
     alice.goto(f"{running.url}/runs/{plan}")
     expect(
         alice.get_by_role("table", name=re.compile("Rows the API does not hold"))

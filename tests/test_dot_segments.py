@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.sandbox import SandboxServer
 from tests.helpers import read_results, run, write_job
 
 IDS = (".", "..", " .. ", "...", "a.b", ".hidden")
@@ -48,3 +49,21 @@ def test_dots_only_path_ids_are_invalid_in_a_dry_run(
             assert row["reconcile_status"] == "would_apply", row
             segment = urllib.parse.quote(value, safe="") if value != "..." else "%2E%2E%2E"
             assert row["request"].split(" ")[1].startswith(path + segment), row
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_a_real_run_sends_three_dots_as_one_segment_and_never_a_dots_only_id(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Against the sandbox: ``...`` reaches it as one encoded segment of /v1/orders/ (the
+    sandbox's log holds the raw path as it arrived), while ``.`` and ``..`` rows send nothing."""
+    source = tmp_path / "in.csv"
+    lines = ["community,orderId,status", "acme,.,PAID", 'acme," .. ",PAID', "acme,...,PAID"]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    job = write_job(tmp_path / "job.toml", sandbox.url, operation="voucherify-order")
+    run("run", source, "--job", job, "--out", tmp_path / "out.csv")
+    sent = [(r["method"], r["raw_path"]) for r in sandbox.state.requests]
+    assert sent and all(path.startswith("/v1/orders/%2E%2E%2E") for _, path in sent), sent
+    results = read_results(tmp_path / "out.csv").sort("row")
+    statuses = results.get_column("reconcile_status").to_list()  # "status" is the order's
+    assert statuses[:2] == ["invalid", "invalid"] and statuses[2] != "invalid"

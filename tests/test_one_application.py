@@ -118,6 +118,47 @@ class TestOnce:
         assert ("apply refused", "--force with --plan") in _actions(job_path, run_id)
 
 
+@pytest.mark.usefixtures("keys_in_env")
+def test_the_inbox_never_applies_a_plan_twice(
+    sandbox: SandboxServer, tmp_path: Path, as_user: Switch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The cron inbox goes through the same check: the approved file is applied and archived;
+    the same file dropped in the inbox again is not sent under the old approval (the chain
+    records the refusal), it stays there and is planned anew, waiting for a new approval."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = orders_csv(inbox / "fixes.csv", ROWS[:2])
+    text = source.read_text(encoding="utf-8")
+    job = write_job(
+        tmp_path / "job.toml",
+        sandbox.url,
+        require_approval=True,
+        input="inbox",
+        results_dir="results",
+        archive_dir="archive",
+        settle_seconds=0,
+    )
+    as_user("cron")
+    assert run("run", "--job", job) == 0
+    with approval.store(storage_of(job)) as audit:
+        [(plan_id,)] = audit.db.rows("SELECT run_id FROM plans")
+    as_user("bob")
+    assert run("approve", plan_id, "--job", job) == 0
+    as_user("cron")
+    assert run("run", "--job", job) == 0
+    assert not source.exists() and len(sandbox.state.requests) == 2
+    source.write_text(text, encoding="utf-8")  # the same file, dropped again
+    capfd.readouterr()
+    assert run("run", "--job", job) == 0
+    assert '"event": "inbox.plan_already_applied"' in capfd.readouterr().err
+    assert source.exists() and len(sandbox.state.requests) == 2
+    assert [a for a, _ in _actions(job, plan_id)].count("apply refused") == 1
+    with approval.store(storage_of(job)) as audit:
+        plans = [p for (p,) in audit.db.rows("SELECT run_id FROM plans ORDER BY run_id")]
+        newest = audit.plan(plans[-1])
+    assert len(plans) == 2 and newest is not None and newest.decision is None
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -7,7 +7,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from reconcile.sandbox.state import FaultRule
 from tests.helpers import orders_csv, read_results, run, write_job
+from tests.needs import chromium
 
 
 def inbox_job(tmp_path: Path, url: str, **top: Any) -> Path:
@@ -355,15 +355,6 @@ class TestNotify:
         assert "notify.failed" in err and "t0ken" not in err
         job.write_text(job.read_text().replace(url, "http://127.0.0.1:9/closed"))
         assert run("run", source, "--job", job, "--out", tmp_path / "out.csv") == 0
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium")
-        pytest.skip("chromium is not installed here (CI installs it)")
-    return found
 
 
 def render(html: Path, *extra: str) -> str:

@@ -157,7 +157,8 @@ class CapillaryTransaction(Operation):
                 nullable=True,
                 checks=[rules.not_excel_number(), *_whole("transaction id", 63)],
             ),
-            "number": rules.optional_text(),
+            # A bill number is a path segment when --verify reads it back (getByBillNumber).
+            "number": rules.optional_text(rules.not_dot_segment()),
             "type": pa.Column(
                 str,
                 nullable=True,

@@ -185,9 +185,9 @@ def path_id(*more: pa.Check) -> pa.Column:
     return record_id(not_dot_segment(), *more)
 
 
-def optional_text() -> pa.Column:
-    """An optional value the API takes as text: when given, not blank."""
-    return pa.Column(str, nullable=True, checks=[not_empty()])
+def optional_text(*more: pa.Check) -> pa.Column:
+    """An optional value the API takes as text: when given, not blank (and ``more``)."""
+    return pa.Column(str, nullable=True, checks=[not_empty(), *more])
 
 
 def whole_amount_checks(*, positive: bool) -> list[pa.Check]:

@@ -26,6 +26,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from reconcile.audit import MAX_NOTE_CHARS
 from reconcile.web import verify_views, views
 from reconcile.web.console import Console, Upload
 from reconcile.web.errors import Forbidden, NotFound
@@ -68,6 +69,7 @@ class Web:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["when"] = _when
+        self.templates.globals["max_note_chars"] = MAX_NOTE_CHARS
 
     # -- rendering and sessions ----------------------------------------------------------------
 

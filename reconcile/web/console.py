@@ -169,9 +169,7 @@ class Console:
                 sheet=sheet,
             )
         except ReconcileError as exc:
-            # The message names the file as its user knows it, never where the server keeps it.
-            shown = str(exc).replace(str(stored), repr(original_name)).replace(str(self.files), "")
-            raise type(exc)(shown) from None
+            raise type(exc)(self.shown(str(exc), original_name, stored, job)) from None
         upload = Upload(
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None, sheet
         )
@@ -192,6 +190,17 @@ class Console:
         self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
         self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
         return upload
+
+    def shown(self, message: str, name: str, stored: Path, job: Job) -> str:
+        """``message`` as the console's user sees it: the file named as it was uploaded, and
+        no folder of the server's in it (the state dirs, where uploads and results are kept)."""
+        for form in (repr(str(stored)), str(stored)):
+            message = message.replace(form, repr(name))
+        folders = {self.files, self.state_dir, job.state_dir}
+        forms = {str(f) for f in folders} | {str(f.resolve()) for f in folders}
+        for folder in sorted(forms - {"", ".", "/"}, key=len, reverse=True):
+            message = message.replace(folder + "/", "").replace(folder, "the server's state dir")
+        return message
 
     def upload(self, run_id: str) -> Upload | None:
         found = self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
@@ -276,7 +285,7 @@ class Console:
             state, run_id, code = "finished", summary.run_id, summary.exit_code
             self.record(job, upload.run_id, user, "run", f"ended: {_counts_text(summary.counts)}")
         except ReconcileError as exc:
-            error = str(exc)
+            error = self.shown(str(exc), upload.original_name, upload.stored, job)
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
             log.exception("console.run_crashed", plan=upload.run_id)
             error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"

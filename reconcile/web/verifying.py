@@ -123,8 +123,7 @@ class Verifier:
             self.console.record(job, upload.run_id, user, "verify", f"ended: {_counts(entry)}")
         except ReconcileError as exc:
             # The message names the file as its user knows it, never where the server keeps it.
-            shown = str(exc).replace(str(upload.stored), repr(upload.original_name))
-            error = shown.replace(str(self.console.files), "")
+            error = self.console.shown(str(exc), upload.original_name, upload.stored, job)
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
             log.exception("console.verify_crashed", plan=upload.run_id)
             error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"

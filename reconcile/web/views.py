@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from reconcile import approval
-from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
+from reconcile.exceptions import ApprovalError, NoteError, PlanStateError, ReconcileError
 from reconcile.web import tables
 from reconcile.web.checking import check, new_page
 from reconcile.web.downloads import download
@@ -231,6 +231,8 @@ async def decide(web: Web, request: Request) -> Response:
         web.console.decide(upload, session.user, approve=approve, note=note)
     except PlanStateError as exc:  # not submitted, withdrawn, decided: nothing recorded
         raise HTTPException(409, str(exc)) from None
+    except NoteError as exc:  # too long: nothing recorded, the same decision may be retried
+        raise HTTPException(400, str(exc)[:1].upper() + str(exc)[1:] + ".") from None
     except ApprovalError as exc:
         raise Forbidden(str(exc)) from None
     return RedirectResponse(f"/runs/{upload.run_id}", 303)
