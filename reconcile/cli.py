@@ -13,12 +13,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs, verify_command
+from reconcile import logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage
@@ -210,14 +211,16 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"audit chain head: {approval.chain_head(state_dir)}")
         return EXIT_OK
     if not args.out or not args.since:
-        raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
+        raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv (- for stdout)")
     try:
         since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC)
     except ValueError:
         raise ConfigError(f"--since {args.since!r}: write a date as YYYY-MM-DD") from None
-    written = approval.export(state_dir, since, args.out)
-    print(f"{written} runs written to {args.out}")
-    print(f"audit chain head: {approval.chain_head(state_dir)}")
+    to_stdout = str(args.out) == "-"
+    written = approval.export(state_dir, since, None if to_stdout else args.out)
+    told = sys.stderr if to_stdout else sys.stdout  # stdout is the CSV's alone
+    print(f"{written} runs written to {'stdout' if to_stdout else args.out}", file=told)
+    print(f"audit chain head: {approval.chain_head(state_dir)}", file=told)
     return EXIT_OK
 
 
@@ -244,15 +247,30 @@ def _runs(args: argparse.Namespace) -> int:
             print_verifications(state_dir, found["run_id"])
             return EXIT_OK
         for run in ledger.runs():
-            counts = (run.get("counts") or {}).get("per_status", {})
-            summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "(unfinished)"
             kind = "dry run" if run["dry_run"] else "run"
             print(
-                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  {summary}"
+                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  "
+                f"{_run_summary(run)}"
             )
         return EXIT_OK
     finally:
         ledger.close()
+
+
+def _run_summary(run: dict[str, Any]) -> str:
+    """``applied 3, failed 1``; how a run that did not end normally ended; ``(running)``."""
+    counts = run.get("counts") or {}
+    code = run.get("exit_code")
+    if counts.get("ended"):  # stopped before its outcomes were counted, or its process gone
+        requests = ", ".join(f"{k} {v}" for k, v in (counts.get("requests") or {}).items())
+        how = counts["ended"] if code is None else f"{counts['ended']}, exit {code}"
+        return f"({how}) requests: {requests or 'none recorded'}"
+    summary = ", ".join(f"{k} {v}" for k, v in (counts.get("per_status") or {}).items())
+    if run.get("ended_at") is None:
+        return "(running)"
+    if code is not None and code > EXIT_ROWS_FAILED:
+        summary += f" ({'interrupted' if code >= 128 else 'stopped'}, exit {code})"
+    return summary
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
@@ -374,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.command in ("operations", "runs", "users")
     if not quick:
         logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
+    if args.command in ("run", "verify"):
+        signals.terminate_as_interrupt()  # SIGTERM at any moment: as Ctrl-C, logged and recorded
     try:
         return COMMANDS[args.command](args)
     except ReconcileError as exc:
@@ -388,10 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
-        log.warning("run.interrupted", phase="reading, checking or writing")
-        return EXIT_INTERRUPTED
+        received = signals.signal_of(exc) or signal.SIGINT
+        log.warning("run.interrupted", signal=received.name, phase="reading, checking or writing")
+        return signals.exit_code_of(exc)
     except Exception as exc:
         lost = _ledger_lost(exc)
         if lost is not None:

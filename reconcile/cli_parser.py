@@ -170,7 +170,7 @@ def _add_history(commands: Any) -> None:
     audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
     audit.add_argument("action", choices=["verify", "export"])
     audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
-    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
+    audit.add_argument("--out", type=Path, help="with export: the CSV file to write (- for stdout)")
     audit.add_argument(
         "--head",
         help="with verify: a head hash copied earlier (manifest, run summary, audit export): "

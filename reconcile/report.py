@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
+from reconcile import atomic
 from reconcile.dispatch import SendEvent
 from reconcile.outcome import Status
 from reconcile.results import summary
@@ -123,9 +123,7 @@ def write_report(
     if events:
         parts.append(_timeline(events))
     parts.append("</body></html>")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(parts))
 
 
 def _bar_chart(
@@ -286,6 +284,4 @@ def write_verification(
     text = _VERIFICATION.sub("", path.read_text(encoding="utf-8"))
     at = text.rfind("</body>")
     text = text[:at] + section + text[at:] if at >= 0 else text + section
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)

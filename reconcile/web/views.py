@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import secrets
 import unicodedata
@@ -17,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
-from reconcile import approval
+from reconcile import approval, atomic
 from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
 from reconcile.results import neutralised
 from reconcile.web import tables
@@ -305,9 +304,7 @@ def _planned_requests(web: Web, upload: Upload) -> Path:
             rows = audit.plan_rows(upload.run_id)
         buffer = io.BytesIO()
         neutralised(rows.lazy()).collect().write_csv(buffer)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue())
-        os.replace(tmp, path)
+        atomic.write_bytes(path, b"\xef\xbb\xbf" + buffer.getvalue())
     return path
 
 

@@ -1,0 +1,60 @@
+"""SIGTERM handled as SIGINT is, at any moment of a run.
+
+Python turns SIGINT into KeyboardInterrupt; SIGTERM's default kills the process on the spot (no
+log line, the run left unrecorded). :func:`terminate_as_interrupt` makes SIGTERM raise
+:class:`Terminated`, a KeyboardInterrupt, so that every ``except KeyboardInterrupt`` and
+``finally`` runs for both. The sending phase watches both signals itself
+(:mod:`reconcile.sending`); the event loop puts the default back when it ends, so the handler
+is installed again after it (:func:`restore`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+from reconcile.exceptions import ReconcileError
+
+EXIT_UNUSABLE, EXIT_CRASHED = 2, 3
+
+_installed = False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived outside the sending phase."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM raises :class:`Terminated` in the main thread."""
+    global _installed
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        _installed = True
+
+
+def restore() -> None:
+    """After an event loop that handled the signals itself: SIGTERM raises again."""
+    if _installed:
+        terminate_as_interrupt()
+
+
+def signal_of(exc: BaseException) -> signal.Signals | None:
+    """The signal a KeyboardInterrupt stands for (None: not an interrupt)."""
+    if isinstance(exc, Terminated):
+        return signal.SIGTERM
+    return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The process's exit code when ``exc`` ends it (as :func:`reconcile.cli.main` maps it)."""
+    interrupted = signal_of(exc)
+    if interrupted is not None:
+        return 128 + interrupted
+    return EXIT_UNUSABLE if isinstance(exc, ReconcileError) else EXIT_CRASHED
