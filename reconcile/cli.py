@@ -9,6 +9,7 @@ interrupted by SIGINT/SIGTERM (results still written when sending had begun).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from reconcile import logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
-from reconcile.database import LedgerUnavailable, Storage
+from reconcile.database import LedgerUnavailable, Storage, reading_only
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
@@ -369,6 +370,13 @@ def _web(args: argparse.Namespace) -> int:
     return commands.serve(args) if args.command == "serve" else commands.users(args)
 
 
+def _only_reads(args: argparse.Namespace) -> bool:
+    """``runs``, ``audit verify``, ``audit export --out -``: they work on a full disk."""
+    if args.command == "runs":
+        return True
+    return args.command == "audit" and (args.action == "verify" or str(args.out) == "-")
+
+
 #: Each command's handler (the parser in cli_parser.py names the same commands).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
@@ -395,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("run", "verify"):
         signals.terminate_as_interrupt()  # SIGTERM at any moment: as Ctrl-C, logged and recorded
     try:
-        return COMMANDS[args.command](args)
+        with reading_only() if _only_reads(args) else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
     except ReconcileError as exc:
         if quick:
             logs.configure()
