@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 
 @contextlib.contextmanager
-def replacing(path: Path, *, suffix: str = "") -> Iterator[Path]:
-    """A fresh temporary path beside ``path`` for the block to write; renamed onto ``path`` when
-    the block ends well, removed whatever else happens."""
+def replacing(path: Path, *, mode: int = 0o666) -> Iterator[Path]:
+    """A fresh temporary path beside ``path`` for the block to write (created with ``mode``
+    less the umask, as ``open`` would); renamed onto ``path`` when the block ends well, removed
+    whatever else happens."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         os.replace(tmp, path)
@@ -29,18 +34,20 @@ def replacing(path: Path, *, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def opened(path: Path, mode: str = "wb", **kwargs: Any) -> Iterator[IO[Any]]:
+def opened(
+    path: Path, mode: str = "wb", *, permissions: int = 0o666, **kwargs: Any
+) -> Iterator[IO[Any]]:
     """``path`` opened for writing through :func:`replacing` (synced before the rename)."""
-    with replacing(path) as tmp, tmp.open(mode, **kwargs) as handle:
+    with replacing(path, mode=permissions) as tmp, tmp.open(mode, **kwargs) as handle:
         yield handle
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with opened(path) as handle:
+def write_bytes(path: Path, data: bytes, *, permissions: int = 0o666) -> None:
+    with opened(path, permissions=permissions) as handle:
         handle.write(data)
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: Path, text: str, *, permissions: int = 0o666) -> None:
+    write_bytes(path, text.encode("utf-8"), permissions=permissions)

@@ -197,7 +197,8 @@ def stopped(run: Run, exc: BaseException) -> None:
     removed. An unusable input or job (exit 2) only ends the ledger record: nothing was sent."""
     code = signals.exit_code_of(exc)
     interrupted = signals.signal_of(exc)
-    error = f"{type(exc).__name__}: {exc}" if interrupted is None else None
+    cause = signals.leaf(exc)
+    error = f"{type(cause).__name__}: {cause}" if interrupted is None else None
     if code == signals.EXIT_UNUSABLE and not run.ending.chained:
         counts = {"ended": "unusable", "error": error}
         _best_effort("ledger", lambda: _end(run, counts, code))

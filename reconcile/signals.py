@@ -45,8 +45,16 @@ def restore() -> None:
         terminate_as_interrupt()
 
 
+def leaf(exc: BaseException) -> BaseException:
+    """The error inside task-group wrappers (an ExceptionGroup's first, recursively)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def signal_of(exc: BaseException) -> signal.Signals | None:
     """The signal a KeyboardInterrupt stands for (None: not an interrupt)."""
+    exc = leaf(exc)
     if isinstance(exc, Terminated):
         return signal.SIGTERM
     return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None
@@ -57,4 +65,4 @@ def exit_code_of(exc: BaseException) -> int:
     interrupted = signal_of(exc)
     if interrupted is not None:
         return 128 + interrupted
-    return EXIT_UNUSABLE if isinstance(exc, ReconcileError) else EXIT_CRASHED
+    return EXIT_UNUSABLE if isinstance(leaf(exc), ReconcileError) else EXIT_CRASHED

@@ -117,7 +117,7 @@ def load_secret(state_dir: Path) -> str:
     (sessions survive a restart; deleting the file signs everyone out)."""
     path = state_dir / "console.secret"
     if not path.exists() or not path.read_text(encoding="utf-8").strip():
-        atomic.write_text(path, secrets.token_urlsafe(48))  # mkstemp: mode 0600
+        atomic.write_text(path, secrets.token_urlsafe(48), permissions=0o600)
     return path.read_text(encoding="utf-8").strip()
 
 
