@@ -278,3 +278,32 @@ def test_the_write_ahead_log_stays_bounded_during_a_run(
         watcher.join()
     assert 0 < peak <= 3 * bound, peak
     assert committed(sandbox) == Counter(i for _, i in rows)
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_an_archive_on_a_full_disk_keeps_the_file_and_the_exit_code(
+    sandbox: SandboxServer, tmp_path: Path, small_disk: Callable[[str], Path]
+) -> None:
+    """A cron pass whose archive (another disk) is full: the run's exit code is still the one
+    its manifest holds (0), the file stays in the inbox with no half copy in the archive, and
+    the next pass sends nothing again."""
+    archive = small_disk("archive")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    rows = rows_of(100)
+    source = orders_csv(inbox / "corrections.csv", rows, instructions="x" * 2000)
+    job = write_job(
+        tmp_path / "nightly.toml",
+        sandbox.url,
+        input="inbox/",
+        results_dir="results/",
+        archive_dir=str(archive),
+        settle_seconds=0,
+    )
+    fill(archive, leave_pages=2)  # less than the file
+    assert run("run", "--job", job) == 0
+    (manifest,) = (tmp_path / "results").glob("*.manifest.json")
+    assert json.loads(manifest.read_text())["exit_code"] == 0
+    assert source.exists() and sorted(p.name for p in archive.iterdir()) == [BALLAST]
+    assert run("run", "--job", job) == 0  # kept: run again, every row already applied
+    assert committed(sandbox) == Counter(i for _, i in rows)
