@@ -258,3 +258,25 @@ def test_a_run_in_another_thread_of_this_process_is_not_marked(tmp_path: Path) -
         release.set()
         worker.join()
     assert Ledger(storage).interrupted == ["run-a"]
+
+
+@pytest.mark.usefixtures("ledger_backend")
+def test_killed_runs_are_marked_in_either_ledger(
+    sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite and PostgreSQL alike (the PostgreSQL run's liveness is a session advisory lock,
+    released by the server when the process dies): running while it runs, interrupted once
+    SIGKILLed, as ``runs`` shows it."""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.2)]
+    rows = [("acme", order_id("acme", n)) for n in range(40)]
+    job = write_job(tmp_path / "j.toml", sandbox.url, rate_per_second=10, concurrency=1)
+    source = orders_csv(tmp_path / "in.csv", rows)
+    process = start("run", source, "--job", job, "--out", tmp_path / "o.csv")
+    try:
+        wait_for(lambda: len(committed(sandbox)) >= 2)
+        assert run("runs", "--job", job) == 0
+        assert "(running)" in capsys.readouterr().out
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    wait_for(lambda: run("runs", "--job", job) == 0 and "(interrupted)" in capsys.readouterr().out)
