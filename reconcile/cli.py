@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from reconcile.job import Job, load_job
 if TYPE_CHECKING:
     import polars as pl
 
+    from reconcile.inbox import Show
     from reconcile.pipeline import RunOptions
 else:
     pl = lazy("polars")
@@ -64,16 +66,21 @@ def _run(args: argparse.Namespace) -> int:
         communities=frozenset(args.community) if args.community else None,
         sheet=args.sheet,
         environ=os.environ,
-        on_answer=getattr(args, "on_answer", None),
     )
     if args.verify_sample is not None and not args.verify:
         raise ConfigError("--verify-sample N goes with --verify")
-    if getattr(args, "verify", False):
-        return _run_verified(args, job, options)
+    show = functools.partial(_show, approval_job=job.path if job.require_approval else None)
+    if args.verify:
+        return _run_verified(args, job, options, show)
+    return _dispatch(args, job, options, show)
+
+
+def _dispatch(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
+    """An approved plan, one input, the job's inbox, or any of them against the sandbox."""
     if args.plan is not None:
-        return _run_plan(args, job, options)
+        return _run_plan(args, job, options, show)
     if not args.sandbox or args.dry_run:
-        return _run_inputs(args, job, options)
+        return _run_inputs(args, job, options, show)
     from reconcile.sandbox import SandboxServer, SandboxState, load_seed
     from reconcile.sandbox.state import DEFAULT_SEED
 
@@ -81,31 +88,25 @@ def _run(args: argparse.Namespace) -> int:
     with SandboxServer(state) as server:
         log.info("sandbox.started", url=server.url)
         rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
-        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal, show)
 
 
-def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
-    global _show
     if args.sandbox:
         raise ConfigError("--verify reads back a real run: it goes without --sandbox")
-    shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
-    args.on_answer = after.echoes  # the write answers Returning.AI's rows are confirmed by
+    after = verify_command.AfterRun(job, options.environ, args.verify_sample)
+    # The write answers Returning.AI's rows are confirmed by.
+    options = dataclasses.replace(options, on_answer=after.echoes)
 
     def show_then_verify(source: Path, ended: Any, out: Path) -> None:
-        shown(source, ended, out)
+        show(source, ended, out)
         after(source, ended, out)
 
-    _show = show_then_verify  # every input's summary, then its read-back
-    try:
-        args.verify, args.verify_sample = False, None
-        code = _run(args)
-    finally:
-        _show = shown
-    return code or after.worst
+    return _dispatch(args, job, options, show_then_verify) or after.worst
 
 
-def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
     from reconcile import approval
 
@@ -118,10 +119,10 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     planned = dataclasses.replace(options, plan=approved)
     from reconcile import inbox
 
-    return inbox.run_sources(job, planned, [source], _show, from_inbox=False, out=args.out)
+    return inbox.run_sources(job, planned, [source], show, from_inbox=False, out=args.out)
 
 
-def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """One input from the command line, or every ready file of the job's inbox."""
     from reconcile import inbox
 
@@ -130,24 +131,24 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
             job,
             options,
             [args.input],
-            _show,
+            show,
             from_inbox=False,
             out=args.out,
             rehearsal=args.sandbox,
         )
     if args.out is not None:
         raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
-    return inbox.run_inbox(job, options, _show, rehearsal=args.sandbox)
+    return inbox.run_inbox(job, options, show, rehearsal=args.sandbox)
 
 
-def _show(source: Path, ended: Any, out: Path) -> None:
-    """What the operator sees of one input: the summary table, or why it was unusable."""
-    from reconcile import report
+def _show(source: Path, ended: Any, out: Path, *, approval_job: Path | None = None) -> None:
+    """What the operator sees of one input: the summary, or why it was unusable."""
+    from reconcile import run_summary
 
     if isinstance(ended, InputError):
         print(f"reconcile: {ended}", file=sys.stderr)
         return
-    report.print_summary(ended.outcomes, out, ended.manifest)
+    run_summary.print_summary(ended.outcomes, out, ended.manifest, approval_job=approval_job)
 
 
 def _ledger_url(args: argparse.Namespace) -> str | None:
@@ -226,52 +227,63 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from reconcile import approval
-    from reconcile.ledger import Ledger
+    """``runs [list]``: the runs as a table (``--json``: a JSON object a line); ``runs show ID``:
+    one run as text (``--json`` for machines), with its plan, decision and verifications."""
+    from reconcile import run_history
 
-    state_dir = _storage(args)
-    ledger = Ledger(state_dir)
-    try:
-        if args.action == "show":
-            if not args.run_id:
-                raise ConfigError("runs show needs a run id: reconcile runs show ID")
-            found = ledger.run(args.run_id)
-            if found is None:
-                raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir.shown}")
-            print(json.dumps(found, indent=2))
-            with approval.store(state_dir) as audit:
-                plan = audit.plan(found["run_id"])
-                if plan is not None:
-                    _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
-            from reconcile.verify_record import print_verifications
-
-            print_verifications(state_dir, found["run_id"])
-            return EXIT_OK
-        for run in ledger.runs():
-            kind = "dry run" if run["dry_run"] else "run"
-            print(
-                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  "
-                f"{_run_summary(run)}"
-            )
+    storage = _storage(args)
+    if args.action == "show":
+        return _show_run(args, storage)
+    lines = run_history.history(storage)
+    if args.json:
+        for line in lines:
+            print(json.dumps(line, default=str))
         return EXIT_OK
+    if not lines:
+        print(
+            f"no runs in {storage.shown} (try --job JOB for a job's ledger, or --state-dir DIR)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    print(run_history.table(lines))
+    return EXIT_OK
+
+
+def _show_run(args: argparse.Namespace, storage: Storage) -> int:
+    from reconcile import approval, run_history
+    from reconcile.ledger import Ledger
+    from reconcile.verify_record import print_verifications
+
+    ledger = Ledger(storage)
+    try:
+        found = ledger.run(args.run_id)
     finally:
         ledger.close()
-
-
-def _run_summary(run: dict[str, Any]) -> str:
-    """``applied 3, failed 1``; how a run that did not end normally ended; ``(running)``."""
-    counts = run.get("counts") or {}
-    code = run.get("exit_code")
-    if counts.get("ended"):  # stopped before its outcomes were counted, or its process gone
-        requests = ", ".join(f"{k} {v}" for k, v in (counts.get("requests") or {}).items())
-        how = counts["ended"] if code is None else f"{counts['ended']}, exit {code}"
-        return f"({how}) requests: {requests or 'none recorded'}"
-    summary = ", ".join(f"{k} {v}" for k, v in (counts.get("per_status") or {}).items())
-    if run.get("ended_at") is None:
-        return "(running)"
-    if code is not None and code > EXIT_ROWS_FAILED:
-        summary += f" ({'interrupted' if code >= 128 else 'stopped'}, exit {code})"
-    return summary
+    if found is None:
+        raise ConfigError(
+            f"no single run matches {args.run_id!r} in {storage.shown}: give more of its id "
+            "(reconcile runs lists them)"
+        )
+    with approval.store(storage) as audit:
+        manifest = audit.manifest(found["run_id"]) or {}
+        plan = audit.plan(found["run_id"])
+        rows = audit.plan_rows(plan.run_id) if plan is not None else None
+        verifications = audit.verifications(found["run_id"])
+    if args.json:
+        extra: dict[str, Any] = {"verifications": verifications}
+        if plan is not None:
+            extra["plan"] = {
+                "plan_sha256": plan.plan_sha256,
+                "header": plan.header,
+                "decision": plan.decision,
+            }
+        print(run_history.as_json(found, manifest, **extra))
+        return EXIT_OK
+    print("\n".join(run_history.show_text(found, manifest)))
+    if plan is not None and rows is not None:
+        _print_plan(plan, rows, requests=args.requests)
+    print_verifications(storage, found["run_id"])
+    return EXIT_OK
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
@@ -293,7 +305,7 @@ def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
     print("  rows: " + ", ".join(f"{status} {n}" for status, n in counts))
     if requests:
         for row, community, status, request, error in rows.iter_rows():
-            print(f"  row {row} {community} {status}: {request or error or ''}")
+            print(f"  row {row} {community or '(no community)'} {status}: {request or error or ''}")
 
 
 def _operations() -> int:

@@ -7,11 +7,12 @@ each community the environment variables that hold its credentials. Keys are nev
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -249,6 +250,12 @@ def example_toml() -> str:
     return "\n".join(lines)
 
 
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    """``did you mean 'rate_per_second'? `` for a misspelt key (difflib), else nothing."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else "remove it or correct it; "
+
+
 def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{path or 'job'}: {where}: {problem}. Fix: {fix}")
 
@@ -342,11 +349,14 @@ def _community(
         elif key.endswith("_env") and isinstance(value, str) and value:
             envs[key.removesuffix("_env")] = value
         else:
+            known = [*_COMMUNITY_LIMIT_KEYS, "<credential>_env"]
             raise _fail(
                 path,
                 f"{where} {key}",
                 "unknown key (credentials are named by *_env keys holding a variable name)",
-                'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file',
+                f"{_did_you_mean(key, list(_COMMUNITY_LIMIT_KEYS))}"
+                'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file; '
+                f"known keys: {', '.join(known)}",
             )
     return CommunitySettings(
         name=name,
@@ -362,8 +372,13 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
     declared = {f.name: f for f in settings()}
     for key in raw:
         if key not in declared and key != "communities":
-            known = ", ".join([*declared, "communities"])
-            raise _fail(path, key, "unknown key", f"remove it; known keys: {known}")
+            known = [*declared, "communities"]
+            raise _fail(
+                path,
+                key,
+                "unknown key",
+                f"{_did_you_mean(key, known)}known keys: {', '.join(known)}",
+            )
     values = {k: _setting_value(declared[k], v, path) for k, v in raw.items() if k in declared}
     for key in ("operation", "base_url"):
         if not values.get(key):

@@ -31,7 +31,8 @@ from reconcile.operations import Operation, get_operation
 from reconcile.outcome import RequestOutcome, Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.recorder import LedgerRecorder
-from reconcile.run_record import Run, finish, plan_fields, recorded_run, sibling
+from reconcile.results import sibling
+from reconcile.run_record import Run, finish, plan_fields, recorded_run
 from reconcile.sending import EVENT_LOOP, send_requests
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate

@@ -25,16 +25,12 @@ from reconcile.dispatch import SendEvent
 from reconcile.job import Job
 from reconcile.ledger import INTERRUPTED_CAUSE, Ledger, now_iso
 from reconcile.operations import Operation, get_operation
+from reconcile.results import sibling
 
 if TYPE_CHECKING:
     from reconcile.pipeline import RunOptions
 
 log = structlog.get_logger("reconcile")
-
-
-def sibling(out: Path, suffix: str) -> Path:
-    """A file next to the results: ``results.csv`` -> ``results.<suffix>``."""
-    return out.with_name(f"{out.stem}.{suffix}")
 
 
 def new_run_id() -> str:

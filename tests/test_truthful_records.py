@@ -180,7 +180,8 @@ def test_sigterm_mid_sending_then_the_rerun_resends_nothing(
         cwd=ROOT,
         check=True,
     )
-    assert "(interrupted, exit 143)" in listing.stdout
+    (line,) = [x for x in listing.stdout.splitlines() if recorded["run_id"] in x]
+    assert "run (interrupted)" in line and " 143 " in line
     sandbox.state.faults.rules = []
     again = start("run", source, "--job", job, "--out", out)
     _, err = again.communicate(timeout=120)
@@ -211,7 +212,7 @@ def test_a_killed_run_is_marked_interrupted_but_a_running_one_is_not(
         process.communicate(timeout=30)
     assert run("runs", "--job", job) == 0
     listing = capsys.readouterr().out
-    assert "(interrupted) requests: applied" in listing, listing
+    assert "run (interrupted)" in listing and "requests: applied" in listing, listing
     (marked,) = ledger_runs(tmp_path / "state")
     assert marked["ended_at"] is not None and marked["exit_code"] is None
     assert marked["counts"]["ended"] == "interrupted"

@@ -27,6 +27,7 @@ from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
 from reconcile.schema import create_console_schema
 from reconcile.web.users import User
+from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
 
@@ -112,10 +113,12 @@ class Console:
             create_console_schema(self.db)
         self.progress = Progress()
         self._threads: dict[str, threading.Thread] = {}
+        self.verifier = Verifier(self, self._as)
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
+        self.verifier.close()
         self.db.close()
 
     # -- files ----------------------------------------------------------------------------------
