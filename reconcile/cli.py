@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs, signals, verify_command
+from reconcile import exit_codes, logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage, reading_only
@@ -433,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
         received = signals.signal_of(exc) or signal.SIGINT
         log.warning("run.interrupted", signal=received.name, phase="reading, checking or writing")
-        return signals.exit_code_of(exc)
+        return exit_codes.for_exception(exc)
     except Exception as exc:
         lost = _ledger_lost(exc)
         if lost is not None:

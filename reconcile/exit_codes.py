@@ -35,3 +35,15 @@ def epilog() -> str:
 def meaning(code: int) -> str:
     """One line for the end of a run: ``exit 1: some row did not apply ...``."""
     return f"exit {code}: {MEANINGS.get(code, 'see the README exit-code table')}"
+
+
+def for_exception(exc: BaseException) -> int:
+    """The process's exit code when ``exc`` ends it, as :func:`reconcile.cli.main` maps it (a
+    stopped run's records say the same: :func:`reconcile.run_record.stopped`)."""
+    from reconcile import signals
+    from reconcile.exceptions import ReconcileError
+
+    interrupted = signals.signal_of(exc)
+    if interrupted is not None:
+        return 128 + interrupted
+    return UNUSABLE if isinstance(signals.leaf(exc), ReconcileError) else CRASHED

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, atomic, liveness, report, results, signals
+from reconcile import __version__, approval, atomic, exit_codes, liveness, report, results, signals
 from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
@@ -191,11 +191,11 @@ def stopped(run: Run, exc: BaseException) -> None:
     its manifest (chain and file) and its ledger record say so with the process's exit code, as
     far as the disk lets each step; a report already written (with another exit code) is
     removed. An unusable input or job (exit 2) only ends the ledger record: nothing was sent."""
-    code = signals.exit_code_of(exc)
+    code = exit_codes.for_exception(exc)
     interrupted = signals.signal_of(exc)
     cause = signals.leaf(exc)
     error = f"{type(cause).__name__}: {cause}" if interrupted is None else None
-    if code == signals.EXIT_UNUSABLE and not run.ending.chained:
+    if code == exit_codes.UNUSABLE and not run.ending.chained:
         counts = {"ended": "unusable", "error": error}
         _best_effort("ledger", lambda: _end(run, counts, code))
         return

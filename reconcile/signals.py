@@ -14,10 +14,6 @@ import signal
 import threading
 from types import FrameType
 
-from reconcile.exceptions import ReconcileError
-
-EXIT_UNUSABLE, EXIT_CRASHED = 2, 3
-
 _installed = False
 
 
@@ -58,11 +54,3 @@ def signal_of(exc: BaseException) -> signal.Signals | None:
     if isinstance(exc, Terminated):
         return signal.SIGTERM
     return signal.SIGINT if isinstance(exc, KeyboardInterrupt) else None
-
-
-def exit_code_of(exc: BaseException) -> int:
-    """The process's exit code when ``exc`` ends it (as :func:`reconcile.cli.main` maps it)."""
-    interrupted = signal_of(exc)
-    if interrupted is not None:
-        return 128 + interrupted
-    return EXIT_UNUSABLE if isinstance(leaf(exc), ReconcileError) else EXIT_CRASHED
