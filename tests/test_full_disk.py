@@ -71,12 +71,8 @@ def fill(folder: Path, *, leave_pages: int = 0) -> None:
 
 
 def temporary_files(folder: Path) -> list[str]:
-    """Files a writer left behind: hidden or ``.tmp`` names (the ledger's own files aside)."""
-    return [
-        p.name
-        for p in folder.rglob("*")
-        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".tmp"))
-    ]
+    """What a writer left behind: hidden or ``.tmp`` files and folders."""
+    return [p.name for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
 
 
 def chained_manifests(state: Path) -> list[dict[str, Any]]:
