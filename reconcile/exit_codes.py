@@ -21,8 +21,9 @@ MEANINGS: dict[int, str] = {
     "the lock: nothing was sent",
     CRASHED: "stopped on an unexpected error: whatever was sent is in the ledger",
     MISMATCH: "a read-back disagrees with the file (mismatch or not found)",
-    INTERRUPTED: "interrupted (SIGINT): no new requests, results written",
-    TERMINATED: "interrupted (SIGTERM): no new requests, results written",
+    INTERRUPTED: "interrupted (SIGINT): no new requests; results written if sending had begun",
+    TERMINATED: "interrupted (SIGTERM, handled as SIGINT): no new requests; results written if "
+    "sending had begun",
     BROKEN_PIPE: "the reader of the output went away",
 }
 
