@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from reconcile import exit_codes, logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
-from reconcile.database import LedgerUnavailable, Storage, reading_only
+from reconcile.database import Storage, reading_only
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
@@ -345,8 +345,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _ledger(args: argparse.Namespace) -> int:
-    """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema) and ``ledger copy``
-    (a job's SQLite ledger into a PostgreSQL one)."""
+    """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema), ``ledger copy``
+    (a job's SQLite ledger into a PostgreSQL one) and ``ledger check`` (exit 3: damaged)."""
     from reconcile import ledger_commands
 
     if args.action == "migrate":
@@ -355,25 +355,16 @@ def _ledger(args: argparse.Namespace) -> int:
             raise ConfigError("ledger migrate needs --ledger-url URL, or --job with ledger_url")
         print(ledger_commands.migrate_url(url))
         return EXIT_OK
+    if args.action == "check":
+        from reconcile import ledger_check
+
+        checked = ledger_check.check(_storage(args))
+        print("\n".join(checked.lines))
+        return EXIT_OK if checked.sound else EXIT_CRASHED
     if not args.job or not args.to:
         raise ConfigError("ledger copy needs --job JOB (its SQLite ledger) and --to URL")
     print(ledger_commands.copy(Storage(load_job(args.job).state_dir), args.to))
     return EXIT_OK
-
-
-def _ledger_lost(exc: BaseException) -> LedgerUnavailable | None:
-    """The lost-database error inside ``exc`` (its cause, context or exception group)."""
-    seen: list[BaseException] = [exc]
-    while seen:
-        current = seen.pop()
-        if isinstance(current, LedgerUnavailable):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            seen.extend(current.exceptions)
-        seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        if len(seen) > 100:
-            break
-    return None
 
 
 def _web(args: argparse.Namespace) -> int:
@@ -435,25 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("run.interrupted", signal=received.name, phase="reading, checking or writing")
         return exit_codes.for_exception(exc)
     except Exception as exc:
-        lost = _ledger_lost(exc)
-        if lost is not None:
-            log.error("run.ledger_unavailable", error=str(lost))
-            print(
-                f"reconcile: {lost}. The run stopped sending at once: every request that went "
-                "out was recorded first. Run the same command again when the database is back "
-                "to resume (nothing applied is sent twice).",
-                file=sys.stderr,
-            )
-            return EXIT_CRASHED
-        # A bug or a broken environment (disk full, a damaged ledger): a code of its own, so
-        # that monitoring tells it from rows that failed. Every outcome is already in the ledger.
-        log.exception("run.crashed")
-        print(
-            "reconcile: stopped on an unexpected error (logged above as run.crashed). Whatever "
-            "was sent is recorded in the ledger: once the cause is fixed, the same command "
-            "resumes without sending anything twice.",
-            file=sys.stderr,
-        )
+        # A code of its own (a bug, a full disk, a damaged ledger or one gone away), so that
+        # monitoring tells it from rows that failed; the message names the cause.
+        from reconcile import crash
+
+        crash.explain(exc)
         return EXIT_CRASHED
 
 

@@ -85,7 +85,10 @@ def _add_run(commands: Any) -> None:
         metavar="NAME",
         help="only this community's rows (repeatable); the others are skipped",
     )
-    run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
+    run.add_argument(
+        "--sheet",
+        help="the workbook sheet to read, case-insensitive (default: the first with a header row)",
+    )
     run.add_argument(
         "--plan",
         metavar="RUN_ID",
@@ -271,8 +274,12 @@ def _add_audit(commands: Any) -> None:
 
 
 def _add_ledger(commands: Any) -> None:
-    """``reconcile ledger migrate|copy``: a PostgreSQL ledger's schema and contents."""
-    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
+    """``reconcile ledger migrate|copy|check``: a PostgreSQL ledger's schema and contents, and
+    whether a ledger is sound."""
+    ledger = commands.add_parser(
+        "ledger",
+        help="prepare a PostgreSQL ledger, copy one into it, or check it (exit 3: damaged)",
+    )
     actions = _actions(ledger)
     migrate = actions.add_parser(
         "migrate",
@@ -291,3 +298,12 @@ def _add_ledger(commands: Any) -> None:
     copy.add_argument("--job", type=Path, required=True, help="the job whose SQLite ledger to copy")
     copy.add_argument("--to", metavar="URL", required=True, help="the PostgreSQL ledger to fill")
     copy.set_defaults(ledger_url=None)
+    check = actions.add_parser(
+        "check",
+        help="is the ledger sound? (SQLite integrity check, PostgreSQL amcheck or a full read)",
+        description="Check the ledger (SQLite: PRAGMA integrity_check; PostgreSQL: amcheck on "
+        "every index when installed, and every row read): exit 0 sound, 3 damaged (with what "
+        "to do), 2 no ledger there or it cannot be reached.",
+    )
+    _store_options(check)
+    check.set_defaults(to=None)

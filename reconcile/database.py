@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: The SQLite write-ahead log's size past which a run checkpoints it (and to which the file is
 #: cut back after): the state dir's peak is the ledger plus about twice this.
 CHECKPOINT_BYTES = 4 * 2**20
@@ -37,6 +37,25 @@ CHECKPOINT_BYTES = 4 * 2**20
 
 class LedgerUnavailable(Exception):
     """The ledger database went away mid-run (connection lost, server restarted)."""
+
+
+class LedgerDamaged(Exception):
+    """The SQLite ledger file is damaged ("database disk image is malformed", "file is not a
+    database"): exit 3, pointing to ``reconcile ledger check``. A re-run cannot resume until
+    the ledger is repaired or restored: what it holds cannot be trusted to say what was sent."""
+
+    #: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+    CODES = (11, 26)
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"the ledger {path} is damaged ({detail})")
+
+    @classmethod
+    def is_damage(cls, exc: BaseException) -> bool:
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in cls.CODES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,49 +166,63 @@ class SqliteDatabase(Database):
         self._lock = threading.RLock()
         self._db: sqlite3.Connection
         try:
-            self._db = self._connect(path)
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            with self._damage():
+                self._configure()
         except sqlite3.OperationalError:
             # A full disk has no room for the WAL's index (-shm): a command that only reads
             # (reading_only) reads the file as it stands, when no WAL holds newer commits.
             if not _READING_ONLY.get() or _wal_bytes(path) > 0:
                 raise
+            with contextlib.suppress(AttributeError):
+                self._db.close()
             self._db = sqlite3.connect(
                 f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False
             )
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _damage(self) -> Iterator[None]:
+        """A damaged file's errors as LedgerDamaged, naming the file."""
         import sqlite3
 
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if LedgerDamaged.is_damage(exc):
+                raise LedgerDamaged(self.shown, str(exc)) from exc
+            exc.add_note(f"ledger {self.shown}")
+            raise
+
+    def _configure(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives the process being killed (it is in the WAL file);
         # an OS crash may lose the last commits, which then re-send as in flight.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
         # The WAL's bound (issue 27: it grew to 41 MB in a 5,000-row run). A run's recorder
         # checkpoints in a worker thread on a connection of its own (checkpoint()) once the WAL
         # passes CHECKPOINT_BYTES, so that sends never wait for the fsync; the writer's own
         # automatic checkpoint is the backstop, and journal_size_limit shrinks the file after.
-        db.execute(f"PRAGMA wal_autocheckpoint={2 * CHECKPOINT_BYTES // 4096}")
-        db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
-        return db
+        self._db.execute(f"PRAGMA wal_autocheckpoint={2 * CHECKPOINT_BYTES // 4096}")
+        self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).fetchall()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).rowcount
 
     def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.executemany(sql, [tuple(p) for p in params])
 
     @contextlib.contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[None]:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the lock is implied
             try:
                 yield
@@ -201,7 +234,7 @@ class SqliteDatabase(Database):
     def script(self, ddl: str) -> None:
         import sqlite3
 
-        with self._lock:
+        with self._lock, self._damage():
             try:
                 self._db.executescript(ddl)
             except sqlite3.OperationalError:

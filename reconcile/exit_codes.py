@@ -17,9 +17,11 @@ MEANINGS: dict[int, str] = {
     OK: "every row applied (dry run: would apply)",
     ROWS_FAILED: "some row did not apply (invalid, rejected, failed, unknown or skipped): "
     "see the errors file",
-    UNUSABLE: "the input, the job file or the command line is unusable, or another run holds "
-    "the lock: nothing was sent",
-    CRASHED: "stopped on an unexpected error: whatever was sent is in the ledger",
+    UNUSABLE: "the input, the job file or the command line is unusable, a pre-flight check "
+    "failed (an output or the state dir not writable, the ledger unreachable, a credential "
+    "unset), or another run holds the lock: nothing was sent",
+    CRASHED: "stopped on an unexpected error (its cause above): whatever was sent is in the "
+    "ledger; a damaged ledger: reconcile ledger check",
     MISMATCH: "a read-back disagrees with the file (mismatch or not found)",
     INTERRUPTED: "interrupted (SIGINT): no new requests; results written if sending had begun",
     TERMINATED: "interrupted (SIGTERM, handled as SIGINT): no new requests; results written if "

@@ -79,19 +79,26 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
 
 def _check_folder(job: Job, pattern: str) -> None:
     """The folder the job's input lives in must exist: a missing inbox (a typo, an unmounted
-    share) is a broken job, never a quiet empty night."""
+    share) is a broken job, never a quiet empty night; and results_dir must be writable."""
+    from reconcile import preflight
+
     folder = Path(pattern)
     if glob.has_magic(pattern):  # the part before the first wildcard: inbox/*.csv -> inbox
         fixed = itertools.takewhile(lambda part: not glob.has_magic(part), folder.parts)
         folder = Path(*fixed)
     elif not ((job.input or "").endswith(("/", "\\")) or folder.is_dir()):
         folder = folder.parent  # a single file that has not come yet: its folder must exist
+    problems = []
     if not folder.is_dir():
         where = f"{job.path}: " if job.path else ""
-        raise ConfigError(
+        problems.append(
             f"{where}input = {job.input!r}: the folder {folder} does not exist. Fix: create it, "
             "mount it, or correct input in the job file."
         )
+    if job.results_dir is not None:  # pre-flight: where every file's results go
+        problems.append(preflight.check_folder(job.results_dir, "results_dir") or "")
+    if any(problems):
+        raise preflight.PreflightError([p for p in problems if p])
 
 
 def results_path(job: Job, source: Path, started: dt.datetime, *, dry_run: bool = False) -> Path:

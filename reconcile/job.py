@@ -7,7 +7,6 @@ each community the environment variables that hold its credentials. Keys are nev
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import tomllib
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile.exceptions import ConfigError
+from reconcile.suggestions import closest
 
 if TYPE_CHECKING:
     from reconcile.database import Storage
@@ -175,6 +175,12 @@ class Job:
         example="postgresql://reconcile@db.internal/reconcile",
         check=POSTGRES_URL,
     )
+    fold_communities: bool = setting(
+        False, doc="true: a community cell matches whatever its case and spaces (Acme is acme)"
+    )
+    """A community cell that is one of the job's communities once case and spaces are folded
+    (``'Acme '``, ``ACME``) is that community; off by default: a cell must name it exactly
+    (the refusal says "did you mean acme?")."""
     options: Mapping[str, Any] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )
@@ -251,9 +257,9 @@ def example_toml() -> str:
 
 
 def _did_you_mean(key: str, known: Sequence[str]) -> str:
-    """``did you mean 'rate_per_second'? `` for a misspelt key (difflib), else nothing."""
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else "remove it or correct it; "
+    """``did you mean 'rate_per_second'? `` for a misspelt key, else what to do."""
+    close = closest(key, known)
+    return f"did you mean {close!r}? " if close else "remove it or correct it; "
 
 
 def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:

@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, atomic, exit_codes, liveness, report, results, signals
+from reconcile import (
+    __version__,
+    approval,
+    atomic,
+    exit_codes,
+    liveness,
+    locks,
+    report,
+    results,
+    signals,
+)
 from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
@@ -134,6 +144,8 @@ def _start(run: Run) -> None:
             "tool_version": __version__,
         }
     )
+    if not options.dry_run:
+        locks.note_run(run.run_id)  # a run refused by this one's lock names it
     log.info(
         "run.started", run_id=run.run_id, dry_run=options.dry_run, state_dir=str(job.state_dir)
     )

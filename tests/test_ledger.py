@@ -149,16 +149,20 @@ def test_second_run_of_a_job_exits_2_and_a_crashed_lock_does_not_block(
 def test_a_damaged_ledger_stops_with_its_own_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Not 1 (rows failed) nor a bare traceback: monitoring can tell a crash from bad rows."""
+    """Not 1 (rows failed) nor a bare traceback: monitoring can tell a crash from bad rows,
+    and the message names the file, says a re-run will not resume, points to ledger check."""
     job = write_job(tmp_path / "job.toml")
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"not a database at all" * 100)
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    ledger.write_bytes(b"not a database at all" * 100)
     source = orders_csv(tmp_path / "in.csv", [("acme", "ORD1")])
     assert run("run", source, "--job", job, "--out", tmp_path / "out.csv", "--dry-run") == 3
     err = capsys.readouterr().err
-    crashed = [json.loads(line) for line in err.splitlines() if '"run.crashed"' in line]
-    assert crashed and "not a database" in crashed[0]["exception"]
-    assert "resumes without sending anything twice" in err
+    damaged = [json.loads(line) for line in err.splitlines() if '"run.ledger_damaged"' in line]
+    assert damaged and "not a database" in damaged[0]["error"]
+    assert f"the ledger {ledger} is damaged" in err
+    assert "will NOT resume" in err and "reconcile ledger check" in err
+    assert "resumes without sending anything twice" not in err
     assert not (tmp_path / "out.csv").exists()
 
 

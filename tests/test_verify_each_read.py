@@ -109,13 +109,14 @@ def _methods(sandbox: SandboxServer, since: int) -> list[str]:
 def test_each_read_waits_out_the_lag_then_names_another_writers_change(
     read: Read, tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
 ) -> None:
-    """``run --verify`` with a 1 s read lag: the first reads still show the old records, the
+    """``run --verify`` with a 4 s read lag (longer than a loaded machine takes from the last
+    write to the first read, so the first reads are stale): the first reads still show the old records, the
     settle window reads again until every row is verified (exit 0). Another writer then changes
     one record; ``verify RUN_ID`` (a later job with no settle window) names exactly that row and
     field with both values, exit 4, and the sandbox saw only GETs during it."""
-    sandbox.state.faults.read_lag = 1.0
+    sandbox.state.faults.read_lag = 4.0
     job = write_job(
-        tmp_path / "job.toml", sandbox.url, operation=read.operation, verify_settle_seconds=15
+        tmp_path / "job.toml", sandbox.url, operation=read.operation, verify_settle_seconds=30
     )
     data = write_csv(tmp_path / "in.csv", read.text)
     out = tmp_path / "out.csv"
