@@ -119,7 +119,8 @@ def chain_head(state_dir: Path | Storage) -> str:
         return audit.head()
 
 
-def export(state_dir: Path | Storage, since: dt.datetime, out: Path) -> int:
+def export(state_dir: Path | Storage, since: dt.datetime, out: Path | None) -> int:
+    """The audit export CSV to ``out``, or to stdout when None."""
     with store(state_dir) as audit:
         return audit.export(since, out)
 

@@ -14,13 +14,13 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from reconcile import chain_format
+from reconcile import atomic, chain_format
 from reconcile._lazy import pl
 from reconcile.canonical_json import jcs_text
 from reconcile.database import Storage, as_storage, open_database
@@ -341,9 +341,12 @@ class AuditStore:
             "SELECT record FROM audit_chain WHERE kind = 'manifest' AND record LIKE ? ORDER BY seq",
             (f"%{json.dumps(plan_run_id)}%",),
         )
-        manifests = (dict(json.loads(text)) for (text,) in found)
+        # A run's later manifest corrects its earlier one (a run whose end failed: exit 3).
+        latest = {m["run_id"]: m for m in (dict(json.loads(text)) for (text,) in found)}
         return [
-            m for m in manifests if m.get("plan_run_id") == plan_run_id and not m.get("dry_run")
+            m
+            for m in latest.values()
+            if m.get("plan_run_id") == plan_run_id and not m.get("dry_run")
         ]
 
     # -- user actions (the console) -----------------------------------------------------------
@@ -458,55 +461,60 @@ class AuditStore:
             return [f"{where}: the stored plan rows do not hash to the approved plan_sha256"]
         return []
 
-    def export(self, since: dt.datetime, out: Path) -> int:
-        """Per run since ``since``: maker, approver, plan and input hashes, counts, exit code."""
+    def export(self, since: dt.datetime, out: Path | None) -> int:
+        """Per run since ``since``: maker, approver, plan and input hashes, counts, exit code;
+        to ``out`` (written whole or not at all), or to stdout when ``out`` is None (nothing
+        written on disk: works on a full disk)."""
+        if out is None:
+            return self._export(since, sys.stdout)
+        with atomic.opened(out, "w", encoding="utf-8-sig", newline="") as handle:
+            return self._export(since, handle)
+
+    def _export(self, since: dt.datetime, handle: IO[str]) -> int:
         manifests = self.db.rows(
             "SELECT run_id, record FROM audit_chain WHERE kind = 'manifest' ORDER BY seq"
         )
         written = 0
-        tmp = out.with_name(f".{out.name}.tmp")
-        with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "run_id",
+                "started_at",
+                "dry_run",
+                "operation",
+                "base_url",
+                "maker",
+                "approver",
+                "plan_run_id",
+                "plan_sha256",
+                "input_sha256",
+                "counts",
+                "exit_code",
+            ]
+        )
+        for run_id, text in manifests:
+            manifest = json.loads(text)
+            started = dt.datetime.fromisoformat(manifest["started_at"])
+            if started < since:
+                continue
+            counts = (manifest.get("counts") or {}).get("per_status", {})
             writer.writerow(
                 [
-                    "run_id",
-                    "started_at",
-                    "dry_run",
-                    "operation",
-                    "base_url",
-                    "maker",
-                    "approver",
-                    "plan_run_id",
-                    "plan_sha256",
-                    "input_sha256",
-                    "counts",
-                    "exit_code",
+                    _safe(run_id),
+                    manifest["started_at"],
+                    manifest["dry_run"],
+                    _safe(manifest["operation"]),
+                    _safe(manifest["base_url"]),
+                    _safe(manifest.get("maker") or manifest.get("operator")),
+                    _safe(manifest.get("approver") or ""),
+                    _safe(manifest.get("plan_run_id") or ""),
+                    manifest.get("plan_sha256") or "",
+                    manifest["input"]["sha256"],
+                    "; ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+                    manifest["exit_code"],
                 ]
             )
-            for run_id, text in manifests:
-                manifest = json.loads(text)
-                started = dt.datetime.fromisoformat(manifest["started_at"])
-                if started < since:
-                    continue
-                counts = (manifest.get("counts") or {}).get("per_status", {})
-                writer.writerow(
-                    [
-                        _safe(run_id),
-                        manifest["started_at"],
-                        manifest["dry_run"],
-                        _safe(manifest["operation"]),
-                        _safe(manifest["base_url"]),
-                        _safe(manifest.get("maker") or manifest.get("operator")),
-                        _safe(manifest.get("approver") or ""),
-                        _safe(manifest.get("plan_run_id") or ""),
-                        manifest.get("plan_sha256") or "",
-                        manifest["input"]["sha256"],
-                        "; ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                        manifest["exit_code"],
-                    ]
-                )
-                written += 1
-        os.replace(tmp, out)
+            written += 1
         return written
 
 

@@ -9,20 +9,22 @@ interrupted by SIGINT/SIGTERM (results still written when sending had begun).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs, verify_command
+from reconcile import exit_codes, logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
-from reconcile.database import Storage
+from reconcile.database import Storage, reading_only
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
@@ -211,14 +213,16 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"audit chain head: {approval.chain_head(state_dir)}")
         return EXIT_OK
     if not args.out or not args.since:
-        raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv")
+        raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv (- for stdout)")
     try:
         since = dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC)
     except ValueError:
         raise ConfigError(f"--since {args.since!r}: write a date as YYYY-MM-DD") from None
-    written = approval.export(state_dir, since, args.out)
-    print(f"{written} runs written to {args.out}")
-    print(f"audit chain head: {approval.chain_head(state_dir)}")
+    to_stdout = str(args.out) == "-"
+    written = approval.export(state_dir, since, None if to_stdout else args.out)
+    told = sys.stderr if to_stdout else sys.stdout  # stdout is the CSV's alone
+    print(f"{written} runs written to {'stdout' if to_stdout else args.out}", file=told)
+    print(f"audit chain head: {approval.chain_head(state_dir)}", file=told)
     return EXIT_OK
 
 
@@ -374,6 +378,13 @@ def _web(args: argparse.Namespace) -> int:
     return commands.serve(args) if args.command == "serve" else commands.users(args)
 
 
+def _only_reads(args: argparse.Namespace) -> bool:
+    """``runs``, ``audit verify``, ``audit export --out -``: they work on a full disk."""
+    if args.command == "runs":
+        return True
+    return args.command == "audit" and (args.action == "verify" or str(args.out) == "-")
+
+
 #: Each command's handler (the parser in cli_parser.py names the same commands).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _run,
@@ -397,8 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = args.command in ("operations", "runs", "users")
     if not quick:
         logs.configure(verbose=getattr(args, "verbose", False), quiet=getattr(args, "quiet", False))
+    if args.command in ("run", "verify"):
+        signals.terminate_as_interrupt()  # SIGTERM at any moment: as Ctrl-C, logged and recorded
     try:
-        return COMMANDS[args.command](args)
+        with reading_only() if _only_reads(args) else contextlib.nullcontext():
+            return COMMANDS[args.command](args)
     except ReconcileError as exc:
         if quick:
             logs.configure()
@@ -411,10 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
-        log.warning("run.interrupted", phase="reading, checking or writing")
-        return EXIT_INTERRUPTED
+        received = signals.signal_of(exc) or signal.SIGINT
+        log.warning("run.interrupted", signal=received.name, phase="reading, checking or writing")
+        return exit_codes.for_exception(exc)
     except Exception as exc:
         # A code of its own (a bug, a full disk, a damaged ledger or one gone away), so that
         # monitoring tells it from rows that failed; the message names the cause.

@@ -265,7 +265,9 @@ def _add_audit(commands: Any) -> None:
         description="Write every run since a date (maker, approver, hashes, counts) as a CSV.",
     )
     export.add_argument("--since", required=True, help="runs from this date (YYYY-MM-DD)")
-    export.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    export.add_argument(
+        "--out", type=Path, required=True, help="the CSV file to write (- for stdout)"
+    )
     for parser in (verify, export):
         _store_options(parser)
         parser.set_defaults(head=None, since=None, out=None)

@@ -11,22 +11,30 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
+import os
 import re
 import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconcile.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
 #: 2: run locks' holders and the ledger's write order (issue 27); 3: the console's
 #: uploads.sheet and the History's indexes (issue 30).
 SCHEMA_VERSION = 3
+#: The SQLite write-ahead log's size past which a run checkpoints it (and to which the file is
+#: cut back after): the state dir's peak is the ledger plus about twice this.
+CHECKPOINT_BYTES = 4 * 2**20
 
 
 class LedgerUnavailable(Exception):
@@ -109,6 +117,15 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def checkpoint_due(self) -> bool:
+        """The write-ahead log has grown past its bound (SQLite; never for PostgreSQL)."""
+        return False
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database, off the writer's connection (SQLite;
+        nothing to do for PostgreSQL)."""
+        return None
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         found = self.rows(sql, params)
         return found[0] if found else None
@@ -118,6 +135,27 @@ class Database(abc.ABC):
         raise NotImplementedError
 
 
+_READING_ONLY = contextvars.ContextVar("reading_only", default=False)
+
+
+@contextlib.contextmanager
+def reading_only() -> Iterator[None]:
+    """For the commands that only read (``runs``, ``audit verify``, ``audit export`` to
+    stdout): a SQLite ledger that a full disk keeps from opening normally is opened read-only."""
+    token = _READING_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READING_ONLY.reset(token)
+
+
+def _wal_bytes(path: Path) -> int:
+    try:
+        return os.stat(f"{path}-wal").st_size
+    except FileNotFoundError:
+        return 0
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -125,10 +163,26 @@ class SqliteDatabase(Database):
         import sqlite3
 
         self.shown = str(path)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._path = path
+        self._checkpointer: Any = None
         self._lock = threading.RLock()
-        with self._damage():
-            self._configure()
+        self._db: sqlite3.Connection
+        try:
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            with self._damage():
+                self._configure()
+        except sqlite3.OperationalError:
+            # A full disk has no room for the WAL's index (-shm): a command that only reads
+            # (reading_only) reads the file as it stands, when no WAL holds newer commits.
+            if not _READING_ONLY.get() or _wal_bytes(path) > 0:
+                raise
+            with contextlib.suppress(AttributeError):
+                self._db.close()
+            self._db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?immutable=1", uri=True, check_same_thread=False
+            )
 
     @contextlib.contextmanager
     def _damage(self) -> Iterator[None]:
@@ -149,9 +203,12 @@ class SqliteDatabase(Database):
         # an OS crash may lose the last commits, which then re-send as in flight.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        # Checkpoints (WAL -> database, with an fsync) would stall sends mid-run: let the WAL
-        # grow during a run (~40 MB at most) and checkpoint when the run closes the ledger.
-        self._db.execute("PRAGMA wal_autocheckpoint=10000")
+        # The WAL's bound (issue 27: it grew to 41 MB in a 5,000-row run). A run's recorder
+        # checkpoints in a worker thread on a connection of its own (checkpoint()) once the WAL
+        # passes CHECKPOINT_BYTES, so that sends never wait for the fsync; the writer's own
+        # automatic checkpoint is the backstop, and journal_size_limit shrinks the file after.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={2 * CHECKPOINT_BYTES // 4096}")
+        self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock, self._damage():
@@ -177,16 +234,43 @@ class SqliteDatabase(Database):
             self._db.execute("COMMIT")
 
     def script(self, ddl: str) -> None:
+        import sqlite3
+
         with self._lock, self._damage():
-            self._db.executescript(ddl)
+            try:
+                self._db.executescript(ddl)
+            except sqlite3.OperationalError:
+                if not _READING_ONLY.get():
+                    raise  # (reading only: the tables that exist are read, as they are)
 
     def columns(self, table: str) -> set[str]:
         return {row[1] for row in self.rows(f"PRAGMA table_info({table})")}
 
+    def checkpoint_due(self) -> bool:
+        return _wal_bytes(self._path) > CHECKPOINT_BYTES
+
+    def checkpoint(self) -> None:
+        """PASSIVE: copies what it can without waiting for (or blocking) the writer."""
+        import sqlite3
+
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                self._path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
+        import sqlite3
+
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._db.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.OperationalError:
+                pass  # a full disk: the WAL keeps it all; the next writer's checkpoint copies it
+            finally:
+                self._db.close()
 
 
 class PostgresDatabase(Database):

@@ -23,8 +23,9 @@ MEANINGS: dict[int, str] = {
     CRASHED: "stopped on an unexpected error (its cause above): whatever was sent is in the "
     "ledger; a damaged ledger: reconcile ledger check",
     MISMATCH: "a read-back disagrees with the file (mismatch or not found)",
-    INTERRUPTED: "interrupted (SIGINT): no new requests, results written",
-    TERMINATED: "interrupted (SIGTERM): no new requests, results written",
+    INTERRUPTED: "interrupted (SIGINT): no new requests; results written if sending had begun",
+    TERMINATED: "interrupted (SIGTERM, handled as SIGINT): no new requests; results written if "
+    "sending had begun",
     BROKEN_PIPE: "the reader of the output went away",
 }
 
@@ -37,3 +38,15 @@ def epilog() -> str:
 def meaning(code: int) -> str:
     """One line for the end of a run: ``exit 1: some row did not apply ...``."""
     return f"exit {code}: {MEANINGS.get(code, 'see the README exit-code table')}"
+
+
+def for_exception(exc: BaseException) -> int:
+    """The process's exit code when ``exc`` ends it, as :func:`reconcile.cli.main` maps it (a
+    stopped run's records say the same: :func:`reconcile.run_record.stopped`)."""
+    from reconcile import signals
+    from reconcile.exceptions import ReconcileError
+
+    interrupted = signals.signal_of(exc)
+    if interrupted is not None:
+        return 128 + interrupted
+    return UNUSABLE if isinstance(signals.leaf(exc), ReconcileError) else CRASHED

@@ -126,7 +126,12 @@ def archive(job: Job, source: Path) -> Path | None:
     if destination.exists():
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         destination = job.archive_dir / f"{source.stem}.{stamp}{source.suffix}"
-    shutil.move(str(source), destination)
+    try:
+        shutil.move(str(source), destination)  # a copy when the archive is on another disk
+    except OSError:
+        if source.exists():
+            destination.unlink(missing_ok=True)  # never half a copy beside the original
+        raise
     log.info("inbox.archived", path=str(source), archive=str(destination))
     return destination
 
@@ -223,8 +228,18 @@ def run_sources(
             # lose them. It stays; a later run sends them (the applied ones are not re-sent).
             log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
         elif from_inbox:
-            archive(job, source)
+            _archive_or_keep(job, source)
     return max(codes)
+
+
+def _archive_or_keep(job: Job, source: Path) -> None:
+    """Archive a finished file; when that fails (an archive on a full disk) the file stays in
+    the inbox and the run's exit code stays the one its manifest holds: the next pass finds
+    every row already applied, and sends nothing."""
+    try:
+        archive(job, source)
+    except OSError as exc:
+        log.error("inbox.not_archived", input=str(source), error=f"{exc.strerror}: {exc}")
 
 
 def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = False) -> int:

@@ -33,6 +33,10 @@ _CHANGED_STATES = ("applied", "unknown", IN_FLIGHT)
 _LOOKUP_CHUNK = 10_000
 
 
+#: Why a run was marked interrupted by whatever opened the ledger after it.
+INTERRUPTED_CAUSE = "its process ended without recording the run's end (killed, or its host lost)"
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -115,6 +119,35 @@ class Ledger:
         self._in_flight_sql = _IN_FLIGHT_SQL.format(seq=seq)
         self._finished_sql = _FINISHED_SQL.format(seq=seq)
         self._write_lock = threading.Lock()
+        self.interrupted = self.mark_interrupted()
+
+    def mark_interrupted(self) -> list[str]:
+        """Runs with no end whose process is gone (killed, crashed, lost its host): ended now
+        as ``interrupted``, with their requests per state; the ids. Runs still running
+        (:mod:`reconcile.liveness`) are left alone. Best effort: on a full disk or a read-only
+        ledger nothing is marked and the ledger still opens for reading."""
+        from reconcile import liveness
+
+        try:
+            found = self.db.rows("SELECT run_id FROM runs WHERE ended_at IS NULL")
+            gone = liveness.gone(self.storage, [r for (r,) in found])
+            for run_id in gone:
+                states = self.db.rows(
+                    "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state",
+                    (run_id,),
+                )
+                counts = {
+                    "ended": "interrupted",
+                    "cause": INTERRUPTED_CAUSE,
+                    "requests": dict(states),
+                }
+                self.db.run(
+                    "UPDATE runs SET ended_at = ?, counts = ? WHERE run_id = ? AND ended_at IS NULL",
+                    (now_iso(), json.dumps(counts), run_id),
+                )
+        except Exception:  # a full disk, a read-only state dir: reading still works
+            return []  # (no log line: the listing commands print nothing but their listing)
+        return gone
 
     def close(self) -> None:
         self.db.close()

@@ -20,18 +20,24 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, preflight, results, sheet_shape, suggestions
-from reconcile.credentials import resolve_credentials
-from reconcile.dispatch import (
-    OnAnswer,
-    SendEvent,
+from reconcile import (
+    approval,
+    buckets,
+    numeric_ids,
+    preflight,
+    results,
+    sheet_shape,
+    signals,
+    suggestions,
 )
+from reconcile.credentials import Credentials, resolve_credentials
+from reconcile.dispatch import OnAnswer, PlannedRequest, SendEvent
 from reconcile.exceptions import ConfigError
 from reconcile.intake import ROW, Table, read_table
 from reconcile.job import Job
 from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
-from reconcile.outcome import Selection, Status
+from reconcile.outcome import RequestOutcome, Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
 from reconcile.recorder import LedgerRecorder
 from reconcile.results import sibling
@@ -366,7 +372,22 @@ def _send_or_show(
     credentials = resolve_credentials(
         prepared.operation, prepared.job, communities, options.environ, options.given_credentials
     )
-    sent, signum, events = anyio.run(
+    try:
+        sent, signum, events = _send(prepared, options, to_send, credentials, ledger, run_id)
+    finally:
+        signals.restore()  # the event loop put SIGTERM's default back
+    return pl.concat([decided, outcomes_frame(sent)]), signum, events
+
+
+def _send(
+    prepared: Prepared,
+    options: RunOptions,
+    to_send: list[PlannedRequest],
+    credentials: Mapping[str, Credentials],
+    ledger: Ledger,
+    run_id: str,
+) -> tuple[list[RequestOutcome], int | None, list[SendEvent]]:
+    return anyio.run(
         functools.partial(
             send_requests,
             prepared.operation,
@@ -383,4 +404,3 @@ def _send_or_show(
         ),
         backend_options=EVENT_LOOP,
     )
-    return pl.concat([decided, outcomes_frame(sent)]), signum, events

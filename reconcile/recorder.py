@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.to_thread
 
 from reconcile.dispatch import PlannedRequest
 from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
@@ -15,6 +16,8 @@ GATHER_SECONDS = 0.0
 
 
 OUTCOME_DELAY_SECONDS = 0.1
+#: How often the loop looks at the write-ahead log's size.
+CHECKPOINT_POLL_SECONDS = 0.25
 
 
 class LedgerRecorder:
@@ -29,6 +32,7 @@ class LedgerRecorder:
         self._finished: list[FinishedRecord] = []
         self._batch_committed = anyio.Event()
         self._wake = anyio.Event()
+        self._checkpointing = False
 
     async def sending(self, request: PlannedRequest) -> None:
         self._requests[request.request_id] = request
@@ -63,13 +67,27 @@ class LedgerRecorder:
 
     async def write_forever(self) -> None:
         """The group-commit loop; cancel it after ``flush``. A request about to be sent wakes
-        it; outcomes ride along with the next commit, or wait at most ``OUTCOME_DELAY``."""
-        while True:
-            with anyio.move_on_after(OUTCOME_DELAY_SECONDS):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            await anyio.sleep(GATHER_SECONDS)  # the other sends of this moment join the commit
-            await self.flush()
+        it; outcomes ride along with the next commit, or wait at most ``OUTCOME_DELAY``. When
+        the write-ahead log passes its bound, a worker thread checkpoints it meanwhile."""
+        async with anyio.create_task_group() as group:
+            checking = anyio.current_time()
+            while True:
+                with anyio.move_on_after(OUTCOME_DELAY_SECONDS):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                await anyio.sleep(GATHER_SECONDS)  # the other sends of this moment join
+                await self.flush()
+                if anyio.current_time() - checking > CHECKPOINT_POLL_SECONDS:
+                    checking = anyio.current_time()
+                    if not self._checkpointing and self.ledger.db.checkpoint_due():
+                        self._checkpointing = True
+                        group.start_soon(self._checkpoint)
+
+    async def _checkpoint(self) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.ledger.db.checkpoint)
+        finally:
+            self._checkpointing = False
 
     async def flush(self) -> None:
         in_flight, finished = self._in_flight, self._finished

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -11,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from reconcile import atomic
 from reconcile.dispatch import SendEvent
 from reconcile.outcome import Status
 from reconcile.results import error_kinds, summary
@@ -84,9 +84,7 @@ def write_report(
     if events:
         parts.append(_timeline(events))
     parts.append("</body></html>")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(parts))
 
 
 def _bar_chart(
@@ -249,6 +247,4 @@ def write_verification(
     text = _VERIFICATION.sub("", path.read_text(encoding="utf-8"))
     at = text.rfind("</body>")
     text = text[:at] + section + text[at:] if at >= 0 else text + section
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)

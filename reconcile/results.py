@@ -8,7 +8,9 @@ atomically so a crash never leaves half a file.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -129,14 +131,17 @@ def neutralised(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
     """Write each frame to a temporary file next to its path, all at once on polars' streaming
-    engine, synced, then rename: readers never see a partial file."""
+    engine, synced, then rename: readers never see a partial file.
+
+    Each temporary file is alone in a hidden folder of its own, removed on failure: when one
+    sink fails (a full disk) polars may still be opening another's file after collect_all has
+    raised, and a file it creates in a removed folder cannot be left behind."""
     temporary: dict[Path, Path] = {}
     try:
         for path in frames:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            os.close(fd)
-            temporary[path] = Path(name)
+            folder = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+            temporary[path] = Path(folder) / path.name
         pl.collect_all(
             neutralised(frame.lazy()).sink_csv(
                 temporary[path], include_bom=True, sync_on_close="data", lazy=True
@@ -145,10 +150,20 @@ def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
         )
         for path, tmp in temporary.items():
             os.replace(tmp, path)
+            tmp.parent.rmdir()
     except BaseException:
         for tmp in temporary.values():
-            tmp.unlink(missing_ok=True)
+            _remove_folder(tmp.parent)
         raise
+
+
+def _remove_folder(folder: Path) -> None:
+    """``folder`` and what is in it, again while a writer still finishing re-fills it."""
+    for _ in range(100):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.01)
 
 
 def errors_frame(table: Table, frame: pl.DataFrame) -> pl.DataFrame:

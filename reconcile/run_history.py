@@ -28,15 +28,29 @@ def target_of(base_url: str) -> str:
 
 
 def _kind(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
-    if run["dry_run"]:
-        return "dry run"
+    """``dry run``, ``run``, ``plan run``; with how it ended when not normally: ``(running)``
+    (no end yet, its process alive), ``(interrupted)`` (a signal, or its process gone: marked
+    by the next ledger open), ``(crashed)`` (exit 3), ``(unusable)`` (exit 2)."""
+    kind = "dry run" if run["dry_run"] else "plan run" if manifest.get("plan_run_id") else "run"
+    ended = (run.get("counts") or {}).get("ended")
+    code = run.get("exit_code")
+    if ended:
+        return f"{kind} ({ended})"
     if run.get("ended_at") is None:
-        return "run (unfinished)"
-    return "plan run" if manifest.get("plan_run_id") else "run"
+        return f"{kind} (running)"
+    if code is not None and code >= 128:
+        return f"{kind} (interrupted)"
+    return f"{kind} (crashed)" if code == 3 else kind
 
 
 def _rows(run: Mapping[str, Any]) -> str:
-    per_status = (run.get("counts") or {}).get("per_status") or {}
+    """Counts per status; for a run stopped before its rows were counted, its requests per
+    ledger state (``requests: applied 37, in_flight 2``)."""
+    counts = run.get("counts") or {}
+    if counts.get("ended"):
+        requests = counts.get("requests") or {}
+        return "requests: " + (", ".join(f"{k} {v}" for k, v in requests.items()) or "none")
+    per_status = counts.get("per_status") or {}
     return ", ".join(f"{k} {v}" for k, v in per_status.items()) or "-"
 
 
@@ -104,10 +118,12 @@ def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
         f"  input      {run['input_path']} (SHA-256 {run['input_sha256']})",
         f"  results    {run.get('results_path') or '-'}",
         f"  started    {run['started_at']} by {run['operator']}",
-        f"  ended      {run.get('ended_at') or '- (unfinished)'}",
+        f"  ended      {run.get('ended_at') or '- (running)'}",
         f"  exit code  {'-' if run.get('exit_code') is None else run['exit_code']}",
         f"  rows       {_rows(run)}",
     ]
+    if manifest.get("error"):
+        lines.append(f"  stopped by {manifest['error']}")
     requests = run.get("requests") or {}
     if requests:
         lines.append("  requests   " + ", ".join(f"{k} {v}" for k, v in requests.items()))

@@ -19,11 +19,21 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, locks, report, results
+from reconcile import (
+    __version__,
+    approval,
+    atomic,
+    exit_codes,
+    liveness,
+    locks,
+    report,
+    results,
+    signals,
+)
 from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
-from reconcile.ledger import Ledger, now_iso
+from reconcile.ledger import INTERRUPTED_CAUSE, Ledger, now_iso
 from reconcile.operations import Operation, get_operation
 from reconcile.results import sibling
 
@@ -55,9 +65,18 @@ def counts_of(outcomes: pl.DataFrame) -> dict[str, Any]:
 
 
 def write_json_atomic(value: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+@dataclasses.dataclass(slots=True)
+class Ending:
+    """How far the run's end got: what :func:`stopped` must correct if it fails midway."""
+
+    manifest: dict[str, Any] | None = None
+    """The manifest the run is ending with (counts and exit code known)."""
+    report: Path | None = None
+    chained: bool = False
+    ended: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,14 +92,18 @@ class Run:
     ledger: Ledger
     run_id: str
     started: str
+    ending: Ending = dataclasses.field(default_factory=Ending)
 
 
 @contextlib.contextmanager
 def recorded_run(
     job: Job, input_path: Path, input_sha256: str, out: Path, options: RunOptions
 ) -> Iterator[Run]:
-    """Start the run's record in the ledger; the ledger is closed when the run ends."""
+    """Start the run's record in the ledger (holding its liveness lock until it ends); its end
+    recorded by :func:`finish`, or by :func:`stopped` when anything stops it before."""
     ledger = Ledger(job.storage)
+    for gone in ledger.interrupted:
+        log.warning("run.marked_interrupted", run_id=gone, cause=INTERRUPTED_CAUSE)
     try:
         run = Run(
             job,
@@ -93,31 +116,39 @@ def recorded_run(
             new_run_id(),
             now_iso(),
         )
-        ledger.start_run(
-            {
-                "run_id": run.run_id,
-                "started_at": run.started,
-                "dry_run": int(options.dry_run),
-                "operation": job.operation,
-                "base_url": job.base_url,
-                "job_path": str(job.path) if job.path else None,
-                "input_path": str(input_path),
-                "input_sha256": input_sha256,
-                "operator": operator(),
-                "tool_version": __version__,
-            }
-        )
-        if not options.dry_run:
-            locks.note_run(run.run_id)  # a run refused by this one's lock names it
-        log.info(
-            "run.started",
-            run_id=run.run_id,
-            dry_run=options.dry_run,
-            state_dir=str(job.state_dir),
-        )
-        yield run
+        with liveness.holding(job.storage, run.run_id):
+            _start(run)
+            try:
+                yield run
+            except BaseException as exc:
+                if not run.ending.ended:
+                    stopped(run, exc)
+                raise
     finally:
         ledger.close()
+
+
+def _start(run: Run) -> None:
+    job, options = run.job, run.options
+    run.ledger.start_run(
+        {
+            "run_id": run.run_id,
+            "started_at": run.started,
+            "dry_run": int(options.dry_run),
+            "operation": job.operation,
+            "base_url": job.base_url,
+            "job_path": str(job.path) if job.path else None,
+            "input_path": str(run.input_path),
+            "input_sha256": run.input_sha256,
+            "operator": operator(),
+            "tool_version": __version__,
+        }
+    )
+    if not options.dry_run:
+        locks.note_run(run.run_id)  # a run refused by this one's lock names it
+    log.info(
+        "run.started", run_id=run.run_id, dry_run=options.dry_run, state_dir=str(job.state_dir)
+    )
 
 
 def plan_fields(run: Run, rows: Callable[[], pl.DataFrame | PlanRows]) -> dict[str, Any]:
@@ -151,14 +182,87 @@ def finish(
         "counts": counts,
         **plan,
     }
+    # Each step noted in run.ending: when one fails (a full disk), stopped() records exit 3
+    # wherever this run's record already went, and removes the files that say otherwise.
+    run.ending.manifest = manifest
+    run.ending.report = sibling(run.out, "report.html")
+    report.write_report(run.ending.report, manifest, outcomes, events)
     with approval.store(run.job.storage) as audit:
         head = audit.record_manifest(manifest)
+    run.ending.chained = True
     # The chain's head after this run (covering this manifest), to copy outside the database.
     manifest = {**manifest, "audit_head": head}
     write_json_atomic(manifest, sibling(run.out, "manifest.json"))
-    report.write_report(sibling(run.out, "report.html"), manifest, outcomes, events)
     run.ledger.end_run(run.run_id, counts=counts, exit_code=exit_code, results_path=str(run.out))
+    run.ending.ended = True
     return manifest
+
+
+def stopped(run: Run, exc: BaseException) -> None:
+    """The run stopped on ``exc`` (a full disk, a signal, a bug) before its end was recorded:
+    its manifest (chain and file) and its ledger record say so with the process's exit code, as
+    far as the disk lets each step; a report already written (with another exit code) is
+    removed. An unusable input or job (exit 2) only ends the ledger record: nothing was sent."""
+    code = exit_codes.for_exception(exc)
+    interrupted = signals.signal_of(exc)
+    cause = signals.leaf(exc)
+    error = f"{type(cause).__name__}: {cause}" if interrupted is None else None
+    if code == exit_codes.UNUSABLE and not run.ending.chained:
+        counts = {"ended": "unusable", "error": error}
+        _best_effort("ledger", lambda: _end(run, counts, code))
+        return
+    requests = _recorded_states(run)
+    base = run.ending.manifest or {
+        **manifest_of(run),
+        "counts": {"ended": "interrupted" if interrupted else "crashed", "requests": requests},
+        **(plan_fields(run, pl.DataFrame) if run.options.plan is not None else {}),
+    }
+    manifest = {
+        **base,
+        "ended_at": now_iso(),
+        "interrupted_by": interrupted.name if interrupted else base.get("interrupted_by"),
+        "exit_code": code,
+        "error": error,
+    }
+    if run.ending.report is not None:
+        run.ending.report.unlink(missing_ok=True)  # it shows another exit code
+    head: list[str] = []
+
+    def chain() -> None:
+        with approval.store(run.job.storage) as audit:
+            head.append(audit.record_manifest(manifest))
+
+    _best_effort("audit chain", chain)
+    path = sibling(run.out, "manifest.json")
+    if not _best_effort("manifest", lambda: write_json_atomic(_headed(manifest, head), path)):
+        path.unlink(missing_ok=True)  # never an earlier run's manifest beside this run's files
+    _best_effort("ledger", lambda: _end(run, manifest["counts"], code))
+
+
+def _headed(manifest: dict[str, Any], head: list[str]) -> dict[str, Any]:
+    return {**manifest, "audit_head": head[0]} if head else manifest
+
+
+def _end(run: Run, counts: Mapping[str, Any], code: int) -> None:
+    run.ledger.end_run(run.run_id, counts=counts, exit_code=code, results_path=str(run.out))
+
+
+def _recorded_states(run: Run) -> dict[str, int]:
+    """This run's requests per ledger state (applied, in_flight...), as far as it can be read."""
+    found: list[dict[str, Any]] = []
+    _best_effort("ledger", lambda: found.append(run.ledger.run(run.run_id) or {}))
+    return dict(found[0].get("requests") or {}) if found else {}
+
+
+def _best_effort(what: str, step: Callable[[], None]) -> bool:
+    """One step of recording a stopped run; a failure (the same full disk) is logged, not
+    raised: the error that stopped the run is the one to report."""
+    try:
+        step()
+    except Exception as exc:  # any failure here must not hide the first one
+        log.warning("run.record_incomplete", part=what, error=f"{type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 def manifest_of(run: Run) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from reconcile import api, approval
+from reconcile import api, approval, atomic
 from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
 from reconcile.job import Job
@@ -156,7 +156,7 @@ class Console:
             )
         name = secrets.token_hex(16)
         stored = self.files / f"{name}{suffix}"
-        stored.write_bytes(data)
+        atomic.write_bytes(stored, data)
         results = self.files / f"{name}.check.csv"
         try:
             summary = api.run(

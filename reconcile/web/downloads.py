@@ -9,9 +9,7 @@ and kept beside it.
 from __future__ import annotations
 
 import io
-import os
 import re
-import secrets
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +18,7 @@ import polars as pl
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
-from reconcile import approval
+from reconcile import approval, atomic
 from reconcile.results import neutralised, write_workbook_atomic
 from reconcile.web.errors import NotFound
 from reconcile.web.security import REPORT_CSP
@@ -129,7 +127,5 @@ def _planned_requests(web: Web, upload: Upload) -> Path:
             rows = audit.plan_rows(upload.run_id)
         buffer = io.BytesIO()
         neutralised(rows.lazy()).collect().write_csv(buffer)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue())
-        os.replace(tmp, path)
+        atomic.write_bytes(path, b"\xef\xbb\xbf" + buffer.getvalue())
     return path

@@ -10,6 +10,8 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from reconcile import atomic
+
 SESSION_COOKIE = "reconcile_session"
 LOGIN_CSRF_COOKIE = "reconcile_login_csrf"
 
@@ -114,9 +116,8 @@ def load_secret(state_dir: Path) -> str:
     """The key that signs session cookies: made once per state dir, readable by its owner only
     (sessions survive a restart; deleting the file signs everyone out)."""
     path = state_dir / "console.secret"
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        atomic.write_text(path, secrets.token_urlsafe(48), permissions=0o600)
     return path.read_text(encoding="utf-8").strip()
 
 
