@@ -245,7 +245,7 @@ def test_ledger_on_a_full_disk(
 def test_the_write_ahead_log_stays_bounded_during_a_run(
     sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the bound lowered to 128 KiB, the ledger's WAL file never grows past a few times
+    """With the bound lowered to 128 KiB, the ledger's WAL file never grows past a dozen times
     it during a 600-row run (it grew to ~41 MB for 5,000 rows: checkpoints only at the end),
     and every row is applied."""
     from reconcile import database
@@ -272,7 +272,9 @@ def test_the_write_ahead_log_stays_bounded_during_a_run(
     finally:
         done.set()
         watcher.join()
-    assert 0 < peak <= 3 * bound, peak
+    # Unbounded, 600 rows grow it to ~5 MB; the checkpoint thread may lag a busy machine by a
+    # few bounds' worth (seen: 1 MB at load 13 on 2 cores), never by that much.
+    assert 0 < peak <= 12 * bound, peak
     assert committed(sandbox) == Counter(i for _, i in rows)
 
 
