@@ -290,3 +290,19 @@ def test_the_systemd_unit_fails_on_rows_that_did_not_apply() -> None:
     assert not any(line.startswith("SuccessExitStatus") for line in settings)
     cronjob = (ROOT / "deploy" / "cronjob.yaml").read_text()
     assert "restartPolicy: Never" in cronjob and "|| true" not in cronjob
+
+
+def test_runs_show_names_a_row_without_community_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planned row whose community cell is empty is listed as `(no community)` by
+    `runs show --requests`, never as `None`."""
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1)), ("", "ORDX")])
+    job = write_job(tmp_path / "job.toml")
+    assert run("run", source, "--job", job, "--out", tmp_path / "o.csv", "--dry-run") == 1
+    run_id = json.loads((tmp_path / "o.manifest.json").read_text())["run_id"]
+    capsys.readouterr()
+    assert run("runs", "show", run_id, "--job", job, "--requests") == 0
+    shown = capsys.readouterr().out
+    assert "row 3 (no community) invalid: community: is empty" in shown
+    assert "None" not in shown
