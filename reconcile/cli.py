@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import logs, verify_command
+from reconcile import logs, queueing, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import LedgerUnavailable, Storage
@@ -63,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         environ=os.environ,
         on_answer=getattr(args, "on_answer", None),
+        wait=queueing.wait_from(args.wait, args.wait_timeout),
     )
     if args.verify_sample is not None and not args.verify:
         raise ConfigError("--verify-sample N goes with --verify")

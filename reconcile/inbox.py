@@ -198,7 +198,7 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)
-    with pipeline.job_lock(job, options.communities):
+    with pipeline.queued_lock(job, options):  # with --wait: queued until the lock frees
         held = dataclasses.replace(options, lock_held=True)
         if job.require_approval and not rehearsal:
             return run_with_approval(job, held, pending_inputs(job), show)

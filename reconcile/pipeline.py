@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import tempfile
 import threading
@@ -20,7 +21,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, results
+from reconcile import approval, buckets, numeric_ids, queueing, results
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -142,6 +143,9 @@ class RunOptions:
     ``interrupt_grace_seconds``, results written, exit code 130."""
     on_answer: OnAnswer | None = None
     """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
+    wait: queueing.Wait | None = None
+    """Queue behind a run that holds the lock instead of failing at once (``run --wait``, the
+    console): a plan's run waits at most until its approval expires."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -180,13 +184,25 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
         )
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
-    with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
+    with contextlib.nullcontext() if unlocked else queued_lock(job, options):
         if _in_buckets(input_path, out, options):
             large = _execute_in_buckets(input_path, job, out, options)
             if large is not None:
                 return large
         prepared = prepare(input_path, job, sheet=options.sheet)
         return _execute_locked(prepared, input_path, out, options)
+
+
+def queued_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager[Path | None]:
+    """The run's locks (:func:`job_lock`), queued for with ``options.wait``: a plan's run no
+    later than its approval's expiry; its queueing, start or refusal in the audit chain."""
+    wait, plan = options.wait, options.plan
+    if wait is not None and plan is not None:
+        left = approval.expires_at(plan.plan, job) - dt.datetime.now(dt.UTC)
+        wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
+    plan_run_id = plan.plan.run_id if plan is not None else None
+    recorder = queueing.Recorder(job.storage, plan_run_id, _user(options))
+    return queueing.held(job, options.communities, wait, recorder)
 
 
 def _user(options: RunOptions) -> str:

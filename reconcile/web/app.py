@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from reconcile.web import views
 from reconcile.web.console import Console, Upload
+from reconcile.web.errors import Forbidden, NotFound
 from reconcile.web.security import (
     SESSION_COOKIE,
     BodyLimit,
@@ -38,7 +39,6 @@ from reconcile.web.security import (
     same_token,
 )
 from reconcile.web.users import SESSION_HOURS, Session, User, UserStore
-from reconcile.web.views import Forbidden, NotFound
 
 log = structlog.get_logger("reconcile.web")
 HERE = Path(__file__).resolve().parent

@@ -15,28 +15,19 @@ import anyio.to_thread
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from reconcile import approval
 from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
 from reconcile.results import neutralised
-from reconcile.web import tables
+from reconcile.web import run_views, tables
+from reconcile.web.errors import Forbidden, NotFound
 from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
 from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS, SignInThrottled
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web
     from reconcile.web.console import Upload
-
-
-class Forbidden(HTTPException):
-    def __init__(self, detail: str) -> None:
-        super().__init__(403, detail)
-
-
-class NotFound(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(404, "There is no such run, or it is not yours to see.")
 
 
 def _client(request: Request) -> str:
@@ -175,70 +166,6 @@ def _new_with_error(web: Web, request: Request, message: str) -> Response:
     return web.page(request, "new.html", 400, jobs=jobs, error=message)
 
 
-# -- a run's page ------------------------------------------------------------------------------
-
-
-async def run_page(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    upload = web.visible(session, request.path_params["run_id"])
-    job = web.console.job(upload.job)
-    with approval.store(job.storage) as audit:
-        plan = audit.plan(upload.run_id)
-        rows = audit.plan_rows(upload.run_id)
-        actions = audit.actions(upload.run_id)
-        standing = audit.standing(upload.run_id)
-    withdrawn = standing[1] if standing and standing[0] == "withdrawal" else None
-    counts = tables.status_counts(rows)
-    decision = plan.decision if plan else None
-    background = web.console.background(upload.run_id)
-    user = session.user
-    return web.page(
-        request,
-        "run.html",
-        upload=upload,
-        counts=counts,
-        errors=tables.error_cells(upload.errors),
-        decision=decision,
-        background=background,
-        final_counts=tables.results_counts(background.results) if background else None,
-        totals=tables.community_totals(rows),
-        actions=actions,
-        withdrawn=withdrawn,
-        may_withdraw=(
-            user.name == upload.maker
-            and upload.submitted_at is not None
-            and decision is None
-            and withdrawn is None
-        ),
-        may_submit=(
-            user.name == upload.maker
-            and user.can_submit
-            and counts.get("would_apply", 0) > 0
-            and upload.submitted_at is None
-            and decision is None
-        ),
-        may_decide=(
-            user.can_approve
-            and user.name != upload.maker
-            and upload.submitted_at is not None
-            and decision is None
-            and withdrawn is None
-        ),
-    )
-
-
-async def progress(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    upload = web.visible(session, request.path_params["run_id"])
-    background = web.console.background(upload.run_id)
-    return JSONResponse(
-        {
-            "state": background.state if background else "not started",
-            "communities": web.console.progress.of(upload.run_id),
-        }
-    )
-
-
 #: What a run page offers to download; any other kind is 404 and never recorded.
 DOWNLOADS = frozenset({"errors.csv", "requests.csv", "results.csv", "report"})
 
@@ -251,7 +178,8 @@ async def download(web: Web, request: Request) -> Response:
         raise NotFound
     name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
     background = web.console.background(upload.run_id)
-    if kind in ("results.csv", "report") and (background is None or background.state == "running"):
+    busy = background is None or background.state in ("running", "queued")
+    if kind in ("results.csv", "report") and busy:
         raise NotFound
     web.audit(upload, session.user, "download", kind)
     if kind == "errors.csv":
@@ -402,8 +330,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/check", "POST", check),
     ("/approvals", "GET", approvals),
     ("/history", "GET", history),
-    ("/runs/{run_id}", "GET", run_page),
-    ("/runs/{run_id}/progress", "GET", progress),
+    ("/runs/{run_id}", "GET", run_views.run_page),
+    ("/runs/{run_id}/progress", "GET", run_views.progress),
+    ("/runs/{run_id}/start", "POST", run_views.restart),
     ("/runs/{run_id}/download/{kind}", "GET", download),
     ("/runs/{run_id}/submit", "POST", submit),
     ("/runs/{run_id}/withdraw", "POST", withdraw),

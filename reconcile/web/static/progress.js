@@ -1,7 +1,8 @@
-// Live progress of a run: polls the run's progress and fills the bars; reloads when it ends.
+// Live progress of a run: polls the run's progress and fills the bars; reloads when its state
+// changes (a queued run starts, a running one ends).
 (function () {
   "use strict";
-  var table = document.getElementById("live");
+  var table = document.getElementById("live") || document.getElementById("queued");
   if (!table) { return; }
   function update() {
     fetch(table.dataset.url, { credentials: "same-origin", cache: "no-store" })
@@ -16,7 +17,7 @@
           row.querySelector("progress").textContent = done + " of " + total;
           row.querySelector(".done").textContent = done + " of " + total;
         });
-        if (data.state === "running") { setTimeout(update, 700); } else { window.location.reload(); }
+        if (data.state === table.dataset.state) { setTimeout(update, 700); } else { window.location.reload(); }
       })
       .catch(function () { setTimeout(update, 2000); });
   }
