@@ -46,8 +46,9 @@ def _status_order(status: str) -> tuple[int, str]:
 
 
 def results_counts(path: Path) -> dict[str, int] | None:
-    """Rows per status of a results file, or None while it is not written."""
-    if not path.exists():
+    """Rows per status of a results file, or None while it is not written (or is not a file:
+    a run that stopped before writing it)."""
+    if not path.is_file():
         return None
     return status_counts(_read(path).select("status"))
 

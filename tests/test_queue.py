@@ -1,0 +1,238 @@
+"""Approved work waits, it is never wasted (issue 27): a run whose lock another run holds is
+queued (``run --wait``, the console) and starts when the lock frees; an approved plan whose
+run stopped is started again from its page by an approver, and still applied once."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconcile import approval, locks
+from reconcile.job import load_job
+from reconcile.sandbox import SandboxServer
+from reconcile.sandbox.seeding import order_id
+from reconcile.sandbox.state import FaultRule
+from tests.console import RunningConsole, check_file, console_parts, csrf_of, serve
+from tests.helpers import orders_csv, run, storage_of, write_job
+from tests.test_approval import Switch, as_user, dry_run
+from tests.test_console_server import _add_users, _client, _server
+from tests.test_ledger import start, wait_for
+
+__all__ = ["as_user"]  # the fixture, imported for these tests
+
+
+def _rows(first: int, count: int) -> list[tuple[str, str]]:
+    return [("acme", order_id("acme", n)) for n in range(first, first + count)]
+
+
+def _approved(folder: Path, job: Path, rows: list[tuple[str, str]], as_user: Switch) -> str:
+    """Alice dry-runs ``rows`` (in a folder of their own), Bob approves: the plan's run id."""
+    folder.mkdir()
+    as_user("alice")
+    run_id = dry_run(folder, job, orders_csv(folder / "in.csv", rows))
+    as_user("bob")
+    assert run("approve", run_id, "--job", job) == 0
+    return run_id
+
+
+def _actions(job: Path, run_id: str) -> list[tuple[str, str]]:
+    with approval.store(storage_of(job)) as audit:
+        return [(a["action"], a["detail"]) for a in audit.actions(run_id)]
+
+
+def _applications(job: Path, plan_run_id: str) -> list[dict[str, object]]:
+    with approval.store(storage_of(job)) as audit:
+        return audit.applications(plan_run_id)
+
+
+def _patches(sandbox: SandboxServer) -> Counter[str]:
+    return Counter(
+        r["path"].rsplit("/", 1)[1] for r in sandbox.state.requests if r["method"] == "PATCH"
+    )
+
+
+@pytest.mark.usefixtures("ledger_backend", "keys_in_env")
+def test_run_plan_wait_queues_behind_a_running_plan_and_both_apply_once(
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    as_user: Switch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """While ``run --plan A`` sends (sandbox latency), ``run --plan B`` exits 2 (refusal in
+    the audit chain, its approval not used up), ``--wait --wait-timeout 0.3`` gives up after
+    the timeout (exit 2, nothing of B sent), and ``--wait`` queues, starts once A ends and
+    applies B: each row of both plans reached the sandbox once, B's sending began after A's
+    ended, and B's queueing and start are logged and in the chain."""
+    job = write_job(tmp_path / "job.toml", sandbox.url, concurrency=1)
+    rows_a, rows_b = _rows(0, 30), _rows(30, 10)
+    plan_a = _approved(tmp_path / "a", job, rows_a, as_user)
+    plan_b = _approved(tmp_path / "b", job, rows_b, as_user)
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.15)]
+    as_user("carol")
+    first = start(["run", "--plan", plan_a, "--job", job, "--out", tmp_path / "a.results.csv"])
+    wait_for(lambda: len(sandbox.state.requests) >= 1)
+    command: list[str | Path] = ["run", "--plan", plan_b, "--job", job]
+    command += ["--out", tmp_path / "b.results.csv"]
+
+    capsys.readouterr()
+    assert run(*command) == 2
+    assert "in progress" in capsys.readouterr().err
+    assert run(*command, "--wait", "--wait-timeout", "0.3") == 2
+    assert "waited 0 s for the run lock, the most --wait-timeout allows" in capsys.readouterr().err
+    assert run(*command, "--wait") == 0
+    err = capsys.readouterr().err
+    assert first.wait(timeout=60) == 0, first.stderr.read().decode()[-2000:] if first.stderr else ""
+
+    assert '"run.queued"' in err or "run.queued" in err
+    sent = _patches(sandbox)
+    assert set(sent) == {target for _, target in rows_a + rows_b}
+    assert set(sent.values()) == {1}
+    (applied_a,), (applied_b,) = _applications(job, plan_a), _applications(job, plan_b)
+    assert str(applied_b["started_at"]) >= str(applied_a["ended_at"])
+    done = [a for a, _ in _actions(job, plan_b)]
+    assert done == ["apply refused", "queued", "apply refused", "queued", "apply started"]
+    started = dict(_actions(job, plan_b))["apply started"]
+    assert started.startswith("after waiting") and "in the queue" in started
+
+
+@pytest.mark.usefixtures("ledger_backend")
+def test_four_plans_approved_within_a_second_all_run_one_after_another(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """``reconcile serve``: four plans of one job approved in a row all run, in the order they
+    were approved, never two at once; while waiting, a page says "Queued behind run" with a
+    link to the running one; the sandbox saw each row once; the server log has the queueing."""
+    state = tmp_path / "state"
+    _add_users(state)
+    job = write_job(tmp_path / "purchase-history.toml", sandbox.url, state_dir=str(state))
+    with _server("--job", job, "--state-dir", state) as (url, process):
+        alice, bob = _client(url, "alice"), _client(url, "bob")
+        plans = []
+        for n in range(4):
+            run_id = check_file(alice, orders_csv(tmp_path / f"part-{n}.csv", _rows(n * 8, 8)))
+            token = csrf_of(alice.get(f"/runs/{run_id}").text)
+            assert alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token}).is_redirect
+            plans.append(run_id)
+        sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.1)]
+        tokens = [csrf_of(bob.get(f"/runs/{p}").text) for p in plans]
+        began = time.monotonic()
+        for plan, token in zip(plans, tokens, strict=True):
+            answer = bob.post(f"/runs/{plan}/approve", data={"csrf_token": token})
+            assert answer.status_code == 303, answer.text
+        assert time.monotonic() - began < 1
+        queued = _first_queued_page(bob, plans)
+        assert re.search(rf'Queued behind run <a href="/runs/{plans[0]}">', queued), queued
+        for plan in plans:
+            _finished(bob, plan)
+    log = process.stdout.read() if process.stdout else ""
+    assert "run.queued" in log and "run.lock_taken" in log
+    sent = _patches(sandbox)
+    assert len(sent) == 32 and set(sent.values()) == {1}
+    runs = [_applications(job, plan) for plan in plans]
+    assert [len(r) for r in runs] == [1, 1, 1, 1]
+    for before, after in itertools.pairwise(runs):
+        assert str(after[0]["started_at"]) >= str(before[0]["ended_at"])
+
+
+def _first_queued_page(client: httpx.Client, plans: list[str]) -> str:
+    """The page of the second plan while it is queued (the first one running)."""
+    deadline = time.monotonic() + 30
+    while "Queued behind run" not in (page := client.get(f"/runs/{plans[1]}").text):
+        assert time.monotonic() < deadline, page
+        time.sleep(0.05)
+    return page
+
+
+def _finished(client: httpx.Client, plan: str, seconds: float = 90) -> str:
+    deadline = time.monotonic() + seconds
+    while "Download results" not in (page := client.get(f"/runs/{plan}").text):
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+    return page
+
+
+@pytest.fixture
+def running(tmp_path: Path, sandbox: SandboxServer) -> Iterator[RunningConsole]:
+    parts = console_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()
+
+
+def _checked_and_submitted(running: RunningConsole, tmp_path: Path, rows: int) -> str:
+    alice = running.client("alice")
+    run_id = check_file(alice, orders_csv(tmp_path / "orders.csv", _rows(0, rows)))
+    token = csrf_of(alice.get(f"/runs/{run_id}").text)
+    assert alice.post(f"/runs/{run_id}/submit", data={"csrf_token": token}).is_redirect
+    return run_id
+
+
+def _start_again(client: httpx.Client, plan: str) -> httpx.Response:
+    page = client.get(f"/runs/{plan}").text
+    assert "Start the run again" in page, page
+    return client.post(f"/runs/{plan}/start", data={"csrf_token": csrf_of(page)})
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_a_plan_whose_run_failed_for_the_lock_is_started_again_from_its_page(
+    running: RunningConsole, tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """A console plan approved from the command line, whose ``run --plan`` failed for the lock
+    (exit 2), is offered "Start the run again" to an approver (not to its submitter); started,
+    it applies every row once; then the offer is gone and a second start is refused (409)."""
+    plan = _checked_and_submitted(running, tmp_path, 6)
+    approval.approve(running.job.storage, plan, user="bob")
+    job = load_job(tmp_path / "purchase-history.toml")
+    with locks.job_lock(running.job):  # another run of the job holds the lock
+        out = tmp_path / "cli.results.csv"
+        assert run("run", "--plan", plan, "--job", job.path or "", "--out", out) == 2
+    assert sandbox.state.requests == []
+    alice, bob = running.client("alice"), running.client("bob")
+    assert "Start the run again" not in alice.get(f"/runs/{plan}").text
+    assert _start_again(bob, plan).status_code == 303
+    page = _finished(bob, plan)
+    assert "Start the run again" not in page
+    sent = _patches(sandbox)
+    assert len(sent) == 6 and set(sent.values()) == {1}
+    refused = bob.post(f"/runs/{plan}/start", data={"csrf_token": csrf_of(page)})
+    assert refused.status_code == 409 and "already applied by run" in refused.text
+    assert len(sandbox.state.requests) == 6
+    done = [a for a, _ in _actions(tmp_path / "purchase-history.toml", plan)]
+    assert done.count("apply refused") == 2  # the lock, then the second start
+    assert "restart" in done and "apply started" in done
+
+
+def test_a_crashed_console_run_is_started_again_and_sends_nothing_twice(
+    running: RunningConsole, tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """The console's run of an approved plan stops on an unexpected error (its results path is
+    a folder); the page says it stopped and offers an approver to start it again; once the
+    cause is gone, the restart resumes from the ledger: every row reached the sandbox once."""
+    plan = _checked_and_submitted(running, tmp_path, 6)
+    upload = running.console.upload(plan)
+    assert upload is not None
+    blocker = upload.stored.with_name(f"{upload.stored.stem}.results.csv")
+    blocker.mkdir()
+    bob = running.client("bob")
+    token = csrf_of(bob.get(f"/runs/{plan}").text)
+    assert bob.post(f"/runs/{plan}/approve", data={"csrf_token": token}).is_redirect
+    deadline = time.monotonic() + 60
+    while "Stopped" not in (page := bob.get(f"/runs/{plan}").text):
+        assert time.monotonic() < deadline, page
+        time.sleep(0.1)
+    blocker.rmdir()
+    assert _start_again(bob, plan).status_code == 303
+    page = _finished(bob, plan)
+    assert "started again by bob" in page
+    sent = _patches(sandbox)
+    assert len(sent) == 6 and set(sent.values()) == {1}
+    manifest = json.loads(Path(str(blocker).replace(".csv", ".manifest.json")).read_text())
+    assert manifest["exit_code"] == 0
