@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 
 from reconcile import approval, locks
 from reconcile.job import load_job
@@ -25,10 +26,11 @@ from reconcile.sandbox.state import FaultRule
 from tests.console import RunningConsole, check_file, console_parts, csrf_of, serve
 from tests.helpers import orders_csv, run, storage_of, write_job
 from tests.test_approval import Switch, as_user, dry_run
+from tests.test_console import _accessible, _page, _sign_in, browser
 from tests.test_console_server import _add_users, _client, _server
 from tests.test_ledger import start, wait_for
 
-__all__ = ["as_user"]  # the fixture, imported for these tests
+__all__ = ["as_user", "browser"]  # the fixtures, imported for these tests
 
 
 def _rows(first: int, count: int) -> list[tuple[str, str]]:
@@ -211,11 +213,12 @@ def _start_again(client: httpx.Client, plan: str) -> httpx.Response:
 
 @pytest.mark.usefixtures("keys_in_env")
 def test_a_plan_whose_run_failed_for_the_lock_is_started_again_from_its_page(
-    running: RunningConsole, tmp_path: Path, sandbox: SandboxServer
+    browser: Browser, running: RunningConsole, tmp_path: Path, sandbox: SandboxServer
 ) -> None:
     """A console plan approved from the command line, whose ``run --plan`` failed for the lock
-    (exit 2), is offered "Start the run again" to an approver (not to its submitter); started,
-    it applies every row once; then the offer is gone and a second start is refused (409)."""
+    (exit 2), is offered "Start the run again" to an approver (not to its submitter); clicked
+    in Chromium, it applies every row once; then the offer is gone and a second start (a
+    forged post) is refused with 409, nothing sent."""
     plan = _checked_and_submitted(running, tmp_path, 6)
     approval.approve(running.job.storage, plan, user="bob")
     job = load_job(tmp_path / "purchase-history.toml")
@@ -225,9 +228,14 @@ def test_a_plan_whose_run_failed_for_the_lock_is_started_again_from_its_page(
     assert sandbox.state.requests == []
     alice, bob = running.client("alice"), running.client("bob")
     assert "Start the run again" not in alice.get(f"/runs/{plan}").text
-    assert _start_again(bob, plan).status_code == 303
-    page = _finished(bob, plan)
-    assert "Start the run again" not in page
+    browsing = _page(browser, bypass_csp=True)  # axe-core is injected as a script
+    _sign_in(browsing, running.url, "bob")
+    browsing.goto(f"{running.url}/runs/{plan}")
+    _accessible(browsing, "run-start-again")
+    browsing.get_by_role("button", name="Start the run again").click()
+    expect(browsing.get_by_role("link", name="Download results")).to_be_visible(timeout=60_000)
+    expect(browsing.get_by_role("button", name="Start the run again")).to_have_count(0)
+    page = bob.get(f"/runs/{plan}").text
     sent = _patches(sandbox)
     assert len(sent) == 6 and set(sent.values()) == {1}
     refused = bob.post(f"/runs/{plan}/start", data={"csrf_token": csrf_of(page)})
@@ -264,3 +272,37 @@ def test_a_crashed_console_run_is_started_again_and_sends_nothing_twice(
     assert len(sent) == 6 and set(sent.values()) == {1}
     manifest = json.loads(Path(str(blocker).replace(".csv", ".manifest.json")).read_text())
     assert manifest["exit_code"] == 0
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_the_queued_page_links_the_run_ahead_and_turns_into_the_run_by_itself(
+    browser: Browser, running: RunningConsole, tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """In Chromium: with the lock held outside the console, two approved plans are queued (the
+    second "number 2 in line"); once it frees, the second's page says "Queued behind run" with
+    a link to the first, passes axe-core, and becomes the finished run's page by itself."""
+    alice = running.client("alice")
+    plans = []
+    for first, count in ((0, 40), (40, 12)):  # the first runs 5 s (0.5 s a request, 4 at once)
+        source = orders_csv(tmp_path / f"part-{first}.csv", _rows(first, count))
+        plan = check_file(alice, source)
+        token = csrf_of(alice.get(f"/runs/{plan}").text)
+        assert alice.post(f"/runs/{plan}/submit", data={"csrf_token": token}).is_redirect
+        plans.append(plan)
+    bob = running.client("bob")
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.5)]
+    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
+    _sign_in(page, running.url, "bob")
+    with locks.job_lock(running.job):
+        for plan in plans:
+            token = csrf_of(bob.get(f"/runs/{plan}").text)
+            assert bob.post(f"/runs/{plan}/approve", data={"csrf_token": token}).is_redirect
+        page.goto(f"{running.url}/runs/{plans[1]}")
+        status = page.locator("#queued")
+        expect(status).to_contain_text("Queued behind a run outside this console")
+        expect(status).to_contain_text("number 2 in line")
+        _accessible(page, "run-queued-outside")
+    expect(status.get_by_role("link", name=plans[0])).to_be_visible(timeout=20_000)
+    _accessible(page, "run-queued")
+    expect(page.get_by_role("link", name="Download results")).to_be_visible(timeout=60_000)
+    assert len(_patches(sandbox)) == 52

@@ -4,6 +4,11 @@
   "use strict";
   var table = document.getElementById("live") || document.getElementById("queued");
   if (!table) { return; }
+  // Where a queued run stands ("RUN POSITION"), as the page writes it: a change reloads it.
+  function queue(data) {
+    if (!data.queued || table.dataset.queue === undefined) { return table.dataset.queue || ""; }
+    return (data.queued.behind || "") + " " + data.queued.position;
+  }
   function update() {
     fetch(table.dataset.url, { credentials: "same-origin", cache: "no-store" })
       .then(function (response) { return response.json(); })
@@ -17,7 +22,9 @@
           row.querySelector("progress").textContent = done + " of " + total;
           row.querySelector(".done").textContent = done + " of " + total;
         });
-        if (data.state === table.dataset.state) { setTimeout(update, 700); } else { window.location.reload(); }
+        if (data.state === table.dataset.state && queue(data) === (table.dataset.queue || "")) {
+          setTimeout(update, 700);
+        } else { window.location.reload(); }
       })
       .catch(function () { setTimeout(update, 2000); });
   }
