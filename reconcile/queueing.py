@@ -130,11 +130,14 @@ def _acquire(
             assert wait is not None
             why = _queued(recorder, wait, why, EARLIER_IN_LINE)
         waited = time.monotonic() - began
-        if waited >= wait.timeout_seconds or (wait.cancel is not None and wait.cancel.is_set()):
+        cancelled = wait.cancel is not None and wait.cancel.is_set()
+        if waited >= wait.timeout_seconds or cancelled:
             message = (
-                f"waited {waited:.0f} s for the run lock, the most {wait.until} allows "
-                f"({wait.timeout_seconds:g} s); nothing was sent. Still in the way: {why}"
-            )
+                f"stopped waiting for the run lock after {waited:.0f} s (cancelled)"
+                if cancelled
+                else f"waited {waited:.0f} s for the run lock, the most {wait.until} allows "
+                f"({wait.timeout_seconds:g} s)"
+            ) + f"; nothing was sent. Still in the way: {why}"
             _refused(recorder, message)
             raise RunLockedError(message)
         _pause(wait, min(delay, wait.timeout_seconds - waited))

@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -306,3 +307,34 @@ def test_the_queued_page_links_the_run_ahead_and_turns_into_the_run_by_itself(
     _accessible(page, "run-queued")
     expect(page.get_by_role("link", name="Download results")).to_be_visible(timeout=60_000)
     assert len(_patches(sandbox)) == 52
+
+
+@pytest.mark.usefixtures("ledger_backend")
+def test_a_run_queued_when_the_server_stops_runs_at_its_next_start(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """``reconcile serve`` stopped (SIGINT) while an approved plan is queued behind a lock held
+    outside it: the server ends at once, not after the wait; started again once the lock is
+    free, it runs the plan by itself, every row once."""
+    state = tmp_path / "state"
+    _add_users(state)
+    job_path = write_job(tmp_path / "purchase-history.toml", sandbox.url, state_dir=str(state))
+    job = load_job(job_path).with_overrides(ledger_url=storage_of(job_path).ledger_url)
+    with _server("--job", job_path, "--state-dir", state) as (url, process):
+        alice, bob = _client(url, "alice"), _client(url, "bob")
+        plan = check_file(alice, orders_csv(tmp_path / "orders.csv", _rows(0, 5)))
+        alice.post(f"/runs/{plan}/submit", data={"csrf_token": csrf_of(alice.get("/new").text)})
+        with locks.job_lock(job):
+            token = csrf_of(bob.get(f"/runs/{plan}").text)
+            assert bob.post(f"/runs/{plan}/approve", data={"csrf_token": token}).is_redirect
+            wait_for(lambda: "Queued behind a run outside" in bob.get(f"/runs/{plan}").text)
+            stopping = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=15) is not None
+            assert time.monotonic() - stopping < 10
+    assert sandbox.state.requests == []
+    with _server("--job", job_path, "--state-dir", state) as (url, _):
+        page = _finished(_client(url, "bob"), plan)
+        assert "resumed" in page
+    sent = _patches(sandbox)
+    assert len(sent) == 5 and set(sent.values()) == {1}

@@ -22,7 +22,13 @@ import structlog
 
 from reconcile import api, approval, queueing
 from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
-from reconcile.exceptions import ApprovalError, ConfigError, PlanStateError, ReconcileError
+from reconcile.exceptions import (
+    ApprovalError,
+    ConfigError,
+    PlanStateError,
+    ReconcileError,
+    RunLockedError,
+)
 from reconcile.job import Job
 from reconcile.ledger import Ledger, usable_state_dir
 from reconcile.schema import create_console_schema
@@ -75,8 +81,14 @@ class Console:
         self.queue = RunQueue()
         self._threads: dict[str, threading.Thread] = {}
         self._starting = threading.Lock()
+        self._closing = threading.Event()
 
     def close(self) -> None:
+        """Queued runs stop waiting (they stay queued, started again at the next start); running
+        ones get 30 s to end."""
+        self._closing.set()
+        with self.queue.wake:
+            self.queue.wake.notify_all()
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
         self.db.close()
@@ -235,6 +247,7 @@ class Console:
             wake=self.queue.wake,
             on_queued=lambda _: self._set_state(plan, "queued"),
             on_started=started,
+            cancel=self._closing,
         )
 
     def _set_state(self, plan_run_id: str, state: str) -> None:
@@ -268,6 +281,9 @@ class Console:
             state, run_id, code = "finished", summary.run_id, summary.exit_code
             self.record(job, upload.run_id, user, "run", f"ended: {_counts_text(summary.counts)}")
         except ReconcileError as exc:
+            if isinstance(exc, RunLockedError) and self._closing.is_set():
+                log.info("console.queued_at_stop", plan=upload.run_id)  # the next start runs it
+                return
             error = str(exc)
             log.warning("console.run_failed", plan=upload.run_id, error=error)
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
