@@ -9,6 +9,7 @@ import itertools
 import json
 import re
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from tests.test_approval import Switch, as_user, dry_run
 from tests.test_console import _accessible, _page, _sign_in, browser
 from tests.test_console_server import _add_users, _client, _server
 from tests.test_ledger import start, wait_for
+from tests.test_operators import age, inbox_job
 
 __all__ = ["as_user", "browser"]  # the fixtures, imported for these tests
 
@@ -338,3 +340,42 @@ def test_a_run_queued_when_the_server_stops_runs_at_its_next_start(
         assert "resumed" in page
     sent = _patches(sandbox)
     assert len(sent) == 5 and set(sent.values()) == {1}
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_an_inbox_pass_with_wait_applies_the_approved_file_once_the_lock_frees(
+    sandbox: SandboxServer, tmp_path: Path, as_user: Switch
+) -> None:
+    """``require_approval`` inbox: its approved file's pass fails for a held lock without
+    ``--wait`` (exit 2, the file stays, the approval is not used up); with ``--wait`` the pass
+    waits for the lock, then applies the file once and archives it."""
+    job_path = inbox_job(tmp_path, sandbox.url, require_approval=True)
+    source = orders_csv(tmp_path / "inbox" / "fixes.csv", _rows(0, 4))
+    age(source, 600)
+    as_user("alice")
+    assert run("run", "--job", job_path) == 0  # planned, kept
+    with approval.store(storage_of(job_path)) as audit:
+        (plan,) = [
+            r for (r,) in audit.db.rows("SELECT run_id FROM audit_chain WHERE kind = 'plan'")
+        ]
+    as_user("bob")
+    assert run("approve", plan, "--job", job_path) == 0
+    job = load_job(job_path)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with locks.job_lock(job):
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(10)
+    assert run("run", "--job", job_path) == 2
+    assert source.exists() and sandbox.state.requests == []
+    threading.Timer(1.0, release.set).start()
+    assert run("run", "--job", job_path, "--wait", "--wait-timeout", "30") == 0
+    holder.join()
+    assert not source.exists() and (tmp_path / "archive" / "fixes.csv").exists()
+    sent = _patches(sandbox)
+    assert len(sent) == 4 and set(sent.values()) == {1}
