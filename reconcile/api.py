@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,13 @@ class Validation:
     requests: pl.DataFrame
     """The planned requests: ``community``, ``target``, ``method``, ``path``, ``body``,
     ``request`` (the text the results file shows)."""
+    sheet: str | None = None
+    """The workbook sheet read (the first with a header row unless ``sheet`` was given)."""
+    header_row: int = 1
+    """The row the headers were found in (title rows above it are ignored)."""
+    notes: Sequence[str] = ()
+    """What the reader decided for the analyst to know: the header row or sheet used when not
+    the first, total rows not sent."""
 
 
 def validate_file(path: str | Path, job: _job.Job, *, sheet: str | None = None) -> Validation:
@@ -80,6 +87,9 @@ def validate_file(path: str | Path, job: _job.Job, *, sheet: str | None = None) 
         invalid=errors.height,
         errors=errors,
         requests=prepared.plan.requests.drop("__request", "repeatable"),
+        sheet=prepared.table.sheet,
+        header_row=prepared.table.header_row,
+        notes=tuple(prepared.table.notes),
     )
 
 

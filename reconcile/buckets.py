@@ -28,6 +28,7 @@ import polars as pl
 
 from reconcile.approval import plan_rows
 from reconcile.audit import PlanRows
+from reconcile.header_row import csv_header, searched
 from reconcile.intake import (
     ROW,
     SPREADSHEET_SUFFIXES,
@@ -134,8 +135,13 @@ def spill(path: Path, operation: Operation, folder: Path) -> Spilled | None:
         return None
     if first.height == 0:
         return None
+    required = [c.name for c in operation.columns if c.required]
+    if csv_header(rest, separator, required)[1] > 0:
+        return None  # title lines above the header: the whole-file reader finds it
     headers = [(h or "").strip() for h in first.row(0)]
-    mapping = header_map(path, headers, operation.columns, operation.families)
+    mapping = header_map(
+        path, headers, operation.columns, operation.families, searched=searched(())
+    )
     buckets = max(1, math.ceil(path.stat().st_size / BUCKET_BYTES))
     rows = mapping.apply(scan.slice(1))
     if mapping.reuploaded:

@@ -57,7 +57,12 @@ class SheetFormats:
     codes: Mapping[tuple[int, int], str]
     """(sheet row, 1-based; column, 0-based) -> format code, for cells styled other than General."""
     header_row: int
-    """The sheet row of the first cell with a value (the reader's header row)."""
+    """The sheet row of the first cell with a value (the reader's first row)."""
+    merged: tuple[tuple[int, int, int, int], ...] = ()
+    """Merged ranges: (first row, first column, last row, last column); rows 1-based, columns
+    0-based."""
+    sums: frozenset[int] = frozenset()
+    """The sheet rows with a cell whose formula starts with SUM( (a total row)."""
 
     def padded(self) -> dict[tuple[int, int], int]:
         """(row, column) -> width, for the cells a zero-padding format shows padded."""
@@ -87,6 +92,16 @@ def _style_codes(archive: zipfile.ZipFile) -> dict[int, str]:
         if code.casefold() != "general":
             codes[index] = code
     return codes
+
+
+def sheet_names(raw: bytes) -> list[str]:
+    """The names of a workbook's sheets, in the order the workbook shows them (read from
+    ``xl/workbook.xml`` alone: no sheet is parsed)."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        book = _xml(archive, "xl/workbook.xml")
+    if book is None:
+        return []
+    return [s.get("name", "") for s in book.iter(f"{_MAIN}sheet")]
 
 
 def _sheet_part(archive: zipfile.ZipFile, sheet: str | int) -> str | None:
@@ -138,9 +153,27 @@ def _first_value_row(data: bytes) -> int | None:
     return int(rows[-1].group(1)) if rows else 1
 
 
+_MERGE = re.compile(
+    rb'<(?:\w+:)?mergeCell\b[^>]*?\sref="([A-Z]{1,3})([0-9]+):([A-Z]{1,3})([0-9]+)"'
+)
+#: A cell whose formula is a SUM (Excel and xlsxwriter write ``<f>``, Calc ``<f aca="false">``).
+_SUM = re.compile(
+    rb'<(?:\w+:)?c\b[^>]*?\sr="[A-Z]{1,3}([0-9]+)"[^>]*>\s*<(?:\w+:)?f\b[^>]*>\s*(?:_xlfn\.)?SUM\(',
+    re.IGNORECASE,
+)
+
+
+def _merges(data: bytes) -> list[tuple[int, int, int, int]]:
+    return [
+        (int(m[2]), _column_index(m[1].decode()), int(m[4]), _column_index(m[3].decode()))
+        for m in _MERGE.finditer(data)
+    ]
+
+
 def sheet_formats(raw: bytes, sheet: str | int) -> SheetFormats:
-    """The formats of ``sheet``'s cells styled other than General, read through the sheet's
-    XML a chunk at a time (only cells with such a style are kept)."""
+    """The formats of ``sheet``'s cells styled other than General, its merged ranges and the
+    rows holding a SUM formula, read through the sheet's XML a chunk at a time (only cells
+    with such a style are kept)."""
     with zipfile.ZipFile(io.BytesIO(raw)) as archive:
         styles = _style_codes(archive)
         part = _sheet_part(archive, sheet)
@@ -154,6 +187,8 @@ def sheet_formats(raw: bytes, sheet: str | int) -> SheetFormats:
             + rb')")'
         )
         codes: dict[tuple[int, int], str] = {}
+        merged: list[tuple[int, int, int, int]] = []
+        sums: set[int] = set()
         header_row: int | None = None
         with archive.open(part) as member:
             carry = b""
@@ -169,7 +204,11 @@ def sheet_formats(raw: bytes, sheet: str | int) -> SheetFormats:
                 for found in cell.finditer(data):
                     row, column = int(found.group(2)), _column_index(found.group(1).decode())
                     codes[(row, column)] = styles[int(found.group(3))]
-    return SheetFormats(codes, header_row or 1)
+                if b"mergeCell" in data:
+                    merged += _merges(data)
+                if b"SUM(" in data:  # Excel and Calc store function names in capitals
+                    sums.update(int(m.group(1)) for m in _SUM.finditer(data))
+    return SheetFormats(codes, header_row or 1, tuple(merged), frozenset(sums))
 
 
 def shown(value: float, code: str) -> str:

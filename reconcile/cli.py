@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 from reconcile import logs, queueing, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
-from reconcile.database import LedgerUnavailable, Storage
+from reconcile.database import Storage
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
 
 if TYPE_CHECKING:
     import polars as pl
 
+    from reconcile.inbox import Show
     from reconcile.pipeline import RunOptions
 else:
     pl = lazy("polars")
@@ -62,17 +64,22 @@ def _run(args: argparse.Namespace) -> int:
         communities=frozenset(args.community) if args.community else None,
         sheet=args.sheet,
         environ=os.environ,
-        on_answer=getattr(args, "on_answer", None),
         wait=queueing.wait_from(args.wait, args.wait_timeout),
     )
     if args.verify_sample is not None and not args.verify:
         raise ConfigError("--verify-sample N goes with --verify")
-    if getattr(args, "verify", False):
-        return _run_verified(args, job, options)
+    show = functools.partial(_show, approval_job=job.path if job.require_approval else None)
+    if args.verify:
+        return _run_verified(args, job, options, show)
+    return _dispatch(args, job, options, show)
+
+
+def _dispatch(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
+    """An approved plan, one input, the job's inbox, or any of them against the sandbox."""
     if args.plan is not None:
-        return _run_plan(args, job, options)
+        return _run_plan(args, job, options, show)
     if not args.sandbox or args.dry_run:
-        return _run_inputs(args, job, options)
+        return _run_inputs(args, job, options, show)
     from reconcile.sandbox import SandboxServer, SandboxState, load_seed
     from reconcile.sandbox.state import DEFAULT_SEED
 
@@ -80,31 +87,25 @@ def _run(args: argparse.Namespace) -> int:
     with SandboxServer(state) as server:
         log.info("sandbox.started", url=server.url)
         rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
-        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal)
+        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal, show)
 
 
-def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
-    global _show
     if args.sandbox:
         raise ConfigError("--verify reads back a real run: it goes without --sandbox")
-    shown, after = _show, verify_command.AfterRun(job, options.environ, args.verify_sample)
-    args.on_answer = after.echoes  # the write answers Returning.AI's rows are confirmed by
+    after = verify_command.AfterRun(job, options.environ, args.verify_sample)
+    # The write answers Returning.AI's rows are confirmed by.
+    options = dataclasses.replace(options, on_answer=after.echoes)
 
     def show_then_verify(source: Path, ended: Any, out: Path) -> None:
-        shown(source, ended, out)
+        show(source, ended, out)
         after(source, ended, out)
 
-    _show = show_then_verify  # every input's summary, then its read-back
-    try:
-        args.verify, args.verify_sample = False, None
-        code = _run(args)
-    finally:
-        _show = shown
-    return code or after.worst
+    return _dispatch(args, job, options, show_then_verify) or after.worst
 
 
-def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
     from reconcile import approval
 
@@ -117,10 +118,10 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
     planned = dataclasses.replace(options, plan=approved)
     from reconcile import inbox
 
-    return inbox.run_sources(job, planned, [source], _show, from_inbox=False, out=args.out)
+    return inbox.run_sources(job, planned, [source], show, from_inbox=False, out=args.out)
 
 
-def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
+def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """One input from the command line, or every ready file of the job's inbox."""
     from reconcile import inbox
 
@@ -129,24 +130,24 @@ def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions) -> int:
             job,
             options,
             [args.input],
-            _show,
+            show,
             from_inbox=False,
             out=args.out,
             rehearsal=args.sandbox,
         )
     if args.out is not None:
         raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
-    return inbox.run_inbox(job, options, _show, rehearsal=args.sandbox)
+    return inbox.run_inbox(job, options, show, rehearsal=args.sandbox)
 
 
-def _show(source: Path, ended: Any, out: Path) -> None:
-    """What the operator sees of one input: the summary table, or why it was unusable."""
-    from reconcile import report
+def _show(source: Path, ended: Any, out: Path, *, approval_job: Path | None = None) -> None:
+    """What the operator sees of one input: the summary, or why it was unusable."""
+    from reconcile import run_summary
 
     if isinstance(ended, InputError):
         print(f"reconcile: {ended}", file=sys.stderr)
         return
-    report.print_summary(ended.outcomes, out, ended.manifest)
+    run_summary.print_summary(ended.outcomes, out, ended.manifest, approval_job=approval_job)
 
 
 def _ledger_url(args: argparse.Namespace) -> str | None:
@@ -223,37 +224,63 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from reconcile import approval
-    from reconcile.ledger import Ledger
+    """``runs [list]``: the runs as a table (``--json``: a JSON object a line); ``runs show ID``:
+    one run as text (``--json`` for machines), with its plan, decision and verifications."""
+    from reconcile import run_history
 
-    state_dir = _storage(args)
-    ledger = Ledger(state_dir)
-    try:
-        if args.action == "show":
-            if not args.run_id:
-                raise ConfigError("runs show needs a run id: reconcile runs show ID")
-            found = ledger.run(args.run_id)
-            if found is None:
-                raise ConfigError(f"no single run matches {args.run_id!r} in {state_dir.shown}")
-            print(json.dumps(found, indent=2))
-            with approval.store(state_dir) as audit:
-                plan = audit.plan(found["run_id"])
-                if plan is not None:
-                    _print_plan(plan, audit.plan_rows(plan.run_id), requests=args.requests)
-            from reconcile.verify_record import print_verifications
-
-            print_verifications(state_dir, found["run_id"])
-            return EXIT_OK
-        for run in ledger.runs():
-            counts = (run.get("counts") or {}).get("per_status", {})
-            summary = ", ".join(f"{k} {v}" for k, v in counts.items()) or "(unfinished)"
-            kind = "dry run" if run["dry_run"] else "run"
-            print(
-                f"{run['run_id']}  {run['started_at']}  {kind:<7}  {run['input_path']}  {summary}"
-            )
+    storage = _storage(args)
+    if args.action == "show":
+        return _show_run(args, storage)
+    lines = run_history.history(storage)
+    if args.json:
+        for line in lines:
+            print(json.dumps(line, default=str))
         return EXIT_OK
+    if not lines:
+        print(
+            f"no runs in {storage.shown} (try --job JOB for a job's ledger, or --state-dir DIR)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    print(run_history.table(lines))
+    return EXIT_OK
+
+
+def _show_run(args: argparse.Namespace, storage: Storage) -> int:
+    from reconcile import approval, run_history
+    from reconcile.ledger import Ledger
+    from reconcile.verify_record import print_verifications
+
+    ledger = Ledger(storage)
+    try:
+        found = ledger.run(args.run_id)
     finally:
         ledger.close()
+    if found is None:
+        raise ConfigError(
+            f"no single run matches {args.run_id!r} in {storage.shown}: give more of its id "
+            "(reconcile runs lists them)"
+        )
+    with approval.store(storage) as audit:
+        manifest = audit.manifest(found["run_id"]) or {}
+        plan = audit.plan(found["run_id"])
+        rows = audit.plan_rows(plan.run_id) if plan is not None else None
+        verifications = audit.verifications(found["run_id"])
+    if args.json:
+        extra: dict[str, Any] = {"verifications": verifications}
+        if plan is not None:
+            extra["plan"] = {
+                "plan_sha256": plan.plan_sha256,
+                "header": plan.header,
+                "decision": plan.decision,
+            }
+        print(run_history.as_json(found, manifest, **extra))
+        return EXIT_OK
+    print("\n".join(run_history.show_text(found, manifest)))
+    if plan is not None and rows is not None:
+        _print_plan(plan, rows, requests=args.requests)
+    print_verifications(storage, found["run_id"])
+    return EXIT_OK
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
@@ -275,7 +302,7 @@ def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
     print("  rows: " + ", ".join(f"{status} {n}" for status, n in counts))
     if requests:
         for row, community, status, request, error in rows.iter_rows():
-            print(f"  row {row} {community} {status}: {request or error or ''}")
+            print(f"  row {row} {community or '(no community)'} {status}: {request or error or ''}")
 
 
 def _operations() -> int:
@@ -315,8 +342,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 def _ledger(args: argparse.Namespace) -> int:
-    """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema) and ``ledger copy``
-    (a job's SQLite ledger into a PostgreSQL one)."""
+    """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema), ``ledger copy``
+    (a job's SQLite ledger into a PostgreSQL one) and ``ledger check`` (exit 3: damaged)."""
     from reconcile import ledger_commands
 
     if args.action == "migrate":
@@ -325,25 +352,16 @@ def _ledger(args: argparse.Namespace) -> int:
             raise ConfigError("ledger migrate needs --ledger-url URL, or --job with ledger_url")
         print(ledger_commands.migrate_url(url))
         return EXIT_OK
+    if args.action == "check":
+        from reconcile import ledger_check
+
+        checked = ledger_check.check(_storage(args))
+        print("\n".join(checked.lines))
+        return EXIT_OK if checked.sound else EXIT_CRASHED
     if not args.job or not args.to:
         raise ConfigError("ledger copy needs --job JOB (its SQLite ledger) and --to URL")
     print(ledger_commands.copy(Storage(load_job(args.job).state_dir), args.to))
     return EXIT_OK
-
-
-def _ledger_lost(exc: BaseException) -> LedgerUnavailable | None:
-    """The lost-database error inside ``exc`` (its cause, context or exception group)."""
-    seen: list[BaseException] = [exc]
-    while seen:
-        current = seen.pop()
-        if isinstance(current, LedgerUnavailable):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            seen.extend(current.exceptions)
-        seen.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-        if len(seen) > 100:
-            break
-    return None
 
 
 def _web(args: argparse.Namespace) -> int:
@@ -394,25 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("run.interrupted", phase="reading, checking or writing")
         return EXIT_INTERRUPTED
     except Exception as exc:
-        lost = _ledger_lost(exc)
-        if lost is not None:
-            log.error("run.ledger_unavailable", error=str(lost))
-            print(
-                f"reconcile: {lost}. The run stopped sending at once: every request that went "
-                "out was recorded first. Run the same command again when the database is back "
-                "to resume (nothing applied is sent twice).",
-                file=sys.stderr,
-            )
-            return EXIT_CRASHED
-        # A bug or a broken environment (disk full, a damaged ledger): a code of its own, so
-        # that monitoring tells it from rows that failed. Every outcome is already in the ledger.
-        log.exception("run.crashed")
-        print(
-            "reconcile: stopped on an unexpected error (logged above as run.crashed). Whatever "
-            "was sent is recorded in the ledger: once the cause is fixed, the same command "
-            "resumes without sending anything twice.",
-            file=sys.stderr,
-        )
+        # A code of its own (a bug, a full disk, a damaged ledger or one gone away), so that
+        # monitoring tells it from rows that failed; the message names the cause.
+        from reconcile import crash
+
+        crash.explain(exc)
         return EXIT_CRASHED
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__, verify_command
+from reconcile import __version__, exit_codes, verify_command
 from reconcile.job import example_toml
 
 
@@ -19,12 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     _add_run(commands)
-    _add_history(commands)
+    _add_runs(commands)
+    _add_decisions(commands)
+    _add_audit(commands)
+    _add_ledger(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
     verify_command.add_parser(commands)
 
     _add_console(commands)
+    _add_users(commands)
 
     sandbox = commands.add_parser("sandbox", help="serve the local sandbox API in the foreground")
     sandbox.add_argument("--seed", type=Path, help="seed JSON (default: the sample seed)")
@@ -39,7 +43,9 @@ def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="validate a file and apply (or dry-run) it",
-        epilog="job file settings (the README's job file explains them):\n" + example_toml(),
+        epilog=exit_codes.epilog()
+        + "\n\njob file settings (the README's job file explains them):\n"
+        + example_toml(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
@@ -79,7 +85,10 @@ def _add_run(commands: Any) -> None:
         metavar="NAME",
         help="only this community's rows (repeatable); the others are skipped",
     )
-    run.add_argument("--sheet", help="the workbook sheet to read (default: the first)")
+    run.add_argument(
+        "--sheet",
+        help="the workbook sheet to read, case-insensitive (default: the first with a header row)",
+    )
     run.add_argument(
         "--plan",
         metavar="RUN_ID",
@@ -104,9 +113,41 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--verbose", action="store_true", help="debug events too")
 
 
+def _store_options(parser: Any, *, inherited: bool = False) -> None:
+    """Where the ledger is: the options every command that reads or writes it takes.
+
+    ``inherited``: the command above takes them too (``runs --job J show ID``), so the action's
+    own default must not overwrite what was given before its name."""
+    default = argparse.SUPPRESS if inherited else None
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default,
+        help="where the ledger lives (overrides the job's)",
+    )
+    parser.add_argument(
+        "--job", type=Path, default=default, help="take state_dir / ledger_url from this job file"
+    )
+    parser.add_argument(
+        "--ledger-url",
+        default=default,
+        help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)",
+    )
+
+
+def _actions(parent: Any, *, required: bool = True) -> Any:
+    """Sub-commands of a command (``runs show``, ``audit verify``), each with its own --help."""
+    return parent.add_subparsers(dest="action", required=required, metavar="ACTION")
+
+
 def _add_console(commands: Any) -> None:
-    """``reconcile serve`` and ``reconcile users``: the web console."""
-    serve = commands.add_parser("serve", help="serve the web console (upload, check, approve)")
+    """``reconcile serve``: the web console."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve the web console (upload, check, approve)",
+        description="Serve the web console: upload a file, see its bad cells, submit it for "
+        "a colleague's approval, apply it.",
+    )
     serve.add_argument(
         "--job", type=Path, action="append", help="a job the console offers (repeatable)"
     )
@@ -132,36 +173,76 @@ def _add_console(commands: Any) -> None:
         action="store_true",
         help="the built-in sandbox and two demo users (one-time passwords printed)",
     )
+
+
+#: What each console role may do (``users add --role``).
+ROLES = {
+    "submitter": "uploads and checks files, submits plans for approval",
+    "approver": "approves or rejects other people's plans, applies them, verifies runs",
+    "viewer": "reads runs, reports and the audit log; changes nothing",
+    "admin": "everything an approver does, and manages users",
+}
+
+
+def _add_users(commands: Any) -> None:
+    """``reconcile users add|list|disable``: the console's users."""
     users = commands.add_parser("users", help="add, list or disable console users")
-    users.add_argument("action", choices=["add", "list", "disable"])
-    users.add_argument("name", nargs="?", help="the user name (add, disable)")
-    users.add_argument("--role", choices=["submitter", "approver", "viewer", "admin"])
-    users.add_argument(
+    actions = _actions(users)
+    add = actions.add_parser(
+        "add",
+        help="add a user (the password is read from standard input)",
+        description="Add a console user. The password comes from standard input, never an "
+        "argument (it would be in the shell history and the process list).",
+        epilog="roles:\n" + "\n".join(f"  {r:<10} {t}" for r, t in ROLES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add.add_argument("name", help="the user name (letters, digits, . _ -)")
+    add.add_argument(
+        "--role",
+        choices=list(ROLES),
+        required=True,
+        help="what the user may do: " + "; ".join(f"{r}: {t}" for r, t in ROLES.items()),
+    )
+    add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
-    users.add_argument("--state-dir", type=Path, help="where the console keeps its users")
-    users.add_argument("--job", type=Path, help="take state_dir from this job file")
-    users.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
-    )
+    text = "list the users, their roles and state"
+    listing = actions.add_parser("list", help=text, description=text)
+    text = "disable a user and end their sessions (their records stay)"
+    disable = actions.add_parser("disable", help=text, description=text)
+    disable.add_argument("name", help="the user name")
+    for parser in (add, listing, disable):
+        _store_options(parser)
 
 
-def _add_history(commands: Any) -> None:
-    """``runs``, ``approve``/``reject``, ``audit`` and ``ledger``: what the ledger holds."""
-    runs = commands.add_parser("runs", help="list past runs, or show one (runs show ID)")
-    runs.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    runs.add_argument("run_id", nargs="?", help="with show: the run id (a unique prefix will do)")
-    runs.add_argument(
-        "--state-dir", type=Path, help="where the ledger lives (default: user state dir)"
+def _add_runs(commands: Any) -> None:
+    """``reconcile runs [list]`` and ``reconcile runs show ID``: what the ledger holds."""
+    runs = commands.add_parser(
+        "runs",
+        help="list past runs (a table), or show one (runs show ID)",
+        description="List past runs of a ledger, newest first, or show one run.",
     )
-    runs.add_argument("--job", type=Path, help="take state_dir from this job file")
-    runs.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    _store_options(runs)
+    actions = _actions(runs, required=False)
+    listing = actions.add_parser(
+        "list", help="the runs as a table (the default)", description="The runs as a table."
     )
-    runs.add_argument(
-        "--requests", action="store_true", help="with show: every row's planned request too"
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser(
+        "show",
+        help="one run: counts, plan, decision, verifications",
+        description="One run as readable text: counts, plan and decision, verifications.",
     )
+    show.add_argument("run_id", help="the run id (a unique prefix will do)")
+    show.add_argument("--requests", action="store_true", help="every row's planned request too")
+    show.add_argument("--json", action="store_true", help="the run as JSON, for machines")
+    for parser in (listing, show):
+        _store_options(parser, inherited=True)
+    runs.set_defaults(action="list", json=False, requests=False)
 
+
+def _add_decisions(commands: Any) -> None:
+    """``approve`` / ``reject`` / ``withdraw``: the maker-checker decisions."""
     for name, text in (
         ("approve", "approve a dry run's plan (maker-checker)"),
         ("reject", "reject a dry run's plan (maker-checker)"),
@@ -172,32 +253,67 @@ def _add_history(commands: Any) -> None:
         decide.add_argument(
             "--note", required=name == "reject", help="why (required to reject; optional else)"
         )
-        decide.add_argument("--state-dir", type=Path, help="where the ledger lives")
-        decide.add_argument("--job", type=Path, help="take state_dir from this job file")
-        decide.add_argument(
-            "--ledger-url",
-            help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)",
-        )
+        _store_options(decide)
 
+
+def _add_audit(commands: Any) -> None:
+    """``reconcile audit verify|export``: the audit chain."""
     audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
-    audit.add_argument("action", choices=["verify", "export"])
-    audit.add_argument("--since", help="with export: runs from this date (YYYY-MM-DD)")
-    audit.add_argument("--out", type=Path, help="with export: the CSV file to write")
-    audit.add_argument(
+    actions = _actions(audit)
+    verify = actions.add_parser(
+        "verify",
+        help="recompute every record's hash; exit 1 naming the first that does not match",
+        description="Recompute the audit chain's hashes (exit 1 naming the first record that "
+        "does not match) and print its head.",
+    )
+    verify.add_argument(
         "--head",
-        help="with verify: a head hash copied earlier (manifest, run summary, audit export): "
-        "the chain must still contain it",
+        help="a head hash copied earlier (manifest, run summary, audit export): the chain "
+        "must still contain it",
     )
-    audit.add_argument("--state-dir", type=Path, help="where the ledger lives")
-    audit.add_argument("--job", type=Path, help="take state_dir from this job file")
-    audit.add_argument(
-        "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
+    export = actions.add_parser(
+        "export",
+        help="write the runs since a date as a CSV for auditors",
+        description="Write every run since a date (maker, approver, hashes, counts) as a CSV.",
     )
+    export.add_argument("--since", required=True, help="runs from this date (YYYY-MM-DD)")
+    export.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    for parser in (verify, export):
+        _store_options(parser)
+        parser.set_defaults(head=None, since=None, out=None)
 
-    ledger = commands.add_parser("ledger", help="prepare a PostgreSQL ledger, or copy one into it")
-    ledger.add_argument("action", choices=["migrate", "copy"])
-    ledger.add_argument("--job", type=Path, help="the job (its ledger_url, or its SQLite ledger)")
-    ledger.add_argument(
+
+def _add_ledger(commands: Any) -> None:
+    """``reconcile ledger migrate|copy|check``: a PostgreSQL ledger's schema and contents, and
+    whether a ledger is sound."""
+    ledger = commands.add_parser(
+        "ledger",
+        help="prepare a PostgreSQL ledger, copy one into it, or check it (exit 3: damaged)",
+    )
+    actions = _actions(ledger)
+    migrate = actions.add_parser(
+        "migrate",
+        help="create or upgrade a PostgreSQL ledger's schema (idempotent)",
+        description="Create or upgrade a PostgreSQL ledger's schema; running it again is safe.",
+    )
+    migrate.add_argument("--job", type=Path, help="the job whose ledger_url to migrate")
+    migrate.add_argument(
         "--ledger-url", help="PostgreSQL ledger URL (overrides ledger_url; or RECONCILE_LEDGER_URL)"
     )
-    ledger.add_argument("--to", metavar="URL", help="with copy: the PostgreSQL ledger to fill")
+    copy = actions.add_parser(
+        "copy",
+        help="copy a job's SQLite ledger into a PostgreSQL ledger",
+        description="Copy a job's SQLite ledger (runs, outcomes, audit chain) into PostgreSQL.",
+    )
+    copy.add_argument("--job", type=Path, required=True, help="the job whose SQLite ledger to copy")
+    copy.add_argument("--to", metavar="URL", required=True, help="the PostgreSQL ledger to fill")
+    copy.set_defaults(ledger_url=None)
+    check = actions.add_parser(
+        "check",
+        help="is the ledger sound? (SQLite integrity check, PostgreSQL amcheck or a full read)",
+        description="Check the ledger (SQLite: PRAGMA integrity_check; PostgreSQL: amcheck on "
+        "every index when installed, and every row read): exit 0 sound, 3 damaged (with what "
+        "to do), 2 no ledger there or it cannot be reached.",
+    )
+    _store_options(check)
+    check.set_defaults(to=None)

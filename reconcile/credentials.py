@@ -74,3 +74,32 @@ def _community(
             return Missing(f"environment variable {variable} is not set")
         found[credential] = value
     return Secrets(found)
+
+
+def missing_credentials(
+    operation: Operation,
+    job: Job,
+    communities: list[str],
+    environ: Mapping[str, str],
+    given: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """What stops each of ``communities`` from being sent to, one line per variable (unset or
+    empty, or not named in the job file), for the pre-flight's message; never a value."""
+    problems = []
+    for name in communities:
+        if given and name in given:
+            continue
+        settings = job.communities[name]
+        for credential in operation.credentials:
+            variable = settings.credential_envs.get(credential)
+            if variable is None:
+                problems.append(
+                    f"community {name}: [communities.{name}] in {job.path or 'the job'} has no "
+                    f'{credential}_env. Fix: add {credential}_env = "SOME_VARIABLE" and export it'
+                )
+            elif not environ.get(variable, ""):
+                problems.append(
+                    f"community {name}: environment variable {variable} ({credential}) is "
+                    "unset or empty. Fix: export it (the keys file cron sources)"
+                )
+    return problems

@@ -24,11 +24,30 @@ from reconcile.exceptions import ConfigError
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class LedgerUnavailable(Exception):
     """The ledger database went away mid-run (connection lost, server restarted)."""
+
+
+class LedgerDamaged(Exception):
+    """The SQLite ledger file is damaged ("database disk image is malformed", "file is not a
+    database"): exit 3, pointing to ``reconcile ledger check``. A re-run cannot resume until
+    the ledger is repaired or restored: what it holds cannot be trusted to say what was sent."""
+
+    #: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB.
+    CODES = (11, 26)
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(f"the ledger {path} is damaged ({detail})")
+
+    @classmethod
+    def is_damage(cls, exc: BaseException) -> bool:
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in cls.CODES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,6 +124,24 @@ class SqliteDatabase(Database):
 
         self.shown = str(path)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._lock = threading.RLock()
+        with self._damage():
+            self._configure()
+
+    @contextlib.contextmanager
+    def _damage(self) -> Iterator[None]:
+        """A damaged file's errors as LedgerDamaged, naming the file."""
+        import sqlite3
+
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if LedgerDamaged.is_damage(exc):
+                raise LedgerDamaged(self.shown, str(exc)) from exc
+            exc.add_note(f"ledger {self.shown}")
+            raise
+
+    def _configure(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a commit survives the process being killed (it is in the WAL file);
         # an OS crash may lose the last commits, which then re-send as in flight.
@@ -113,23 +150,22 @@ class SqliteDatabase(Database):
         # Checkpoints (WAL -> database, with an fsync) would stall sends mid-run: let the WAL
         # grow during a run (~40 MB at most) and checkpoint when the run closes the ledger.
         self._db.execute("PRAGMA wal_autocheckpoint=10000")
-        self._lock = threading.RLock()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).fetchall()
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._lock:
+        with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).rowcount
 
     def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.executemany(sql, [tuple(p) for p in params])
 
     @contextlib.contextmanager
     def transaction(self, lock: str | None = None) -> Iterator[None]:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: the lock is implied
             try:
                 yield
@@ -139,7 +175,7 @@ class SqliteDatabase(Database):
             self._db.execute("COMMIT")
 
     def script(self, ddl: str) -> None:
-        with self._lock:
+        with self._lock, self._damage():
             self._db.executescript(ddl)
 
     def columns(self, table: str) -> set[str]:

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import glob
 import hashlib
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
     base = job.path.parent if job.path else Path()
     pattern = str(base / Path(job.input).expanduser())
     target = Path(pattern)
+    _check_folder(job, pattern)
     if target.is_dir():
         candidates = [
             p for p in target.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
@@ -52,30 +54,66 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
         candidates = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
     else:
         candidates = [target] if target.is_file() else []
+    candidates = [p for p in candidates if not p.name.startswith(".")]  # editors' temp files
     moment = time.time() if now is None else now
     ready = []
     for path in sorted(candidates, key=lambda p: p.name):
-        if path.name.startswith("."):
-            continue  # editors' and uploaders' temporary files
         age = moment - path.stat().st_mtime
         if age < job.settle_seconds:
             log.info("inbox.still_being_written", path=str(path), age_seconds=round(age, 1))
             continue
         ready.append(path)
+    if not candidates:
+        log.info("inbox.empty", input=job.input)
+    elif not ready:
+        # Not an empty night: files came and are not finished. Tomorrow's run takes them, but
+        # someone should know if this repeats (an uploader that never closes its file).
+        log.warning(
+            "inbox.not_ready",
+            input=job.input,
+            files=len(candidates),
+            settle_seconds=job.settle_seconds,
+        )
     return ready
 
 
-def results_path(job: Job, source: Path, started: dt.datetime) -> Path:
-    """``<results_dir>/<input name>.<UTC run time>.results.csv`` (or .xlsx); ``-2``, ``-3``…
+def _check_folder(job: Job, pattern: str) -> None:
+    """The folder the job's input lives in must exist: a missing inbox (a typo, an unmounted
+    share) is a broken job, never a quiet empty night; and results_dir must be writable."""
+    from reconcile import preflight
+
+    folder = Path(pattern)
+    if glob.has_magic(pattern):  # the part before the first wildcard: inbox/*.csv -> inbox
+        fixed = itertools.takewhile(lambda part: not glob.has_magic(part), folder.parts)
+        folder = Path(*fixed)
+    elif not ((job.input or "").endswith(("/", "\\")) or folder.is_dir()):
+        folder = folder.parent  # a single file that has not come yet: its folder must exist
+    problems = []
+    if not folder.is_dir():
+        where = f"{job.path}: " if job.path else ""
+        problems.append(
+            f"{where}input = {job.input!r}: the folder {folder} does not exist. Fix: create it, "
+            "mount it, or correct input in the job file."
+        )
+    if job.results_dir is not None:  # pre-flight: where every file's results go
+        problems.append(preflight.check_folder(job.results_dir, "results_dir") or "")
+    if any(problems):
+        raise preflight.PreflightError([p for p in problems if p])
+
+
+def results_path(job: Job, source: Path, started: dt.datetime, *, dry_run: bool = False) -> Path:
+    """``<results_dir>/<input name>.<UTC run time>.results.csv`` (or .xlsx; a dry run's
+    ``....dry-run.results.csv``, so it is never taken for what was sent); ``-2``, ``-3``…
     after the time when that name is taken (``corrections.csv`` and ``corrections.xlsx`` run
     in the same second)."""
     folder = job.results_dir or source.parent
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    path = folder / f"{source.stem}.{stamp}.results.{job.results_format}"
+    kind = ".dry-run" if dry_run else ""
+    path = folder / f"{source.stem}.{stamp}{kind}.results.{job.results_format}"
     taken = 1
     while path.exists():
         taken += 1
-        path = folder / f"{source.stem}.{stamp}-{taken}.results.{job.results_format}"
+        path = folder / f"{source.stem}.{stamp}-{taken}{kind}.results.{job.results_format}"
     return path
 
 
@@ -148,15 +186,14 @@ def run_sources(
     from reconcile import notify, pipeline
 
     if from_inbox and not sources:
-        log.info("inbox.empty", input=job.input)
-        return EXIT_OK
+        return EXIT_OK  # pending_inputs logged whether the inbox was empty or not ready
     codes = []
     for source in sources:
         started = dt.datetime.now(dt.UTC)
         if out is not None:
             target = out
         elif from_inbox or job.results_dir is not None:
-            target = results_path(job, source, started)
+            target = results_path(job, source, started, dry_run=options.dry_run)
         else:
             target = default_out(source, job.results_format)
         try:
@@ -193,12 +230,12 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     file in turn, each archived when done. A real pass holds the job's lock from before the
     inbox is listed, so a second cron run started meanwhile exits 2 instead of taking the files
     this one has not reached yet; with ``require_approval`` only approved plans are applied."""
-    from reconcile import pipeline
+    from reconcile import queueing
 
     pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)
-    with pipeline.queued_lock(job, options):  # with --wait: queued until the lock frees
+    with queueing.run_lock(job, options):  # with --wait: queued until the lock frees
         held = dataclasses.replace(options, lock_held=True)
         if job.require_approval and not rehearsal:
             return run_with_approval(job, held, pending_inputs(job), show)

@@ -19,6 +19,14 @@ from typing import IO, TYPE_CHECKING, TypeVar
 
 from reconcile._lazy import pl
 from reconcile.exceptions import InputError
+from reconcile.header_row import (
+    csv_header,
+    header_key,
+    header_names,
+    header_note,
+    searched,
+    sniff_line,
+)
 from reconcile.operations.base import Column
 
 if TYPE_CHECKING:
@@ -36,7 +44,6 @@ SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 _BOM = b"\xef\xbb\xbf"
 #: Excel's "Unicode Text" files are UTF-16 (little-endian) with one of these byte-order marks.
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_DELIMITERS = (",", ";", "\t")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +65,15 @@ class Table:
     may accept it for that column)."""
     reuploaded: bool = False
     """The file is one of our results or errors files (it has our output columns)."""
+    sheet: str | None = None
+    """The workbook sheet read (None for a CSV)."""
+    header_row: int = 1
+    """The row (as the spreadsheet numbers it) the headers were read from."""
+    sum_rows: frozenset[int] = frozenset()
+    """The rows with a SUM formula (a workbook's): a trailing one is a total row."""
+    notes: Sequence[str] = ()
+    """What the reader decided that the analyst should know (a header row below titles, the
+    sheet chosen, a total row not sent), one sentence each; the run logs them."""
 
     def operation_view(self, names: Sequence[str]) -> pl.DataFrame:
         """``__row`` plus the operation's columns under canonical names (null when absent)."""
@@ -70,11 +86,6 @@ class Table:
                 for n in names
             ),
         )
-
-
-def header_key(header: str) -> str:
-    """Headers match case-insensitively, ignoring spaces, underscores and hyphens."""
-    return re.sub(r"[\s_\-]+", "", header).casefold()
 
 
 def as_utf8(path: Path, raw: bytes) -> bytes | None:
@@ -127,11 +138,28 @@ def check_width(path: Path, source: bytes | IO[bytes], separator: str) -> None:
 
 def sniff_delimiter(data: bytes) -> str:
     """The delimiter used most often in the header line (outside quotes)."""
-    first = data[:65536].split(b"\n", 1)[0].decode("utf-8", "replace")
-    unquoted = re.sub(r'"[^"]*"', "", first)
-    counts = {d: unquoted.count(d) for d in _DELIMITERS}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
+    return sniff_line(data[:65536].split(b"\n", 1)[0].decode("utf-8", "replace"))
+
+
+def sheet_names(path: Path) -> list[str]:
+    """The sheets of a workbook (``.xlsx``/``.xlsm``), in the order Excel shows their tabs; ``[]``
+    for a CSV. What ``read_table(..., sheet=NAME)`` accepts (case-insensitively). InputError for
+    a file that cannot be opened or is not a workbook."""
+    if path.suffix.lower() not in SPREADSHEET_SUFFIXES:
+        return []
+    import zipfile
+
+    from reconcile import cell_formats
+
+    try:
+        return cell_formats.sheet_names(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    except zipfile.BadZipFile as exc:
+        raise InputError(
+            f"{path}: not a readable .xlsx workbook ({exc}). Fix: open it in a spreadsheet and "
+            "save it again, or save the sheet as CSV."
+        ) from None
 
 
 def read_table(
@@ -159,9 +187,24 @@ def read_table(
     # The manifest's SHA-256 is computed while polars parses (hashlib releases the GIL).
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         digest = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
-        grid = _parse_csv(path, raw)
-    headers = [(h or "").strip() for h in grid.row(0)]
-    table = _map_headers(path, grid.slice(1), headers, columns, families)
+        grid, line = _parse_csv(path, raw, [c.name for c in columns if c.required])
+    mapping = header_map(
+        path,
+        header_names(grid.row(0)),
+        columns,
+        families,
+        first_row=line + 2,
+        searched=searched(()),
+    )
+    table = Table(
+        path=path,
+        frame=mapping.apply(grid.slice(1)),
+        canonical=mapping.canonical,
+        extra=mapping.extra,
+        reuploaded=mapping.reuploaded,
+        header_row=line + 1,
+        notes=header_note(path, None, line + 1, ()),
+    )
     if table.reuploaded:
         table = dataclasses.replace(table, frame=without_excel_guard(table.frame))
     return dataclasses.replace(table, sha256=digest.result())
@@ -184,30 +227,32 @@ def without_excel_guard(frame: FrameT) -> FrameT:
     )
 
 
-def _parse_csv(path: Path, raw: bytes) -> pl.DataFrame:
-    """Every cell as a string, header line included (row 0); polars checks the UTF-8 and skips
-    a BOM; a UTF-16 file is re-encoded first, a Windows-1252 one when polars refuses it."""
+def _parse_csv(path: Path, raw: bytes, required: Sequence[str]) -> tuple[pl.DataFrame, int]:
+    """Every cell as a string from the header line on (row 0), and the index of the header
+    line (title lines above it are skipped); polars checks the UTF-8 and skips a BOM; a UTF-16
+    file is re-encoded first, a Windows-1252 one when polars refuses it."""
     if raw.startswith(UTF16_BOMS):
         raw = recoded(
             path, raw, "utf-16", "not UTF-16, although the file starts like Excel's 'Unicode Text'"
         )
     if not raw[:65536].strip() and not raw.strip():
         raise InputError(f"{path}: the file is empty. Fix: add a header row and data rows.")
-    raw, separator = excel_separator_line(raw)
-    separator = separator or sniff_delimiter(raw)
+    raw, named = excel_separator_line(raw)
+    offset, line, separator = csv_header(raw, named, required)
+    raw = raw[offset:]
     check_width(path, raw, separator)
     try:
-        return _read_grid(raw, separator)
+        return _read_grid(raw, separator), line
     except pl.exceptions.PolarsError as exc:
         problem, data = exc, raw
     reencoded = as_utf8(path, raw)
     if reencoded is not None:
         try:
-            return _read_grid(reencoded, separator)
+            return _read_grid(reencoded, separator), line
         except pl.exceptions.PolarsError as exc:
             problem, data = exc, reencoded
     raise InputError(
-        _csv_problem(path, data, separator) or f"{path}: not a readable CSV file ({problem})."
+        _csv_problem(path, data, separator, line) or f"{path}: not a readable CSV file ({problem})."
     )
 
 
@@ -229,11 +274,11 @@ def _read_grid(data: bytes, separator: str) -> pl.DataFrame:
     )
 
 
-def _csv_problem(path: Path, data: bytes, separator: str) -> str | None:
+def _csv_problem(path: Path, data: bytes, separator: str, line: int = 0) -> str | None:
     """Name the first record with more cells than the header (only on the error path)."""
     reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), delimiter=separator)
     header = next(reader, [])
-    for number, record in enumerate(reader, start=2):
+    for number, record in enumerate(reader, start=line + 2):
         if len(record) > len(header):
             shown = "tab" if separator == "\t" else repr(separator)
             return (
@@ -266,25 +311,37 @@ class HeaderMap:
     canonical: Mapping[str, str]
     extra: Sequence[str]
     reuploaded: bool
+    first_row: int = 2
+    """The row (as the spreadsheet numbers it) of the first record under the header."""
 
     def apply(self, grid: FrameT) -> FrameT:
         """``grid``'s records (no header line) as ``__row`` plus the kept columns, each under
-        its header; lines with no value at all are dropped."""
+        its header; lines with no value at all (or only spaces) are dropped."""
         columns = grid.collect_schema().names()
         frame = grid.select(pl.nth(list(self.keep))).rename(
             dict(zip([columns[i] for i in self.keep], self.names, strict=True))
         )
-        # Row as a spreadsheet shows it: header is row 1, so the first record is row 2.
-        frame = frame.with_row_index(ROW, offset=2).with_columns(pl.col(ROW).cast(pl.Int64))
-        # Lines with no value at all (blank lines, ';;;' from Excel) are not records.
-        return frame.filter(~pl.all_horizontal(pl.col(n).is_null() for n in self.names))
+        # Row as a spreadsheet shows it: the first record is the row under the header.
+        frame = frame.with_row_index(ROW, offset=self.first_row)
+        frame = frame.with_columns(pl.col(ROW).cast(pl.Int64))
+        # Lines with no value at all (blank lines, ';;;' from Excel, cells of spaces) are not
+        # records.
+        blank = (pl.col(n).is_null() | (pl.col(n).str.strip_chars() == "") for n in self.names)
+        return frame.filter(~pl.all_horizontal(blank))
 
 
 def header_map(
-    path: Path, headers: list[str], columns: Sequence[Column], families: Sequence[str] = ()
+    path: Path,
+    headers: list[str],
+    columns: Sequence[Column],
+    families: Sequence[str] = (),
+    *,
+    first_row: int = 2,
+    searched: str = "",
 ) -> HeaderMap:
-    """Map ``headers`` onto ``columns``; InputError for a missing required column or two
-    headers that mean the same column."""
+    """Map ``headers`` onto ``columns`` (``first_row``: the row number of the first record);
+    InputError for a missing required column (``searched``: where a header row naming them was
+    looked for) or two headers that mean the same column."""
     if len(headers) > MAX_COLUMNS:
         raise too_wide(path, len(headers))
     wanted = {header_key(c.name): c.name for c in columns}
@@ -325,27 +382,11 @@ def header_map(
         keep.append(position)
     missing = [c for c in required if c not in canonical]
     if missing:
+        where = f" (no row among {searched} names them)" if searched else ""
         raise InputError(
-            f"{path}: required column(s) missing: {', '.join(missing)}. "
+            f"{path}: required column(s) missing: {', '.join(missing)}{where}. "
             f"Fix: add a header row naming them (found: {', '.join(headers)})."
         )
     mapped = set(canonical.values())
     extra = [n for n in names if n not in mapped]
-    return HeaderMap(keep, names, canonical, extra, reuploaded)
-
-
-def _map_headers(
-    path: Path,
-    frame: pl.DataFrame,
-    headers: list[str],
-    columns: Sequence[Column],
-    families: Sequence[str] = (),
-) -> Table:
-    mapping = header_map(path, headers, columns, families)
-    return Table(
-        path=path,
-        frame=mapping.apply(frame),
-        canonical=mapping.canonical,
-        extra=mapping.extra,
-        reuploaded=mapping.reuploaded,
-    )
+    return HeaderMap(keep, names, canonical, extra, reuploaded, first_row)

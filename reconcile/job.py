@@ -11,11 +11,12 @@ import json
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile.exceptions import ConfigError
+from reconcile.suggestions import closest
 
 if TYPE_CHECKING:
     from reconcile.database import Storage
@@ -174,6 +175,12 @@ class Job:
         example="postgresql://reconcile@db.internal/reconcile",
         check=POSTGRES_URL,
     )
+    fold_communities: bool = setting(
+        False, doc="true: a community cell matches whatever its case and spaces (Acme is acme)"
+    )
+    """A community cell that is one of the job's communities once case and spaces are folded
+    (``'Acme '``, ``ACME``) is that community; off by default: a cell must name it exactly
+    (the refusal says "did you mean acme?")."""
     options: Mapping[str, Any] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )
@@ -247,6 +254,12 @@ def example_toml() -> str:
         line = f"{optional}{field.name} = {text}"
         lines.append(f"{line:<39} # {field.metadata['doc']}")
     return "\n".join(lines)
+
+
+def _did_you_mean(key: str, known: Sequence[str]) -> str:
+    """``did you mean 'rate_per_second'? `` for a misspelt key, else what to do."""
+    close = closest(key, known)
+    return f"did you mean {close!r}? " if close else "remove it or correct it; "
 
 
 def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:
@@ -342,11 +355,14 @@ def _community(
         elif key.endswith("_env") and isinstance(value, str) and value:
             envs[key.removesuffix("_env")] = value
         else:
+            known = [*_COMMUNITY_LIMIT_KEYS, "<credential>_env"]
             raise _fail(
                 path,
                 f"{where} {key}",
                 "unknown key (credentials are named by *_env keys holding a variable name)",
-                'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file',
+                f"{_did_you_mean(key, list(_COMMUNITY_LIMIT_KEYS))}"
+                'e.g. api_key_env = "RETURNING_AI_KEY_ACME"; never put a key in the file; '
+                f"known keys: {', '.join(known)}",
             )
     return CommunitySettings(
         name=name,
@@ -362,8 +378,13 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
     declared = {f.name: f for f in settings()}
     for key in raw:
         if key not in declared and key != "communities":
-            known = ", ".join([*declared, "communities"])
-            raise _fail(path, key, "unknown key", f"remove it; known keys: {known}")
+            known = [*declared, "communities"]
+            raise _fail(
+                path,
+                key,
+                "unknown key",
+                f"{_did_you_mean(key, known)}known keys: {', '.join(known)}",
+            )
     values = {k: _setting_value(declared[k], v, path) for k, v in raw.items() if k in declared}
     for key in ("operation", "base_url"):
         if not values.get(key):

@@ -5,28 +5,25 @@ Before a request is sent the ledger records it ``in_flight`` and commits; after 
 outcome, committed at once. So after a crash the next run knows what was applied (never sent
 again), what was in flight (outcome unknown) and what never went out.
 
-The ledger also keeps one record per run (dry runs included) for ``reconcile runs``, and the
-run lock: an OS file lock per job, released by the OS when a process dies.
+The ledger also keeps one record per run (dry runs included) for ``reconcile runs``; the run
+locks live beside it (:mod:`reconcile.locks`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
-import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from reconcile._lazy import pl
 from reconcile.database import Storage, as_storage, open_database
-from reconcile.exceptions import ConfigError, RunLockedError
-from reconcile.schema import create_schema
+from reconcile.exceptions import ConfigError
+from reconcile.schema import create_schema, next_seq
 
 DATABASE = "ledger.sqlite3"  # reconcile.database.SQLITE_FILE
 IN_FLIGHT = "in_flight"
@@ -100,6 +97,8 @@ class PriorState:
     state: str
     run_id: str
     updated_at: str
+    seq: int
+    """Where in the ledger's order of writes (the order decisions use; the time is for people)."""
 
 
 class Ledger:
@@ -112,6 +111,9 @@ class Ledger:
         self.db = open_database(storage)
         if self.db.dialect == "sqlite":
             create_schema(self.db)
+        seq = next_seq(self.db)
+        self._in_flight_sql = _IN_FLIGHT_SQL.format(seq=seq)
+        self._finished_sql = _FINISHED_SQL.format(seq=seq)
         self._write_lock = threading.Lock()
 
     def close(self) -> None:
@@ -156,20 +158,18 @@ class Ledger:
     def prior(self, fingerprints: Sequence[str]) -> dict[str, PriorState]:
         """For each fingerprint with history: its latest applied record if any run applied it,
         else its latest record. (A fingerprint given twice is only looked up twice.)"""
-        select = "SELECT fingerprint, state, run_id, updated_at FROM requests"
+        select = "SELECT fingerprint, state, run_id, updated_at, seq FROM requests"
         recorded = self._recorded()
         if recorded <= len(fingerprints):
             # A ledger smaller than the file: reading it whole beats one lookup per request.
             wanted = set(fingerprints)
-            rows = self.db.rows(f"{select} ORDER BY updated_at")
+            rows = self.db.rows(f"{select} ORDER BY seq")
             return _latest_or_applied(r for r in rows if r[0] in wanted)
         found: dict[str, PriorState] = {}
         for start in range(0, len(fingerprints), _LOOKUP_CHUNK):
             chunk = fingerprints[start : start + _LOOKUP_CHUNK]
             marks = ", ".join("?" for _ in chunk)
-            rows = self.db.rows(
-                f"{select} WHERE fingerprint IN ({marks}) ORDER BY updated_at", chunk
-            )
+            rows = self.db.rows(f"{select} WHERE fingerprint IN ({marks}) ORDER BY seq", chunk)
             found.update(_latest_or_applied(rows))
         return found
 
@@ -177,13 +177,15 @@ class Ledger:
         """Every record that may have changed one of ``targets`` (``community``, ``target``): its
         request applied, in flight or unknown, against this base URL with this operation.
         Columns ``community``, ``target``, ``changed_by`` (fingerprint), ``changed_run``,
-        ``changed_at``; a correction applied before one of them may have been overwritten."""
+        ``changed_at`` (for people), ``changed_seq`` (the ledger's order); a correction applied
+        before one of them may have been overwritten."""
         select = (
-            "SELECT r.community, r.target, r.fingerprint, r.run_id, r.updated_at FROM requests r "
+            "SELECT r.community, r.target, r.fingerprint, r.run_id, r.updated_at, r.seq "
+            "FROM requests r "
             "JOIN runs u ON u.run_id = r.run_id WHERE u.base_url = ? AND u.operation = ? "
             f"AND r.state IN ({', '.join('?' for _ in _CHANGED_STATES)}) "
         )
-        rows: list[tuple[str, str, str, str, str]] = []
+        rows: list[tuple[str, str, str, str, str, int]] = []
         for community, part in targets.unique().partition_by("community", as_dict=True).items():
             wanted = part.get_column("target").to_list()
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
@@ -201,6 +203,7 @@ class Ledger:
                 "changed_by": pl.String,
                 "changed_run": pl.String,
                 "changed_at": pl.String,
+                "changed_seq": pl.Int64,
             },
             orient="row",
         )
@@ -227,9 +230,11 @@ class Ledger:
         (group commit), all stamped with its time."""
         stamp = now_iso()
         with self._write_lock, self.db.transaction():
-            self.db.run_many(_IN_FLIGHT_SQL, [(*r.identity(), IN_FLIGHT, stamp) for r in in_flight])
             self.db.run_many(
-                _FINISHED_SQL,
+                self._in_flight_sql, [(*r.identity(), IN_FLIGHT, stamp) for r in in_flight]
+            )
+            self.db.run_many(
+                self._finished_sql,
                 [
                     (*f.request.identity(), f.state, f.http_status, f.error, f.attempts, stamp)
                     for f in finished
@@ -274,18 +279,19 @@ class TooManyToHold:
     recorded: int
 
 
-#: The in-flight record, committed before the request leaves.
+#: The in-flight record, committed before the request leaves; ``{seq}``: the ledger's next
+#: number (:func:`reconcile.schema.next_seq`), assigned again at every write of a record.
 _IN_FLIGHT_SQL = (
     "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, fingerprint) DO "
-    "UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+    "updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, {seq}) ON CONFLICT (run_id, fingerprint) "
+    "DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, seq = excluded.seq"
 )
 _FINISHED_SQL = (
     "INSERT INTO requests (run_id, fingerprint, community, method, path, target, state, "
-    "http_status, error, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
+    "http_status, error, attempts, updated_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "{seq}) ON CONFLICT (run_id, fingerprint) DO UPDATE SET state = excluded.state, "
     "http_status = excluded.http_status, error = excluded.error, "
-    "attempts = excluded.attempts, updated_at = excluded.updated_at"
+    "attempts = excluded.attempts, updated_at = excluded.updated_at, seq = excluded.seq"
 )
 
 
@@ -328,38 +334,14 @@ def _row(values: Sequence[Any]) -> dict[str, Any]:
     return record
 
 
-@contextlib.contextmanager
-def run_lock(state_dir: Path, job_key: str) -> Iterator[Path]:
-    """Hold the job's lock for the run; a second run of the same job fails at once."""
-    folder = usable_state_dir(state_dir) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(job_key.encode()).hexdigest()[:16]}.lock"
-    handle = path.open("a+")
-    try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunLockedError(
-                f"another run of job {job_key} is in progress ({holder}); lock file {path}. "
-                "Wait for it to finish: the lock is released when that process ends, even if it crashes."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} since {now_iso()}")
-        handle.flush()
-        yield path
-    finally:
-        handle.close()
-
-
-def _latest_or_applied(rows: Iterable[tuple[str, str, str, str]]) -> dict[str, PriorState]:
-    """Ledger rows in time order -> per fingerprint its latest applied record if any, else its
-    latest record."""
+def _latest_or_applied(
+    rows: Iterable[tuple[str, str, str, str, int]],
+) -> dict[str, PriorState]:
+    """Ledger rows in the ledger's order -> per fingerprint its latest applied record if any,
+    else its latest record."""
     found: dict[str, PriorState] = {}
-    for key, state, run_id, updated_at in rows:
+    for key, state, run_id, updated_at, seq in rows:
         current = found.get(key)
         if current is None or current.state != "applied" or state == "applied":
-            found[key] = PriorState(state, run_id, updated_at)
+            found[key] = PriorState(state, run_id, updated_at, seq)
     return found

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reconcile.database import Database, Storage, open_database
 from reconcile.exceptions import ConfigError
-from reconcile.schema import create_audit_schema, create_schema, migrate
+from reconcile.schema import continue_sequence, create_audit_schema, create_schema, migrate
 
 #: Tables copied, with their columns (the audit chain keeps its sequence numbers and hashes).
 TABLES = {
@@ -17,7 +17,7 @@ TABLES = {
     ),
     "requests": (
         "run_id, fingerprint, community, method, path, target, state, http_status, error, "
-        "attempts, updated_at"
+        "attempts, updated_at, seq"
     ),
     "plans": "run_id, header, plan_sha256, rows",
     "decisions": "run_id, record",
@@ -53,6 +53,7 @@ def copy(source: Storage, url: str) -> str:
             for table, columns in TABLES.items()
         ]
         counts.append(f"audit chain {_copy_chain(sqlite, target)}")
+        continue_sequence(target)  # the records copied keep their order; new writes follow
     finally:
         sqlite.close()
         target.close()

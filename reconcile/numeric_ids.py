@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from reconcile._lazy import pl
 from reconcile.exceptions import ConfigError
-from reconcile.intake import ROW, SPREADSHEET_SUFFIXES, Table, family_column, header_key
+from reconcile.header_row import header_key
+from reconcile.intake import ROW, SPREADSHEET_SUFFIXES, Table, family_column
 from reconcile.job import Job
 from reconcile.operations import rules
 from reconcile.operations.base import TRIMMED, Operation

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import tempfile
 import threading
@@ -21,7 +20,7 @@ import anyio
 import polars as pl
 import structlog
 
-from reconcile import approval, buckets, numeric_ids, queueing, results
+from reconcile import approval, buckets, numeric_ids, preflight, results, sheet_shape, suggestions
 from reconcile.credentials import resolve_credentials
 from reconcile.dispatch import (
     OnAnswer,
@@ -34,8 +33,10 @@ from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
+from reconcile.queueing import Wait, run_lock
 from reconcile.recorder import LedgerRecorder
-from reconcile.run_record import Run, finish, plan_fields, recorded_run, sibling
+from reconcile.results import sibling
+from reconcile.run_record import Run, finish, plan_fields, recorded_run
 from reconcile.sending import EVENT_LOOP, send_requests
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
@@ -87,6 +88,17 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
         families=operation.families,
         id_families=operation.id_families,
     )
+    header_notes = list(table.notes)
+    table, totals = sheet_shape.without_totals(table, operation.columns)
+    for note in totals:
+        log.warning("input.total_row", path=str(input_path), message=note)
+    log.info(
+        "input.header",
+        path=str(input_path),
+        sheet=table.sheet,
+        header_row=table.header_row,
+        **({"message": " ".join(header_notes)} if header_notes else {}),
+    )
     prepared = _prepared(table, job, operation)
     _log_validated(input_path, prepared.validated.height, _invalid(prepared))
     return prepared
@@ -95,8 +107,11 @@ def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared
 def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
     """``table`` validated and planned."""
     names = operation.column_names + operation.family_columns(list(table.canonical))
+    view = table.operation_view(names)
+    if job.fold_communities:
+        view = view.with_columns(folded_communities(pl.col("community"), job.communities))
     validated = validate(
-        table.operation_view(names),
+        view,
         operation,
         job.communities.keys(),
         table.canonical,
@@ -104,6 +119,14 @@ def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
     )
     valid = validated.filter(pl.col("__error").is_null())
     return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
+
+
+def folded_communities(cell: pl.Expr, communities: Collection[str]) -> pl.Expr:
+    """``cell`` as the job's community it names once case and spaces are folded (the job's
+    ``fold_communities``); other values as they are."""
+    names = {suggestions.folded(name): name for name in communities}
+    key = cell.str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
+    return key.replace_strict(names, default=cell, return_dtype=pl.String).alias("community")
 
 
 def _invalid(prepared: Prepared) -> int:
@@ -143,7 +166,7 @@ class RunOptions:
     ``interrupt_grace_seconds``, results written, exit code 130."""
     on_answer: OnAnswer | None = None
     """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
-    wait: queueing.Wait | None = None
+    wait: Wait | None = None
     """Queue behind a run that holds the lock instead of failing at once (``run --wait``, the
     console): a plan's run waits at most until its approval expires."""
 
@@ -153,7 +176,7 @@ NOT_SELECTED = "not selected (--community)"
 
 def job_lock(
     job: Job, communities: Collection[str] | None = None
-) -> contextlib.AbstractContextManager[Path | None]:
+) -> contextlib.AbstractContextManager[None]:
     """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
     requests never overlap (RunLockedError at once)."""
     from reconcile import locks
@@ -182,27 +205,35 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             "prints its run id); 2. a colleague: reconcile approve RUN_ID --job JOB; "
             "3. reconcile run --plan RUN_ID --job JOB"
         )
+    if _in_buckets(input_path, out, options):
+        _preflight(job, out, options, None)
+        large = _execute_in_buckets(input_path, job, out, options)
+        if large is not None:
+            return large
+    if preflight.places(job, out):  # the lock itself needs the state dir: say all, unlocked
+        _preflight(job, out, options, prepare(input_path, job, sheet=options.sheet))
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
-    with contextlib.nullcontext() if unlocked else queued_lock(job, options):
-        if _in_buckets(input_path, out, options):
-            large = _execute_in_buckets(input_path, job, out, options)
-            if large is not None:
-                return large
+    with contextlib.nullcontext() if unlocked else run_lock(job, options):
         prepared = prepare(input_path, job, sheet=options.sheet)
+        _preflight(job, out, options, prepared)
         return _execute_locked(prepared, input_path, out, options)
 
 
-def queued_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager[Path | None]:
-    """The run's locks (:func:`job_lock`), queued for with ``options.wait``: a plan's run no
-    later than its approval's expiry; its queueing, start or refusal in the audit chain."""
-    wait, plan = options.wait, options.plan
-    if wait is not None and plan is not None:
-        left = approval.expires_at(plan.plan, job) - dt.datetime.now(dt.UTC)
-        wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
-    plan_run_id = plan.plan.run_id if plan is not None else None
-    recorder = queueing.Recorder(job.storage, plan_run_id, _user(options))
-    return queueing.held(job, options.communities, wait, recorder)
+def _preflight(job: Job, out: Path, options: RunOptions, prepared: Prepared | None) -> None:
+    """Everything the run writes or needs, before anything is recorded or sent
+    (:mod:`reconcile.preflight`); a real run's credentials for the communities it sends to."""
+    send_to: list[str] = []
+    if prepared is not None and not options.dry_run:
+        communities = in_scope(prepared, options).get_column("community").unique()
+        send_to = sorted(c for c in communities if c is not None)
+    preflight.check(
+        job,
+        out,
+        send_to=send_to,
+        environ=options.environ,
+        given=options.given_credentials,
+    )
 
 
 def _user(options: RunOptions) -> str:
@@ -307,21 +338,27 @@ def _would_happen(
     return pl.concat([decided, rest])
 
 
-def _send_or_show(
-    prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
-) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
-    """Per request: its outcome (dry run: what would happen), the signal that stopped us, and
-    the HTTP exchanges for the report."""
+def in_scope(prepared: Prepared, options: RunOptions) -> pl.DataFrame:
+    """The planned requests this run may send: of the selected communities, and with a plan
+    only those of rows it would have applied (never a request outside the plan)."""
     requests = prepared.plan.requests
     if options.communities is not None:
         requests = requests.filter(pl.col("community").is_in(sorted(options.communities)))
     if options.plan is not None:
-        # Never a request outside the plan: only those of rows it would have applied.
         approved_rows = options.plan.rows.filter(pl.col("status") == Status.WOULD_APPLY.value)
         allowed = prepared.plan.rows.join(
             approved_rows.select(pl.col("row").alias(ROW)), on=ROW, how="semi"
         )
         requests = requests.join(allowed.select(REQUEST_ID).unique(), on=REQUEST_ID, how="semi")
+    return requests
+
+
+def _send_or_show(
+    prepared: Prepared, ledger: Ledger, run_id: str, options: RunOptions
+) -> tuple[pl.DataFrame, int | None, list[SendEvent]]:
+    """Per request: its outcome (dry run: what would happen), the signal that stopped us, and
+    the HTTP exchanges for the report."""
+    requests = in_scope(prepared, options)
     if options.dry_run:
         return _would_happen(prepared, requests, ledger, force=options.force), None, []
     triaged = triage(

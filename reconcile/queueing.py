@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from reconcile.database import Storage
 from reconcile.exceptions import RunLockedError
 from reconcile.job import Job
+
+if TYPE_CHECKING:
+    from reconcile.pipeline import RunOptions
 
 log = structlog.get_logger("reconcile.queue")
 
@@ -94,13 +98,28 @@ class Recorder:
             audit.record_action(self.plan_run_id, self.user, action, detail)
 
 
+def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager[None]:
+    """A real run's locks, queued for with ``options.wait``: a plan's run no later than its
+    approval's expiry, its queueing, start or refusal recorded as actions of the plan."""
+    from reconcile import approval
+
+    wait, plan = options.wait, options.plan
+    if wait is not None and plan is not None:
+        left = approval.expires_at(plan.plan, job) - dt.datetime.now(dt.UTC)
+        wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
+    plan_run_id = plan.plan.run_id if plan is not None else None
+    user = approval.acting_user(options.environ or None)
+    return held(job, options.communities, wait, Recorder(job.storage, plan_run_id, user))
+
+
 @contextlib.contextmanager
 def held(
     job: Job, communities: Collection[str] | None, wait: Wait | None, recorder: Recorder
-) -> Iterator[Path | None]:
+) -> Iterator[None]:
     """The run's locks held until the block ends; with ``wait``, queued until they free."""
     with contextlib.ExitStack() as stack:
-        yield _acquire(stack, job, communities, wait, recorder)
+        _acquire(stack, job, communities, wait, recorder)
+        yield
 
 
 def _acquire(
@@ -109,7 +128,7 @@ def _acquire(
     communities: Collection[str] | None,
     wait: Wait | None,
     recorder: Recorder,
-) -> Path | None:
+) -> None:
     from reconcile import locks
 
     began = time.monotonic()
@@ -117,7 +136,7 @@ def _acquire(
     while True:
         if wait is None or wait.may_try is None or wait.may_try():
             try:
-                taken = stack.enter_context(locks.job_lock(job, communities))
+                stack.enter_context(locks.job_lock(job, communities))
             except RunLockedError as exc:
                 if wait is None:
                     _refused(recorder, str(exc))
@@ -125,7 +144,7 @@ def _acquire(
                 why = _queued(recorder, wait, why, str(exc))
             else:
                 _started(recorder, wait, time.monotonic() - began if why else 0.0)
-                return taken
+                return
         else:
             assert wait is not None
             why = _queued(recorder, wait, why, EARLIER_IN_LINE)

@@ -1,58 +1,19 @@
-"""What a person sees of a run: a summary table at the end, and a self-contained HTML report."""
+"""The self-contained HTML report of a run (and its read-back section)."""
 
 from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import structlog
-from rich.console import Console
-from rich.table import Table
 
 from reconcile.dispatch import SendEvent
 from reconcile.outcome import Status
-from reconcile.results import summary
-
-log = structlog.get_logger("reconcile")
-
-
-def print_summary(
-    outcomes: pl.DataFrame, out: Path, manifest: Mapping[str, Any] | None = None
-) -> None:
-    """A table on a terminal; one structured event otherwise (cron logs are read by machines).
-    A dry run's recorded plan is named, with the command that approves it."""
-    counts = summary(outcomes)
-    run_id = (manifest or {}).get("run_id")
-    log.info(
-        "run.summary",
-        run_id=run_id,
-        results=str(out),
-        audit_head=(manifest or {}).get("audit_head"),
-        counts=[dict(zip(counts.columns, r, strict=True)) for r in counts.iter_rows()],
-    )
-    plan_sha256 = (manifest or {}).get("plan_sha256")
-    planned = bool(manifest and manifest.get("dry_run") and plan_sha256)
-    if planned:
-        log.info("plan.recorded", run_id=run_id, plan_sha256=plan_sha256)
-    if not sys.stdout.isatty():
-        return
-    table = Table(title=f"reconcile {run_id or ''}: {outcomes.height} rows -> {out}")
-    for column in counts.columns:
-        table.add_column(column, justify="right" if column == "rows" else "left")
-    for community, status, rows in counts.iter_rows():
-        table.add_row(community, status, str(rows))
-    Console().print(table)
-    if manifest and manifest.get("audit_head"):
-        print(f"audit chain head: {manifest['audit_head']} (keep a copy outside the ledger)")
-    if planned:
-        print(f"plan recorded: a colleague approves it with 'reconcile approve {run_id} --job JOB'")
-
+from reconcile.results import error_kinds, summary
 
 STATUS_ORDER = [s.value for s in Status]
 #: Bar colours per status in the report (the results workbook uses lighter fills of the same).
@@ -162,32 +123,34 @@ def _bar_chart(
 
 
 def _top_errors(outcomes: pl.DataFrame) -> str:
-    errors = (
-        outcomes.filter(
-            pl.col("error").is_not_null() & ~pl.col("status").is_in(["applied", "would_apply"])
-        )
-        .group_by("error")
-        .agg(
-            pl.len().alias("rows"),
-            pl.col("__row").sort().head(5).alias("examples"),
-            pl.first("status"),
-        )
-        .sort(["rows", "error"], descending=[True, False])
-        .head(TOP_ERRORS)
-    )
-    if errors.height == 0:
+    """The :data:`TOP_ERRORS` most frequent kinds of error, "and N more kinds", then every kind
+    in a table of its own (grouped by rule: the cell's value is not part of the kind)."""
+    kinds = error_kinds(outcomes)
+    if kinds.height == 0:
         return "<h2>Most frequent errors</h2><p>None.</p>"
-    rows = "".join(
-        f"<tr><td class='n'>{n}</td><td>{escape(status)}</td><td>{escape(error)}</td>"
-        f"<td>{', '.join(str(r) for r in examples)}</td></tr>"
-        for error, n, examples, status in errors.select(
-            "error", "rows", "examples", "status"
-        ).iter_rows()
-    )
-    return (
-        "<h2>Most frequent errors</h2><table id='errors'><thead><tr><th>rows</th><th>status</th>"
-        f"<th>error</th><th>example rows</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
+
+    def table(frame: pl.DataFrame, table_id: str) -> str:
+        rows = "".join(
+            f"<tr><td class='n'>{n}</td><td>{escape(status)}</td><td>{escape(kind)}</td>"
+            f"<td>{', '.join(str(r) for r in examples)}</td></tr>"
+            for kind, n, examples, status in frame.select(
+                "kind", "rows", "examples", "status"
+            ).iter_rows()
+        )
+        return (
+            f"<table id='{table_id}'><thead><tr><th>rows</th><th>status</th><th>error</th>"
+            f"<th>example rows</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+    parts = ["<h2>Most frequent errors</h2>", table(kinds.head(TOP_ERRORS), "errors")]
+    if kinds.height > TOP_ERRORS:
+        parts.append(
+            f"<p class='small'>… and {kinds.height - TOP_ERRORS} more kinds: every kind is "
+            "in the table below.</p>"
+        )
+        parts.append(f"<h2>Every kind of error ({kinds.height})</h2>")
+        parts.append(table(kinds, "all-errors"))
+    return "".join(parts)
 
 
 def _timeline(events: Sequence[SendEvent]) -> str:

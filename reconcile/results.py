@@ -247,3 +247,44 @@ def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+SUCCEEDED = sorted(s.value for s in SUCCESS)
+
+
+def sibling(out: Path, suffix: str) -> Path:
+    """A file next to the results: ``results.csv`` -> ``results.<suffix>``."""
+    return out.with_name(f"{out.stem}.{suffix}")
+
+
+# A cell's value quoted right after its column's name ("Voucher Code: 'AB 1' is ..."), and row
+# lists ("on rows 17, 18"): the parts of a message that vary from row to row under one rule.
+_QUOTED_VALUE = r"^([^:']{1,80}): '(?:[^']|'')*'"
+_ROW_LIST = r"\brows? \d+(?:, \d+)*(?: and \d+)?"
+
+
+def error_kinds(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """One line per kind of error: the message with the cell's value taken out (``Voucher Code:
+    '…' is not ...``), each part of a several-problem message on its own; columns ``kind``,
+    ``status``, ``rows``, ``examples`` (the first five row numbers), most frequent first."""
+    return (
+        outcomes.lazy()
+        .filter(pl.col("error").is_not_null() & ~pl.col("status").is_in(SUCCEEDED))
+        .select("__row", "status", kind=pl.col("error").str.split("; "))
+        .explode("kind")
+        .with_columns(
+            pl.col("kind")
+            .str.strip_chars()
+            .str.replace(_QUOTED_VALUE, "$1: '…'")
+            .str.replace_all(_ROW_LIST, "rows …")
+        )
+        .filter(pl.col("kind") != "")
+        .group_by("kind")
+        .agg(
+            pl.col("__row").n_unique().alias("rows"),
+            pl.col("__row").unique().sort().head(5).alias("examples"),
+            pl.first("status"),
+        )
+        .sort(["rows", "kind"], descending=[True, False])
+        .collect()
+    )

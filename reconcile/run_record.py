@@ -19,22 +19,18 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import structlog
 
-from reconcile import __version__, approval, report, results
+from reconcile import __version__, approval, locks, report, results
 from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
 from reconcile.ledger import Ledger, now_iso
 from reconcile.operations import Operation, get_operation
+from reconcile.results import sibling
 
 if TYPE_CHECKING:
     from reconcile.pipeline import RunOptions
 
 log = structlog.get_logger("reconcile")
-
-
-def sibling(out: Path, suffix: str) -> Path:
-    """A file next to the results: ``results.csv`` -> ``results.<suffix>``."""
-    return out.with_name(f"{out.stem}.{suffix}")
 
 
 def new_run_id() -> str:
@@ -111,6 +107,8 @@ def recorded_run(
                 "tool_version": __version__,
             }
         )
+        if not options.dry_run:
+            locks.note_run(run.run_id)  # a run refused by this one's lock names it
         log.info(
             "run.started",
             run_id=run.run_id,

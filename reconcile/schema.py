@@ -1,9 +1,15 @@
 """The store's tables, for SQLite and PostgreSQL alike (the few type names that differ are
 translated), and the migration that creates or upgrades them.
 
-SQLite ledgers are created and upgraded when opened, as before. A PostgreSQL database is
-prepared once by ``reconcile ledger migrate`` (versioned, idempotent): a run never changes a
-shared schema by itself, and finds out at once when it is missing.
+SQLite ledgers are created and upgraded when opened (their version in ``PRAGMA user_version``).
+A PostgreSQL database is prepared once by ``reconcile ledger migrate`` (its version in
+``reconcile_schema``): a run never changes a shared schema by itself, and finds out at once
+when it is missing or older. Every step is idempotent (it looks before it adds), so a migration
+interrupted half-way simply runs again.
+
+Versions: 1 the tables below; 2 ``requests.seq``, the order the ledger assigned to each write
+(ordering decisions never compare clocks: :mod:`reconcile.triage`), and ``run_locks``, who holds
+each PostgreSQL run lock (:mod:`reconcile.locks`).
 """
 
 from __future__ import annotations
@@ -46,7 +52,19 @@ CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, upd
 #: After the migrations: indexes on columns that older ledgers did not have.
 INDEXES = """
 CREATE INDEX IF NOT EXISTS requests_by_target ON requests (community, target, updated_at);
+CREATE INDEX IF NOT EXISTS requests_by_seq ON requests (seq);
 """
+#: Version 2: who holds each run lock (PostgreSQL; SQLite's are lock files).
+RUN_LOCKS = """
+CREATE TABLE IF NOT EXISTS run_locks (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    since TEXT NOT NULL
+);
+"""
+#: The PostgreSQL sequence that numbers the ledger's writes (SQLite: MAX(seq) + 1 inside the
+#: write transaction, which SQLite runs one at a time).
+SEQUENCE = "requests_seq"
 AUDIT = """
 CREATE TABLE IF NOT EXISTS audit_chain (
     seq INTEGER PRIMARY KEY,
@@ -113,6 +131,18 @@ CREATE TABLE IF NOT EXISTS console_runs (
 """
 
 
+def continue_sequence(db: Database) -> None:
+    """PostgreSQL: the next number after every record's (records copied in keep theirs)."""
+    db.run(f"SELECT setval('{SEQUENCE}', (SELECT COALESCE(MAX(seq), 0) + 1 FROM requests), false)")
+
+
+def next_seq(db: Database) -> str:
+    """The SQL expression for the next number of the ledger's order of writes."""
+    if db.dialect == "postgresql":
+        return f"nextval('{SEQUENCE}')"
+    return "(SELECT COALESCE(MAX(seq), 0) + 1 FROM requests)"
+
+
 def _dialect(ddl: str, dialect: str) -> str:
     if dialect != "postgresql":
         return ddl
@@ -121,10 +151,51 @@ def _dialect(ddl: str, dialect: str) -> str:
 
 def create_schema(db: Database) -> None:
     """Create what is missing (both dialects), upgrading older SQLite ledgers in place."""
-    db.script(_dialect(LEDGER, db.dialect))
-    if "target" not in db.columns("requests"):  # a ledger written before targets were recorded
+    if db.dialect == "sqlite":
+        found = db.one("PRAGMA user_version")
+        if found and int(found[0]) >= SCHEMA_VERSION:
+            return
+        with db.transaction():
+            _ledger_tables(db)
+            db.run(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
+    _ledger_tables(db)
+
+
+def _statements(db: Database, ddl: str) -> None:
+    """Each statement of ``ddl`` (not ``script``: SQLite's commits the open transaction)."""
+    for statement in (s.strip() for s in ddl.split(";")):
+        if statement:
+            db.run(statement)
+
+
+def _ledger_tables(db: Database) -> None:
+    _statements(db, _dialect(LEDGER, db.dialect))
+    columns = db.columns("requests")
+    if "target" not in columns:  # a ledger written before targets were recorded
         db.run("ALTER TABLE requests ADD COLUMN target TEXT")
-    db.script(INDEXES)
+    if "seq" not in columns:  # version 2: the ledger's own order of writes
+        db.run("ALTER TABLE requests ADD COLUMN seq BIGINT")
+        _number_old_records(db)
+    if db.dialect == "postgresql":
+        db.run(f"CREATE SEQUENCE IF NOT EXISTS {SEQUENCE}")
+        continue_sequence(db)
+    _statements(db, RUN_LOCKS)
+    _statements(db, INDEXES)
+
+
+def _number_old_records(db: Database) -> None:
+    """Records written before version 2 numbered in their stamps' order: the best order they
+    have (their clocks); every write after the migration is numbered by the ledger."""
+    db.run(
+        "CREATE TEMPORARY TABLE reconcile_old_order AS SELECT run_id, fingerprint, ROW_NUMBER() "
+        "OVER (ORDER BY updated_at, run_id, fingerprint) AS n FROM requests"
+    )
+    db.run(
+        "UPDATE requests SET seq = o.n FROM reconcile_old_order o "
+        "WHERE o.run_id = requests.run_id AND o.fingerprint = requests.fingerprint"
+    )
+    db.run("DROP TABLE reconcile_old_order")
 
 
 def create_audit_schema(db: Database) -> None:

@@ -43,12 +43,14 @@ def triage(requests: pl.DataFrame, ledger: Ledger, job: Job, *, force: bool) -> 
             "prior_state": [p.state for p in prior.values()],
             "prior_run": [p.run_id for p in prior.values()],
             "prior_at": [p.updated_at for p in prior.values()],
+            "prior_seq": [p.seq for p in prior.values()],
         },
         schema={
             "fingerprint": pl.String,
             "prior_state": pl.String,
             "prior_run": pl.String,
             "prior_at": pl.String,
+            "prior_seq": pl.Int64,
         },
     )
     joined = requests.join(history, on="fingerprint", how="left", maintain_order="left")
@@ -160,9 +162,10 @@ def _note(action: pl.Expr) -> pl.Expr:
 
 def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataFrame:
     """Per fingerprint applied before: the latest other request on the same record after it
-    (``changed_run``, ``changed_at``), if any."""
+    (``changed_run``, ``changed_at``), if any. "After" is the ledger's order of writes
+    (``seq``), never the stamps: two processes' clocks may disagree by an hour."""
     applied = requests.filter(pl.col("prior_state") == Status.APPLIED.value).select(
-        "fingerprint", "community", pl.col("target").cast(pl.String), "prior_at"
+        "fingerprint", "community", pl.col("target").cast(pl.String), "prior_seq"
     )
     changes = ledger.later_changes(
         job.base_url, job.operation, applied.select("community", "target")
@@ -171,9 +174,9 @@ def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataF
         applied.join(changes, on=["community", "target"])
         .filter(
             (pl.col("changed_by") != pl.col("fingerprint"))
-            & (pl.col("changed_at") > pl.col("prior_at"))
+            & (pl.col("changed_seq") > pl.col("prior_seq"))
         )
-        .sort("changed_at")
+        .sort("changed_seq")
         .group_by("fingerprint")
         .agg(pl.col("changed_run").last(), pl.col("changed_at").last())
     )

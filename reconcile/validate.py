@@ -9,11 +9,11 @@ so each row ends with either no error or all its errors in plain words.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import pandera.polars as pa
 import polars as pl
-from pandera.errors import SchemaErrors
+from pandera.errors import SchemaErrorReason, SchemaErrors
 
 from reconcile.intake import ROW
 from reconcile.operations.base import Operation
@@ -51,7 +51,8 @@ def validate(
         schema.validate(normalised[suspects], lazy=True)
         failures = None
     except SchemaErrors as exc:
-        failures = _messages(exc.failure_cases, operation, headers)
+        _refuse_crashed_checks(exc)
+        failures = _messages(exc.failure_cases, operation, headers, _hints(schema))
         failures = failures.with_columns(suspects.gather(failures.get_column("index")))
     conflicts = _conflicts(normalised, operation.conflict_key, headers)
     errors = conflicts if failures is None else pl.concat([failures, conflicts])
@@ -70,6 +71,17 @@ def validate(
         per_row.get_column("index"), per_row.get_column("message")
     )
     return normalised.with_columns(error.alias(ERROR))
+
+
+def _refuse_crashed_checks(exc: SchemaErrors) -> None:
+    """A check whose own code raised is reported by pandera without a row: its rows would pass
+    as valid and be sent. Such a check is a bug in reconcile: stop before anything is sent."""
+    crashed = [e for e in exc.schema_errors if e.reason_code == SchemaErrorReason.CHECK_ERROR]
+    if crashed:
+        shown = "; ".join(
+            f"{getattr(e.check, 'error', e.check)}: {e.failure_cases}" for e in crashed
+        )
+        raise RuntimeError(f"a validation check failed to run (a bug, nothing sent): {shown}")
 
 
 def passes_checks(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> pl.Series | None:
@@ -107,12 +119,37 @@ def _condition(check: pa.Check, column: pl.Expr) -> pl.Expr | None:
     return condition
 
 
+def _hints(schema: pa.DataFrameSchema) -> dict[str, Callable[[str], str]]:
+    """Check message -> its hint (:func:`reconcile.operations.rules.check`), where it has one."""
+    return {
+        check.error: hint
+        for column in schema.columns.values()
+        for check in column.checks
+        if (hint := (check.statistics or {}).get("hint")) is not None and check.error
+    }
+
+
+def _hinted(cases: pl.DataFrame, hints: Mapping[str, Callable[[str], str]]) -> pl.Expr:
+    """Per failure case, its check's hint for its value ("" when none): each hint is called
+    once per distinct failing value."""
+    found = cases.filter(pl.col("check").is_in(list(hints))).select(
+        "check", pl.col("failure_case").cast(pl.String).alias("value")
+    )
+    pairs = found.unique().drop_nulls()
+    words = {f"{check}\x00{value}": hints[check](value) for check, value in pairs.iter_rows()}
+    key = pl.col("check") + pl.lit("\x00") + pl.col("failure_case").cast(pl.String)
+    return key.replace_strict(words, default=pl.lit(""), return_dtype=pl.String).fill_null("")
+
+
 def _header_words(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: f"'{header}'" for name, header in headers.items()}
 
 
 def _messages(
-    cases: pl.DataFrame, operation: Operation, headers: Mapping[str, str]
+    cases: pl.DataFrame,
+    operation: Operation,
+    headers: Mapping[str, str],
+    hints: Mapping[str, Callable[[str], str]],
 ) -> pl.DataFrame:
     """Failure cases -> (index, message) with the header and the offending value in front."""
     words = {n: headers.get(n, n) for n in operation.column_names}
@@ -134,6 +171,8 @@ def _messages(
         .otherwise(value)
     )
     check = pl.col("check").replace_strict(rendered, return_dtype=pl.String)
+    if hints:
+        check = check + _hinted(cases, hints)
     is_column = pl.col("schema_context") == "Column"
     header = pl.col("column").replace_strict(
         words, default=pl.col("column"), return_dtype=pl.String

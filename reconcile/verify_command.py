@@ -193,10 +193,12 @@ def verify_target(
     sample_percent: float | None,
     environ: Any,
     source: str = "reconcile verify",
+    quiet: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Read back a run (by id) or a file, write the verify file (default
     ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
-    report); returns the :class:`~reconcile.verification.Verification` and the record."""
+    report), print its lines unless ``quiet`` (the console); returns the
+    :class:`~reconcile.verification.Verification` and the record."""
     from reconcile.credentials import resolve_credentials
     from reconcile.pipeline import prepare
     from reconcile.verification import verify_prepared
@@ -206,6 +208,7 @@ def verify_target(
         path = Path(target)
     else:
         run = _find_run(job, str(target))
+        _refuse_dry_run(run)
         path, rows, written_at = _run_rows(run)
     prepared = prepare(path, job)
     if run is not None and prepared.table.sha256 != run["input_sha256"]:
@@ -225,6 +228,7 @@ def verify_target(
         environ=environ,
         sample_percent=sample_percent,
         report_path=results.with_name(f"{results.stem}.report.html") if results else None,
+        quiet=quiet,
     )
     return result, entry
 
@@ -245,6 +249,17 @@ def _find_run(job: Any, run_id: str) -> dict[str, Any]:
     return run
 
 
+def _refuse_dry_run(run: dict[str, Any]) -> None:
+    """A dry run sent nothing: there is nothing of it to read back (ConfigError, exit 2)."""
+    if run.get("dry_run"):
+        job = run.get("job_path") or "JOB"
+        raise ConfigError(
+            f"run {run['run_id']} was a dry run: nothing was sent, so there is nothing to read "
+            f"back. To see which rows of its file the API already holds: reconcile verify "
+            f"{run['input_path']} --job {job}"
+        )
+
+
 def _write(
     prepared: Any,
     result: Any,
@@ -255,13 +270,15 @@ def _write(
     environ: Any,
     sample_percent: float | None,
     report_path: Path | None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """The verify file, its record in the audit chain (and the run's report), the terminal's
     lines; returns the record."""
     from reconcile import approval, verify_record
 
     written = verify_record.write_verify_file(prepared, result.verdicts, out)
-    verify_record.print_written(written, result.reads)
+    if not quiet:
+        verify_record.print_written(written, result.reads)
     return verify_record.record(
         prepared.job.storage,
         run_id,

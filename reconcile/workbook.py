@@ -9,11 +9,21 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconcile import cell_formats
+from reconcile._lazy import pl
 from reconcile.exceptions import InputError
-from reconcile.intake import MAX_COLUMNS, Table, _map_headers, too_wide
+from reconcile.header_row import (
+    HEADER_SEARCH_ROWS,
+    find_header,
+    header_names,
+    header_note,
+    searched,
+)
+from reconcile.intake import MAX_COLUMNS, Table, header_map, too_wide
 from reconcile.operations.base import Column
+from reconcile.suggestions import did_you_mean, folded
 from reconcile.workbook_cells import Cells, cell_types, judged_columns
 
 #: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,
@@ -92,39 +102,133 @@ def read_workbook(
     families: Sequence[str] = (),
     id_families: Sequence[str] = (),
 ) -> Table:
-    """The first sheet (or ``sheet``) of an .xlsx, every cell as text.
+    """The first sheet with a header row (or ``sheet``, named case-insensitively) of an .xlsx,
+    every cell as text, from the row under its header row (:mod:`reconcile.header_row`).
 
     A number cell with a zero-padding format reads as Excel shows it (``000456``); a real date
     cell in a date column becomes DD/MM/YYYY (unambiguous); a number, date or boolean cell in an
     ID column is reported (``cell_errors``): a spreadsheet has changed what was typed.
     """
+    raw, workbook = _open(path)
+    names = list(workbook.sheet_names)
+    candidates = [chosen_sheet(path, names, sheet)] if sheet is not None else names
+    found = _find_header(path, workbook, candidates, columns, families)
+    formats = cell_formats.sheet_formats(raw, found.sheet)
+    text, index, sheet_columns = found.frame, found.index, found.sheet_columns
+    header_row = formats.header_row + index
+    headers = header_names(text.row(index), _merged_header(formats, header_row, sheet_columns))
+    text = text.slice(index + 1)
+    grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
+    judged = judged_columns(headers, columns, families, id_families)
+    where = Cells(formats, sheet_columns, header_row, index + 1)
+    grid, problems = cell_types(workbook, found.sheet, text, grid, headers, judged, where)
+    mapping = header_map(path, headers, columns, families, first_row=header_row + 1)
+    return Table(
+        path=path,
+        frame=mapping.apply(grid),
+        canonical=mapping.canonical,
+        extra=mapping.extra,
+        reuploaded=mapping.reuploaded,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        cell_errors=problems,
+        sheet=found.sheet,
+        header_row=header_row,
+        notes=header_note(path, found.sheet, header_row, found.passed),
+        sum_rows=formats.sums,
+    )
+
+
+def _open(path: Path) -> tuple[bytes, Any]:
+    """The workbook's bytes (checked against zip bombs) and fastexcel's reader."""
     import fastexcel
 
     try:
         raw = path.read_bytes()
         _check_expanded_size(path, raw)
-        workbook = fastexcel.read_excel(raw)
+        return raw, fastexcel.read_excel(raw)
     except OSError as exc:
         raise InputError(f"{path}: cannot open the input file ({exc.strerror})") from None
+    except InputError:
+        raise
     except Exception as exc:  # fastexcel raises its own errors for damaged files
         raise InputError(f"{path}: not a readable .xlsx workbook ({exc}).") from None
-    names = workbook.sheet_names
-    if sheet is not None and sheet not in names:
-        raise InputError(
-            f"{path}: no sheet {sheet!r}. Fix: use --sheet with one of: {', '.join(names)}"
-        )
-    chosen: str | int = sheet if sheet is not None else 0
-    loaded = workbook.load_sheet(chosen, dtypes="string")
-    text = loaded.to_polars()
-    if text.width == 0:
-        raise InputError(f"{path}: sheet {chosen!r} is empty. Fix: add a header row and data rows.")
-    headers = [str(h).strip() for h in text.columns]
-    grid = text.rename({old: f"column_{i}" for i, old in enumerate(text.columns)})
-    judged = judged_columns(headers, columns, families, id_families)
-    where = Cells(
-        cell_formats.sheet_formats(raw, chosen),
-        [c.absolute_index for c in loaded.available_columns()],
+
+
+def chosen_sheet(path: Path, names: Sequence[str], sheet: str) -> str:
+    """The sheet ``--sheet`` names, case and outer spaces ignored; InputError listing the
+    workbook's sheets (with the closest name) when there is none."""
+    if sheet in names:
+        return sheet
+    same = [n for n in names if folded(n) == folded(sheet)]
+    if same:
+        return same[0]
+    raise InputError(
+        f"{path}: no sheet {sheet!r}.{did_you_mean(sheet, names)} "
+        f"Fix: use --sheet with one of: {', '.join(names)}"
     )
-    grid, problems = cell_types(workbook, chosen, text, grid, headers, judged, where)
-    table = _map_headers(path, grid, headers, columns, families)
-    return dataclasses.replace(table, sha256=hashlib.sha256(raw).hexdigest(), cell_errors=problems)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Found:
+    sheet: str
+    frame: pl.DataFrame
+    """The sheet, every cell as text, read whole without a header row (from its first row
+    with a value)."""
+    sheet_columns: Sequence[int]
+    """The sheet column (0-based) of each of the frame's columns."""
+    index: int
+    """The header's row in ``loaded``."""
+    passed: Sequence[str]
+    """The sheets before it without a header row."""
+
+
+def _find_header(
+    path: Path,
+    workbook: Any,
+    candidates: Sequence[str],
+    columns: Sequence[Column],
+    families: Sequence[str],
+) -> _Found:
+    """The first of ``candidates`` with a header row naming the required columns in its first
+    rows; the first is read whole at once (it usually is the one), the others' first rows
+    only until one has a header. InputError naming the sheets searched when none has."""
+    required = [c.name for c in columns if c.required]
+    for number, name in enumerate(candidates):
+        rows = None if number == 0 else HEADER_SEARCH_ROWS
+        loaded = workbook.load_sheet(name, header_row=None, dtypes="string", n_rows=rows)
+        frame = loaded.to_polars()
+        index = find_header(frame.head(HEADER_SEARCH_ROWS).rows(), required)
+        if index is not None:
+            if rows is not None:
+                loaded = workbook.load_sheet(name, header_row=None, dtypes="string")
+                frame = loaded.to_polars()
+            columns_at = [c.absolute_index for c in loaded.available_columns()]
+            return _Found(name, frame, columns_at, index, candidates[:number])
+    if len(candidates) == 1 and not workbook.load_sheet(candidates[0]).width:
+        raise InputError(
+            f"{path}: sheet {candidates[0]!r} is empty. Fix: add a header row and data rows."
+        )
+    first = workbook.load_sheet(candidates[0], header_row=None, dtypes="string").to_polars()
+    header_map(
+        path,
+        header_names(first.row(0)) if first.height else [],
+        columns,
+        families,
+        searched=searched(candidates),
+    )
+    raise AssertionError("header_map refuses a header without the required columns")
+
+
+def _merged_header(
+    formats: cell_formats.SheetFormats, header_row: int, sheet_columns: Sequence[int]
+) -> dict[int, int]:
+    """Position -> position of the cell holding its text, for the header cells a merged range
+    starting in the header row covers."""
+    position = {column: p for p, column in enumerate(sheet_columns)}
+    covered: dict[int, int] = {}
+    for first_row, first, _, last in formats.merged:
+        if first_row == header_row and first in position:
+            covered |= {
+                position[c]: position[first] for c in range(first + 1, last + 1) if c in position
+            }
+    return covered

@@ -20,7 +20,8 @@ from typing import Any
 
 from reconcile import cell_formats
 from reconcile._lazy import pl
-from reconcile.intake import ROW, family_column, header_key
+from reconcile.header_row import header_key
+from reconcile.intake import ROW, family_column
 from reconcile.operations.base import Column
 
 
@@ -31,6 +32,10 @@ class Cells:
     formats: cell_formats.SheetFormats
     sheet_columns: Sequence[int]
     """The sheet column (0-based) of each of the frame's columns."""
+    header_row: int
+    """The sheet row (1-based) of the header."""
+    skip: int
+    """The reader's rows above the frame's first row (title rows and the header)."""
     styled: pl.DataFrame = dataclasses.field(init=False)
     """``row``, ``column``, ``code``: the cells styled other than General, once as a frame."""
 
@@ -48,7 +53,7 @@ class Cells:
 
     def first_row(self) -> int:
         """The sheet row of the frame's first row (the one under the header)."""
-        return self.formats.header_row + 1
+        return self.header_row + 1
 
     def ref(self, position: int, height: int) -> pl.Series:
         """The cell reference (``B7``) of each row of the column at ``position``."""
@@ -101,12 +106,14 @@ def cell_types(
     originals = [text.columns[p] for p in inspected]
     # Cell types, which a text read hides: read as booleans, a number cell is non-null (a
     # text cell is null, digits or not); read as dates, a date cell is non-null.
-    as_bool = workbook.load_sheet(
-        chosen, dtypes=dict.fromkeys(originals, "boolean"), use_columns=originals
-    ).to_polars()
-    as_date = workbook.load_sheet(
-        chosen, dtypes=dict.fromkeys(originals, "date"), use_columns=originals
-    ).to_polars()
+    as_bool, as_date = (
+        workbook.load_sheet(
+            chosen, header_row=None, dtypes=dict.fromkeys(originals, kind), use_columns=originals
+        )
+        .to_polars()
+        .slice(where.skip)
+        for kind in ("boolean", "date")
+    )
     fixes, flagged = [], [pl.DataFrame(schema=PROBLEMS)]
     for position in inspected:
         original, name = text.columns[position], f"column_{position}"
@@ -128,12 +135,13 @@ def cell_types(
                 .otherwise(pl.col(name))
                 .alias(name)
             )
-            flagged.append(_swapped_dates(headers[position], canonical, shown, date))
+            flagged.append(_swapped_dates(headers[position], canonical, shown, date, where))
         elif kind == "id":
             cells = Typed(shown, number & ~padding, date, boolean, as_date.get_column(original))
             flagged.append(_not_text(headers[position], canonical, cells, where, position))
         elif kind == "text":
-            flagged.append(_damaged_numbers(headers[position], canonical, shown, number & ~padding))
+            cells = Typed(shown, number & ~padding, date, boolean, as_date.get_column(original))
+            flagged.append(_damaged_numbers(headers[position], canonical, cells, where, position))
     return grid.with_columns(fixes), pl.concat(flagged)
 
 
@@ -208,7 +216,7 @@ def _not_text(
     exact = cells.shown.str.contains(_LOSSLESS_NUMBER).fill_null(False) & (not zero_led)
     frame = pl.DataFrame(
         {
-            ROW: pl.int_range(2, height + 2, eager=True),
+            ROW: pl.int_range(where.first_row(), height + where.first_row(), eager=True),
             "ref": where.ref(position, height),
             "shown": cells.shown,
             "code": where.codes(position, height),
@@ -258,30 +266,75 @@ def _held(cell: Mapping[str, Any]) -> str:
 
 
 def _damaged_numbers(
-    header: str, canonical: str, shown: pl.Series, number: pl.Series
+    header: str, canonical: str, cells: Typed, where: Cells, position: int
 ) -> pl.DataFrame:
     """Number cells in a column the API reads as text, unless the number is exactly its text:
     past 15 digits a spreadsheet has rounded them, an exponent or decimals are not what was
-    typed, and beside text cells with leading zeros a number has lost its own. A text cell is
-    never flagged, digits or not (a column formatted as Text). A leading zero that a spreadsheet
-    dropped from a column of numbers only leaves no trace in the file: that cannot be seen."""
+    typed, and beside text cells with leading zeros a number has lost its own. Each message
+    names the cell, what it holds and what Excel shows. A text cell is never flagged, digits or
+    not (a column formatted as Text). A leading zero that a spreadsheet dropped from a column
+    of numbers only leaves no trace in the file: that cannot be seen."""
+    shown, number = cells.shown, cells.number
     # Text cells of digits with a leading zero say the column's values have leading zeros: a
     # number cell beside them has probably lost its own, whatever its value.
-    zero_led = (~number & shown.str.contains(r"^0[0-9]+$").fill_null(False)).any()
-    hit = number & (zero_led | ~shown.str.contains(_LOSSLESS_NUMBER).fill_null(False))
-    return _flagged(
-        hit,
-        canonical,
-        f"{header}: is a number cell that a spreadsheet changed (it keeps 15 digits and may "
-        "write an exponent or decimals): the API reads this value as text. Format the "
-        "column as Text, paste the values again from the source and save",
+    zero_led = ~number & shown.str.contains(r"^0[0-9]+$").fill_null(False)
+    exact = shown.str.contains(_LOSSLESS_NUMBER).fill_null(False)
+    hit = number & (zero_led.any() | ~exact)
+    if not hit.any():
+        return pl.DataFrame(schema=PROBLEMS)
+    height = shown.len()
+    frame = pl.DataFrame(
+        {
+            ROW: pl.int_range(where.first_row(), height + where.first_row(), eager=True),
+            "ref": where.ref(position, height),
+            "shown": shown,
+            "code": where.codes(position, height),
+            "exact": exact,
+            "hit": hit,
+        }
+    ).filter("hit")
+    held = [_held({**row, "boolean": False, "date": False}) for row in frame.iter_rows(named=True)]
+    if zero_led.any():
+        sample = shown.filter(zero_led)[0]
+        why = (
+            f": the column's other codes are text with leading zeros (such as {sample}), so "
+            "this one has probably lost its own"
+        )
+    else:
+        why = (
+            " that a spreadsheet changed (it keeps 15 digits and may write an exponent or decimals)"
+        )
+    fix = (
+        "; the API reads this value as text. Format the column as Text, type or paste the "
+        "value again from the source and save"
+    )
+    return frame.select(
+        pl.col(ROW).cast(pl.Int64),
+        pl.lit(canonical).alias("column"),
+        pl.lit(False).alias("acceptable"),
+        (
+            pl.lit(f"{header}: cell ")
+            + pl.col("ref")
+            + pl.Series(held, dtype=pl.String)
+            + pl.lit(why + fix)
+        ).alias("message"),
     )
 
 
-def _flagged(hit: pl.Series, canonical: str, message: str) -> pl.DataFrame:
-    """The problems (:data:`PROBLEMS`) of the cells ``hit`` marks (row 2 is the first under the
-    header); none acceptable."""
-    rows = pl.int_range(2, hit.len() + 2, eager=True)
+def _swapped_dates(
+    header: str, canonical: str, shown: pl.Series, date: pl.Series, where: Cells
+) -> pl.DataFrame:
+    """Real date cells beside text dates that only read day first (31/12/2026): the file was
+    opened in a month-first locale, which read 01/02/2027 as 2 January and left 31/12/2026 as
+    text. Its real dates may have day and month swapped, so each is refused."""
+    day_first_text = (~date & shown.str.contains(_DAY_FIRST_ONLY).fill_null(False)).any()
+    hit = date & day_first_text
+    rows = pl.int_range(where.first_row(), hit.len() + where.first_row(), eager=True)
+    message = (
+        f"{header}: is a date cell in a column where other dates stayed text (such as "
+        "31/12/2026): the file was read in a month-first locale, so this date's day and "
+        "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY"
+    )
     return (
         pl.DataFrame({ROW: rows, "hit": hit})
         .filter("hit")
@@ -291,19 +344,4 @@ def _flagged(hit: pl.Series, canonical: str, message: str) -> pl.DataFrame:
             pl.lit(False).alias("acceptable"),
             pl.lit(message).alias("message"),
         )
-    )
-
-
-def _swapped_dates(header: str, canonical: str, shown: pl.Series, date: pl.Series) -> pl.DataFrame:
-    """Real date cells beside text dates that only read day first (31/12/2026): the file was
-    opened in a month-first locale, which read 01/02/2027 as 2 January and left 31/12/2026 as
-    text. Its real dates may have day and month swapped, so each is refused."""
-    day_first_text = (~date & shown.str.contains(_DAY_FIRST_ONLY).fill_null(False)).any()
-    hit = date & day_first_text
-    return _flagged(
-        hit,
-        canonical,
-        f"{header}: is a date cell in a column where other dates stayed text (such as "
-        "31/12/2026): the file was read in a month-first locale, so this date's day and "
-        "month may be swapped. Format the column as Text and type the dates as DD/MM/YYYY",
     )

@@ -64,13 +64,18 @@ class ConsoleParts:
     signer: Signer
 
 
-def console_parts(folder: Path, sandbox_url: str) -> ConsoleParts:
-    """A console over one purchase-history job; its store is the ledger the test runs on
-    (PostgreSQL when ``ledger_backend`` set RECONCILE_LEDGER_URL, else SQLite)."""
+def console_parts(
+    folder: Path, sandbox_url: str, operation: str = "purchase-history", **top: Any
+) -> ConsoleParts:
+    """A console over one job of ``operation`` (named as the operation; ``top`` adds job
+    settings); its store is the ledger the test runs on (PostgreSQL when ``ledger_backend`` set
+    RECONCILE_LEDGER_URL, else SQLite)."""
     storage = Storage(folder / "state", os.environ.get("RECONCILE_LEDGER_URL"))
-    job = load_job(write_job(folder / "purchase-history.toml", sandbox_url))
-    job = dataclasses.replace(job, state_dir=storage.state_dir, ledger_url=storage.ledger_url)
-    console = Console({"purchase-history": job}, storage, environ())
+    path = write_job(folder / f"{operation}.toml", sandbox_url, operation=operation, **top)
+    job = dataclasses.replace(
+        load_job(path), state_dir=storage.state_dir, ledger_url=storage.ledger_url
+    )
+    console = Console({operation: job}, storage, environ())
     users = UserStore(storage)
     for name, (role, password) in PASSWORDS.items():
         users.add(name, role, password)
@@ -104,12 +109,14 @@ def sign_in(client: httpx.Client, user: str) -> None:
     assert answer.status_code == 303, answer.text
 
 
-def check_file(client: httpx.Client, path: Path, name: str | None = None) -> str:
-    """Upload ``path`` as the form does; the new run id."""
+def check_file(
+    client: httpx.Client, path: Path, name: str | None = None, job: str = "purchase-history"
+) -> str:
+    """Upload ``path`` as the form does (for ``job``); the new run id."""
     token = csrf_of(client.get("/new").text)
     answer = client.post(
         "/check",
-        data={"csrf_token": token, "job": "purchase-history"},
+        data={"csrf_token": token, "job": job},
         files={"file": (name or path.name, path.read_bytes(), "text/csv")},
     )
     assert answer.status_code == 303, answer.text

@@ -119,30 +119,26 @@ class TestOutcomes:
         assert set(skipped.get_column("error")) == {"not sent: community key rejected with 401"}
         assert sum(r["status"] == 401 for r in sandbox.state.requests) == failed.height
 
-    def test_unset_key_variable_fails_that_community_only(
-        self, sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    def test_unset_key_variable_stops_the_run_before_anything_is_sent(
+        self,
+        sandbox: SandboxServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
+        """An unset key of one community of two is a pre-flight error (issue 30): exit 2
+        naming the variable, not a night of 'failed' rows; the other community is not sent
+        either, and no results are written."""
         monkeypatch.delenv(credential_env("api_key", "globex"))
         rows = [("acme", order_id("acme", 1)), ("globex", order_id("globex", 1))]
         out = tmp_path / "out.csv"
-        assert (
-            run(
-                "run",
-                orders_csv(tmp_path / "in.csv", rows),
-                "--job",
-                write_job(tmp_path / "j.toml", sandbox.url),
-                "--out",
-                out,
-            )
-            == 1
-        )
-        results = read_results(out)
-        assert results.get_column("status").to_list() == ["applied", "failed"]
-        assert (
-            results.row(1, named=True)["error"]
-            == "environment variable RECONCILE_TEST_API_KEY_GLOBEX is not set"
-        )
-        assert results.row(1, named=True)["attempts"] == "0"
+        job = write_job(tmp_path / "j.toml", sandbox.url)
+        assert run("run", orders_csv(tmp_path / "in.csv", rows), "--job", job, "--out", out) == 2
+        err = capsys.readouterr().err
+        assert "environment variable RECONCILE_TEST_API_KEY_GLOBEX (api_key) is unset" in err
+        assert "ACME" not in err
+        assert sandbox.state.requests == []
+        assert not out.exists()
 
     def test_429_pauses_and_retries(self, sandbox: SandboxServer, tmp_path: Path) -> None:
         """The server allows 2/s; the job asks 50/s: 429s are waited out, not counted, all applied."""

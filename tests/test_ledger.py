@@ -149,16 +149,20 @@ def test_second_run_of_a_job_exits_2_and_a_crashed_lock_does_not_block(
 def test_a_damaged_ledger_stops_with_its_own_exit_code(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Not 1 (rows failed) nor a bare traceback: monitoring can tell a crash from bad rows."""
+    """Not 1 (rows failed) nor a bare traceback: monitoring can tell a crash from bad rows,
+    and the message names the file, says a re-run will not resume, points to ledger check."""
     job = write_job(tmp_path / "job.toml")
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "ledger.sqlite3").write_bytes(b"not a database at all" * 100)
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    ledger.write_bytes(b"not a database at all" * 100)
     source = orders_csv(tmp_path / "in.csv", [("acme", "ORD1")])
     assert run("run", source, "--job", job, "--out", tmp_path / "out.csv", "--dry-run") == 3
     err = capsys.readouterr().err
-    crashed = [json.loads(line) for line in err.splitlines() if '"run.crashed"' in line]
-    assert crashed and "not a database" in crashed[0]["exception"]
-    assert "resumes without sending anything twice" in err
+    damaged = [json.loads(line) for line in err.splitlines() if '"run.ledger_damaged"' in line]
+    assert damaged and "not a database" in damaged[0]["error"]
+    assert f"the ledger {ledger} is damaged" in err
+    assert "will NOT resume" in err and "reconcile ledger check" in err
+    assert "resumes without sending anything twice" not in err
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -392,6 +396,8 @@ class TestLedger:
     def test_runs_lists_and_shows(
         self, sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        """`runs` is a table under a header naming each column (sandbox runs as `sandbox`, the
+        exit code, maker); `runs show` is readable text, `--json` the same run for machines."""
         source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
         job = write_job(tmp_path / "job.toml", sandbox.url)
         run("run", source, "--job", job, "--out", tmp_path / "dry.csv", "--dry-run")
@@ -399,17 +405,49 @@ class TestLedger:
         capsys.readouterr()
         assert run("runs", "--state-dir", tmp_path / "state") == 0
         lines = capsys.readouterr().out.splitlines()
-        assert len(lines) == 2
-        assert "dry run" in lines[1] and "would_apply 1" in lines[1]
-        assert " run " in lines[0] and "applied 1" in lines[0] and str(source) in lines[0]
+        assert len(lines) == 3
+        assert lines[0].split() == [
+            "STARTED",
+            "RUN",
+            "ID",
+            "KIND",
+            "TARGET",
+            "EXIT",
+            "MAKER",
+            "APPROVER",
+            "ROWS",
+            "INPUT",
+        ]
+        assert "dry run" in lines[2] and "would_apply 1" in lines[2]
+        real = lines[1].split()
+        assert real[2:5] == ["run", "sandbox", "0"] and "applied" in real
+        assert lines[1].endswith(str(source))
         real_id = json.loads((tmp_path / "real.manifest.json").read_text())["run_id"]
         assert run("runs", "show", "2", "--job", job) == 2  # a prefix of both runs: ambiguous
         assert run("runs", "show", real_id, "--job", job) == 0
-        shown = json.loads(capsys.readouterr().out.strip())
+        text = capsys.readouterr().out
+        assert f"run {real_id}" in text and "exit code  0" in text
+        assert "rows       applied 1" in text and "(sandbox)" in text
+        assert run("runs", "show", real_id, "--job", job, "--json") == 0
+        shown = json.loads(capsys.readouterr().out)
         assert shown["run_id"] == real_id and shown["dry_run"] == 0
         assert shown["counts"]["per_status"] == {"applied": 1}
         assert shown["requests"] == {"applied": 1}
+        assert shown["manifest"]["exit_code"] == 0 and shown["verifications"] == []
+        assert run("runs", "list", "--json", "--job", job) == 0
+        listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["kind"] for r in listed] == ["run", "dry run"]
         assert run("runs", "show", "nope", "--job", job) == 2
+
+    def test_runs_of_an_empty_state_dir_says_where_it_looked(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An empty or wrong state dir is not silence: stderr names it and how to point
+        `runs` at a job's ledger."""
+        assert run("runs", "--state-dir", tmp_path / "nowhere") == 0
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("no runs in ") and "--job" in captured.err
 
 
 TEXT = st.text(

@@ -253,7 +253,9 @@ class TestSpreadsheets:
         )
         assert "Read me, Corrections" in capsys.readouterr().err
 
-    def test_first_sheet_by_default(self, tmp_path: Path) -> None:
+    def test_the_first_sheet_with_a_header_by_default(self, tmp_path: Path) -> None:
+        """Without --sheet, the cover sheet (no purchaseHistoryID column) is passed over and the
+        Corrections sheet is read, as with --sheet Corrections (issue 30)."""
         source = make_workbook(tmp_path / "in.xlsx")
         code = run(
             "run",
@@ -264,7 +266,8 @@ class TestSpreadsheets:
             "--out",
             tmp_path / "o.csv",
         )
-        assert code == 2  # the cover sheet has no purchaseHistoryID column
+        assert code == 1  # the Corrections sheet's rows: two valid, two invalid
+        assert read_results(tmp_path / "o.csv").get_column("row").to_list() == ["2", "3", "4", "5"]
 
     def test_xlsx_out_reads_back_with_the_same_values(
         self, sandbox: SandboxServer, tmp_path: Path

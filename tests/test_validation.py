@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import polars as pl
 import pytest
@@ -289,3 +290,23 @@ def test_duplicates_need_every_key_column_equal() -> None:
     assert duplicated(frame, ["a", "b"]).to_list() == [True, False, True]
     swapped = pl.DataFrame({"a": ["p", "q"], "b": ["q", "p"]})
     assert duplicated(swapped, ["a", "b"]).to_list() == [False, False]
+
+
+def test_a_check_whose_code_raises_stops_validation_instead_of_passing_its_rows() -> None:
+    """pandera reports a check that raised without a row; such rows must not pass as valid
+    (and be sent): validation stops, naming the check."""
+    import pandera.polars as pa
+
+    base = type(get_operation("purchase-history"))
+
+    def crash(data: object) -> bool:
+        raise ValueError("boom")
+
+    class Broken(base):  # type: ignore[valid-type, misc]
+        def column_rules(self, family_columns: Sequence[str]) -> dict[str, pa.Column]:
+            found: dict[str, pa.Column] = super().column_rules(family_columns)
+            found["purchaseHistoryID"] = pa.Column(str, checks=[pa.Check(crash, error="crashes")])
+            return found
+
+    with pytest.raises(RuntimeError, match="crashes"):
+        validation_errors(Broken(), {"community": "acme", "purchaseHistoryID": "ORD1"})

@@ -225,6 +225,31 @@ def test_cli_verify_run_id_names_changed_rows_exit_4(
     assert run("verify", data, "--job", job, "--out", tmp_path / "f.csv") == 4
 
 
+def test_cli_verify_of_a_dry_run_exits_2_saying_nothing_was_sent(
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    keys_in_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``verify RUN_ID`` of a dry run refuses (exit 2): nothing was sent, so it says so and
+    names ``verify FILE --job JOB`` to check the file; the sandbox gets no request at all."""
+    from reconcile.ledger import Ledger
+    from tests.helpers import storage_of
+
+    job = write_job(tmp_path / "job.toml", sandbox.url, operation="voucherify-order")
+    data = write_csv(tmp_path / "in.csv", ORDERS)
+    assert run("run", data, "--job", job, "--out", tmp_path / "out.csv", "--dry-run") == 0
+    ledger = Ledger(storage_of(job))
+    [dry] = ledger.runs(limit=1)
+    ledger.close()
+    capsys.readouterr()
+    assert run("verify", dry["run_id"], "--job", job, "--out", tmp_path / "v.csv") == 2
+    said = capsys.readouterr().err
+    assert "was a dry run: nothing was sent" in said
+    assert f"reconcile verify {data} --job {job}" in said
+    assert sandbox.state.requests == [] and not (tmp_path / "v.csv").exists()
+
+
 def test_python_api_verify(
     tmp_path: Path, sandbox: SandboxServer, keys_in_env: dict[str, str]
 ) -> None:

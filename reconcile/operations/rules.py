@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeAlias
 
 from reconcile._lazy import pa, pl
+from reconcile.suggestions import closest, folded
 
 if TYPE_CHECKING:
     from pandera.api.polars.types import PolarsData
@@ -33,17 +34,21 @@ _ISO = r"^[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 Valid: TypeAlias = "Callable[[pl.Expr], pl.Expr]"
 
 
-def _evaluate(data: PolarsData, *, valid: Valid) -> pl.LazyFrame:
+def _evaluate(data: PolarsData, *, valid: Valid, hint: Hint | None = None) -> pl.LazyFrame:
     return data.lazyframe.select(valid(pl.col(data.key)))
 
 
-def check(message: str, valid: Valid) -> pa.Check:
+Hint: TypeAlias = "Callable[[str], str]"
+
+
+def check(message: str, valid: Valid, hint: Hint | None = None) -> pa.Check:
     """A column check whose ``valid`` maps the column expression to a boolean expression.
 
     ``valid`` is kept as the check's statistic, so validate.py can also evaluate every check of
-    a schema in one polars pass.
+    a schema in one polars pass. ``hint`` (a failing value -> words added after the message,
+    or ``""``) is called once per distinct failing value: a "did you mean" for a near miss.
     """
-    return pa.Check(_evaluate, error=message, valid=valid)
+    return pa.Check(_evaluate, error=message, valid=valid, hint=hint)
 
 
 def frame_check(message: str, valid: pl.Expr) -> pa.Check:
@@ -65,13 +70,32 @@ def max_chars(limit: int) -> pa.Check:
     )
 
 
-def one_of(allowed: Collection[str], what: str) -> pa.Check:
+def one_of(allowed: Collection[str], what: str, hint: Hint | None = None) -> pa.Check:
     values = sorted(allowed)
     listed = ", ".join(values) if values else "(none configured)"
     return check(
         f"is not a {what} of the job file (known: {listed}): fix the cell or add the {what}",
         lambda c: c.is_in(values) | (c.str.len_chars() == 0),
+        hint,
     )
+
+
+def community_hint(communities: Collection[str]) -> Hint:
+    """ "did you mean acme?" for a community cell that is a job's community written with other
+    case or spaces (and a word on ``fold_communities``), or close to one by spelling."""
+
+    def hint(value: str) -> str:
+        found = closest(value, communities)
+        if found is None:
+            return ""
+        if folded(found) == folded(value):
+            return (
+                f"; did you mean {found}? (or set fold_communities = true in the job to match "
+                "communities whatever their case and spaces)"
+            )
+        return f"; did you mean {found}?"
+
+    return hint
 
 
 def not_excel_number() -> pa.Check:
@@ -134,7 +158,8 @@ def dmy_date_checks() -> list[pa.Check]:
 
 def community_column(communities: Collection[str]) -> pa.Column:
     """Every operation's ``community``: required, and one of the job file's communities."""
-    return pa.Column(str, nullable=False, checks=[not_empty(), one_of(communities, "community")])
+    named = one_of(communities, "community", community_hint(communities))
+    return pa.Column(str, nullable=False, checks=[not_empty(), named])
 
 
 def record_id(*more: pa.Check) -> pa.Column:

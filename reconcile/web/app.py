@@ -26,7 +26,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from reconcile.web import views
+from reconcile.web import verify_views, views
 from reconcile.web.console import Console, Upload
 from reconcile.web.errors import Forbidden, NotFound
 from reconcile.web.security import (
@@ -209,7 +209,9 @@ def create_app(
 
         return endpoint
 
-    routes: list[BaseRoute] = [Route(p, bound(h), methods=[m]) for p, m, h in views.ROUTES]
+    routes: list[BaseRoute] = [
+        Route(p, bound(h), methods=[m]) for p, m, h in [*views.ROUTES, *verify_views.ROUTES]
+    ]
     routes.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
 
     async def http_error(request: Request, exc: Exception) -> Response:

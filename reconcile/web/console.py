@@ -34,6 +34,7 @@ from reconcile.ledger import Ledger, usable_state_dir
 from reconcile.schema import create_console_schema
 from reconcile.web.queue import BackgroundRun, Progress, RunQueue
 from reconcile.web.users import User
+from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
 
@@ -82,6 +83,7 @@ class Console:
         self._threads: dict[str, threading.Thread] = {}
         self._starting = threading.Lock()
         self._closing = threading.Event()
+        self.verifier = Verifier(self, self._as)
 
     def close(self) -> None:
         """Queued runs stop waiting (they stay queued, started again at the next start); running
@@ -91,6 +93,7 @@ class Console:
             self.queue.wake.notify_all()
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
+        self.verifier.close()
         self.db.close()
 
     # -- files ----------------------------------------------------------------------------------

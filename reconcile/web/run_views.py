@@ -38,9 +38,12 @@ async def run_page(web: Web, request: Request) -> Response:
     decision = plan.decision if plan else None
     background = web.console.background(upload.run_id)
     user = session.user
+    from reconcile.web.verify_views import run_page_context  # it builds on the views modules
+
     return web.page(
         request,
         "run.html",
+        **run_page_context(web, upload, background, user),
         upload=upload,
         counts=counts,
         errors=tables.error_cells(upload.errors),

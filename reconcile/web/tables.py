@@ -7,6 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
+from reconcile.intake import RESULT_PREFIX
+
 #: The error table shows this many problems; the errors file has them all.
 SHOWN_PROBLEMS = 500
 
@@ -47,10 +49,13 @@ def _status_order(status: str) -> tuple[int, str]:
 
 def results_counts(path: Path) -> dict[str, int] | None:
     """Rows per status of a results file, or None while it is not written (or is not a file:
-    a run that stopped before writing it)."""
+    a run that stopped before writing it). Our ``status`` is ``reconcile_status`` where the
+    input has a column of that name (Voucherify orders do)."""
     if not path.is_file():
         return None
-    return status_counts(_read(path).select("status"))
+    frame = _read(path)
+    ours = f"{RESULT_PREFIX}status" if f"{RESULT_PREFIX}status" in frame.columns else "status"
+    return status_counts(frame.select(pl.col(ours).alias("status")))
 
 
 def community_totals(plan_rows: pl.DataFrame) -> dict[str, int]:

@@ -183,12 +183,12 @@ async def download(web: Web, request: Request) -> Response:
         raise NotFound
     web.audit(upload, session.user, "download", kind)
     if kind == "errors.csv":
-        return _attachment(upload.errors, f"{name}.errors.csv")
+        return attachment(upload.errors, f"{name}.errors.csv")
     if kind == "requests.csv":
-        return _attachment(_planned_requests(web, upload), f"{name}.planned-requests.csv")
+        return attachment(_planned_requests(web, upload), f"{name}.planned-requests.csv")
     assert background is not None
     if kind == "results.csv":
-        return _attachment(background.results, f"{name}.results.csv")
+        return attachment(background.results, f"{name}.results.csv")
     if not background.report.exists():
         raise NotFound
     response = FileResponse(background.report, media_type="text/html")
@@ -196,7 +196,7 @@ async def download(web: Web, request: Request) -> Response:
     return response
 
 
-def _attachment(path: Path, name: str) -> Response:
+def attachment(path: Path, name: str) -> Response:
     """The file as a download named ``name``, whatever its script or quotes: Starlette writes
     RFC 6266's ``filename*`` (UTF-8, percent-encoded) for any name that needs it, and an ASCII
     ``filename`` goes before it for clients that do not read ``filename*``."""

@@ -1,0 +1,118 @@
+"""``reconcile runs``: the ledger's runs as a table, and one run as readable text (or JSON)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from reconcile import approval
+from reconcile.database import Storage
+from reconcile.ledger import Ledger
+
+COLUMNS = ("STARTED", "RUN ID", "KIND", "TARGET", "EXIT", "MAKER", "APPROVER", "ROWS", "INPUT")
+
+
+def target_of(base_url: str) -> str:
+    """``sandbox`` for a loopback base URL (the local sandbox: a rehearsal, not production),
+    else the API's host."""
+    host = urlsplit(base_url).hostname or base_url
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return "sandbox" if loopback else host
+
+
+def _kind(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+    if run["dry_run"]:
+        return "dry run"
+    if run.get("ended_at") is None:
+        return "run (unfinished)"
+    return "plan run" if manifest.get("plan_run_id") else "run"
+
+
+def _rows(run: Mapping[str, Any]) -> str:
+    per_status = (run.get("counts") or {}).get("per_status") or {}
+    return ", ".join(f"{k} {v}" for k, v in per_status.items()) or "-"
+
+
+def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs, each a ledger record with its manifest's maker, approver and
+    plan (``maker``, ``approver``, ``plan_run_id``), the target and the kind."""
+    ledger = Ledger(storage)
+    try:
+        runs = ledger.runs(limit)
+    finally:
+        ledger.close()
+    with approval.store(storage) as audit:
+        manifests = {run["run_id"]: audit.manifest(run["run_id"]) or {} for run in runs}
+    lines = []
+    for run in runs:
+        manifest = manifests[run["run_id"]]
+        lines.append(
+            {
+                **run,
+                "kind": _kind(run, manifest),
+                "target": target_of(run["base_url"]),
+                "maker": manifest.get("maker") or run["operator"],
+                "approver": manifest.get("approver"),
+                "plan_run_id": manifest.get("plan_run_id"),
+            }
+        )
+    return lines
+
+
+def table(lines: Iterable[Mapping[str, Any]]) -> str:
+    """Aligned columns under a header row; the input path last, so a long one never pushes the
+    others (and stays one piece to copy)."""
+    cells = [
+        (
+            str(line["started_at"]),
+            str(line["run_id"]),
+            str(line["kind"]),
+            str(line["target"]),
+            "-" if line.get("exit_code") is None else str(line["exit_code"]),
+            str(line["maker"] or "-"),
+            str(line["approver"] or "-"),
+            _rows(line),
+            str(line["input_path"]),
+        )
+        for line in lines
+    ]
+    widths = [max(len(row[i]) for row in [COLUMNS, *cells]) for i in range(len(COLUMNS) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]])
+        for row in [COLUMNS, *cells]
+    )
+
+
+def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """One run as lines a person reads (``runs show``)."""
+    lines = [
+        f"run {run['run_id']}",
+        f"  kind       {_kind(run, manifest)}",
+        f"  operation  {run['operation']} -> {run['base_url']} ({target_of(run['base_url'])})",
+        f"  input      {run['input_path']} (SHA-256 {run['input_sha256']})",
+        f"  results    {run.get('results_path') or '-'}",
+        f"  started    {run['started_at']} by {run['operator']}",
+        f"  ended      {run.get('ended_at') or '- (unfinished)'}",
+        f"  exit code  {'-' if run.get('exit_code') is None else run['exit_code']}",
+        f"  rows       {_rows(run)}",
+    ]
+    requests = run.get("requests") or {}
+    if requests:
+        lines.append("  requests   " + ", ".join(f"{k} {v}" for k, v in requests.items()))
+    if manifest.get("plan_run_id"):
+        lines.append(
+            f"  plan       {manifest['plan_run_id']} (SHA-256 {manifest.get('plan_sha256')}), "
+            f"maker {manifest.get('maker')}, approver {manifest.get('approver')}"
+        )
+    return lines
+
+
+def as_json(run: Mapping[str, Any], manifest: Mapping[str, Any], **extra: Any) -> str:
+    """The run for machines: the ledger's record, its manifest and ``extra`` (plan, checks)."""
+    return json.dumps({**run, "manifest": dict(manifest), **extra}, indent=2, default=str)
