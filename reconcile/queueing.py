@@ -104,6 +104,8 @@ def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager
     from reconcile import approval
 
     wait, plan = options.wait, options.plan
+    if wait is not None and wait.cancel is None and options.cancel is not None:
+        wait = dataclasses.replace(wait, cancel=options.cancel)  # api.run(cancel=...) stops it
     if wait is not None and plan is not None:
         left = approval.expires_at(plan.plan, job) - dt.datetime.now(dt.UTC)
         wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
