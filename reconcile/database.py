@@ -24,7 +24,9 @@ from reconcile.exceptions import ConfigError
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
-SCHEMA_VERSION = 2
+#: 2: run locks' holders and the ledger's write order (issue 27); 3: the console's
+#: uploads.sheet and the History's indexes (issue 30).
+SCHEMA_VERSION = 3
 
 
 class LedgerUnavailable(Exception):

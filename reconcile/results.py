@@ -194,14 +194,15 @@ def write_results(table: Table, outcomes: pl.DataFrame, out: Path) -> None:
     errors = errors_frame(table, frame)
     errors_path = out.with_name(f"{out.stem}.errors.csv")
     if out.suffix.lower() == ".xlsx":
-        write_workbook_atomic(frame, errors, out)
+        write_workbook_atomic({"Results": frame, "Errors": errors}, out)
         write_csvs_atomic({errors_path: errors})
     else:
         write_csvs_atomic({out: frame, errors_path: errors})
 
 
-def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path) -> None:
-    """Results and errors sheets: frozen header, autofilter, status coloured, widths fitted.
+def write_workbook_atomic(sheets: Mapping[str, pl.DataFrame], path: Path) -> None:
+    """One sheet per frame (results, errors): frozen header, autofilter, status coloured,
+    widths fitted. Text stays text (``000456`` keeps its zeros when opened).
 
     Every cell is written as text or number, never as a formula (xlsxwriter's
     strings_to_formulas is off), so no value needs neutralising here.
@@ -218,8 +219,9 @@ def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path)
             "strings_to_numbers": False,
         }
         with xlsxwriter.Workbook(tmp, options) as workbook:
-            for sheet, data in (("Results", frame), ("Errors", errors)):
-                status_column = data.columns.index("status")
+            for sheet, data in sheets.items():
+                ours = next((c for c in (f"{RESULT_PREFIX}status", "status") if c in data), None)
+                status_column = data.columns.index(ours) if ours is not None else None
                 last_row = max(data.height, 1)
                 formats = {
                     status.value: {
@@ -241,7 +243,7 @@ def write_workbook_atomic(frame: pl.DataFrame, errors: pl.DataFrame, path: Path)
                     include_header=True,
                 )
                 worksheet = workbook.get_worksheet_by_name(sheet)
-                for rule in formats.values():
+                for rule in formats.values() if status_column is not None else ():
                     worksheet.conditional_format(1, status_column, last_row, status_column, rule)
         os.replace(tmp, path)
     except BaseException:

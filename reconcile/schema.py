@@ -53,6 +53,7 @@ CREATE INDEX IF NOT EXISTS requests_by_fingerprint ON requests (fingerprint, upd
 INDEXES = """
 CREATE INDEX IF NOT EXISTS requests_by_target ON requests (community, target, updated_at);
 CREATE INDEX IF NOT EXISTS requests_by_seq ON requests (seq);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at, run_id);
 """
 #: Version 2: who holds each run lock (PostgreSQL; SQLite's are lock files).
 RUN_LOCKS = """
@@ -85,6 +86,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS plans_by_input ON plans (plan_sha256);
+CREATE INDEX IF NOT EXISTS audit_by_run ON audit_chain (run_id, kind, seq);
 """
 
 
@@ -115,7 +117,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     results TEXT NOT NULL,
     maker TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    submitted_at TEXT
+    submitted_at TEXT,
+    sheet TEXT
 );
 CREATE TABLE IF NOT EXISTS console_runs (
     plan_run_id TEXT PRIMARY KEY,
@@ -204,13 +207,16 @@ def create_audit_schema(db: Database) -> None:
 
 def create_console_schema(db: Database) -> None:
     """The web console's users, sessions, uploads and background runs (older users tables
-    gain the one-time password mark)."""
+    gain the one-time password mark, older uploads the chosen sheet)."""
     db.script(CONSOLE)
-    added = "ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0"
-    if db.dialect == "postgresql":
-        db.run(f"ALTER TABLE users {added.replace('COLUMN', 'COLUMN IF NOT EXISTS')}")
-    elif "must_change_password" not in db.columns("users"):
-        db.run(f"ALTER TABLE users {added}")
+    for table, column, added in (
+        ("users", "must_change_password", "INTEGER NOT NULL DEFAULT 0"),
+        ("uploads", "sheet", "TEXT"),
+    ):
+        if db.dialect == "postgresql":
+            db.run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {added}")
+        elif column not in db.columns(table):
+            db.run(f"ALTER TABLE {table} ADD COLUMN {column} {added}")
 
 
 def migrate(db: Database) -> tuple[int | None, int]:

@@ -113,3 +113,28 @@ def image() -> str:
     )
     assert built.returncode == 0, built.stderr[-3000:]
     return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.console import CHROMIUM
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def two_jobs(tmp_path: Path, sandbox: SandboxServer, ledger_backend: str | None) -> Iterator[Any]:
+    """The console served on 127.0.0.1 with two jobs of different operations
+    (purchase-history, redemption-status) over one ledger: SQLite, then PostgreSQL."""
+    from tests.console import serve, two_job_parts
+
+    parts = two_job_parts(tmp_path, sandbox.url)
+    yield from serve(parts)
+    parts.console.close()
+    parts.users.close()

@@ -121,3 +121,32 @@ def check_file(
     )
     assert answer.status_code == 303, answer.text
     return answer.headers["location"].rsplit("/", 1)[-1]
+
+
+#: The header of the purchase-history files the analyst tests make.
+HEADER = ["Community", "Purchase History ID", "Voucher Code", "Voucher Expiry Date"]
+
+
+def two_job_parts(folder: Path, sandbox_url: str) -> ConsoleParts:
+    """A console with two jobs of different operations (purchase-history, redemption-status)
+    over one store (PostgreSQL when ``ledger_backend`` set RECONCILE_LEDGER_URL)."""
+    storage = Storage(folder / "state", os.environ.get("RECONCILE_LEDGER_URL"))
+    jobs = {}
+    for name in ("purchase-history", "redemption-status"):
+        path = write_job(folder / f"{name}.toml", sandbox_url, operation=name)
+        jobs[name] = dataclasses.replace(
+            load_job(path), state_dir=storage.state_dir, ledger_url=storage.ledger_url
+        )
+    console = Console(jobs, storage, environ())
+    users = UserStore(storage)
+    for user, (role, password) in PASSWORDS.items():
+        users.add(user, role, password)
+    return ConsoleParts(console, users, jobs["purchase-history"], Signer("test-secret-x"))
+
+
+def check_in(page: Any, url: str, job: str, path: Path) -> None:
+    """The New correction form filled in and sent in the browser (a Playwright page)."""
+    page.goto(f"{url}/new")
+    page.get_by_label("Job").select_option(job)
+    page.get_by_label("Correction file").set_input_files(str(path))
+    page.get_by_role("button", name="Check file").click()

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import polars as pl
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from reconcile import approval
 from reconcile.sandbox import SandboxServer
@@ -26,7 +26,6 @@ from reconcile.sandbox.state import FaultRule
 from reconcile.web.users import MAX_FAILURES
 from tests.console import (
     AXE,
-    CHROMIUM,
     PASSWORDS,
     RunningConsole,
     check_file,
@@ -42,11 +41,9 @@ WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield launched
-        launched.close()
+def browser(chromium: Browser) -> Browser:
+    """The module's Chromium (conftest's ``chromium``)."""
+    return chromium
 
 
 @pytest.fixture

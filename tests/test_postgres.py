@@ -86,6 +86,30 @@ def test_migrate_is_idempotent_and_a_missing_schema_stops_the_run(
     assert ran.returncode == 0, ran.stderr
 
 
+def test_a_version_2_database_is_refused_until_migrate_adds_the_upload_sheet(
+    postgres: PostgresServer, tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """A database migrated before issue 30 (version 2: no uploads.sheet column) stops a run
+    with exit 2 naming 'reconcile ledger migrate'; migrate brings it to version 3 and adds the
+    column the console records a workbook's sheet in."""
+    url = postgres.new_database("migrate_from_2")
+    assert _reconcile(None, "ledger", "migrate", "--ledger-url", url).returncode == 0
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE uploads DROP COLUMN sheet")
+        connection.execute("UPDATE reconcile_schema SET version = 2")
+    job = write_job(tmp_path / "job.toml", sandbox.url)
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
+    refused = _reconcile(url, "run", source, "--job", job, "--out", tmp_path / "o.csv")
+    assert refused.returncode == 2 and "reconcile ledger migrate" in refused.stderr
+    upgraded = _reconcile(None, "ledger", "migrate", "--ledger-url", url)
+    assert SCHEMA_VERSION == 3 and "2 -> 3" in upgraded.stdout, upgraded.stdout
+    with psycopg.connect(url) as connection:
+        columns = connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'uploads'"
+        ).fetchall()
+    assert ("sheet",) in columns
+
+
 @pytest.mark.parametrize("case", ["wrong password", "no such host", "not a URL"])
 def test_an_unusable_ledger_url_is_exit_2_before_anything_is_sent(
     postgres: PostgresServer, tmp_path: Path, sandbox: SandboxServer, case: str

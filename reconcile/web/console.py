@@ -30,8 +30,10 @@ from reconcile.exceptions import (
     RunLockedError,
 )
 from reconcile.job import Job
-from reconcile.ledger import Ledger, usable_state_dir
-from reconcile.schema import create_console_schema
+from reconcile.ledger import usable_state_dir
+from reconcile.schema import create_audit_schema, create_console_schema, create_schema
+from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
+from reconcile.web.history import Filters, HistoryPage, history_page
 from reconcile.web.queue import BackgroundRun, Progress, RunQueue
 from reconcile.web.users import User
 from reconcile.web.verifying import Verifier
@@ -57,10 +59,17 @@ class Upload:
     maker: str
     created_at: str
     submitted_at: str | None
+    sheet: str | None = None
+    """The workbook's sheet the check read (None: a CSV, or a workbook's first sheet)."""
 
     @property
     def errors(self) -> Path:
         return self.results.with_name(f"{self.results.stem}.errors.csv")
+
+    @property
+    def is_workbook(self) -> bool:
+        """An xlsx upload: its errors and results are offered as workbooks too."""
+        return self.stored.suffix.lower() in WORKBOOK_SUFFIXES
 
 
 class Console:
@@ -74,9 +83,12 @@ class Console:
         self.storage = storage
         self.state_dir = usable_state_dir(storage.state_dir)
         self.files = usable_state_dir(storage.state_dir / "console-files")
+        self.held = HeldUploads(usable_state_dir(storage.state_dir / "console-held"))
         self._environ = dict(environ)
         self.db = open_database(storage, pool_size=CONSOLE_POOL_SIZE)
-        if self.db.dialect == "sqlite":
+        if self.db.dialect == "sqlite":  # History reads the ledger's and audit's tables too
+            create_schema(self.db)
+            create_audit_schema(self.db)
             create_console_schema(self.db)
         self.progress = Progress()
         self.queue = RunQueue()
@@ -104,9 +116,12 @@ class Console:
         except KeyError:
             raise ConfigError(f"no job {name!r} in this console") from None
 
-    def check(self, job_name: str, original_name: str, data: bytes, user: User) -> Upload:
-        """Store an upload under a generated name and dry-run it as ``user``: the plan is
-        recorded with ``user`` as its maker. InputError/ConfigError for an unusable file."""
+    def check(
+        self, job_name: str, original_name: str, data: bytes, user: User, sheet: str | None = None
+    ) -> Upload:
+        """Store an upload under a generated name and dry-run it as ``user`` (a workbook's
+        ``sheet``, else its first): the plan is recorded with ``user`` as its maker.
+        InputError/ConfigError for an unusable file."""
         job = self.job(job_name)
         suffix = Path(original_name.replace("\\", "/")).suffix.lower()
         if suffix not in ACCEPTED_SUFFIXES:
@@ -120,17 +135,23 @@ class Console:
         results = self.files / f"{name}.check.csv"
         try:
             summary = api.run(
-                stored, job, results, dry_run=True, submit=False, environ=self._as(user), sheet=None
+                stored,
+                job,
+                results,
+                dry_run=True,
+                submit=False,
+                environ=self._as(user),
+                sheet=sheet,
             )
         except ReconcileError as exc:
             # The message names the file as its user knows it, never where the server keeps it.
             shown = str(exc).replace(str(stored), repr(original_name)).replace(str(self.files), "")
             raise type(exc)(shown) from None
         upload = Upload(
-            summary.run_id, job_name, original_name, stored, results, user.name, _now(), None
+            summary.run_id, job_name, original_name, stored, results, user.name, _now(), None, sheet
         )
         self.db.run(
-            "INSERT INTO uploads VALUES (?,?,?,?,?,?,?,?)",
+            f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
             (
                 upload.run_id,
                 job_name,
@@ -140,6 +161,7 @@ class Console:
                 user.name,
                 upload.created_at,
                 None,
+                sheet,
             ),
         )
         self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
@@ -149,6 +171,14 @@ class Console:
     def upload(self, run_id: str) -> Upload | None:
         found = self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
         return _upload(found[0]) if found else None
+
+    def uploads_of(self, run_ids: list[str]) -> list[Upload]:
+        """The uploads of these plans (those the console checked)."""
+        if not run_ids:
+            return []
+        marks = ", ".join("?" for _ in run_ids)
+        sql = f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id IN ({marks})"
+        return [_upload(row) for row in self.db.rows(sql, run_ids)]
 
     def uploads(self) -> list[Upload]:
         return [_upload(row) for row in self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")]
@@ -275,6 +305,7 @@ class Console:
                 job,
                 results,
                 plan=approved,
+                sheet=upload.sheet,
                 environ=self._as(user),
                 on_progress=lambda community, status: self.progress.add(
                     upload.run_id, community, str(status)
@@ -338,56 +369,30 @@ class Console:
         with approval.store(job.storage) as audit:
             audit.record_action(run_id, user.name, action, detail)
 
-    def history(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Every run of the console's jobs' ledgers (CLI, cron, inbox and console alike), newest
-        first, with its maker, approver and status."""
-        seen: set[Storage] = set()
-        runs: list[dict[str, Any]] = []
-        for job in self.jobs.values():
-            if job.storage in seen:
-                continue
-            seen.add(job.storage)
-            ledger = Ledger(job.storage)
-            try:
-                found = ledger.runs(limit)
-            finally:
-                ledger.close()
-            with approval.store(job.storage) as audit:
-                for run in found:
-                    runs.append({**run, **_people(audit, run)})
-        runs.sort(key=lambda r: r["started_at"], reverse=True)
-        return runs[:limit]
+    def history(
+        self, filters: Filters | None = None, only_maker: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One page of every run of the console's jobs' ledgers (CLI, cron, inbox and console
+        alike), newest first, with its maker, approver and status."""
+        return self.history_page(filters or Filters(), only_maker).runs
+
+    def history_page(self, filters: Filters, only_maker: str | None = None) -> HistoryPage:
+        return history_page(self.jobs, filters, only_maker, (self.storage, self.db))
 
     def _as(self, user: User) -> dict[str, str]:
         """The environment a run made for ``user`` sees: the server's, with the user named."""
         return {**self._environ, "RECONCILE_USER": user.name}
 
 
-def _people(audit: Any, run: Mapping[str, Any]) -> dict[str, Any]:
-    """Maker, approver and decision of a ledger run (from its plan, or the plan it applied)."""
-    plan = audit.plan(run["run_id"])
-    if plan is not None:
-        decision = plan.decision or {}
-        return {
-            "maker": plan.maker,
-            "approver": decision.get("decided_by"),
-            "decision": decision.get("decision") or "waiting",
-            "plan_run_id": run["run_id"],
-        }
-    manifest = audit.manifest(run["run_id"]) or {}
-    return {
-        "maker": manifest.get("maker") or run.get("operator"),
-        "approver": manifest.get("approver"),
-        "decision": None,
-        "plan_run_id": manifest.get("plan_run_id"),
-    }
-
-
-_UPLOAD_COLUMNS = "run_id, job, original_name, stored, results, maker, created_at, submitted_at"
+_UPLOAD_COLUMNS = (
+    "run_id, job, original_name, stored, results, maker, created_at, submitted_at, sheet"
+)
 
 
 def _upload(row: tuple[Any, ...]) -> Upload:
-    return Upload(row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7])
+    return Upload(
+        row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7], row[8]
+    )
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:

@@ -1,4 +1,4 @@
-"""The console's HTTP errors its handlers raise (rendered by the app's error page)."""
+"""The console's refusals, shown on the error page with their reason."""
 
 from __future__ import annotations
 

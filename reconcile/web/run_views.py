@@ -47,6 +47,11 @@ async def run_page(web: Web, request: Request) -> Response:
         upload=upload,
         counts=counts,
         errors=tables.error_cells(upload.errors),
+        changes=tables.planned_changes(
+            upload.results,
+            request.query_params.get("q", ""),
+            _page_number(request.query_params.get("page", "1")),
+        ),
         decision=decision,
         background=background,
         final_counts=tables.results_counts(background.results) if background else None,
@@ -76,6 +81,10 @@ async def run_page(web: Web, request: Request) -> Response:
             and withdrawn is None
         ),
     )
+
+
+def _page_number(text: str) -> int:
+    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
 
 
 async def progress(web: Web, request: Request) -> Response:

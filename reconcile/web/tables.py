@@ -82,3 +82,54 @@ def error_cells(errors_path: Path) -> ErrorTable:
         cells = [(h, record[h] or "") for h in named]
         problems.append(Problem(str(record["row"]), cells, text))
     return ErrorTable(problems, frame.height, messages.height)
+
+
+#: Planned changes shown per page on a run's page.
+CHANGES_PAGE = 50
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Changes:
+    """One page of a check's planned changes: the rows a run would send, with their cells."""
+
+    columns: list[str]
+    """The file's own columns (the row number first)."""
+    rows: list[list[str]]
+    matching: int
+    """Rows that would be sent matching the search (all of them without one)."""
+    sending: int
+    invalid: list[str]
+    """Row numbers a submission leaves out (they have errors)."""
+    query: str
+    page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.matching // CHANGES_PAGE))
+
+
+def planned_changes(check_path: Path, query: str = "", page: int = 1) -> Changes:
+    """The check's rows that would be sent (``would_apply``), each with its cells as the file
+    has them: which order gets which values. ``query`` keeps the rows with a cell containing
+    it (any case, as plain text, never a pattern); 50 a page."""
+    if not check_path.exists():
+        return Changes([], [], 0, 0, [], query, 1)
+    frame = _read(check_path)
+    status = next(c for c in ("reconcile_status", "status") if c in frame.columns)
+    columns = frame.columns[: frame.columns.index(status)]
+    invalid = frame.filter(pl.col(status) == "invalid").get_column(columns[0]).to_list()
+    sending = frame.filter(pl.col(status) == "would_apply").select(columns)
+    found = sending
+    if query.strip():
+        wanted = query.strip().lower()
+        found = sending.filter(
+            pl.any_horizontal(
+                pl.col(c).fill_null("").str.to_lowercase().str.contains(wanted, literal=True)
+                for c in columns
+            )
+        )
+    pages = max(1, -(-found.height // CHANGES_PAGE))
+    page = min(max(1, page), pages)
+    shown = found.slice((page - 1) * CHANGES_PAGE, CHANGES_PAGE)
+    rows = [[value or "" for value in row] for row in shown.iter_rows()]
+    return Changes(list(columns), rows, found.height, sending.height, invalid, query, page)

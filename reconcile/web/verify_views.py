@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from reconcile.verify_record import file_sha256
+from reconcile.web.downloads import attachment
 from reconcile.web.errors import Forbidden, NotFound
 from reconcile.web.verifying import CannotVerify, refusal
-from reconcile.web.views import Handler, attachment
+from reconcile.web.views import Handler
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web

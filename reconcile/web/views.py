@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import io
-import os
-import re
+import dataclasses
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import anyio.to_thread
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from reconcile import approval
 from reconcile.exceptions import ApprovalError, PlanStateError, ReconcileError
-from reconcile.results import neutralised
 from reconcile.web import run_views, tables
-from reconcile.web.errors import Forbidden, NotFound
-from reconcile.web.security import LOGIN_CSRF_COOKIE, REPORT_CSP, SESSION_COOKIE, same_token
+from reconcile.web.checking import check, new_page
+from reconcile.web.downloads import download
+from reconcile.web.errors import Forbidden
+from reconcile.web.history import STATUSES, parse_filters
+from reconcile.web.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE, same_token
 from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS, SignInThrottled
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web
-    from reconcile.web.console import Upload
 
 
 def _client(request: Request) -> str:
@@ -128,117 +125,6 @@ async def home(web: Web, request: Request) -> Response:
 # -- upload and check ------------------------------------------------------------------------
 
 
-async def new_page(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    if not session.user.can_submit:
-        raise Forbidden("Your role can read history and runs, not upload files.")
-    return web.page(request, "new.html", jobs=sorted(web.console.jobs), error=None)
-
-
-async def check(web: Web, request: Request) -> Response:
-    session, form = await web.posted(request)
-    if not session.user.can_submit:
-        raise Forbidden("Your role can read history and runs, not upload files.")
-    upload = form.get("file")
-    job = str(form.get("job") or "")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        return _new_with_error(web, request, "Choose a file to check (CSV or xlsx).")
-    data = await upload.read()
-    if not data:
-        return _new_with_error(web, request, f"{upload.filename!r} is empty.")
-    try:
-        checked = await anyio.to_thread.run_sync(
-            web.console.check, job, _sent_name(upload.filename), data, session.user
-        )
-    except ReconcileError as exc:
-        return _new_with_error(web, request, str(exc))
-    return RedirectResponse(f"/runs/{checked.run_id}", 303)
-
-
-def _sent_name(filename: str) -> str:
-    """The file name as the user's system has it: browsers (WHATWG's multipart form encoding)
-    send a quote in a file name as ``%22``, which the form parser leaves as it is."""
-    return filename.replace("%22", '"')
-
-
-def _new_with_error(web: Web, request: Request, message: str) -> Response:
-    jobs = sorted(web.console.jobs)
-    return web.page(request, "new.html", 400, jobs=jobs, error=message)
-
-
-#: What a run page offers to download; any other kind is 404 and never recorded.
-DOWNLOADS = frozenset({"errors.csv", "requests.csv", "results.csv", "report"})
-
-
-async def download(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    upload = web.visible(session, request.path_params["run_id"])
-    kind = request.path_params["kind"]
-    if kind not in DOWNLOADS:
-        raise NotFound
-    name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
-    background = web.console.background(upload.run_id)
-    busy = background is None or background.state in ("running", "queued")
-    if kind in ("results.csv", "report") and busy:
-        raise NotFound
-    web.audit(upload, session.user, "download", kind)
-    if kind == "errors.csv":
-        return attachment(upload.errors, f"{name}.errors.csv")
-    if kind == "requests.csv":
-        return attachment(_planned_requests(web, upload), f"{name}.planned-requests.csv")
-    assert background is not None
-    if kind == "results.csv":
-        return attachment(background.results, f"{name}.results.csv")
-    if not background.report.exists():
-        raise NotFound
-    response = FileResponse(background.report, media_type="text/html")
-    response.headers["content-security-policy"] = REPORT_CSP
-    return response
-
-
-def attachment(path: Path, name: str) -> Response:
-    """The file as a download named ``name``, whatever its script or quotes: Starlette writes
-    RFC 6266's ``filename*`` (UTF-8, percent-encoded) for any name that needs it, and an ASCII
-    ``filename`` goes before it for clients that do not read ``filename*``."""
-    if not path.exists():
-        raise NotFound
-    # Characters no file system takes (Windows' reserved ones, quotes, controls) become '_'.
-    name = re.sub(r'[\x00-\x1f\x7f"\\/:*?<>|]', "_", name)
-    response = FileResponse(path, media_type="text/csv", filename=name)
-    written = response.headers["content-disposition"]
-    if "filename*=" in written:
-        response.headers["content-disposition"] = written.replace(
-            "attachment;", f'attachment; filename="{ascii_filename(name)}";', 1
-        )
-    return response
-
-
-def ascii_filename(name: str) -> str:
-    """``name`` in printable ASCII with no quote, backslash or separator: accents dropped,
-    other characters '_', the suffix kept (``Ελλάδα.csv`` -> ``______.csv``; ``é`` -> ``e``)."""
-    kept = "".join(
-        c if c.isascii() and (c.isalnum() or c in "._ -") else "_"
-        for c in unicodedata.normalize("NFKD", name)
-        if not unicodedata.combining(c)
-    )
-    return kept.strip(" ") or "download.csv"
-
-
-def _planned_requests(web: Web, upload: Upload) -> Path:
-    """The plan's rows as CSV (written once beside the upload): exactly the requests a run of
-    this plan would send (or why not)."""
-    path = upload.stored.with_name(f"{upload.stored.stem}.planned-requests.csv")
-    if not path.exists():
-        with approval.store(web.console.job(upload.job).storage) as audit:
-            rows = audit.plan_rows(upload.run_id)
-        buffer = io.BytesIO()
-        neutralised(rows.lazy()).collect().write_csv(buffer)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue())
-        os.replace(tmp, path)
-    return path
-
-
 # -- submit, approve, reject -------------------------------------------------------------------
 
 
@@ -310,11 +196,22 @@ async def approvals(web: Web, request: Request) -> Response:
 
 async def history(web: Web, request: Request) -> Response:
     session = web.signed_in(request)
-    runs = await anyio.to_thread.run_sync(web.console.history)
-    uploads = {u.run_id: u for u in web.console.uploads()}
-    if not session.user.sees_all_runs:
-        runs = [r for r in runs if r.get("maker") == session.user.name]
-    return web.page(request, "history.html", runs=runs, uploads=uploads)
+    filters = parse_filters(request.query_params)
+    only = None if session.user.sees_all_runs else session.user.name
+    found = await anyio.to_thread.run_sync(web.console.history_page, filters, only)
+    plans = [r["plan_run_id"] for r in found.runs if r.get("plan_run_id")]
+    uploads = {u.run_id: u for u in web.console.uploads_of(plans)}
+    shown = {k: v for k, v in dataclasses.asdict(filters).items() if v and k != "page"}
+    return web.page(
+        request,
+        "history.html",
+        history=found,
+        runs=found.runs,
+        uploads=uploads,
+        jobs=sorted(web.console.jobs),
+        statuses=STATUSES,
+        query=urlencode(shown),
+    )
 
 
 Handler = Callable[["Web", Request], Awaitable[Response]]
