@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from reconcile import pipeline
     from reconcile.approval import ApprovedPlan
     from reconcile.outcome import Status
+    from reconcile.queueing import Wait
 else:
     pl = lazy("polars")
     pipeline = lazy("reconcile.pipeline")
@@ -122,6 +123,7 @@ def run(
     environ: Mapping[str, str] | None = None,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    wait: Wait | None = None,
 ) -> RunSummary:
     """Validate, consult the ledger, send (unless ``dry_run``), record and write the results.
 
@@ -129,6 +131,8 @@ def run(
     any thread) stops the run as Ctrl-C does (exit code 130): no new requests, in-flight ones
     finish within the job's grace period, every outcome recorded. Signals are handled only when
     called from the main thread. Credentials come from ``environ`` (default: the process's).
+    With ``wait`` (:class:`reconcile.queueing.Wait`) a run whose lock another run holds is
+    queued until it frees (RunLockedError when the wait ends first, nothing sent).
     """
     import os
 
@@ -145,6 +149,7 @@ def run(
         submit=submit,
         on_progress=on_progress,
         cancel=cancel,
+        wait=wait,
     )
     result = pipeline.execute(Path(path), job, Path(out), options)
     manifest = result.manifest

@@ -175,7 +175,7 @@ def approved_plan(
                 "dry-run it again and ask for a new approval"
             )
         age = now - dt.datetime.fromisoformat(decision["decided_at"])
-        if age > dt.timedelta(hours=job.approval_ttl_hours):
+        if now > expires_at(plan, job):
             raise ApprovalError(
                 f"the approval of plan {run_id} is {age.total_seconds() / 3600:.0f} hours old, "
                 f"over approval_ttl_hours = {job.approval_ttl_hours:g}: dry-run the file again "
@@ -204,11 +204,25 @@ def refuse_forced(state_dir: Path | Storage, run_id: str, user: str) -> None:
     raise ApprovalError(message)
 
 
+def expires_at(plan: Plan, job: Job) -> dt.datetime:
+    """When the approval of ``plan`` (approved) stops covering its application: its decision
+    plus ``approval_ttl_hours``. A queued run waits no later; a stopped one restarts before."""
+    assert plan.decision is not None
+    decided = dt.datetime.fromisoformat(plan.decision["decided_at"])
+    return decided + dt.timedelta(hours=job.approval_ttl_hours)
+
+
+def finished_application(audit: AuditStore, run_id: str) -> dict[str, Any] | None:
+    """The manifest of the run that finished applying plan ``run_id`` (None: none did; a run
+    that stopped with a resumable exit code does not count)."""
+    done = (m for m in audit.applications(run_id) if m.get("exit_code") not in RESUMABLE_EXIT_CODES)
+    return next(done, None)
+
+
 def _refuse_applied(audit: AuditStore, run_id: str, user: str) -> None:
-    done = [m for m in audit.applications(run_id) if m.get("exit_code") not in RESUMABLE_EXIT_CODES]
-    if not done:
+    first = finished_application(audit, run_id)
+    if first is None:
         return
-    first = done[0]
     audit.record_action(run_id, user, "apply refused", f"already applied by run {first['run_id']}")
     raise PlanStateError(
         f"plan {run_id} was already applied by run {first['run_id']} (ended "
@@ -269,8 +283,10 @@ __all__ = [
     "check_plan",
     "check_unapplied",
     "differences",
+    "expires_at",
     "export",
     "fingerprint_of",
+    "finished_application",
     "job_settings",
     "plan_fields",
     "plan_hash",

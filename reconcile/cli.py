@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import exit_codes, logs, signals, verify_command
+from reconcile import exit_codes, logs, queueing, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, reading_only
@@ -66,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         communities=frozenset(args.community) if args.community else None,
         sheet=args.sheet,
         environ=os.environ,
+        wait=queueing.wait_from(args.wait, args.wait_timeout),
     )
     if args.verify_sample is not None and not args.verify:
         raise ConfigError("--verify-sample N goes with --verify")

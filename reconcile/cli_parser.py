@@ -97,6 +97,18 @@ def _add_run(commands: Any) -> None:
     run.add_argument(
         "--input", type=Path, dest="plan_input", help="with --plan: the input file's new path"
     )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another run holds the lock, queue until it frees instead of exiting 2",
+    )
+    run.add_argument(
+        "--wait-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --wait: give up (exit 2, nothing sent) after this long (default 3600; a "
+        "plan's run never waits past its approval's expiry)",
+    )
     run.add_argument("--quiet", action="store_true", help="warnings and errors only")
     run.add_argument("--verbose", action="store_true", help="debug events too")
 

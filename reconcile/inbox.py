@@ -247,12 +247,12 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     file in turn, each archived when done. A real pass holds the job's lock from before the
     inbox is listed, so a second cron run started meanwhile exits 2 instead of taking the files
     this one has not reached yet; with ``require_approval`` only approved plans are applied."""
-    from reconcile import pipeline
+    from reconcile import queueing
 
     pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)
-    with pipeline.job_lock(job, options.communities):
+    with queueing.run_lock(job, options):  # with --wait: queued until the lock frees
         held = dataclasses.replace(options, lock_held=True)
         if job.require_approval and not rehearsal:
             return run_with_approval(job, held, pending_inputs(job), show)

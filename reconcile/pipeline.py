@@ -39,6 +39,7 @@ from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import RequestOutcome, Selection, Status
 from reconcile.plan import REQUEST_ID, Plan, plan
+from reconcile.queueing import Wait, run_lock
 from reconcile.recorder import LedgerRecorder
 from reconcile.results import sibling
 from reconcile.run_record import Run, finish, plan_fields, recorded_run
@@ -171,6 +172,9 @@ class RunOptions:
     ``interrupt_grace_seconds``, results written, exit code 130."""
     on_answer: OnAnswer | None = None
     """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
+    wait: Wait | None = None
+    """Queue behind a run that holds the lock instead of failing at once (``run --wait``, the
+    console): a plan's run waits at most until its approval expires."""
 
 
 NOT_SELECTED = "not selected (--community)"
@@ -216,7 +220,7 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
         _preflight(job, out, options, prepare(input_path, job, sheet=options.sheet))
     # Dry runs send nothing: an auditor's rehearsal never blocks the nightly run.
     unlocked = options.dry_run or options.lock_held
-    with contextlib.nullcontext() if unlocked else job_lock(job, options.communities):
+    with contextlib.nullcontext() if unlocked else run_lock(job, options):
         prepared = prepare(input_path, job, sheet=options.sheet)
         _preflight(job, out, options, prepared)
         return _execute_locked(prepared, input_path, out, options)

@@ -20,14 +20,21 @@ from typing import Any
 
 import structlog
 
-from reconcile import api, approval, atomic
+from reconcile import api, approval, atomic, queueing
 from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
-from reconcile.exceptions import ApprovalError, ConfigError, ReconcileError
+from reconcile.exceptions import (
+    ApprovalError,
+    ConfigError,
+    PlanStateError,
+    ReconcileError,
+    RunLockedError,
+)
 from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
 from reconcile.web.history import Filters, HistoryPage, history_page
+from reconcile.web.queue import BackgroundRun, Progress, RunQueue
 from reconcile.web.users import User
 from reconcile.web.verifying import Verifier
 
@@ -65,46 +72,6 @@ class Upload:
         return self.stored.suffix.lower() in WORKBOOK_SUFFIXES
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class BackgroundRun:
-    """An approved plan the console ran (or is running)."""
-
-    plan_run_id: str
-    state: str  # running, finished, failed
-    started_by: str
-    started_at: str
-    real_run_id: str | None
-    results: Path
-    exit_code: int | None
-    resumed: str | None
-    error: str | None
-
-    @property
-    def report(self) -> Path:
-        return self.results.with_name(f"{self.results.stem}.report.html")
-
-
-class Progress:
-    """Live counts per community of the runs in progress (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, dict[str, int]]] = {}
-
-    def start(self, plan_run_id: str) -> None:
-        with self._lock:
-            self._counts[plan_run_id] = {}
-
-    def add(self, plan_run_id: str, community: str, status: str) -> None:
-        with self._lock:
-            per = self._counts.setdefault(plan_run_id, {}).setdefault(community, {})
-            per[status] = per.get(status, 0) + 1
-
-    def of(self, plan_run_id: str) -> dict[str, dict[str, int]]:
-        with self._lock:
-            return {c: dict(v) for c, v in self._counts.get(plan_run_id, {}).items()}
-
-
 class Console:
     """The console's jobs, files and background runs over one state dir."""
 
@@ -124,10 +91,18 @@ class Console:
             create_audit_schema(self.db)
             create_console_schema(self.db)
         self.progress = Progress()
+        self.queue = RunQueue()
         self._threads: dict[str, threading.Thread] = {}
+        self._starting = threading.Lock()
+        self._closing = threading.Event()
         self.verifier = Verifier(self, self._as)
 
     def close(self) -> None:
+        """Queued runs stop waiting (they stay queued, started again at the next start); running
+        ones get 30 s to end."""
+        self._closing.set()
+        with self.queue.wake:
+            self.queue.wake.notify_all()
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
         self.verifier.close()
@@ -248,14 +223,19 @@ class Console:
             self.record(job, upload.run_id, user, "reject", note or "")
 
     def start(self, upload: Upload, user: User, resumed: str | None = None) -> None:
-        """Run the approved plan of ``upload`` in a background thread."""
+        """Run the approved plan of ``upload`` in a background thread, queued (in the order
+        started) behind any run that holds its lock."""
         results = self.files / f"{upload.stored.stem}.results.csv"
         self.db.run(
             "INSERT INTO console_runs (plan_run_id, state, started_by, started_at, results, "
             "resumed) VALUES (?,?,?,?,?,?) ON CONFLICT (plan_run_id) DO UPDATE SET "
-            "state = excluded.state, resumed = excluded.resumed",
+            "state = excluded.state, resumed = excluded.resumed, started_by = "
+            "excluded.started_by, started_at = excluded.started_at, real_run_id = NULL, "
+            "exit_code = NULL, error = NULL",
             (upload.run_id, "running", user.name, _now(), str(results), resumed),
         )
+        job = self.job(upload.job)
+        self.queue.join(upload.run_id, upload.job, (job.operation, job.base_url))
         self.progress.start(upload.run_id)
         thread = threading.Thread(
             target=self._run, args=(upload, user, results), name=f"run-{upload.run_id}"
@@ -263,9 +243,67 @@ class Console:
         self._threads[upload.run_id] = thread
         thread.start()
 
-    def _run(self, upload: Upload, user: User, results: Path) -> None:
+    def restart(self, upload: Upload, user: User) -> None:
+        """An approver starts again an approved plan whose run stopped (a lock, a crash, a
+        restart), within the approval's lifetime; the same one-application check as ``run
+        --plan`` decides (ApprovalError, recorded, when refused): an interrupted application
+        resumes, sending only the rows the ledger does not hold as applied or unknown."""
         job = self.job(upload.job)
-        self.record(job, upload.run_id, user, "run", "started")
+        with self._starting:
+            try:
+                if self.queue.busy(upload.run_id):
+                    raise PlanStateError(
+                        f"plan {upload.run_id} is queued or running already: it was not started "
+                        "a second time"
+                    )
+                approval.approved_plan(
+                    job.storage, upload.run_id, job, dt.datetime.now(dt.UTC), user=user.name
+                )
+            except ApprovalError as exc:
+                log.warning("console.restart_refused", plan=upload.run_id, error=str(exc))
+                if "already applied by run" not in str(exc):  # that one is recorded already
+                    self.record(job, upload.run_id, user, "apply refused", str(exc))
+                raise
+            before = self.background(upload.run_id)
+            why = (before.error if before else None) or "its run had not started"
+            log.info("console.restarted", plan=upload.run_id, user=user.name, after=why)
+            self.record(job, upload.run_id, user, "restart", why)
+            note = (
+                f"started again by {user.name} at {_now()} after it stopped ({why[:200]}); rows "
+                "already applied are not sent again"
+            )
+            self.start(upload, user, resumed=note)
+
+    def _wait(self, upload: Upload, job: Job) -> queueing.Wait:
+        """A console run waits in the queue as long as its approval lasts."""
+        plan = upload.run_id
+
+        def started(_: float) -> None:
+            self.queue.started(plan)
+            self._set_state(plan, "running")
+
+        return queueing.Wait(
+            timeout_seconds=job.approval_ttl_hours * 3600,
+            until="the approval's lifetime (approval_ttl_hours)",
+            may_try=lambda: self.queue.first_in_line(plan),
+            wake=self.queue.wake,
+            on_queued=lambda _: self._set_state(plan, "queued"),
+            on_started=started,
+            cancel=self._closing,
+        )
+
+    def _set_state(self, plan_run_id: str, state: str) -> None:
+        self.db.run("UPDATE console_runs SET state = ? WHERE plan_run_id = ?", (state, plan_run_id))
+
+    def _run(self, upload: Upload, user: User, results: Path) -> None:
+        try:
+            self._apply(upload, user, results)
+        finally:
+            self.queue.left(upload.run_id)
+
+    def _apply(self, upload: Upload, user: User, results: Path) -> None:
+        job = self.job(upload.job)
+        self.record(job, upload.run_id, user, "run", "requested")
         state, error, run_id, code = "failed", None, None, None
         try:
             approved = approval.approved_plan(
@@ -281,11 +319,16 @@ class Console:
                 on_progress=lambda community, status: self.progress.add(
                     upload.run_id, community, str(status)
                 ),
+                wait=self._wait(upload, job),
             )
             state, run_id, code = "finished", summary.run_id, summary.exit_code
             self.record(job, upload.run_id, user, "run", f"ended: {_counts_text(summary.counts)}")
         except ReconcileError as exc:
+            if isinstance(exc, RunLockedError) and self._closing.is_set():
+                log.info("console.queued_at_stop", plan=upload.run_id)  # the next start runs it
+                return
             error = self.shown(str(exc), upload.original_name, upload.stored, job)
+            log.warning("console.run_failed", plan=upload.run_id, error=error)
         except Exception as exc:  # a bug or a broken environment: shown, and logged in full
             log.exception("console.run_crashed", plan=upload.run_id)
             error = f"stopped on an unexpected error ({type(exc).__name__}); see the server log"
@@ -312,7 +355,8 @@ class Console:
         after a crash (the ledger sends nothing twice; a request that may have reached the API
         and must not be repeated ends ``unknown``). Returns their plan ids."""
         rows = self.db.rows(
-            "SELECT plan_run_id, started_by FROM console_runs WHERE state = 'running'"
+            "SELECT plan_run_id, started_by FROM console_runs WHERE state IN ('running', "
+            "'queued') ORDER BY started_at"
         )
         resumed = []
         for plan_run_id, started_by in rows:

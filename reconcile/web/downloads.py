@@ -42,7 +42,7 @@ async def download(web: Web, request: Request) -> Response:
         raise NotFound
     name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
     background = web.console.background(upload.run_id)
-    finished = background is not None and background.state != "running"
+    finished = background is not None and background.state not in ("running", "queued")
     if (kind.startswith("results") or kind == "report") and not finished:
         raise NotFound
     web.audit(upload, session.user, "download", kind)

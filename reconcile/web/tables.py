@@ -48,9 +48,10 @@ def _status_order(status: str) -> tuple[int, str]:
 
 
 def results_counts(path: Path) -> dict[str, int] | None:
-    """Rows per status of a results file, or None while it is not written. Our ``status`` is
-    ``reconcile_status`` where the input has a column of that name (Voucherify orders do)."""
-    if not path.exists():
+    """Rows per status of a results file, or None while it is not written (or is not a file:
+    a run that stopped before writing it). Our ``status`` is ``reconcile_status`` where the
+    input has a column of that name (Voucherify orders do)."""
+    if not path.is_file():
         return None
     frame = _read(path)
     ours = f"{RESULT_PREFIX}status" if f"{RESULT_PREFIX}status" in frame.columns else "status"

@@ -19,7 +19,8 @@ from reconcile.web.views import Handler
 
 if TYPE_CHECKING:
     from reconcile.web.app import Web
-    from reconcile.web.console import BackgroundRun, Upload
+    from reconcile.web.console import Upload
+    from reconcile.web.queue import BackgroundRun
     from reconcile.web.users import User
 
 #: The run page lists this many mismatching rows; the verify file has them all.

@@ -21,7 +21,8 @@ from reconcile import approval
 from reconcile.exceptions import ReconcileError
 
 if TYPE_CHECKING:
-    from reconcile.web.console import BackgroundRun, Console, Upload
+    from reconcile.web.console import Console, Upload
+    from reconcile.web.queue import BackgroundRun
     from reconcile.web.users import User
 
 log = structlog.get_logger("reconcile.web")
@@ -51,6 +52,8 @@ def refusal(background: BackgroundRun | None) -> str | None:
             "This plan has not been run: its check was a dry run, nothing was sent, so there "
             "is nothing to read back."
         )
+    if background.state == "queued":
+        return "The run is queued behind another: nothing has been sent yet."
     if background.state == "running":
         return "The run is still sending: verify it once it has finished."
     if background.real_run_id is None:

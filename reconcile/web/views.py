@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from reconcile import approval
 from reconcile.exceptions import ApprovalError, NoteError, PlanStateError, ReconcileError
-from reconcile.web import tables
+from reconcile.web import run_views, tables
 from reconcile.web.checking import check, new_page
 from reconcile.web.downloads import download
 from reconcile.web.errors import Forbidden
@@ -125,82 +125,6 @@ async def home(web: Web, request: Request) -> Response:
 # -- upload and check ------------------------------------------------------------------------
 
 
-# -- a run's page ------------------------------------------------------------------------------
-
-
-async def run_page(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    upload = web.visible(session, request.path_params["run_id"])
-    job = web.console.job(upload.job)
-    with approval.store(job.storage) as audit:
-        plan = audit.plan(upload.run_id)
-        rows = audit.plan_rows(upload.run_id)
-        actions = audit.actions(upload.run_id)
-        standing = audit.standing(upload.run_id)
-    withdrawn = standing[1] if standing and standing[0] == "withdrawal" else None
-    counts = tables.status_counts(rows)
-    decision = plan.decision if plan else None
-    background = web.console.background(upload.run_id)
-    user = session.user
-    from reconcile.web.verify_views import run_page_context  # it builds on this module
-
-    return web.page(
-        request,
-        "run.html",
-        **run_page_context(web, upload, background, user),
-        upload=upload,
-        counts=counts,
-        errors=tables.error_cells(upload.errors),
-        changes=tables.planned_changes(
-            upload.results,
-            request.query_params.get("q", ""),
-            _page_number(request.query_params.get("page", "1")),
-        ),
-        decision=decision,
-        background=background,
-        final_counts=tables.results_counts(background.results) if background else None,
-        totals=tables.community_totals(rows),
-        actions=actions,
-        withdrawn=withdrawn,
-        may_withdraw=(
-            user.name == upload.maker
-            and upload.submitted_at is not None
-            and decision is None
-            and withdrawn is None
-        ),
-        may_submit=(
-            user.name == upload.maker
-            and user.can_submit
-            and counts.get("would_apply", 0) > 0
-            and upload.submitted_at is None
-            and decision is None
-        ),
-        may_decide=(
-            user.can_approve
-            and user.name != upload.maker
-            and upload.submitted_at is not None
-            and decision is None
-            and withdrawn is None
-        ),
-    )
-
-
-def _page_number(text: str) -> int:
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
-
-
-async def progress(web: Web, request: Request) -> Response:
-    session = web.signed_in(request)
-    upload = web.visible(session, request.path_params["run_id"])
-    background = web.console.background(upload.run_id)
-    return JSONResponse(
-        {
-            "state": background.state if background else "not started",
-            "communities": web.console.progress.of(upload.run_id),
-        }
-    )
-
-
 # -- submit, approve, reject -------------------------------------------------------------------
 
 
@@ -305,8 +229,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("/check", "POST", check),
     ("/approvals", "GET", approvals),
     ("/history", "GET", history),
-    ("/runs/{run_id}", "GET", run_page),
-    ("/runs/{run_id}/progress", "GET", progress),
+    ("/runs/{run_id}", "GET", run_views.run_page),
+    ("/runs/{run_id}/progress", "GET", run_views.progress),
+    ("/runs/{run_id}/start", "POST", run_views.restart),
     ("/runs/{run_id}/download/{kind}", "GET", download),
     ("/runs/{run_id}/submit", "POST", submit),
     ("/runs/{run_id}/withdraw", "POST", withdraw),
