@@ -20,11 +20,10 @@ from reconcile.sandbox.state import FaultRule
 from reconcile.web.queue import RunQueue, Standing
 from tests.helpers import orders_csv, run, storage_of, write_job
 from tests.test_approval import Switch, as_user, dry_run
-from tests.test_console import browser
 from tests.test_ledger import start, wait_for
 from tests.test_operators import age, inbox_job
 
-__all__ = ["as_user", "browser"]  # the fixtures, imported for these tests
+__all__ = ["as_user"]  # the fixture, imported for these tests
 
 __all__ = ["as_user"]  # the fixture, imported for these tests
 

@@ -22,17 +22,23 @@ from reconcile import approval, locks
 from reconcile.job import load_job
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.state import FaultRule
-from tests.console import RunningConsole, check_file, console_parts, csrf_of, serve
+from tests.console import (
+    RunningConsole,
+    accessible,
+    check_file,
+    console_parts,
+    csrf_of,
+    new_page,
+    serve,
+    sign_in_page,
+)
 from tests.helpers import orders_csv, run, storage_of, write_job
 from tests.test_approval import as_user
-from tests.test_console import _accessible, _page, _sign_in, browser
 from tests.test_console_server import _add_users, _client, _server
 from tests.test_ledger import wait_for
 from tests.test_queue import _actions, _applications, _decided_at, _patches, _rows
 
-__all__ = ["as_user", "browser"]  # the fixtures, imported for these tests
-
-__all__ = ["browser"]  # the fixture, imported for these tests
+__all__ = ["as_user"]  # the fixture, imported for these tests
 
 
 @pytest.mark.usefixtures("ledger_backend")
@@ -156,10 +162,10 @@ def test_a_plan_whose_run_failed_for_the_lock_is_started_again_from_its_page(
     assert sandbox.state.requests == []
     alice, bob = running.client("alice"), running.client("bob")
     assert "Start the run again" not in alice.get(f"/runs/{plan}").text
-    browsing = _page(browser, bypass_csp=True)  # axe-core is injected as a script
-    _sign_in(browsing, running.url, "bob")
+    browsing = new_page(browser, bypass_csp=True)  # axe-core is injected as a script
+    sign_in_page(browsing, running.url, "bob")
     browsing.goto(f"{running.url}/runs/{plan}")
-    _accessible(browsing, "run-start-again")
+    accessible(browsing, "run-start-again")
     browsing.get_by_role("button", name="Start the run again").click()
     expect(browsing.get_by_role("link", name="Download results")).to_be_visible(timeout=60_000)
     expect(browsing.get_by_role("button", name="Start the run again")).to_have_count(0)
@@ -219,8 +225,8 @@ def test_the_queued_page_links_the_run_ahead_and_turns_into_the_run_by_itself(
         plans.append(plan)
     bob = running.client("bob")
     sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=0.5)]
-    page = _page(browser, bypass_csp=True)  # axe-core is injected as a script
-    _sign_in(page, running.url, "bob")
+    page = new_page(browser, bypass_csp=True)  # axe-core is injected as a script
+    sign_in_page(page, running.url, "bob")
     with locks.job_lock(running.job):
         for plan in plans:
             token = csrf_of(bob.get(f"/runs/{plan}").text)
@@ -229,9 +235,9 @@ def test_the_queued_page_links_the_run_ahead_and_turns_into_the_run_by_itself(
         status = page.locator("#queued")
         expect(status).to_contain_text("Queued behind a run outside this console")
         expect(status).to_contain_text("number 2 in line")
-        _accessible(page, "run-queued-outside")
+        accessible(page, "run-queued-outside")
     expect(status.get_by_role("link", name=plans[0])).to_be_visible(timeout=20_000)
-    _accessible(page, "run-queued")
+    accessible(page, "run-queued")
     expect(page.get_by_role("link", name="Download results")).to_be_visible(timeout=60_000)
     assert len(_patches(sandbox)) == 52
 
