@@ -205,6 +205,7 @@ class Dispatcher:
         """Attempts until the retry policy (reconcile.retry) says the request is done."""
         url = self.job.base_url + request.path
         attempts = retry.Attempts()
+        on_the_wire = False
         try:
             while True:
                 if community.stop_reason or self.stop.is_set():
@@ -214,7 +215,9 @@ class Dispatcher:
                 if community.stop_reason or self.stop.is_set():
                     continue
                 await self.recorder.sending(request)
+                on_the_wire = True
                 result = await self._attempt(community, request, url, attempts.sent)
+                on_the_wire = False
                 attempts = retry.record(attempts, result)
                 step = retry.next_step(
                     result, attempts, repeatable=request.repeatable, policy=self.policy
@@ -237,6 +240,10 @@ class Dispatcher:
                     continue
                 await self._wait(step.wait)
         except anyio.get_cancelled_exc_class():
+            if on_the_wire:
+                # Cancelled with the request out (past the interrupt grace): it may have
+                # reached the API and been applied, whatever the answer would have said.
+                attempts = dataclasses.replace(attempts, sent=attempts.sent + 1, maybe_applied=True)
             if request.request_id not in self.outcomes:
                 self._end(request, retry.interrupted(attempts))
             raise

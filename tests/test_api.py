@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 import reconcile
@@ -46,6 +48,47 @@ def test_validate_file_sends_and_records_nothing(tmp_path: Path) -> None:
     assert checked.errors.get_column("row").to_list() == [3]
     assert checked.requests.get_column("method").to_list() == ["PATCH"]
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_requests_cut_off_past_the_grace_are_unknown_never_not_sent(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """Stopped while requests are out and the grace runs out before their answers: every
+    request the API received is reported `unknown` (it may have applied), never `skipped`
+    "not sent", and the ledger says so too, so no later run takes it for unsent."""
+    sandbox.state.faults.rules = [FaultRule(kind="latency", seconds=2)]
+    rows = [("acme", order_id("acme", n)) for n in range(8)]
+    source = orders_csv(tmp_path / "in.csv", rows)
+    job = reconcile.load_job(
+        write_job(tmp_path / "job.toml", sandbox.url, concurrency=2, interrupt_grace_seconds=0.5)
+    )
+    cancel = threading.Event()
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        result["summary"] = reconcile.run(source, job, tmp_path / "out.csv", cancel=cancel)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(sandbox.state.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    cancel.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    outcomes = result["summary"].outcomes
+    received = {r["path"].rsplit("/", 1)[-1] for r in sandbox.state.requests}
+    assert len(received) >= 2
+    status_of = {rows[r - 2][1]: st for r, st in outcomes.select("__row", "status").iter_rows()}
+    assert {status_of[i] for i in received} == {"applied"}  # answered before the stop
+    # The two requests out when the grace ran out (concurrency 2): unknown, one attempt each.
+    cut_off = outcomes.filter(pl.col("status") == "unknown")
+    assert cut_off.height == 2 and cut_off.get_column("attempts").to_list() == [1, 1]
+    assert "may have applied" in cut_off.get_column("error")[0]
+    skipped = outcomes.filter(pl.col("status") == "skipped")
+    assert skipped.height == len(rows) - len(received) - 2
+    assert set(skipped.get_column("attempts").to_list()) == {0}
 
 
 @pytest.mark.usefixtures("keys_in_env")
