@@ -97,9 +97,9 @@ def missing_credentials(
                     f"community {name}: [communities.{name}] in {job.path or 'the job'} has no "
                     f'{credential}_env. Fix: add {credential}_env = "SOME_VARIABLE" and export it'
                 )
-            elif not environ.get(variable, ""):
+            elif not environ.get(variable, "").strip():
                 problems.append(
                     f"community {name}: environment variable {variable} ({credential}) is "
-                    "unset or empty. Fix: export it (the keys file cron sources)"
+                    "unset, empty or only spaces. Fix: export it (the keys file cron sources)"
                 )
     return problems

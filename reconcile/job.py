@@ -293,7 +293,13 @@ def checked_base_url(url: str, where: str, path: Path | None) -> str:
             f"{url!r} would send the API keys unencrypted",
             "use https:// (plain http is only accepted for 127.0.0.1 / localhost)",
         )
-    return url.rstrip("/")
+    # One spelling per API: the ledger's fingerprints and the run locks both key on it, so
+    # `HTTPS://API.example.com:443/` and `https://api.example.com` are the same target.
+    netloc = parsed.netloc.lower()
+    default_port = {"https": ":443", "http": ":80"}[parsed.scheme]
+    netloc = netloc.removesuffix(default_port)
+    rebuilt = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path, parsed.query, ""))
+    return rebuilt.rstrip("/")
 
 
 def load_job(path: Path) -> Job:

@@ -211,6 +211,9 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             "prints its run id); 2. a colleague: reconcile approve RUN_ID --job JOB; "
             "3. reconcile run --plan RUN_ID --job JOB"
         )
+    clash = preflight.input_clash(input_path, out)
+    if clash:
+        raise preflight.PreflightError(clash)
     if _in_buckets(input_path, out, options):
         _preflight(job, out, options, None)
         large = _execute_in_buckets(input_path, job, out, options)

@@ -70,6 +70,17 @@ def check(
         raise PreflightError(problems)
 
 
+def input_clash(input_path: Path, out: Path) -> list[str]:
+    """An output that is the input file itself (``--out`` the input, or an edited errors file
+    run with ``--out`` beside it): writing it would destroy the file the analyst fixed."""
+    source = input_path.resolve()
+    return [
+        f"the {what} {path} is the input file: the run would overwrite it. Fix: --out another file"
+        for what, path in outputs_of(out).items()
+        if path.resolve() == source
+    ]
+
+
 def places(job: Job, out: Path) -> list[str]:
     """The problems of what the run writes (outputs, state dir) and of its ledger."""
     problems = [*_output_problems(out), *_state_problems(job)]

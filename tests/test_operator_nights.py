@@ -306,3 +306,55 @@ def test_runs_show_names_a_row_without_community_in_words(
     shown = capsys.readouterr().out
     assert "row 3 (no community) invalid: community: is empty" in shown
     assert "None" not in shown
+
+
+def test_a_key_of_only_spaces_is_unset_for_the_pre_flight(
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A keys file line `KEY=   ` is as good as no key: exit 2 naming the variable, nothing
+    sent (it used to send acme and fail globex with 401s)."""
+    for community, found in CREDENTIALS.items():
+        for credential, value in found.items():
+            monkeypatch.setenv(credential_env(credential, community), value)
+    monkeypatch.setenv(credential_env("api_key", "globex"), "   ")
+    job = write_job(tmp_path / "job.toml", sandbox.url)
+    rows = [("acme", order_id("acme", 1)), ("globex", order_id("globex", 1))]
+    source = orders_csv(tmp_path / "in.csv", rows)
+    assert run("run", source, "--job", job, "--out", tmp_path / "o.csv") == 2
+    assert credential_env("api_key", "globex") in capsys.readouterr().err
+    assert sandbox.state.requests == []
+
+
+def test_results_that_would_overwrite_the_input_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` naming the input (or an edited errors file run with `--out` beside it) is
+    exit 2 before anything, and the analyst's file is left as it was."""
+    source = orders_csv(tmp_path / "same.csv", [("acme", order_id("acme", 1))])
+    before = source.read_bytes()
+    job = write_job(tmp_path / "job.toml")
+    assert run("run", source, "--job", job, "--out", source, "--dry-run") == 2
+    assert "is the input file" in capsys.readouterr().err
+    fixed = tmp_path / "x.errors.csv"
+    fixed.write_bytes(before)
+    assert run("run", fixed, "--job", job, "--out", tmp_path / "x.csv", "--dry-run") == 2
+    assert source.read_bytes() == before and fixed.read_bytes() == before
+
+
+@pytest.mark.usefixtures("keys_in_env")
+def test_a_base_url_in_other_case_is_the_same_target_for_the_ledger(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """`HTTP://127.0.0.1:PORT/` and `http://127.0.0.1:PORT` are one API: a row applied through
+    one spelling is `already_applied` through the other, nothing sent again."""
+    source = orders_csv(tmp_path / "in.csv", [("acme", order_id("acme", 1))])
+    shouted = write_job(tmp_path / "a.toml", sandbox.url.upper() + "/")
+    assert run("run", source, "--job", shouted, "--out", tmp_path / "a.csv") == 0
+    plain = write_job(tmp_path / "b.toml", sandbox.url)
+    assert run("run", source, "--job", plain, "--out", tmp_path / "b.csv") == 0
+    statuses = pl.read_csv(tmp_path / "b.csv", infer_schema=False).get_column("status")
+    assert statuses.to_list() == ["already_applied"]
+    assert len(sandbox.state.requests) == 1

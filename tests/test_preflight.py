@@ -114,8 +114,8 @@ def test_every_problem_is_in_one_message(
     assert "(4 problem(s))" in err
     assert "results folder (for the results file out.csv" in err
     assert f"state_dir {tmp_path / 'blocker' / 's'}: cannot be used" in err
-    assert "RECONCILE_TEST_API_KEY_ACME (api_key) is unset or empty" in err
-    assert "RECONCILE_TEST_API_KEY_GLOBEX (api_key) is unset or empty" in err
+    assert "RECONCILE_TEST_API_KEY_ACME (api_key) is unset, empty or only spaces" in err
+    assert "RECONCILE_TEST_API_KEY_GLOBEX (api_key) is unset, empty or only spaces" in err
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(e["event"] == "run.unusable" for e in logged)
     assert keys_in_env["globex"] not in err
@@ -135,7 +135,7 @@ def test_a_library_run_is_preflighted_too(
         api.run(source, job, tmp_path / "out.csv")
     assert raised.value.problems == [
         "community globex: environment variable RECONCILE_TEST_API_KEY_GLOBEX (api_key) is "
-        "unset or empty. Fix: export it (the keys file cron sources)"
+        "unset, empty or only spaces. Fix: export it (the keys file cron sources)"
     ]
     assert sandbox.state.requests == []
 
