@@ -193,6 +193,7 @@ def _find_header(
     rows; the first is read whole at once (it usually is the one), the others' first rows
     only until one has a header. InputError naming the sheets searched when none has."""
     required = [c.name for c in columns if c.required]
+    header_only: _Found | None = None
     for number, name in enumerate(candidates):
         rows = None if number == 0 else HEADER_SEARCH_ROWS
         loaded = workbook.load_sheet(name, header_row=None, dtypes="string", n_rows=rows)
@@ -203,7 +204,14 @@ def _find_header(
                 loaded = workbook.load_sheet(name, header_row=None, dtypes="string")
                 frame = loaded.to_polars()
             columns_at = [c.absolute_index for c in loaded.available_columns()]
-            return _Found(name, frame, columns_at, index, candidates[:number])
+            found = _Found(name, frame, columns_at, index, candidates[:number])
+            if _has_rows(frame, index) or len(candidates) == 1:
+                return found
+            # A template sheet (the header, no rows) before the month's data: never the one
+            # a run silently reads as "0 rows, all applied" while the data waits unsent.
+            header_only = header_only or found
+    if header_only is not None:
+        return header_only
     if len(candidates) == 1 and not workbook.load_sheet(candidates[0]).width:
         raise InputError(
             f"{path}: sheet {candidates[0]!r} is empty. Fix: add a header row and data rows."
@@ -217,6 +225,16 @@ def _find_header(
         searched=searched(candidates),
     )
     raise AssertionError("header_map refuses a header without the required columns")
+
+
+def _has_rows(frame: pl.DataFrame, index: int) -> bool:
+    """Any cell with text below the header row."""
+    below = frame.slice(index + 1)
+    return below.height > 0 and bool(
+        below.select(pl.any_horizontal(pl.all().str.strip_chars().str.len_chars() > 0))
+        .to_series()
+        .any()
+    )
 
 
 def _merged_header(

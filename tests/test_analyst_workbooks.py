@@ -117,6 +117,21 @@ def test_the_data_on_a_later_sheet_is_found_and_named(
     assert "sheet 'Cover' has no header row naming the required columns" in header["message"]
 
 
+def test_a_template_sheet_with_no_rows_does_not_hide_the_data_after_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 'Template' sheet holding only the header, then 'December' with the rows: December
+    is read (it used to read the template: 0 rows, exit 0, and a cron inbox archived the file
+    with its corrections never sent). A workbook whose only header sheet is empty still reads it."""
+    sheets = {"Template": [HEADER], "December": [HEADER, *ORDERS]}
+    code, results = _dry_run(tmp_path, workbook(tmp_path / "month.xlsx", sheets))
+    assert code == 0 and results.height == 2
+    (header,) = _events(capsys.readouterr().err, "input.header")
+    assert header["sheet"] == "December"
+    code, results = _dry_run(tmp_path, workbook(tmp_path / "empty.xlsx", {"T": [HEADER]}))
+    assert results.height == 0
+
+
 def test_no_header_anywhere_names_the_rows_and_sheets_searched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
