@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import exit_codes, logs, queueing, signals, verify_command
+from reconcile import exit_codes, logs, signals, verify_command
 from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, reading_only
@@ -49,6 +49,7 @@ log = logs.get_logger("reconcile")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from reconcile import queueing
     from reconcile.pipeline import RunOptions
 
     job = load_job(args.job).with_overrides(

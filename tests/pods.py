@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +76,11 @@ class Night:
         return path
 
     def _config_map(self, name: str) -> Path:
+        """The ConfigMap as a folder, written once per night: pods start side by side, and
+        re-writing it for the second pod removed the folder the first was mounting."""
         path = self.folder / "config-maps" / name
-        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            return path
         path.mkdir(parents=True)
         for file, text in self.config_maps[name]["data"].items():
             # The one change to the ConfigMap: the vendor's URL is the sandbox's.
