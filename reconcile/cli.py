@@ -37,14 +37,6 @@ else:
     pl = lazy("polars")
 
 
-EXIT_OK = 0
-EXIT_ROWS_FAILED = 1
-EXIT_UNUSABLE = 2
-EXIT_CRASHED = 3
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141
-"""128 + SIGPIPE: the reader of our output went away (``reconcile operations | head``)."""
-
 log = logs.get_logger("reconcile")
 
 
@@ -181,7 +173,7 @@ def _decide(args: argparse.Namespace) -> int:
         f"plan {record['run_id']} {record['decision']} by {record['decided_by']} at "
         f"{record['decided_at']} (plan SHA-256 {record['plan_sha256']})"
     )
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _withdraw(args: argparse.Namespace) -> int:
@@ -196,7 +188,7 @@ def _withdraw(args: argparse.Namespace) -> int:
         f"plan {record['run_id']} withdrawn by {record['by']} at {record['at']}: nobody can "
         "approve it now"
     )
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -209,11 +201,11 @@ def _audit(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"reconcile audit: {problem}", file=sys.stderr)
         if problems:
-            return EXIT_ROWS_FAILED
+            return exit_codes.ROWS_FAILED
         extends = f", and it extends head {args.head}" if args.head else ""
         print(f"audit chain verified: {state_dir.shown}{extends}")
         print(f"audit chain head: {approval.chain_head(state_dir)}")
-        return EXIT_OK
+        return exit_codes.OK
     if not args.out or not args.since:
         raise ConfigError("audit export needs --since YYYY-MM-DD and --out FILE.csv (- for stdout)")
     try:
@@ -225,7 +217,7 @@ def _audit(args: argparse.Namespace) -> int:
     told = sys.stderr if to_stdout else sys.stdout  # stdout is the CSV's alone
     print(f"{written} runs written to {'stdout' if to_stdout else args.out}", file=told)
     print(f"audit chain head: {approval.chain_head(state_dir)}", file=told)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -240,15 +232,15 @@ def _runs(args: argparse.Namespace) -> int:
     if args.json:
         for line in lines:
             print(json.dumps(line, default=str))
-        return EXIT_OK
+        return exit_codes.OK
     if not lines:
         print(
             f"no runs in {storage.shown} (try --job JOB for a job's ledger, or --state-dir DIR)",
             file=sys.stderr,
         )
-        return EXIT_OK
+        return exit_codes.OK
     print(run_history.table(lines))
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _show_run(args: argparse.Namespace, storage: Storage) -> int:
@@ -280,12 +272,12 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
                 "decision": plan.decision,
             }
         print(run_history.as_json(found, manifest, **extra))
-        return EXIT_OK
+        return exit_codes.OK
     print("\n".join(run_history.show_text(found, manifest)))
     if plan is not None and rows is not None:
         _print_plan(plan, rows, requests=args.requests)
     print_verifications(storage, found["run_id"])
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
@@ -336,7 +328,7 @@ def _operations() -> int:
                 "boolean, json) sends that JSON type"
             )
         print()
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _sandbox(args: argparse.Namespace) -> int:
@@ -348,7 +340,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     state.log_path = args.request_log
     print(f"reconcile sandbox on http://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
     serve_forever(state, args.port)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _ledger(args: argparse.Namespace) -> int:
@@ -361,17 +353,17 @@ def _ledger(args: argparse.Namespace) -> int:
         if not url:
             raise ConfigError("ledger migrate needs --ledger-url URL, or --job with ledger_url")
         print(ledger_commands.migrate_url(url))
-        return EXIT_OK
+        return exit_codes.OK
     if args.action == "check":
         from reconcile import ledger_check
 
         checked = ledger_check.check(_storage(args))
         print("\n".join(checked.lines))
-        return EXIT_OK if checked.sound else EXIT_CRASHED
+        return exit_codes.OK if checked.sound else exit_codes.CRASHED
     if not args.job or not args.to:
         raise ConfigError("ledger copy needs --job JOB (its SQLite ledger) and --to URL")
     print(ledger_commands.copy(Storage(load_job(args.job).state_dir), args.to))
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def _web(args: argparse.Namespace) -> int:
@@ -420,13 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             logs.configure()
         log.error("run.unusable", error=str(exc))
         print(f"reconcile: {exc}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return exit_codes.UNUSABLE
     except BrokenPipeError:
         # The reader is gone: end quietly, as Unix tools do. Output still buffered for the
         # closed pipe would fail again at exit, so stdout is pointed at /dev/null first.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return exit_codes.BROKEN_PIPE
     except KeyboardInterrupt as exc:
         # Outside the sending phase (which handles signals itself): nothing was being sent.
         received = signals.signal_of(exc) or signal.SIGINT
@@ -438,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reconcile import crash
 
         crash.explain(exc)
-        return EXIT_CRASHED
+        return exit_codes.CRASHED
 
 
 if __name__ == "__main__":

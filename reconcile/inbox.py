@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from reconcile import exit_codes
 from reconcile.exceptions import ConfigError, InputError, PlanStateError
 from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 #: Shows one input's end to the operator: its run, or why the file could not be used.
 Show = Callable[[Path, "RunResult | InputError", Path], None]
-EXIT_OK, EXIT_ROWS_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 log = structlog.get_logger("reconcile.inbox")
 INPUT_SUFFIXES = (".csv", ".txt", *SPREADSHEET_SUFFIXES)
@@ -145,7 +145,7 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
     kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
     from reconcile import approval
 
-    codes = [EXIT_OK]
+    codes = [exit_codes.OK]
     fingerprint = approval.fingerprint_of(approval.job_settings(job))
     for source in sources:
         digest = hashlib.sha256(source.read_bytes()).hexdigest()
@@ -157,7 +157,7 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
         if plan is not None and plan.decision is not None:
             if plan.decision["decision"] == "rejected":
                 log.warning("inbox.plan_rejected", input=str(source), plan=plan.run_id)
-                codes.append(EXIT_ROWS_FAILED)
+                codes.append(exit_codes.ROWS_FAILED)
                 continue
             try:
                 approved = approval.approved_plan(
@@ -193,7 +193,7 @@ def run_sources(
     from reconcile import notify, pipeline
 
     if from_inbox and not sources:
-        return EXIT_OK  # pending_inputs logged whether the inbox was empty or not ready
+        return exit_codes.OK  # pending_inputs logged whether the inbox was empty or not ready
     codes = []
     for source in sources:
         started = dt.datetime.now(dt.UTC)
@@ -211,14 +211,14 @@ def run_sources(
             # One unusable file must not stop the others; it stays in the inbox to be fixed.
             log.error("run.unusable", input=str(source), error=str(exc))
             show(source, exc, target)
-            codes.append(EXIT_UNUSABLE)
+            codes.append(exit_codes.UNUSABLE)
             continue
         show(source, result, target)
         if job.notify_url:
             notify.notify(job.notify_url, result.manifest)
         code = result.exit_code
         codes.append(code)
-        if code > EXIT_UNUSABLE:
+        if code > exit_codes.UNUSABLE:
             return code  # interrupted: stop here; this file stays in the inbox for the next run
         if from_inbox and (options.dry_run or rehearsal):
             # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.

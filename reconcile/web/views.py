@@ -122,9 +122,6 @@ async def home(web: Web, request: Request) -> Response:
     return RedirectResponse("/new" if session.user.can_submit else "/history", 303)
 
 
-# -- upload and check ------------------------------------------------------------------------
-
-
 # -- submit, approve, reject -------------------------------------------------------------------
 
 
