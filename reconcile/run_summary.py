@@ -51,7 +51,8 @@ def print_summary(
         log.info("plan.recorded", run_id=run_id, plan_sha256=plan_sha256)
     if not sys.stdout.isatty():
         return
-    table = Table(title=f"reconcile {run_id or ''}: {outcomes.height} rows")
+    # The run id is a line of its own below: in the title rich wraps it on a narrow table.
+    table = Table(title=f"{outcomes.height} rows")
     for column in counts.columns:
         table.add_column(column, justify="right" if column == "rows" else "left")
     for community, status, rows in counts.iter_rows():
@@ -85,6 +86,8 @@ def screen_lines(
             .iter_rows()
         ):
             lines.append(f"  row {row} ({community or 'no community'}) {status}: {error}")
+    if manifest.get("run_id"):
+        lines.append(f"run id:  {manifest['run_id']}")
     if manifest.get("audit_head"):
         lines.append(f"audit chain head: {manifest['audit_head']} (keep a copy outside the ledger)")
     if manifest.get("exit_code") is not None:
