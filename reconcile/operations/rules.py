@@ -58,7 +58,7 @@ def frame_check(message: str, valid: pl.Expr) -> pa.Check:
 
 def not_empty() -> pa.Check:
     return check(
-        "is blank (only spaces): the API refuses an empty value: write a value or empty the cell",
+        "is blank (only spaces): the API refuses an empty value; write a value or empty the cell",
         lambda c: c.str.len_chars() > 0,
     )
 
