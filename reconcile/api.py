@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import job as _job
-from reconcile._lazy import lazy
+from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl

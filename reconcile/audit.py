@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from reconcile import atomic, chain_format
-from reconcile._lazy import pl
 from reconcile.canonical_json import jcs_text
 from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, NoteError, PlanStateError
 from reconcile.hashing import HASH_FORMAT, PLAN_COLUMNS, RFC_8785, plan_hash, record_hash
+from reconcile.lazy import pl
 from reconcile.ledger import now_iso
 from reconcile.schema import create_audit_schema, create_schema
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import rfc8785
 
-from reconcile._lazy import pl
+from reconcile.lazy import pl
 
 #: What JCS escapes in a string (RFC 8785 3.2.2.2): the quote, the backslash, and every control
 #: character below U+0020 (the five with a short form use it; the others ``\\u00xx``, lowercase).

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import exit_codes, logs, signals, verify_command
-from reconcile._lazy import lazy
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, reading_only
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
 from reconcile.job import Job, load_job
+from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl

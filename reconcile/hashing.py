@@ -21,8 +21,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reconcile._lazy import pl
 from reconcile.canonical_json import MAX_SAFE_INTEGER, integer_expr, jcs, string_expr
+from reconcile.lazy import pl
 
 PLAN_COLUMNS = ("row", "community", "status", "request", "error")
 

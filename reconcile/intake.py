@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, TypeVar
 
-from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.header_row import (
     csv_header,
@@ -27,6 +26,7 @@ from reconcile.header_row import (
     searched,
     sniff_line,
 )
+from reconcile.lazy import pl
 from reconcile.operations.base import Column
 
 if TYPE_CHECKING:

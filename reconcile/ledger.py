@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from reconcile._lazy import pl
 from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ConfigError
+from reconcile.lazy import pl
 from reconcile.schema import create_schema, next_seq
 
 DATABASE = "ledger.sqlite3"  # reconcile.database.SQLITE_FILE

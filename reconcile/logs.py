@@ -11,7 +11,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from reconcile._lazy import lazy
+from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import structlog

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconcile._lazy import pl
 from reconcile.exceptions import ConfigError
 from reconcile.header_row import header_key
 from reconcile.intake import ROW, SPREADSHEET_SUFFIXES, Table, family_column
 from reconcile.job import Job
+from reconcile.lazy import pl
 from reconcile.operations import rules
 from reconcile.operations.base import TRIMMED, Operation
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from reconcile._lazy import pl
 from reconcile.intake import ROW, Table
+from reconcile.lazy import pl
 from reconcile.operations.base import Column
 
 #: A cell that labels a total row.

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile._lazy import lazy
 from reconcile.exceptions import ConfigError
+from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl

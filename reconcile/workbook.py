@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import cell_formats
-from reconcile._lazy import pl
 from reconcile.exceptions import InputError
 from reconcile.header_row import (
     HEADER_SEARCH_ROWS,
@@ -22,6 +21,7 @@ from reconcile.header_row import (
     searched,
 )
 from reconcile.intake import MAX_COLUMNS, Table, header_map, too_wide
+from reconcile.lazy import pl
 from reconcile.operations.base import Column
 from reconcile.suggestions import did_you_mean, folded
 from reconcile.workbook_cells import Cells, cell_types, judged_columns

@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile import cell_formats
-from reconcile._lazy import pl
 from reconcile.header_row import header_key
 from reconcile.intake import ROW, family_column
+from reconcile.lazy import pl
 from reconcile.operations.base import Column
 
 

@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from reconcile._lazy import pa, pl
+from reconcile.lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.typed import JsonValue, RawJson
 from reconcile.readback import Expect, ReadPlan

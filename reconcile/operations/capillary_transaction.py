@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconcile._lazy import pa, pl
+from reconcile.lazy import pa, pl
 from reconcile.operations import capillary_readback, rules
 from reconcile.operations.base import (
     Classified,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconcile._lazy import pa, pl
+from reconcile.lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import (
     BearerKeyOperation,

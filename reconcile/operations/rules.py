@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, TypeAlias
 
-from reconcile._lazy import pa, pl
+from reconcile.lazy import pa, pl
 from reconcile.suggestions import closest, folded
 
 if TYPE_CHECKING:

@@ -26,8 +26,8 @@ import math
 from collections.abc import Sequence
 from typing import TypeAlias
 
-from reconcile._lazy import pa, pl
 from reconcile.exceptions import InputError
+from reconcile.lazy import pa, pl
 from reconcile.operations import rules
 
 TYPES = ("text", "number", "integer", "boolean", "json")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reconcile._lazy import pa, pl
+from reconcile.lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
     Classified,

@@ -32,7 +32,7 @@ def lazy(name: str) -> Any:
     return _LazyModule(name)
 
 
-# The two libraries most modules use, shared: ``from reconcile._lazy import pl, pa``.
+# The two libraries most modules use, shared: ``from reconcile.lazy import pl, pa``.
 if TYPE_CHECKING:
     import pandera.polars as pa
     import polars as pl
