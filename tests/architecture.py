@@ -1,0 +1,226 @@
+"""The package's structure, measured from its source (issue 28): imports counted everywhere.
+
+Every ``import`` and ``from ... import`` counts, inside functions and under ``TYPE_CHECKING``
+too, and so does a module named as a string to ``lazy(...)`` or ``importlib.import_module``:
+the structure that runs, not only the one at the top of each file.
+``uv run python -m tests.architecture`` prints the figures; tests/test_architecture.py holds
+the package to them.
+"""
+
+from __future__ import annotations
+
+import ast
+import collections
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "reconcile"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One module of the package: its dotted name, whether it is a package face, its tree."""
+
+    name: str
+    is_package: bool
+    tree: ast.Module
+
+
+def sources(root: Path = PACKAGE) -> list[Source]:
+    """Every module under ``root``, parsed."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        found.append(Source(".".join(parts), is_package, ast.parse(path.read_text(), str(path))))
+    return found
+
+
+def _owner(name: str, modules: set[str]) -> str | None:
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _imported(source: Source, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = source.name.split(".") if source.is_package else source.name.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+@dataclasses.dataclass(frozen=True)
+class Import:
+    """``importer`` imports ``name`` (a module, or a name of a module) from ``module``."""
+
+    importer: str
+    module: str
+    name: str | None
+    line: int
+
+
+def imports(root: Path = PACKAGE) -> Iterator[Import]:
+    """Every import of a module of the package by another, wherever it is written."""
+    every = sources(root)
+    top = root.name
+    for source in every:
+        for node in ast.walk(source.tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.split(".")[0] == top:
+                        yield Import(source.name, alias.name, None, node.lineno)
+            elif isinstance(node, ast.ImportFrom):
+                module = _imported(source, node)
+                if module.split(".")[0] == top:
+                    for alias in node.names:
+                        yield Import(source.name, module, alias.name, node.lineno)
+            elif isinstance(node, ast.Call) and node.args:
+                func = node.func
+                called = getattr(func, "id", None) or getattr(func, "attr", None)
+                first = node.args[0]
+                if (
+                    called in ("lazy", "import_module")
+                    and isinstance(first, ast.Constant)
+                    and isinstance(first.value, str)
+                    and first.value.split(".")[0] == top
+                ):
+                    yield Import(source.name, first.value, None, node.lineno)
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (a name of a submodule counts as it)."""
+    modules = {source.name for source in sources(root)}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for each in imports(root):
+        full = f"{each.module}.{each.name}" if each.name else each.module
+        target = full if full in modules else _owner(each.module, modules)
+        if target and target != each.importer:
+            graph[each.importer].add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(root: Path = PACKAGE) -> list[str]:
+    """Imports of a private name (or from a private module) of another module."""
+    return [
+        f"{each.importer}:{each.line} imports {each.name or each.module} from {each.module}"
+        for each in imports(root)
+        if each.module != each.importer
+        and (
+            (each.name is not None and _private(each.name))
+            or any(_private(part) for part in each.module.split("."))
+        )
+    ]
+
+
+def shared_class_names(root: Path = PACKAGE) -> dict[str, list[str]]:
+    """Class names defined in more than one place."""
+    defined = collections.defaultdict(list)
+    for source in sources(root):
+        for node in ast.walk(source.tree):
+            if isinstance(node, ast.ClassDef):
+                defined[node.name].append(source.name)
+    return {name: where for name, where in defined.items() if len(where) > 1}
+
+
+def replace_sites(root: Path = PACKAGE) -> list[str]:
+    """Calls of ``os.replace`` / ``os.rename``: each is a hand-written atomic write."""
+    return [
+        f"{source.name}:{node.lineno}"
+        for source in sources(root)
+        for node in ast.walk(source.tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("replace", "rename")
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "os"
+    ]
+
+
+def any_uses(root: Path = PACKAGE) -> collections.Counter[str]:
+    """Uses of ``typing.Any`` per module (the name, not its import)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for source in sources(root):
+        for node in ast.walk(source.tree):
+            if (isinstance(node, ast.Name) and node.id == "Any") or (
+                isinstance(node, ast.Attribute)
+                and node.attr == "Any"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "typing"
+            ):
+                counts[source.name] += 1
+    return counts
+
+
+def main() -> None:
+    groups = cycles(import_graph())
+    print(f"import cycles: {len(groups)}")
+    for group in groups:
+        print("  ", " ".join(group))
+    private = private_imports()
+    print(f"private names imported across modules: {len(private)}")
+    for line in private:
+        print("  ", line)
+    shared = shared_class_names()
+    print(f"class names defined twice: {len(shared)}")
+    for name, where in sorted(shared.items()):
+        print("  ", name, " ".join(where))
+    sites = replace_sites()
+    print(f"os.replace sites: {len(sites)} {' '.join(sites)}")
+    uses = any_uses()
+    print(f"Any: {sum(uses.values())}")
+    for module, count in uses.most_common():
+        print(f"   {count:4} {module}")
+
+
+if __name__ == "__main__":
+    main()
