@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-#: The one place the version is written: pyproject.toml reads it from here (hatch), so the tool
-#: needs no importlib.metadata look-up at start-up (~50 ms, measured by bench/startup.py).
-__version__ = "0.1.0"
+from reconcile.version import __version__
 
 if TYPE_CHECKING:
     from reconcile.api import RunSummary, Validation, load_job, run, validate_file, verify

@@ -27,7 +27,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import __version__
 from reconcile.audit import AuditStore, Plan, PlanRows, canonical, store
 from reconcile.canonical_json import same_request
 from reconcile.database import Storage, as_storage
@@ -36,6 +35,7 @@ from reconcile.hashing import PLAN_COLUMNS, legacy_canonical, plan_hash
 from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.lazy import pl
+from reconcile.version import __version__
 
 if TYPE_CHECKING:
     from reconcile.pipeline import Prepared, RunOptions

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from reconcile import __version__
 from reconcile.database import Database
 from reconcile.hashing import (
     canonical_plan_hash,
@@ -29,6 +28,7 @@ from reconcile.hashing import (
     record_hash,
 )
 from reconcile.ledger import now_iso
+from reconcile.version import __version__
 
 FORMAT_KIND = "format"
 

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from reconcile import __version__, exit_codes, verify_command
+from reconcile import exit_codes, verify_command
 from reconcile.job import example_toml
+from reconcile.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:

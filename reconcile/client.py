@@ -43,7 +43,7 @@ import aiohttp
 import anyio
 import yarl
 
-from reconcile import __version__
+from reconcile.version import __version__
 
 if TYPE_CHECKING:
     import httpx

@@ -20,7 +20,6 @@ import polars as pl
 import structlog
 
 from reconcile import (
-    __version__,
     approval,
     atomic,
     exit_codes,
@@ -36,6 +35,7 @@ from reconcile.job import Job
 from reconcile.ledger import INTERRUPTED_CAUSE, Ledger, now_iso
 from reconcile.operations import Operation, get_operation
 from reconcile.results import sibling
+from reconcile.version import __version__
 
 if TYPE_CHECKING:
     from reconcile.pipeline import RunOptions

@@ -70,7 +70,7 @@ class TestOutcomes:
         communities = {r["community"] for r in sandbox.state.requests}
         assert communities == {"acme", "globex"}
         assert all(r["method"] == "PATCH" for r in sandbox.state.requests)
-        from reconcile import __version__
+        from reconcile.version import __version__
 
         agents = {r["headers"]["user-agent"] for r in sandbox.state.requests}
         assert agents == {f"reconcile/{__version__} (+bulk corrections)"}
