@@ -12,7 +12,7 @@ Names are loaded on first use, so ``import reconcile`` (and the CLI's quick comm
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconcile.version import __version__
 
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in __all__:
         from reconcile import api
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 from reconcile import exit_codes, verify_command
 from reconcile.job import example_toml
 from reconcile.version import __version__
+
+# argparse names the type of ``add_subparsers()``'s result only privately.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ledger(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
-    verify_command.add_parser(commands)
+    verify_command.add_arguments(
+        commands.add_parser(
+            "verify",
+            help=verify_command.HELP,
+            description=verify_command.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
 
     _add_console(commands)
     _add_users(commands)
@@ -39,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run(commands: Any) -> None:
+def _add_run(commands: Commands) -> None:
     """``reconcile run``: its arguments."""
     run = commands.add_parser(
         "run",
@@ -114,7 +124,7 @@ def _add_run(commands: Any) -> None:
     run.add_argument("--verbose", action="store_true", help="debug events too")
 
 
-def _store_options(parser: Any, *, inherited: bool = False) -> None:
+def _store_options(parser: argparse.ArgumentParser, *, inherited: bool = False) -> None:
     """Where the ledger is: the options every command that reads or writes it takes.
 
     ``inherited``: the command above takes them too (``runs --job J show ID``), so the action's
@@ -136,12 +146,12 @@ def _store_options(parser: Any, *, inherited: bool = False) -> None:
     )
 
 
-def _actions(parent: Any, *, required: bool = True) -> Any:
+def _actions(parent: argparse.ArgumentParser, *, required: bool = True) -> Commands:
     """Sub-commands of a command (``runs show``, ``audit verify``), each with its own --help."""
     return parent.add_subparsers(dest="action", required=required, metavar="ACTION")
 
 
-def _add_console(commands: Any) -> None:
+def _add_console(commands: Commands) -> None:
     """``reconcile serve``: the web console."""
     serve = commands.add_parser(
         "serve",
@@ -185,7 +195,7 @@ ROLES = {
 }
 
 
-def _add_users(commands: Any) -> None:
+def _add_users(commands: Commands) -> None:
     """``reconcile users add|list|disable``: the console's users."""
     users = commands.add_parser("users", help="add, list or disable console users")
     actions = _actions(users)
@@ -216,7 +226,7 @@ def _add_users(commands: Any) -> None:
         _store_options(parser)
 
 
-def _add_runs(commands: Any) -> None:
+def _add_runs(commands: Commands) -> None:
     """``reconcile runs [list]`` and ``reconcile runs show ID``: what the ledger holds."""
     runs = commands.add_parser(
         "runs",
@@ -242,7 +252,7 @@ def _add_runs(commands: Any) -> None:
     runs.set_defaults(action="list", json=False, requests=False)
 
 
-def _add_decisions(commands: Any) -> None:
+def _add_decisions(commands: Commands) -> None:
     """``approve`` / ``reject`` / ``withdraw``: the maker-checker decisions."""
     for name, text in (
         ("approve", "approve a dry run's plan (maker-checker)"),
@@ -257,7 +267,7 @@ def _add_decisions(commands: Any) -> None:
         _store_options(decide)
 
 
-def _add_audit(commands: Any) -> None:
+def _add_audit(commands: Commands) -> None:
     """``reconcile audit verify|export``: the audit chain."""
     audit = commands.add_parser("audit", help="verify the audit chain, or export it for auditors")
     actions = _actions(audit)
@@ -286,7 +296,7 @@ def _add_audit(commands: Any) -> None:
         parser.set_defaults(head=None, since=None, out=None)
 
 
-def _add_ledger(commands: Any) -> None:
+def _add_ledger(commands: Commands) -> None:
     """``reconcile ledger migrate|copy|check``: a PostgreSQL ledger's schema and contents, and
     whether a ledger is sound."""
     ledger = commands.add_parser(

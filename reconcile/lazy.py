@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import importlib
 import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 
 class _LazyModule(types.ModuleType):
-    def __getattr__(self, attribute: str) -> Any:
+    def __getattr__(self, attribute: str) -> object:
         module = importlib.import_module(self.__name__)
         self.__dict__.update(module.__dict__)
         return getattr(module, attribute)
 
 
-def lazy(name: str) -> Any:
-    """A stand-in for the module ``name`` that imports it on first attribute access."""
+def lazy(name: str) -> types.ModuleType:
+    """A stand-in for the module ``name`` that imports it on first attribute access (bound in
+    the ``else`` of ``if TYPE_CHECKING``, so mypy types the name as the real module)."""
     return _LazyModule(name)
 
 

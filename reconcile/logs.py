@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import structlog
+    from structlog.typing import EventDict, Processor, WrappedLogger
 else:
     structlog = lazy("structlog")
 
@@ -22,19 +22,33 @@ _SECRETS: set[str] = set()
 _MASK = "[redacted]"
 
 
-class _Deferred:
-    """A structlog logger that imports structlog when first used: quick commands never do."""
+class DeferredLogger:
+    """A structlog logger that imports structlog when first used: quick commands never do.
+    Events are named, their data in fields (``log.info("run.started", run_id=...)``)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
 
-    def __getattr__(self, method: str) -> Any:
-        return getattr(structlog.get_logger(self._name), method)
+    def debug(self, event: str, **fields: object) -> None:
+        structlog.get_logger(self._name).debug(event, **fields)
+
+    def info(self, event: str, **fields: object) -> None:
+        structlog.get_logger(self._name).info(event, **fields)
+
+    def warning(self, event: str, **fields: object) -> None:
+        structlog.get_logger(self._name).warning(event, **fields)
+
+    def error(self, event: str, **fields: object) -> None:
+        structlog.get_logger(self._name).error(event, **fields)
+
+    def exception(self, event: str, **fields: object) -> None:
+        """At error level, with the exception being handled."""
+        structlog.get_logger(self._name).exception(event, **fields)
 
 
-def get_logger(name: str) -> Any:
+def get_logger(name: str) -> DeferredLogger:
     """``structlog.get_logger(name)``, imported on first use."""
-    return _Deferred(name)
+    return DeferredLogger(name)
 
 
 def register_secret(value: str) -> None:
@@ -50,7 +64,7 @@ def scrub(text: str) -> str:
     return text
 
 
-def _scrub_value(value: Any) -> Any:
+def _scrub_value(value: object) -> object:
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):
@@ -63,7 +77,7 @@ def _scrub_value(value: Any) -> Any:
     return value
 
 
-def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     for key in list(event):
         event[key] = _MASK if key.lower() == "authorization" else _scrub_value(event[key])
     return event
@@ -73,7 +87,7 @@ def configure(*, verbose: bool = False, quiet: bool = False, json: bool | None =
     """Configure once, from the CLI. ``json`` defaults to 'stderr is not a terminal'."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     as_json = not sys.stderr.isatty() if json is None else json
-    renderer: Any = (
+    renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import httpx
 import structlog
@@ -13,7 +13,7 @@ log = structlog.get_logger("reconcile.notify")
 TIMEOUT_SECONDS = 10.0
 
 
-def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+def summary(manifest: Mapping[str, object]) -> dict[str, object]:
     """What a chat channel or monitor needs: no row data, no keys."""
     keys = (
         "run_id",
@@ -38,7 +38,7 @@ def _where(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}"
 
 
-def notify(url: str, manifest: dict[str, Any]) -> bool:
+def notify(url: str, manifest: Mapping[str, object]) -> bool:
     try:
         response = httpx.post(
             url, json=summary(manifest), timeout=TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}

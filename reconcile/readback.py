@@ -15,7 +15,9 @@ import decimal
 import enum
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TypeAlias
+
+from reconcile.json_types import JSON
 
 #: What text comparison trims (JavaScript's trim and Unicode white space).
 _SPACE = "\t\n\v\f\r \x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
@@ -46,7 +48,7 @@ class Item:
     equals ``value``."""
 
     key: str
-    value: Any
+    value: JSON
 
 
 Step = str | Item
@@ -56,7 +58,7 @@ Step = str | Item
 class Expect:
     field: str
     """How ``verify_detail`` names it (``status``, ``metadata.tier``, ``lineItems[sku_1].outlierStatus``)."""
-    wrote: Any
+    wrote: JSON
     path: tuple[Step, ...]
     """Where the answer's record holds it."""
     kind: Kind = Kind.TEXT
@@ -73,7 +75,7 @@ class ReadPlan:
     expects: tuple[Expect, ...]
     not_verifiable: tuple[str, ...] = ()
     """Written fields this read does not return (named, never guessed)."""
-    pick: Callable[[Any], Any] | None = None
+    pick: Callable[[JSON], JSON] | None = None
     """The record within the answer (None: the answer is the record); raises
     :class:`Ambiguous` when several match; returns None when none does (not found)."""
 
@@ -81,8 +83,8 @@ class ReadPlan:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Difference:
     field: str
-    wrote: Any
-    read: Any
+    wrote: JSON
+    read: JSON
     item: str | None = None
 
     def __str__(self) -> str:
@@ -93,10 +95,18 @@ class Ambiguous(Exception):
     """The answer holds several records that could be the one written."""
 
 
-_ABSENT = object()
+class _Absent(enum.Enum):
+    """What a path reads where a step is missing: apart from a JSON ``null`` that is there."""
+
+    ABSENT = enum.auto()
 
 
-def shown(value: Any) -> str:
+_ABSENT = _Absent.ABSENT
+#: A value read at a path, or its absence.
+Found: TypeAlias = JSON | _Absent
+
+
+def shown(value: Found) -> str:
     if value is _ABSENT or value is None:
         return "nothing"
     if isinstance(value, str):
@@ -104,9 +114,9 @@ def shown(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def lookup(record: Any, path: Sequence[Step]) -> Any:
+def lookup(record: JSON, path: Sequence[Step]) -> Found:
     """The value at ``path`` in ``record`` (``_ABSENT`` when any step is missing)."""
-    current = record
+    current: Found = record
     for step in path:
         if isinstance(step, Item):
             if not isinstance(current, list):
@@ -129,7 +139,7 @@ def lookup(record: Any, path: Sequence[Step]) -> Any:
     return current
 
 
-def _number(value: Any) -> decimal.Decimal | None:
+def _number(value: Found) -> decimal.Decimal | None:
     if isinstance(value, bool) or value is None or value is _ABSENT:
         return None
     try:
@@ -139,7 +149,7 @@ def _number(value: Any) -> decimal.Decimal | None:
     return number if number.is_finite() else None
 
 
-def _instant(value: Any) -> str | None:
+def _instant(value: Found) -> str | None:
     if not isinstance(value, str):
         return None
     try:
@@ -151,7 +161,7 @@ def _instant(value: Any) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def normal(value: Any, kind: Kind) -> Any:
+def normal(value: Found, kind: Kind) -> object:
     """``value`` in the one form compared (the raw value when it has no such form)."""
     if value is _ABSENT or value is None:
         return None
@@ -171,7 +181,7 @@ def normal(value: Any, kind: Kind) -> Any:
     return value
 
 
-def differences(record: Any, expects: Sequence[Expect]) -> list[Difference]:
+def differences(record: JSON, expects: Sequence[Expect]) -> list[Difference]:
     """Each expected value the record does not hold, with both values."""
     found = []
     for expect in expects:
@@ -208,7 +218,7 @@ def row_verdict(plan: ReadPlan, found: list[Difference], row_item: str | None) -
     return RowVerdict(VerifyStatus.VERIFIED, "; ".join(unverifiable))
 
 
-def confirmation(sent: Sequence[Expect], answer: Any) -> RowVerdict:
+def confirmation(sent: Sequence[Expect], answer: JSON) -> RowVerdict:
     """Returning.AI: no read exists; the write's own answer echoing every value sent is a
     confirmation (never a verification), else the row is unverifiable."""
     if answer is None:

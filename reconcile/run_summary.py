@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import structlog
@@ -25,7 +24,7 @@ SHOWN_ERRORS = 3
 def print_summary(
     outcomes: pl.DataFrame,
     out: Path,
-    manifest: Mapping[str, Any] | None = None,
+    manifest: Mapping[str, object] | None = None,
     *,
     approval_job: Path | None = None,
 ) -> None:
@@ -66,7 +65,7 @@ def print_summary(
 def screen_lines(
     outcomes: pl.DataFrame,
     out: Path,
-    manifest: Mapping[str, Any],
+    manifest: Mapping[str, object],
     *,
     approval_job: Path | None = None,
 ) -> list[str]:
@@ -90,8 +89,9 @@ def screen_lines(
         lines.append(f"run id:  {manifest['run_id']}")
     if manifest.get("audit_head"):
         lines.append(f"audit chain head: {manifest['audit_head']} (keep a copy outside the ledger)")
-    if manifest.get("exit_code") is not None:
-        lines.append(exit_codes.meaning(int(manifest["exit_code"])))
+    exit_code = manifest.get("exit_code")
+    if isinstance(exit_code, int):
+        lines.append(exit_codes.meaning(exit_code))
     if manifest.get("dry_run") and manifest.get("plan_sha256") and approval_job is not None:
         lines.append(
             "plan recorded: a colleague approves it with "

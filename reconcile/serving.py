@@ -6,14 +6,17 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 LOOPBACK = "127.0.0.1"
 
 
-def loopback_config(app: Any, port: int) -> uvicorn.Config:
+def loopback_config(app: ASGIApp, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=LOOPBACK,
@@ -28,7 +31,7 @@ def loopback_config(app: Any, port: int) -> uvicorn.Config:
 class ThreadServer:
     """``with ThreadServer(app) as server: server.url`` serves until the block ends."""
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: ASGIApp, port: int = 0) -> None:
         self._server = uvicorn.Server(loopback_config(app, port))
         # Signal handlers are left alone: uvicorn installs none outside the main thread.
         self._thread = threading.Thread(target=self._server.run, name="server", daemon=True)

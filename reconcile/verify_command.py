@@ -9,16 +9,23 @@ failed; 2 unusable input or job (as ``run``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconcile.exceptions import ConfigError
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from reconcile.job import Job
+    from reconcile.pipeline import Prepared, RunResult
+    from reconcile.verification import Verification
+    from reconcile.verify_record import VerificationRecord
 else:
     pl = lazy("polars")  # ``--help`` stays quick
 
@@ -26,20 +33,19 @@ else:
 READ_BACK_STATUSES = ("applied", "already_applied", "unknown")
 
 
-def add_parser(commands: Any) -> None:
-    verify = commands.add_parser(
-        "verify",
-        help="read back what a run (or a file) wrote and compare, field by field",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+#: ``reconcile verify``'s one-line help (the module's docstring is its description).
+HELP = "read back what a run (or a file) wrote and compare, field by field"
+
+
+def add_arguments(verify: argparse.ArgumentParser) -> None:
+    """``reconcile verify``'s arguments."""
     verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
     verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
     add_sample_option(verify)
 
 
-def add_sample_option(parser: Any) -> None:
+def add_sample_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verify-sample",
         type=_percent,
@@ -61,7 +67,7 @@ class AfterRun:
     results file, write ``<results>.verify.csv`` beside it, record the verification in the
     audit chain and the report; ``worst`` is 4 when a read disagrees, 1 when reads failed."""
 
-    def __init__(self, job: Any, environ: Any, sample: float | None = None) -> None:
+    def __init__(self, job: Job, environ: Mapping[str, str], sample: float | None = None) -> None:
         from reconcile.echoes import Echoes
         from reconcile.operations import get_operation
 
@@ -69,13 +75,13 @@ class AfterRun:
         #: The write answers' echoes (Returning.AI), kept as they come back: ``on_answer``.
         self.echoes = Echoes(get_operation(job.operation))
 
-    def __call__(self, source: Path, ended: Any, out: Path) -> None:
+    def __call__(self, source: Path, ended: RunResult | Exception, out: Path) -> None:
         try:
             self._verify(source, ended, out)
         finally:
             self.echoes.clear()  # the next input's request ids start again
 
-    def _verify(self, source: Path, ended: Any, out: Path) -> None:
+    def _verify(self, source: Path, ended: RunResult | Exception, out: Path) -> None:
         from reconcile.credentials import resolve_credentials
         from reconcile.pipeline import prepare
         from reconcile.verification import verify_prepared
@@ -115,7 +121,9 @@ class AfterRun:
         self.worst = max(self.worst, result.exit_code)
 
 
-def _with_verdicts(prepared: Any, outcomes: Any, verdicts: Any, out: Path) -> None:
+def _with_verdicts(
+    prepared: Prepared, outcomes: pl.DataFrame, verdicts: pl.DataFrame, out: Path
+) -> None:
     """The run's results file again, with ``verify_status`` and ``verify_detail`` per row read
     back (empty for rows not read: not sent, or outside ``--verify-sample``)."""
     from reconcile.results import write_results
@@ -130,7 +138,9 @@ SETTLED_APPLIED = "unknown settled by read-back: the API holds the change (appli
 SETTLED_ABSENT = "not applied, safe to send again: read back after verify_settle_seconds"
 
 
-def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> str:
+def settle_unknowns(
+    prepared: Prepared, run_id: str, verdicts: pl.DataFrame, unknown: pl.Series
+) -> str:
     """Unknown requests whose every row read verified become applied in the ledger; those whose
     read shows the change absent (after the settle window) become failed, so the next run sends
     them once. Read failures stay unknown. Returns what was settled, in words."""
@@ -178,23 +188,24 @@ def settle_unknowns(prepared: Any, run_id: str, verdicts: Any, unknown: Any) -> 
 def main(args: argparse.Namespace) -> int:
     from reconcile.job import load_job
 
+    target: str = args.target
+    out: Path | None = args.out
+    sample: float | None = args.verify_sample
     job = load_job(args.job)
-    result, _ = verify_target(
-        job, args.target, args.out, sample_percent=args.verify_sample, environ=os.environ
-    )
+    result, _ = verify_target(job, target, out, sample_percent=sample, environ=os.environ)
     return int(result.exit_code)
 
 
 def verify_target(
-    job: Any,
+    job: Job,
     target: str | Path,
     out: Path | None,
     *,
     sample_percent: float | None,
-    environ: Any,
+    environ: Mapping[str, str],
     source: str = "reconcile verify",
     quiet: bool = False,
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Verification, VerificationRecord]:
     """Read back a run (by id) or a file, write the verify file (default
     ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
     report), print its lines unless ``quiet`` (the console); returns the
@@ -211,19 +222,19 @@ def verify_target(
         _refuse_dry_run(run)
         path, rows, written_at = _run_rows(run)
     prepared = prepare(path, job)
-    if run is not None and prepared.table.sha256 != run["input_sha256"]:
-        raise ConfigError(f"run {run['run_id']}: its input file {path} has changed since the run")
+    if run is not None and prepared.table.sha256 != run.input_sha256:
+        raise ConfigError(f"run {run.run_id}: its input file {path} has changed since the run")
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
     credentials = resolve_credentials(prepared.operation, job, communities, environ)
     result = verify_prepared(
         prepared, credentials, rows=rows, written_at=written_at, sample_percent=sample_percent
     )
-    results = Path(run["results_path"]) if run is not None else None
+    results = Path(run.results_path) if run is not None and run.results_path else None
     entry = _write(
         prepared,
         result,
         out or Path("out") / f"{path.stem}.verify.csv",
-        run_id=run["run_id"] if run is not None else "",
+        run_id=run.run_id if run is not None else "",
         source=source,
         environ=environ,
         sample_percent=sample_percent,
@@ -233,7 +244,20 @@ def verify_target(
     return result, entry
 
 
-def _find_run(job: Any, run_id: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Run:
+    """What a read-back needs of a run the ledger holds."""
+
+    run_id: str
+    dry_run: bool
+    job_path: str | None
+    input_path: str
+    input_sha256: str
+    results_path: str | None
+    ended_at: str | None
+
+
+def _find_run(job: Job, run_id: str) -> _Run:
     from reconcile.database import Storage
     from reconcile.ledger import Ledger
 
@@ -246,32 +270,40 @@ def _find_run(job: Any, run_id: str) -> dict[str, Any]:
         ledger.close()
     if run is None:
         raise ConfigError(f"{run_id!r} is neither a file nor a single run of this job's ledger")
-    return run
+    return _Run(
+        run_id=str(run["run_id"]),
+        dry_run=bool(run["dry_run"]),
+        job_path=run["job_path"],
+        input_path=str(run["input_path"]),
+        input_sha256=str(run["input_sha256"]),
+        results_path=run["results_path"],
+        ended_at=run["ended_at"],
+    )
 
 
-def _refuse_dry_run(run: dict[str, Any]) -> None:
+def _refuse_dry_run(run: _Run) -> None:
     """A dry run sent nothing: there is nothing of it to read back (ConfigError, exit 2)."""
-    if run.get("dry_run"):
-        job = run.get("job_path") or "JOB"
+    if run.dry_run:
+        job = run.job_path or "JOB"
         raise ConfigError(
-            f"run {run['run_id']} was a dry run: nothing was sent, so there is nothing to read "
+            f"run {run.run_id} was a dry run: nothing was sent, so there is nothing to read "
             f"back. To see which rows of its file the API already holds: reconcile verify "
-            f"{run['input_path']} --job {job}"
+            f"{run.input_path} --job {job}"
         )
 
 
 def _write(
-    prepared: Any,
-    result: Any,
+    prepared: Prepared,
+    result: Verification,
     out: Path,
     *,
     run_id: str,
     source: str,
-    environ: Any,
+    environ: Mapping[str, str],
     sample_percent: float | None,
     report_path: Path | None,
     quiet: bool = False,
-) -> dict[str, Any]:
+) -> VerificationRecord:
     """The verify file, its record in the audit chain (and the run's report), the terminal's
     lines; returns the record."""
     from reconcile import approval, verify_record
@@ -293,16 +325,18 @@ def _write(
     )
 
 
-def _run_rows(run: dict[str, Any]) -> tuple[Path, pl.Series, float | None]:
+def _run_rows(run: _Run) -> tuple[Path, pl.Series, float | None]:
     """An earlier run's input file (unchanged since), the rows to read back, when it ended."""
-    path = Path(run["input_path"])
+    path = Path(run.input_path)
     if not path.is_file():
-        raise ConfigError(f"run {run['run_id']}: its input file {path} is gone")
-    results = pl.read_csv(run["results_path"], infer_schema=False, encoding="utf8-lossy")
+        raise ConfigError(f"run {run.run_id}: its input file {path} is gone")
+    if run.results_path is None:
+        raise ConfigError(f"run {run.run_id} wrote no results file: nothing to read back")
+    results = pl.read_csv(run.results_path, infer_schema=False, encoding="utf8-lossy")
     # Our columns are prefixed where the input had a column of that name (results.py).
     row, status = (
         f"reconcile_{c}" if f"reconcile_{c}" in results.columns else c for c in ("row", "status")
     )
     rows = results.filter(pl.col(status).is_in(READ_BACK_STATUSES)).get_column(row).cast(pl.Int64)
-    ended = run.get("ended_at")
+    ended = run.ended_at
     return path, rows, dt.datetime.fromisoformat(ended).timestamp() if ended else None

@@ -9,15 +9,19 @@ import dataclasses
 import datetime as dt
 import hashlib
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 import polars as pl
 
 from reconcile import approval, report
 from reconcile.intake import RESULT_PREFIX, ROW
 from reconcile.results import write_csvs_atomic
+
+if TYPE_CHECKING:
+    from reconcile.database import Storage
+    from reconcile.pipeline import Prepared
+    from reconcile.verification import Verification
 
 #: Rows a read-back found the API does not hold as written.
 WRONG = ("mismatch", "not_found")
@@ -27,6 +31,39 @@ RECORDED_WRONG_ROWS = 100
 PRINTED_WRONG_ROWS = 10
 
 
+class WrongRow(TypedDict):
+    """A row read back that the API does not hold as written."""
+
+    row: int
+    community: str | None
+    verify_status: str
+    verify_detail: str | None
+
+
+class InputFile(TypedDict):
+    path: str
+    sha256: str
+
+
+class VerificationRecord(TypedDict):
+    """A ``verification`` record of the audit chain (what :func:`record` chains)."""
+
+    run_id: str
+    by: str
+    at: str
+    source: str
+    input: InputFile
+    reads: int
+    sample_percent: float | None
+    counts: dict[str, int]
+    exit_code: int
+    # Records chained before the mismatching rows were kept have neither.
+    wrong_rows: NotRequired[int]
+    wrong: NotRequired[list[WrongRow]]
+    verify_file: str
+    verify_sha256: str
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Written:
     """A verify file written, and what it says."""
@@ -34,13 +71,13 @@ class Written:
     path: Path
     counts: dict[str, int]
     """Rows per ``verify_status``."""
-    wrong: list[dict[str, Any]]
+    wrong: list[WrongRow]
     """The first :data:`RECORDED_WRONG_ROWS` rows in :data:`WRONG`: ``row``, ``community``,
     ``verify_status``, ``verify_detail``."""
     wrong_rows: int
 
 
-def write_verify_file(prepared: Any, verdicts: pl.DataFrame, out: Path) -> Written:
+def write_verify_file(prepared: Prepared, verdicts: pl.DataFrame, out: Path) -> Written:
     """The input's columns and the verdicts of the rows read back (``row`` and the verdict
     columns prefixed where the input has a column of that name), as results files are written:
     whole or not at all, formula-like cells neutralised."""
@@ -58,14 +95,14 @@ def write_verify_file(prepared: Any, verdicts: pl.DataFrame, out: Path) -> Writt
         communities.with_columns(pl.col(ROW).cast(judged.schema[ROW])), on=ROW, how="left"
     )
     listed = wrong.sort(ROW).head(RECORDED_WRONG_ROWS).rename({ROW: "row"})
+    columns = listed.select("row", "community", "verify_status", "verify_detail")
     return Written(
         out,
         {str(k): int(v) for k, v in counts.items()},
-        list(
-            listed.select("row", "community", "verify_status", "verify_detail").iter_rows(
-                named=True
-            )
-        ),
+        [
+            WrongRow(row=row, community=community, verify_status=status, verify_detail=detail)
+            for row, community, status, detail in columns.iter_rows()
+        ],
         wrong.height,
     )
 
@@ -79,10 +116,10 @@ def file_sha256(path: Path) -> str:
 
 
 def record(
-    storage: Any,
+    storage: Storage,
     run_id: str,
     written: Written,
-    result: Any,
+    result: Verification,
     *,
     user: str,
     source: str,
@@ -90,10 +127,10 @@ def record(
     input_sha256: str,
     sample_percent: float | None = None,
     report_path: Path | None = None,
-) -> dict[str, Any]:
+) -> VerificationRecord:
     """Chain the verification (``run_id`` "" when a file was verified with no run) and, when
     the run's report exists, put the verification in it. Returns the record."""
-    entry = {
+    entry: VerificationRecord = {
         "run_id": run_id,
         "by": user,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -128,7 +165,7 @@ def print_written(written: Written, reads: int) -> None:
         print(f"  ... and {written.wrong_rows - PRINTED_WRONG_ROWS} more in {written.path}")
 
 
-def describe(entry: Mapping[str, Any]) -> str:
+def describe(entry: VerificationRecord) -> str:
     """One verification in a line (``runs show``)."""
     counts = ", ".join(f"{s} {n}" for s, n in entry["counts"].items()) or "no rows"
     sample = f", a {entry['sample_percent']:g}% sample" if entry.get("sample_percent") else ""
@@ -139,10 +176,11 @@ def describe(entry: Mapping[str, Any]) -> str:
     )
 
 
-def print_verifications(storage: Any, run_id: str) -> None:
+def print_verifications(storage: Storage, run_id: str) -> None:
     """``runs show``: every verification of the run, oldest first, with its mismatching rows."""
     with approval.store(storage) as audit:
-        found = audit.verifications(run_id)
+        # The chain holds what :func:`record` wrote.
+        found = [cast(VerificationRecord, e) for e in audit.verifications(run_id)]
     if not found:
         print(
             "verifications: none (reconcile verify RUN_ID --job JOB reads the run back)",

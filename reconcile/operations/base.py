@@ -13,8 +13,8 @@ import enum
 import json
 import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.typed import JsonValue, RawJson
@@ -105,7 +105,7 @@ class Operation(abc.ABC):
         """Rules across rows beyond ``conflict_key`` (``index``, ``message``); none by default."""
         return None
 
-    def extra_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+    def extra_headers(self, options: Mapping[str, object]) -> dict[str, str]:
         """Headers from the job's ``[options]`` table (none by default)."""
         return {}
 
@@ -180,7 +180,7 @@ class Operation(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         """Valid normalised rows -> one line per row with the request it is part of
         (``options``: the job's ``[options]`` table).
 
@@ -194,18 +194,18 @@ class Operation(abc.ABC):
     def auth_headers(self, credentials: Mapping[str, str]) -> dict[str, str]:
         """The headers that authenticate one community's requests."""
 
-    def read_back(self, target: str, path: str, body: Any) -> ReadPlan | None:
+    def read_back(self, target: str, path: str, body: JSONObject) -> ReadPlan | None:
         """The documented GET that reads back what one request wrote (``target``, ``path`` and
         parsed JSON ``body`` as sent), and where its answer holds each written value
         (:mod:`reconcile.readback`). None: the API documents no read."""
         return None
 
-    def row_item(self, row: Mapping[str, Any]) -> str | None:
+    def row_item(self, row: Mapping[str, object]) -> str | None:
         """The item a (normalised) row wrote, as its read-back's ``Expect.item`` names it, so an
         item's difference marks only its row; None: the row is the whole record."""
         return None
 
-    def echoed(self, body: Any) -> tuple[Expect, ...]:
+    def echoed(self, body: JSONObject) -> tuple[Expect, ...]:
         """Where the write's own answer echoes each value sent (APIs with no read: the rows are
         ``confirmed`` when it does); none by default."""
         return ()

@@ -6,31 +6,31 @@ transaction of the written type). ``deliveryStatus`` is not in either answer: no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from reconcile.json_types import JSON, JSONObject, as_list, as_object
 from reconcile.operations.base import encode_segment
 from reconcile.readback import Ambiguous, Expect, Item, Kind, ReadPlan
 
 
-def read_back(body: Mapping[str, Any]) -> ReadPlan:
+def read_back(body: JSONObject) -> ReadPlan:
     kind = body.get("type") or "REGULAR"
     expects = [
         Expect(f"{family}.{name}", value, (family, name), Kind.VALUE)
         for family in ("extendedFields", "customFields")
-        for name, value in (body.get(family) or {}).items()
+        for name, value in as_object(body.get(family)).items()
     ]
-    for item in body.get("lineItems") or []:
-        expects += _line_item(item)
+    for item in as_list(body.get("lineItems")):
+        expects += _line_item(as_object(item))
     unverifiable = ("deliveryStatus",) if body.get("deliveryStatus") is not None else ()
     if body.get("id") is not None:
         path = f"/v2/transactions/{body['id']}?type={kind}"
         return ReadPlan(path, tuple(expects), unverifiable)
     number = str(body["number"])
 
-    def pick(answer: Any) -> Any:
+    def pick(answer: JSON) -> JSON:
         """The transaction of the written type among those with the bill number."""
-        data = answer.get("data") if isinstance(answer, dict) else None
-        found = [t for t in data or [] if isinstance(t, dict) and t.get("type") == kind]
+        data = as_object(answer).get("data")
+        found = [t for t in as_list(data) if isinstance(t, dict) and t.get("type") == kind]
         if len(found) > 1:
             raise Ambiguous(f"{len(found)} {kind} transactions have bill number {number}: use id")
         return found[0] if found else None
@@ -39,7 +39,7 @@ def read_back(body: Mapping[str, Any]) -> ReadPlan:
     return ReadPlan(path, tuple(expects), unverifiable, pick)
 
 
-def _line_item(item: Mapping[str, Any]) -> list[Expect]:
+def _line_item(item: JSONObject) -> list[Expect]:
     if item.get("itemCode") is not None:
         tag, name, where = (
             f"code:{item['itemCode']}",
@@ -61,7 +61,7 @@ def _line_item(item: Mapping[str, Any]) -> list[Expect]:
             Kind.VALUE,
             tag,
         )
-        for field, value in (item.get("extendedFields") or {}).items()
+        for field, value in as_object(item.get("extendedFields")).items()
     ]
     if item.get("outlierStatus") is not None:
         found.append(
@@ -76,9 +76,10 @@ def _line_item(item: Mapping[str, Any]) -> list[Expect]:
     return found
 
 
-def row_item(row: Mapping[str, Any]) -> str | None:
+def row_item(row: Mapping[str, object]) -> str | None:
     if row.get("lineItems.itemCode") is not None:
         return f"code:{row['lineItems.itemCode']}"
     if row.get("lineItems.id") is not None:
-        return f"id:{int(row['lineItems.id'])}"
+        # The normalised cell is text; the body and so the tag carry it as a number.
+        return f"id:{int(str(row['lineItems.id']))}"
     return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import capillary_readback, rules
 from reconcile.operations.base import (
@@ -262,7 +262,7 @@ class CapillaryTransaction(Operation):
         )
         return pl.concat(problems)
 
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         names = valid.columns
         frame = valid.with_columns(transaction_key().alias("target"))
         item: JsonFields = {
@@ -308,13 +308,13 @@ class CapillaryTransaction(Operation):
         ).decode()
         return {"Authorization": f"Basic {token}"}
 
-    def extra_headers(self, options: Mapping[str, Any]) -> dict[str, str]:
+    def extra_headers(self, options: Mapping[str, object]) -> dict[str, str]:
         return {"SKIP-DOWNSTREAM": "true"} if options.get("skip_downstream") else {}
 
-    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+    def read_back(self, target: str, path: str, body: JSONObject) -> ReadPlan:
         return capillary_readback.read_back(body)
 
-    def row_item(self, row: Mapping[str, Any]) -> str | None:
+    def row_item(self, row: Mapping[str, object]) -> str | None:
         return capillary_readback.row_item(row)
 
     def classify(self, status: int, body: bytes) -> Classified:

@@ -7,8 +7,8 @@ Rules from ``shared/api/returning-ai-purchase-history-patch.txt``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import (
@@ -108,7 +108,7 @@ class PurchaseHistory(BearerKeyOperation):
             ),
         ]
 
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         encoded = with_encoded_segment(valid, "purchaseHistoryID", "__segment")
         encoded = with_json_object(encoded, {f: pl.col(f) for f in BODY_FIELDS}, "__body")
         return request_lines(
@@ -121,7 +121,7 @@ class PurchaseHistory(BearerKeyOperation):
             repeatable=pl.lit(True),
         )
 
-    def echoed(self, body: Any) -> tuple[Expect, ...]:
+    def echoed(self, body: JSONObject) -> tuple[Expect, ...]:
         """No read is documented (shared/api/reads.md); the PATCH's 200 answer carries the
         record as stored: ``data.voucherCode``, ``data.voucherExpiryDate`` (ISO),
         ``data.product.redemptionInstructions``."""
@@ -136,8 +136,9 @@ class PurchaseHistory(BearerKeyOperation):
             )
         if body.get("voucherCode") is not None:
             found.append(Expect("voucherCode", body["voucherCode"], ("data", "voucherCode")))
-        if body.get("voucherExpiryDate") is not None:
-            day, month, year = body["voucherExpiryDate"].split("/")
+        expiry = body.get("voucherExpiryDate")
+        if isinstance(expiry, str):  # DD/MM/YYYY, as the rules accept it
+            day, month, year = expiry.split("/")
             iso = f"{year}-{month}-{day}T00:00:00.000Z"
             found.append(Expect("voucherExpiryDate", iso, ("data", "voucherExpiryDate"), Kind.DATE))
         return tuple(found)

@@ -8,8 +8,8 @@ doc's curl example says ``statusID``, its integration notes confirm ``statusId``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import (
@@ -76,7 +76,7 @@ class RedemptionStatus(BearerKeyOperation):
             ),
         }
 
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         refund = refund_flag(pl.col("refundCoins"))
         body = with_json_object(
             valid,
@@ -97,7 +97,7 @@ class RedemptionStatus(BearerKeyOperation):
             repeatable=~refund,
         )
 
-    def echoed(self, body: Any) -> tuple[Expect, ...]:
+    def echoed(self, body: JSONObject) -> tuple[Expect, ...]:
         """No read is documented (shared/api/reads.md); the PUT's answer carries
         ``data.transactionId`` and ``data.statusId``."""
         return tuple(

@@ -11,8 +11,8 @@ value replaces the order's whole object or list. Several rows of one order form 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject, as_list, as_object
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules, typed
 from reconcile.operations.base import (
@@ -212,7 +212,7 @@ class VoucherifyOrder(VoucherifyOperation):
         )
         return pl.concat(problems)
 
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         has_item = pl.any_horizontal(pl.col(f).is_not_null() for f in ITEM_FIELDS)
         frame = with_json_object(
             with_encoded_segment(valid, "orderId", "__segment"),
@@ -270,11 +270,12 @@ class VoucherifyOrder(VoucherifyOperation):
             return Classified(verdict.verdict, voucherify_message(body))
         return verdict
 
-    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+    def read_back(self, target: str, path: str, body: JSONObject) -> ReadPlan:
         """``GET /v1/orders/{orderId}`` (shared/api/reads.md): the order's fields by name,
         metadata key by key for the keys written, items matched by their ID."""
         # A new source_id renames the order: read it by its Voucherify id or its new name.
-        read_id = target if target.startswith("ord_") else body.get("source_id") or target
+        source_id = body.get("source_id")
+        read_id = target if target.startswith("ord_") or not source_id else str(source_id)
         expects = [
             Expect(field, body[field], (field,), kind)
             for field, kind in READ_FIELDS.items()
@@ -282,13 +283,13 @@ class VoucherifyOrder(VoucherifyOperation):
         ]
         expects += [
             Expect(f"metadata.{key}", value, ("metadata", key), Kind.VALUE)
-            for key, value in (body.get("metadata") or {}).items()
+            for key, value in as_object(body.get("metadata")).items()
         ]
-        for item in body.get("items") or []:
-            expects += _item_expects(item)
+        for item in as_list(body.get("items")):
+            expects += _item_expects(as_object(item))
         return ReadPlan(f"/v1/orders/{encode_segment(read_id)}", tuple(expects))
 
-    def row_item(self, row: Mapping[str, Any]) -> str | None:
+    def row_item(self, row: Mapping[str, object]) -> str | None:
         return next((f"{k[6:]}:{row[k]}" for k in ITEM_TEXT if row.get(k) is not None), None)
 
 
@@ -304,7 +305,7 @@ READ_FIELDS = {
 }
 
 
-def _item_expects(item: Mapping[str, Any]) -> list[Expect]:
+def _item_expects(item: JSONObject) -> list[Expect]:
     """One written item: found in the read by the first of its IDs, then each number."""
     key = next(k for k in ("source_id", "product_id", "sku_id") if item.get(k) is not None)
     tag, where = f"{key}:{item[key]}", ("items", Item(key, item[key]))

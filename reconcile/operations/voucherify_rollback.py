@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules
 from reconcile.operations.base import (
@@ -75,7 +75,7 @@ class VoucherifyRollback(VoucherifyOperation):
             **{name: rules.optional_text() for name, _, _ in BODY_COLUMNS},
         }
 
-    def requests(self, valid: pl.DataFrame, options: Mapping[str, Any]) -> pl.DataFrame:
+    def requests(self, valid: pl.DataFrame, options: Mapping[str, object]) -> pl.DataFrame:
         metadata = self.family_members(valid.columns, "metadata")
         frame = with_encoded_segment(valid, "redemptionId", "__segment")
         frame = with_json_object(
@@ -119,7 +119,7 @@ class VoucherifyRollback(VoucherifyOperation):
             return Classified(verdict.verdict, voucherify_message(body))
         return verdict
 
-    def read_back(self, target: str, path: str, body: Any) -> ReadPlan:
+    def read_back(self, target: str, path: str, body: JSONObject) -> ReadPlan:
         """``GET /v1/redemptions/{redemptionId}`` (shared/api/reads.md): a rollback moves the
         redemption to ROLLED_BACK (and lists it under ``related_redemptions.rollbacks``)."""
         return ReadPlan(
