@@ -21,7 +21,13 @@ from typing import Any
 import structlog
 
 from reconcile import api, approval, atomic, queueing
-from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
+from reconcile.database import (
+    CONSOLE_POOL_SIZE,
+    Storage,
+    as_storage,
+    open_database,
+    usable_state_dir,
+)
 from reconcile.exceptions import (
     ApprovalError,
     ConfigError,
@@ -30,7 +36,6 @@ from reconcile.exceptions import (
     RunLockedError,
 )
 from reconcile.job import Job
-from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
 from reconcile.web.history import Filters, HistoryPage, history_page
