@@ -20,12 +20,21 @@ import threading
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from reconcile.exceptions import ConfigError
 
 if TYPE_CHECKING:
     import sqlite3
+
+    import psycopg
+    from psycopg.rows import TupleRow
+
+#: A value bound to a ``?`` placeholder.
+Param: TypeAlias = str | int | float | bytes | None
+#: A row as either driver returns it (sqlite3's are tuples too): its values' types are the
+#: SQL's to decide, so the reader narrows them.
+Row: TypeAlias = "TupleRow"
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
@@ -97,14 +106,14 @@ class Database(abc.ABC):
     shown: str
 
     @abc.abstractmethod
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def rows(self, sql: str, params: Sequence[Param] = ()) -> list[Row]: ...
 
     @abc.abstractmethod
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def run(self, sql: str, params: Sequence[Param] = ()) -> int:
         """Execute a statement; the number of rows it changed."""
 
     @abc.abstractmethod
-    def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
+    def run_many(self, sql: str, params: Sequence[Sequence[Param]]) -> None: ...
 
     @abc.abstractmethod
     def transaction(self, lock: str | None = None) -> contextlib.AbstractContextManager[None]:
@@ -126,7 +135,7 @@ class Database(abc.ABC):
         nothing to do for PostgreSQL)."""
         return None
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+    def one(self, sql: str, params: Sequence[Param] = ()) -> Row | None:
         found = self.rows(sql, params)
         return found[0] if found else None
 
@@ -164,7 +173,7 @@ class SqliteDatabase(Database):
 
         self.shown = str(path)
         self._path = path
-        self._checkpointer: Any = None
+        self._checkpointer: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._db: sqlite3.Connection
         try:
@@ -210,15 +219,15 @@ class SqliteDatabase(Database):
         self._db.execute(f"PRAGMA wal_autocheckpoint={2 * CHECKPOINT_BYTES // 4096}")
         self._db.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES}")
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Param] = ()) -> list[Row]:
         with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).fetchall()
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def run(self, sql: str, params: Sequence[Param] = ()) -> int:
         with self._lock, self._damage():
             return self._db.execute(sql, tuple(params)).rowcount
 
-    def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+    def run_many(self, sql: str, params: Sequence[Sequence[Param]]) -> None:
         with self._lock, self._damage():
             self._db.executemany(sql, [tuple(p) for p in params])
 
@@ -299,7 +308,7 @@ class PostgresDatabase(Database):
         self._local = threading.local()
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
         held = getattr(self._local, "connection", None)
         if held is not None:
             yield held
@@ -312,16 +321,16 @@ class PostgresDatabase(Database):
                 f"the ledger database {self.shown} is unreachable: {exc}"
             ) from None
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Sequence[Param] = ()) -> list[Row]:
         with self._connection() as connection:
             cursor = connection.execute(_pg(sql), tuple(params))
             return cursor.fetchall() if cursor.description else []
 
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+    def run(self, sql: str, params: Sequence[Param] = ()) -> int:
         with self._connection() as connection:
             return int(connection.execute(_pg(sql), tuple(params)).rowcount)
 
-    def run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+    def run_many(self, sql: str, params: Sequence[Sequence[Param]]) -> None:
         if not params:
             return
         with self._connection() as connection, connection.cursor() as cursor:

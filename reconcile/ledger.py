@@ -18,10 +18,11 @@ import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict, cast
 
 from reconcile import liveness
-from reconcile.database import Storage, as_storage, open_database
+from reconcile.database import Param, Row, Storage, as_storage, open_database
+from reconcile.json_types import JSONObject
 from reconcile.lazy import pl
 from reconcile.schema import create_schema, next_seq
 
@@ -129,14 +130,10 @@ class Ledger:
             found = self.db.rows("SELECT run_id FROM runs WHERE ended_at IS NULL")
             gone = liveness.gone(self.storage, [r for (r,) in found])
             for run_id in gone:
-                states = self.db.rows(
-                    "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state",
-                    (run_id,),
-                )
                 counts = {
                     "ended": "interrupted",
                     "cause": INTERRUPTED_CAUSE,
-                    "requests": dict(states),
+                    "requests": self.states(run_id),
                 }
                 self.db.run(
                     "UPDATE runs SET ended_at = ?, counts = ? WHERE run_id = ? AND ended_at IS NULL",
@@ -150,26 +147,28 @@ class Ledger:
         self.db.close()
 
     # --- runs --------------------------------------------------------------------------------
-    def start_run(self, run: Mapping[str, Any]) -> None:
+    def start_run(self, run: Mapping[str, Param]) -> None:
         columns = ", ".join(run)
         marks = ", ".join("?" for _ in run)
         self.db.run(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(run.values()))
 
     def end_run(
-        self, run_id: str, *, counts: Mapping[str, Any], exit_code: int, results_path: str
+        self, run_id: str, *, counts: Mapping[str, object], exit_code: int, results_path: str
     ) -> None:
         self.db.run(
             "UPDATE runs SET ended_at = ?, counts = ?, exit_code = ?, results_path = ? WHERE run_id = ?",
             (now_iso(), json.dumps(counts), exit_code, results_path, run_id),
         )
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[RunRecord]:
         found = self.db.rows(
             f"SELECT {_RUN_LIST} FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)
         )
         return [_row(r) for r in found]
 
-    def run(self, run_id: str) -> dict[str, Any] | None:
+    def run(self, run_id: str) -> RunRecord | None:
+        """The one run whose id is or starts with ``run_id`` (else None), with its requests
+        per state."""
         rows = self.db.rows(
             f"SELECT {_RUN_LIST} FROM runs WHERE run_id = ? OR run_id LIKE ?",
             (run_id, run_id + "%"),
@@ -177,12 +176,15 @@ class Ledger:
         if len(rows) != 1:
             return None
         found = _row(rows[0])
-        states = self.db.rows(
-            "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state",
-            (found["run_id"],),
-        )
-        found["requests"] = dict(states)
+        found["requests"] = self.states(found["run_id"])
         return found
+
+    def states(self, run_id: str) -> dict[str, int]:
+        """Run ``run_id``'s requests per state (``applied``, ``in_flight``...)."""
+        found = self.db.rows(
+            "SELECT state, COUNT(*) FROM requests WHERE run_id = ? GROUP BY state", (run_id,)
+        )
+        return {str(state): int(count) for state, count in found}
 
     # --- requests ----------------------------------------------------------------------------
     def prior(self, fingerprints: Sequence[str]) -> dict[str, PriorState]:
@@ -325,6 +327,27 @@ _FINISHED_SQL = (
 )
 
 
+class RunRecord(TypedDict):
+    """A run as the ledger keeps it (``reconcile runs``); ``requests``, its requests per state,
+    only from :meth:`Ledger.run`."""
+
+    run_id: str
+    started_at: str
+    ended_at: str | None
+    dry_run: int
+    operation: str
+    base_url: str
+    job_path: str | None
+    input_path: str
+    input_sha256: str
+    results_path: str | None
+    operator: str
+    tool_version: str
+    counts: JSONObject | None
+    exit_code: int | None
+    requests: NotRequired[dict[str, int]]
+
+
 #: The columns of ``runs``, in the order ``_row`` reads them.
 RUN_COLUMNS = (
     "run_id",
@@ -345,11 +368,10 @@ RUN_COLUMNS = (
 _RUN_LIST = ", ".join(RUN_COLUMNS)
 
 
-def _row(values: Sequence[Any]) -> dict[str, Any]:
+def _row(values: Row) -> RunRecord:
     record = dict(zip(RUN_COLUMNS, values, strict=True))
-    if record.get("counts"):
-        record["counts"] = json.loads(record["counts"])
-    return record
+    record["counts"] = json.loads(record["counts"]) if record["counts"] else None
+    return cast(RunRecord, record)
 
 
 def _latest_or_applied(

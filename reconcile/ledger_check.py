@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconcile.database import SQLITE_FILE, Storage, check_reachable, redacted
 from reconcile.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from psycopg import Connection
+    from psycopg.rows import TupleRow
 
 #: reconcile's tables in either store (those absent, e.g. the console's, are skipped).
 TABLES = (
@@ -135,12 +136,12 @@ def _check_postgres(url: str) -> Checked:
     return Checked(False, _damaged(shown, findings, POSTGRES_ADVICE))
 
 
-def _exists(connection: Connection[Any], table: str) -> bool:
+def _exists(connection: Connection[TupleRow], table: str) -> bool:
     found = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
     return bool(found and found[0])
 
 
-def _index_findings(connection: Connection[Any], tables: list[str]) -> list[str]:
+def _index_findings(connection: Connection[TupleRow], tables: list[str]) -> list[str]:
     import psycopg
 
     indexes = connection.execute(

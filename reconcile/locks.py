@@ -29,7 +29,7 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Collection, Iterator
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from reconcile.database import (
     LedgerUnavailable,
@@ -41,6 +41,10 @@ from reconcile.database import (
 from reconcile.exceptions import RunLockedError
 from reconcile.job import Job
 from reconcile.ledger import now_iso
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 _WAIT = "Wait for it to finish: the lock is released when that process ends, even if it crashes."
 
@@ -113,7 +117,7 @@ def _refusal(job: Job, community: str, holder: str, where: str) -> RunLockedErro
 
 @dataclasses.dataclass(slots=True)
 class _FileLock:
-    handle: Any
+    handle: IO[str]
     name: str
     since: str
 
@@ -143,7 +147,7 @@ def _file_lock(job: Job, community: str, name: str) -> Iterator[_FileLock]:
 
 @dataclasses.dataclass(slots=True)
 class _AdvisoryLocks:
-    connection: Any
+    connection: psycopg.Connection[TupleRow]
     names: list[str]
     since: str
 

@@ -249,9 +249,9 @@ def _end(run: Run, counts: Mapping[str, Any], code: int) -> None:
 
 def _recorded_states(run: Run) -> dict[str, int]:
     """This run's requests per ledger state (applied, in_flight...), as far as it can be read."""
-    found: list[dict[str, Any]] = []
-    _best_effort("ledger", lambda: found.append(run.ledger.run(run.run_id) or {}))
-    return dict(found[0].get("requests") or {}) if found else {}
+    found: list[dict[str, int]] = []
+    _best_effort("ledger", lambda: found.append(run.ledger.states(run.run_id)))
+    return found[0] if found else {}
 
 
 def _best_effort(what: str, step: Callable[[], None]) -> bool:
