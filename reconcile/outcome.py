@@ -47,6 +47,3 @@ class Selection:
     code nor lets the inbox archive its file."""
 
     communities: frozenset[str] | None = None
-
-    def includes(self, community: str | None) -> bool:
-        return self.communities is None or community in self.communities

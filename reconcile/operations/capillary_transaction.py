@@ -62,7 +62,6 @@ CUSTOMER_FIELDS = ("identifierName", "identifierValue", "source", "accountId")
 #: Fields every row of one transaction must agree on (the key's own fields agree by definition;
 #: ``number`` is a field of a transaction named by its ``id``).
 TRANSACTION_FIELDS = ("number", "type", "deliveryStatus")
-LINE_FIELDS = ("lineItems.itemCode", "lineItems.id", "lineItems.outlierStatus")
 #: The doc's explanations of its error numbers (all HTTP 400).
 ERRORS = {
     667: "transaction not found for this customer (667): check id/number and the customer identifier",
