@@ -10,7 +10,7 @@ they are exactly the approved ones.
 Plans, decisions and run manifests are appended to one **hash chain** (reconcile.audit) (each record carries the
 hash of the one before it, and each record's fields are all under its hash): ``verify`` recomputes
 it and names the first record that does not match its store (an edited plan row, a deleted
-approval). The chain lives in the ledger's SQLite file.
+approval). The chain lives in the ledger's database (SQLite or PostgreSQL).
 
 Identity is ``RECONCILE_USER`` when set, else the OS login name: on a shared account it proves
 nothing; the web console's logins are the stronger identity.

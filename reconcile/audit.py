@@ -2,8 +2,8 @@
 
 Each chain record carries the hash of the one before it, and each record's fields are all under
 its own hash; :meth:`AuditStore.verify` recomputes the chain and checks every stored plan and
-decision against its record. The store lives in the ledger's SQLite file. The rules of who may
-decide what are in :mod:`reconcile.approval`, which calls this.
+decision against its record. The store lives in the ledger's database (SQLite or PostgreSQL).
+The rules of who may decide what are in :mod:`reconcile.approval`, which calls this.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class Plan:
 
 
 class AuditStore:
-    """Plans, decisions and the audit chain, in the ledger's SQLite file."""
+    """Plans, decisions and the audit chain, in the ledger's database (SQLite or PostgreSQL)."""
 
     def __init__(self, where: Path | Storage) -> None:
         self.db = open_database(as_storage(where))

@@ -140,7 +140,7 @@ class Database(abc.ABC):
         return found[0] if found else None
 
     def columns(self, table: str) -> set[str]:
-        """The table's column names (for migrations of older SQLite ledgers)."""
+        """The table's column names (for the migrations of older ledgers)."""
         raise NotImplementedError
 
 

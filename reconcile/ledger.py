@@ -1,4 +1,5 @@
-"""The run ledger: an embedded SQLite database (WAL) that survives crashes.
+"""The run ledger: what was sent, kept in the ledger's database (SQLite in ``state_dir``, or
+PostgreSQL at ``ledger_url``: :mod:`reconcile.database`), committed so that it survives crashes.
 
 Every request has a fingerprint (base URL, operation, community, method, path, canonical body).
 Before a request is sent the ledger records it ``in_flight`` and commits; after the answer, its
