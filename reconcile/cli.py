@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
-import functools
 import json
 import os
 import signal
@@ -21,18 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import exit_codes, logs, signals, verify_command
+from reconcile import exit_codes, logs, run_command, signals, verify_command
 from reconcile.cli_parser import build_parser
-from reconcile.database import Storage, reading_only
-from reconcile.exceptions import ConfigError, InputError, ReconcileError
-from reconcile.job import Job, load_job
+from reconcile.database import Storage, given_ledger_url, reading_only
+from reconcile.exceptions import ConfigError, ReconcileError
+from reconcile.job import load_job
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl
-
-    from reconcile.inbox import Show
-    from reconcile.pipeline import RunOptions
 else:
     pl = lazy("polars")
 
@@ -40,114 +35,9 @@ else:
 log = logs.get_logger("reconcile")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from reconcile import queueing
-    from reconcile.pipeline import RunOptions
-
-    job = load_job(args.job).with_overrides(
-        operation=args.operation,
-        base_url=args.base_url.rstrip("/") if args.base_url else None,
-        rate_per_second=args.rate,
-        concurrency=args.concurrency,
-        state_dir=args.state_dir,
-        ledger_url=_ledger_url(args),
-    )
-    options = RunOptions(
-        dry_run=args.dry_run,
-        force=args.force,
-        quiet=args.quiet,
-        communities=frozenset(args.community) if args.community else None,
-        sheet=args.sheet,
-        environ=os.environ,
-        wait=queueing.wait_from(args.wait, args.wait_timeout),
-    )
-    if args.verify_sample is not None and not args.verify:
-        raise ConfigError("--verify-sample N goes with --verify")
-    show = functools.partial(_show, approval_job=job.path if job.require_approval else None)
-    if args.verify:
-        return _run_verified(args, job, options, show)
-    return _dispatch(args, job, options, show)
-
-
-def _dispatch(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
-    """An approved plan, one input, the job's inbox, or any of them against the sandbox."""
-    if args.plan is not None:
-        return _run_plan(args, job, options, show)
-    if not args.sandbox or args.dry_run:
-        return _run_inputs(args, job, options, show)
-    from reconcile.sandbox import SandboxServer, SandboxState, load_seed
-    from reconcile.sandbox.state import DEFAULT_SEED
-
-    state = SandboxState(load_seed(DEFAULT_SEED))
-    with SandboxServer(state) as server:
-        log.info("sandbox.started", url=server.url)
-        rehearsal = dataclasses.replace(options, given_credentials=state.credentials())
-        return _run_inputs(args, job.with_overrides(base_url=server.url), rehearsal, show)
-
-
-def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
-    """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
-    if args.sandbox:
-        raise ConfigError("--verify reads back a real run: it goes without --sandbox")
-    after = verify_command.AfterRun(job, options.environ, args.verify_sample)
-    # The write answers Returning.AI's rows are confirmed by.
-    options = dataclasses.replace(options, on_answer=after.echoes)
-
-    def show_then_verify(source: Path, ended: Any, out: Path) -> None:
-        show(source, ended, out)
-        after(source, ended, out)
-
-    return _dispatch(args, job, options, show_then_verify) or after.worst
-
-
-def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
-    """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
-    from reconcile import approval
-
-    if args.dry_run or args.sandbox:
-        raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
-    if args.force:
-        approval.refuse_forced(job.storage, args.plan, approval.acting_user(os.environ))
-    approved = approval.approved_plan(job.storage, args.plan, job, dt.datetime.now(dt.UTC))
-    source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
-    planned = dataclasses.replace(options, plan=approved)
-    from reconcile import inbox
-
-    return inbox.run_sources(job, planned, [source], show, from_inbox=False, out=args.out)
-
-
-def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
-    """One input from the command line, or every ready file of the job's inbox."""
-    from reconcile import inbox
-
-    if args.input is not None:
-        return inbox.run_sources(
-            job,
-            options,
-            [args.input],
-            show,
-            from_inbox=False,
-            out=args.out,
-            rehearsal=args.sandbox,
-        )
-    if args.out is not None:
-        raise ConfigError("--out names one file: give INPUT too, or set results_dir in the job")
-    return inbox.run_inbox(job, options, show, rehearsal=args.sandbox)
-
-
-def _show(source: Path, ended: Any, out: Path, *, approval_job: Path | None = None) -> None:
-    """What the operator sees of one input: the summary, or why it was unusable."""
-    from reconcile import run_summary
-
-    if isinstance(ended, InputError):
-        print(f"reconcile: {ended}", file=sys.stderr)
-        return
-    run_summary.print_summary(ended.outcomes, out, ended.manifest, approval_job=approval_job)
-
-
 def _ledger_url(args: argparse.Namespace) -> str | None:
     """``--ledger-url``, else RECONCILE_LEDGER_URL (None: the job file's, or SQLite)."""
-    return getattr(args, "ledger_url", None) or os.environ.get("RECONCILE_LEDGER_URL") or None
+    return given_ledger_url(getattr(args, "ledger_url", None), os.environ)
 
 
 def _storage(args: argparse.Namespace) -> Storage:
@@ -264,7 +154,7 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
         rows = audit.plan_rows(plan.run_id) if plan is not None else None
         verifications = audit.verifications(found["run_id"])
     if args.json:
-        extra: dict[str, Any] = {"verifications": verifications}
+        extra: dict[str, object] = {"verifications": verifications}
         if plan is not None:
             extra["plan"] = {
                 "plan_sha256": plan.plan_sha256,
@@ -381,7 +271,7 @@ def _only_reads(args: argparse.Namespace) -> bool:
 
 #: Each command's handler (the parser in cli_parser.py names the same commands).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": _run,
+    "run": run_command.main,
     "sandbox": _sandbox,
     "runs": _runs,
     "operations": lambda _: _operations(),

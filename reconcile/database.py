@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -83,6 +83,16 @@ class Storage:
         if self.ledger_url is None:
             return str(self.state_dir / SQLITE_FILE)
         return redacted(self.ledger_url)
+
+
+#: The environment variable naming a PostgreSQL ledger, over a job file's ``ledger_url``.
+LEDGER_URL_ENV = "RECONCILE_LEDGER_URL"
+
+
+def given_ledger_url(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """The ledger URL given on the command line, else ``RECONCILE_LEDGER_URL``; None when
+    neither is (the job file's ``ledger_url`` then, else SQLite in its state dir)."""
+    return given or environ.get(LEDGER_URL_ENV) or None
 
 
 def as_storage(where: Path | Storage) -> Storage:

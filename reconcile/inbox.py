@@ -136,10 +136,6 @@ def archive(job: Job, source: Path) -> Path | None:
     return destination
 
 
-def default_out(input_path: Path, results_format: str = "csv") -> Path:
-    return Path("out") / f"{input_path.stem}.results.{results_format}"
-
-
 def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: Show) -> int:
     """With require_approval, each inbox file goes: new -> dry run, its plan recorded, the file
     kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
@@ -169,45 +165,30 @@ def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: 
                 log.warning("inbox.approval_expired", input=str(source), error=str(exc))
             else:
                 planned = dataclasses.replace(options, plan=approved)
-                codes.append(run_sources(job, planned, [source], show, from_inbox=True))
+                codes.append(run_sources(job, planned, [source], show))
                 continue
         rehearsal = dataclasses.replace(options, dry_run=True)
-        codes.append(run_sources(job, rehearsal, [source], show, from_inbox=True))
+        codes.append(run_sources(job, rehearsal, [source], show))
         log.info("inbox.awaiting_approval", input=str(source))
     return max(codes)
 
 
 def run_sources(
-    job: Job,
-    options: RunOptions,
-    sources: list[Path],
-    show: Show,
-    *,
-    from_inbox: bool,
-    out: Path | None = None,
-    rehearsal: bool = False,
+    job: Job, options: RunOptions, sources: list[Path], show: Show, *, rehearsal: bool = False
 ) -> int:
-    """Run each source in turn; the worst exit code. An unusable inbox file is skipped (it stays
-    in the inbox); an interrupted run stops the pass (its file stays). ``out`` names the results
-    of a single input; ``rehearsal`` (a sandbox run) never archives, like a dry run."""
+    """Run each inbox file in turn, each archived when done; the worst exit code. An unusable
+    file is skipped (it stays in the inbox); an interrupted run stops the pass (its file
+    stays); ``rehearsal`` (a sandbox run) never archives, like a dry run."""
     from reconcile import notify, pipeline
 
-    if from_inbox and not sources:
+    if not sources:
         return exit_codes.OK  # pending_inputs logged whether the inbox was empty or not ready
     codes = []
     for source in sources:
-        started = dt.datetime.now(dt.UTC)
-        if out is not None:
-            target = out
-        elif from_inbox or job.results_dir is not None:
-            target = results_path(job, source, started, dry_run=options.dry_run)
-        else:
-            target = default_out(source, job.results_format)
+        target = results_path(job, source, dt.datetime.now(dt.UTC), dry_run=options.dry_run)
         try:
             result = pipeline.execute(source, job, target, options)
         except InputError as exc:
-            if not from_inbox:
-                raise
             # One unusable file must not stop the others; it stays in the inbox to be fixed.
             log.error("run.unusable", input=str(source), error=str(exc))
             show(source, exc, target)
@@ -220,14 +201,14 @@ def run_sources(
         codes.append(code)
         if code > exit_codes.UNUSABLE:
             return code  # interrupted: stop here; this file stays in the inbox for the next run
-        if from_inbox and (options.dry_run or rehearsal):
+        if options.dry_run or rehearsal:
             # A rehearsal (dry run, or against the sandbox) must not use up tonight's files.
             log.info("inbox.kept", input=str(source), reason="dry run or sandbox rehearsal")
-        elif from_inbox and result.left_other_communities:
+        elif result.left_other_communities:
             # --community left other communities' rows unsent: archiving the file would
             # lose them. It stays; a later run sends them (the applied ones are not re-sent).
             log.warning("inbox.kept", input=str(source), reason="rows of communities not selected")
-        elif from_inbox:
+        else:
             _archive_or_keep(job, source)
     return max(codes)
 
@@ -249,7 +230,7 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     this one has not reached yet; with ``require_approval`` only approved plans are applied."""
     from reconcile import queueing
 
-    pending = functools.partial(run_sources, from_inbox=True, rehearsal=rehearsal)
+    pending = functools.partial(run_sources, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)
     with queueing.run_lock(job, options):  # with --wait: queued until the lock frees
