@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import exit_codes, logs, run_command, signals, verify_command
+from reconcile import exit_codes, logs, signals, verify_command
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, given_ledger_url, reading_only
 from reconcile.exceptions import ConfigError, ReconcileError
-from reconcile.job import load_job
+from reconcile.job import default_state_dir, load_job
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
@@ -35,6 +35,13 @@ else:
 log = logs.get_logger("reconcile")
 
 
+def _run(args: argparse.Namespace) -> int:
+    """``reconcile run`` (its module loads polars and httpx: not on the start-up of the rest)."""
+    from reconcile import run_command
+
+    return run_command.main(args)
+
+
 def _ledger_url(args: argparse.Namespace) -> str | None:
     """``--ledger-url``, else RECONCILE_LEDGER_URL (None: the job file's, or SQLite)."""
     return given_ledger_url(getattr(args, "ledger_url", None), os.environ)
@@ -43,8 +50,6 @@ def _ledger_url(args: argparse.Namespace) -> str | None:
 def _storage(args: argparse.Namespace) -> Storage:
     """Where the ledger is: ``--state-dir`` / ``--ledger-url`` (or RECONCILE_LEDGER_URL), else
     the ``--job``'s, else the default state dir's SQLite ledger."""
-    from reconcile.job import default_state_dir
-
     job = load_job(args.job) if args.job else None
     state_dir = Path(args.state_dir) if args.state_dir else None
     state_dir = state_dir or (job.state_dir if job else default_state_dir())
@@ -271,7 +276,7 @@ def _only_reads(args: argparse.Namespace) -> bool:
 
 #: Each command's handler (the parser in cli_parser.py names the same commands).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "run": run_command.main,
+    "run": _run,
     "sandbox": _sandbox,
     "runs": _runs,
     "operations": lambda _: _operations(),

@@ -16,20 +16,17 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
-from reconcile import exit_codes
+from reconcile import approval, exit_codes, notify, pipeline, preflight, queueing
 from reconcile.exceptions import ConfigError, InputError, PlanStateError
 from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
-
-if TYPE_CHECKING:
-    from reconcile.pipeline import RunOptions, RunResult
+from reconcile.pipeline import RunOptions, RunResult
 
 #: Shows one input's end to the operator: its run, or why the file could not be used.
-Show = Callable[[Path, "RunResult | InputError", Path], None]
+Show = Callable[[Path, RunResult | InputError, Path], None]
 
 log = structlog.get_logger("reconcile.inbox")
 INPUT_SUFFIXES = (".csv", ".txt", *SPREADSHEET_SUFFIXES)
@@ -80,8 +77,6 @@ def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:
 def _check_folder(job: Job, pattern: str) -> None:
     """The folder the job's input lives in must exist: a missing inbox (a typo, an unmounted
     share) is a broken job, never a quiet empty night; and results_dir must be writable."""
-    from reconcile import preflight
-
     folder = Path(pattern)
     if glob.has_magic(pattern):  # the part before the first wildcard: inbox/*.csv -> inbox
         fixed = itertools.takewhile(lambda part: not glob.has_magic(part), folder.parts)
@@ -139,8 +134,6 @@ def archive(job: Job, source: Path) -> Path | None:
 def run_with_approval(job: Job, options: RunOptions, sources: list[Path], show: Show) -> int:
     """With require_approval, each inbox file goes: new -> dry run, its plan recorded, the file
     kept; planned and waiting (or rejected) -> kept; approved -> applied and archived."""
-    from reconcile import approval
-
     codes = [exit_codes.OK]
     fingerprint = approval.fingerprint_of(approval.job_settings(job))
     for source in sources:
@@ -179,8 +172,6 @@ def run_sources(
     """Run each inbox file in turn, each archived when done; the worst exit code. An unusable
     file is skipped (it stays in the inbox); an interrupted run stops the pass (its file
     stays); ``rehearsal`` (a sandbox run) never archives, like a dry run."""
-    from reconcile import notify, pipeline
-
     if not sources:
         return exit_codes.OK  # pending_inputs logged whether the inbox was empty or not ready
     codes = []
@@ -228,8 +219,6 @@ def run_inbox(job: Job, options: RunOptions, show: Show, *, rehearsal: bool = Fa
     file in turn, each archived when done. A real pass holds the job's lock from before the
     inbox is listed, so a second cron run started meanwhile exits 2 instead of taking the files
     this one has not reached yet; with ``require_approval`` only approved plans are applied."""
-    from reconcile import queueing
-
     pending = functools.partial(run_sources, rehearsal=rehearsal)
     if options.dry_run:
         return pending(job, options, pending_inputs(job), show)

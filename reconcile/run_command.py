@@ -14,26 +14,20 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from reconcile import verify_command
+from reconcile import approval, inbox, notify, pipeline, queueing, run_summary, verify_command
 from reconcile.database import given_ledger_url
 from reconcile.exceptions import ConfigError, InputError
+from reconcile.inbox import Show
 from reconcile.job import Job, load_job
 from reconcile.logs import get_logger
-
-if TYPE_CHECKING:
-    from reconcile.inbox import Show
-    from reconcile.pipeline import RunOptions, RunResult
+from reconcile.pipeline import RunOptions, RunResult
 
 log = get_logger("reconcile")
 
 
 def main(args: argparse.Namespace) -> int:
     """``reconcile run``'s exit code (the worst of its inputs')."""
-    from reconcile import queueing
-    from reconcile.pipeline import RunOptions
-
     job = load_job(args.job).with_overrides(
         operation=args.operation,
         base_url=args.base_url.rstrip("/") if args.base_url else None,
@@ -65,7 +59,7 @@ def _dispatch(args: argparse.Namespace, job: Job, options: RunOptions, show: Sho
         return _run_plan(args, job, options, show)
     if not args.sandbox or args.dry_run:
         return _run_inputs(args, job, options, show)
-    from reconcile.sandbox import SandboxServer, SandboxState, load_seed
+    from reconcile.sandbox import SandboxServer, SandboxState, load_seed  # starlette, uvicorn
     from reconcile.sandbox.state import DEFAULT_SEED
 
     state = SandboxState(load_seed(DEFAULT_SEED))
@@ -92,8 +86,6 @@ def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions, show:
 
 def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """``run --plan RUN_ID``: the approved plan's input, checked against the plan, sent."""
-    from reconcile import approval
-
     if args.dry_run or args.sandbox:
         raise ConfigError("--plan applies an approved plan: it goes without --dry-run/--sandbox")
     if args.force:
@@ -106,8 +98,6 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Sho
 
 def _run_inputs(args: argparse.Namespace, job: Job, options: RunOptions, show: Show) -> int:
     """One input from the command line, or every ready file of the job's inbox."""
-    from reconcile import inbox
-
     if args.input is not None:
         return run_file(job, options, args.input, show, out=args.out)
     if args.out is not None:
@@ -121,8 +111,6 @@ def run_file(
     """One input given on the command line, never archived; its exit code. Its results go to
     ``out``, else into the job's results_dir named as an inbox file's, else to
     ``out/<input>.results.<format>``. An unusable input raises InputError (exit 2)."""
-    from reconcile import inbox, notify, pipeline
-
     if out is None and job.results_dir is not None:
         out = inbox.results_path(job, source, dt.datetime.now(dt.UTC), dry_run=options.dry_run)
     target = out or default_out(source, job.results_format)
@@ -142,8 +130,6 @@ def shown(
     source: Path, ended: RunResult | InputError, out: Path, *, approval_job: Path | None = None
 ) -> None:
     """What the operator sees of one input: the summary, or why it was unusable."""
-    from reconcile import run_summary
-
     if isinstance(ended, InputError):
         print(f"reconcile: {ended}", file=sys.stderr)
         return
