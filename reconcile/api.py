@@ -19,15 +19,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import job as _job
+from reconcile import run_types
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl
 
     from reconcile import pipeline
-    from reconcile.approval import ApprovedPlan
     from reconcile.outcome import Status
-    from reconcile.queueing import Wait
+    from reconcile.plan_store import ApprovedPlan
+    from reconcile.run_types import Wait
 else:
     pl = lazy("polars")
     pipeline = lazy("reconcile.pipeline")
@@ -131,13 +132,13 @@ def run(
     any thread) stops the run as Ctrl-C does (exit code 130): no new requests, in-flight ones
     finish within the job's grace period, every outcome recorded. Signals are handled only when
     called from the main thread. Credentials come from ``environ`` (default: the process's).
-    With ``wait`` (:class:`reconcile.queueing.Wait`) a run whose lock another run holds is
+    With ``wait`` (:class:`reconcile.run_types.Wait`) a run whose lock another run holds is
     queued until it frees (RunLockedError when the wait ends first, nothing sent).
     """
     import os
 
     _default_logging()
-    options = pipeline.RunOptions(
+    options = run_types.RunOptions(
         dry_run=dry_run,
         force=force,
         quiet=True,

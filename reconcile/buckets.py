@@ -26,8 +26,6 @@ from pathlib import Path
 
 import polars as pl
 
-from reconcile.approval import plan_rows
-from reconcile.audit import PlanRows
 from reconcile.header_row import csv_header, searched
 from reconcile.intake import (
     ROW,
@@ -42,6 +40,7 @@ from reconcile.intake import (
     without_excel_guard,
 )
 from reconcile.operations.base import Operation
+from reconcile.plan_store import PlanRows, plan_rows
 from reconcile.results import errors_frame, neutralised, results_frame
 
 #: Files over this size are dry-run in buckets (~2 million rows of a purchase-history file).

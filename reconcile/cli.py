@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     import polars as pl
 
     from reconcile.inbox import Show
-    from reconcile.pipeline import RunOptions
+    from reconcile.plan_store import RecordedPlan
+    from reconcile.run_types import RunOptions
 else:
     pl = lazy("polars")
 
@@ -42,7 +43,7 @@ log = logs.get_logger("reconcile")
 
 def _run(args: argparse.Namespace) -> int:
     from reconcile import queueing
-    from reconcile.pipeline import RunOptions
+    from reconcile.run_types import RunOptions
 
     job = load_job(args.job).with_overrides(
         operation=args.operation,
@@ -259,12 +260,12 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
             "(reconcile runs lists them)"
         )
     with approval.store(storage) as audit:
-        manifest = audit.manifest(found["run_id"]) or {}
+        manifest: Mapping[str, object] = audit.manifest(found["run_id"]) or {}
         plan = audit.plan(found["run_id"])
         rows = audit.plan_rows(plan.run_id) if plan is not None else None
         verifications = audit.verifications(found["run_id"])
     if args.json:
-        extra: dict[str, Any] = {"verifications": verifications}
+        extra: dict[str, object] = {"verifications": verifications}
         if plan is not None:
             extra["plan"] = {
                 "plan_sha256": plan.plan_sha256,
@@ -280,7 +281,7 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
     return exit_codes.OK
 
 
-def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
+def _print_plan(plan: RecordedPlan, rows: pl.DataFrame, *, requests: bool) -> None:
     """The plan as text; every recorded value with its control characters escaped, so a line
     break in a note or a file name cannot print a line of its own (a forged decision)."""
     from reconcile.audit import escaped_text as e

@@ -26,7 +26,7 @@ from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
 
 if TYPE_CHECKING:
-    from reconcile.pipeline import RunOptions, RunResult
+    from reconcile.run_types import RunOptions, RunResult
 
 #: Shows one input's end to the operator: its run, or why the file could not be used.
 Show = Callable[[Path, "RunResult | InputError", Path], None]

@@ -29,7 +29,7 @@ from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
-from reconcile.plan import REQUEST_ID, Plan
+from reconcile.plan import REQUEST_ID, RequestPlan
 from reconcile.readback import (
     Ambiguous,
     ReadPlan,
@@ -88,7 +88,7 @@ Kept = Callable[[int], RowVerdict | None]
 
 def plan_reads(
     operation: Operation,
-    plan: Plan,
+    plan: RequestPlan,
     valid: pl.DataFrame,
     rows: pl.Series | None = None,
     kept: Kept | None = None,

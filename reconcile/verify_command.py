@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from reconcile.job import Job
-    from reconcile.pipeline import Prepared, RunResult
+    from reconcile.run_types import Prepared, RunResult
     from reconcile.verification import Verification
     from reconcile.verify_record import VerificationRecord
 else:

@@ -20,7 +20,7 @@ from reconcile.results import write_csvs_atomic
 
 if TYPE_CHECKING:
     from reconcile.database import Storage
-    from reconcile.pipeline import Prepared
+    from reconcile.run_types import Prepared
     from reconcile.verification import Verification
 
 #: Rows a read-back found the API does not hold as written.

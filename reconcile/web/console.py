@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from reconcile import api, approval, atomic, queueing
+from reconcile import api, approval, atomic, run_types
 from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
 from reconcile.exceptions import (
     ApprovalError,
@@ -274,7 +274,7 @@ class Console:
             )
             self.start(upload, user, resumed=note)
 
-    def _wait(self, upload: Upload, job: Job) -> queueing.Wait:
+    def _wait(self, upload: Upload, job: Job) -> run_types.Wait:
         """A console run waits in the queue as long as its approval lasts."""
         plan = upload.run_id
 
@@ -282,7 +282,7 @@ class Console:
             self.queue.started(plan)
             self._set_state(plan, "running")
 
-        return queueing.Wait(
+        return run_types.Wait(
             timeout_seconds=job.approval_ttl_hours * 3600,
             until="the approval's lifetime (approval_ttl_hours)",
             may_try=lambda: self.queue.first_in_line(plan),
