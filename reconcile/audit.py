@@ -122,8 +122,8 @@ class AuditStore:
             stored, hashed = rows.stored, rows.slices()
         else:
             stored, hashed = rows, rows
-        # One after the other: compressing the Parquet value on a second core while the rows
-        # are hashed saved 0.13 s of a million-row dry run but took its peak over 1 GiB.
+        # One after the other, not on two cores: both at once hold two copies of the rows
+        # (a million-row plan's peak over the 1 GiB bound, bench/README.md).
         digest = plan_hash(header, hashed)
         value = rows_blob(stored)
         run_id = header["run_id"]

@@ -199,8 +199,8 @@ def _execute_locked(
     with recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
         outcomes, signum, events = _row_outcomes(prepared, run)
         results.write_results(prepared.table, outcomes, out)
-        # Not beside the results file in a second thread: 0.3 s faster for a million rows,
-        # but both held at once took the peak to 990-1,015 MiB (issue 17: under 1 GiB).
+        # After the results file, not beside it in a second thread: both at once take a
+        # million-row run's peak to the 1 GiB bound (bench/README.md).
         plan = plan_fields(run, lambda: plan_rows(outcomes))
         manifest = finish(run, outcomes, signum, events, plan)
         return RunResult(outcomes, manifest, Selection(options.communities))

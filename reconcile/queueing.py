@@ -1,4 +1,4 @@
-"""Approved work waits, it is never wasted (issue 27): a run whose lock another run holds can
+"""Approved work waits, it is never wasted: a run whose lock another run holds can
 be **queued** until the lock frees instead of failing at once.
 
 :func:`held` takes a run's locks with :func:`reconcile.locks.job_lock`, whatever they are keyed

@@ -1,4 +1,4 @@
-"""The verify stage: read back what a file's rows wrote and compare (issue 31).
+"""The verify stage: read back what a file's rows wrote and compare.
 
 Reads are GETs sent by the same :class:`~reconcile.dispatch.Dispatcher` as the writes: each
 community's key, pacer (reads count against the vendor's quota), concurrency, retries on
