@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reconcile.exceptions import ReconcileError
-from reconcile.web.errors import Forbidden
+from reconcile.web.context import Forbidden, Web
 from reconcile.web.fitting import (
     WORKBOOK_SUFFIXES,
     first_fitting_sheet,
@@ -23,7 +23,6 @@ from reconcile.web.fitting import (
 )
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
     from reconcile.web.users import User
 
 

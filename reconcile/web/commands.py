@@ -81,8 +81,9 @@ def _serve(
 ) -> int:
     import uvicorn
 
-    from reconcile.web.app import Settings, create_app
+    from reconcile.web.app import create_app
     from reconcile.web.console import Console
+    from reconcile.web.context import Settings
     from reconcile.web.security import Signer, load_secret
     from reconcile.web.users import UserStore
 

@@ -20,11 +20,10 @@ from starlette.responses import FileResponse, Response
 
 from reconcile import approval, atomic
 from reconcile.results import neutralised, write_workbook_atomic
-from reconcile.web.errors import NotFound
+from reconcile.web.context import NotFound, Web
 from reconcile.web.security import REPORT_CSP
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
     from reconcile.web.console import Upload
 
 #: What a run page offers to download; any other kind is 404 and never recorded.

@@ -15,10 +15,10 @@ from reconcile import approval
 from reconcile.audit import AuditStore
 from reconcile.exceptions import ApprovalError
 from reconcile.web import tables
-from reconcile.web.errors import Forbidden
+from reconcile.web.context import Forbidden, Web
+from reconcile.web.verify_views import run_page_context
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
     from reconcile.web.console import Upload
     from reconcile.web.users import Session
 
@@ -38,8 +38,6 @@ async def run_page(web: Web, request: Request) -> Response:
     decision = plan.decision if plan else None
     background = web.console.background(upload.run_id)
     user = session.user
-    from reconcile.web.verify_views import run_page_context  # it builds on the views modules
-
     return web.page(
         request,
         "run.html",

@@ -12,13 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from reconcile.verify_record import file_sha256
+from reconcile.web.context import Forbidden, NotFound, Routes, Web
 from reconcile.web.downloads import attachment
-from reconcile.web.errors import Forbidden, NotFound
 from reconcile.web.verifying import CannotVerify, refusal
-from reconcile.web.views import Handler
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
     from reconcile.web.console import Upload
     from reconcile.web.queue import BackgroundRun
     from reconcile.web.users import User
@@ -90,7 +88,7 @@ async def verify_download(web: Web, request: Request) -> Response:
     return attachment(path, f"{name}.verify.csv")
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
+ROUTES: Routes = [
     ("/runs/{run_id}/verify", "POST", verify_now),
     ("/runs/{run_id}/verify/state", "GET", verify_state),
     ("/runs/{run_id}/verify/download", "GET", verify_download),
