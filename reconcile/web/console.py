@@ -10,7 +10,6 @@ runs it started, so that a restart can resume them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import secrets
 import threading
@@ -32,9 +31,10 @@ from reconcile.exceptions import (
 from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
-from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
+from reconcile.web.fitting import HeldUploads
 from reconcile.web.history import Filters, HistoryPage, history_page
 from reconcile.web.queue import BackgroundRun, Progress, RunQueue
+from reconcile.web.uploads import UPLOAD_COLUMNS, Upload, upload_of
 from reconcile.web.users import User
 from reconcile.web.verifying import Verifier
 
@@ -45,31 +45,6 @@ ACCEPTED_SUFFIXES = (".csv", ".xlsx")
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Upload:
-    """A checked file: its dry run (plan) and where the console keeps its files."""
-
-    run_id: str
-    job: str
-    original_name: str
-    stored: Path
-    results: Path
-    maker: str
-    created_at: str
-    submitted_at: str | None
-    sheet: str | None = None
-    """The workbook's sheet the check read (None: a CSV, or a workbook's first sheet)."""
-
-    @property
-    def errors(self) -> Path:
-        return self.results.with_name(f"{self.results.stem}.errors.csv")
-
-    @property
-    def is_workbook(self) -> bool:
-        """An xlsx upload: its errors and results are offered as workbooks too."""
-        return self.stored.suffix.lower() in WORKBOOK_SUFFIXES
 
 
 class Console:
@@ -149,18 +124,7 @@ class Console:
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None, sheet
         )
         self.db.run(
-            f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                upload.run_id,
-                job_name,
-                original_name,
-                str(stored),
-                str(results),
-                user.name,
-                upload.created_at,
-                None,
-                sheet,
-            ),
+            f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", upload.row()
         )
         self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
         self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
@@ -178,19 +142,19 @@ class Console:
         return message
 
     def upload(self, run_id: str) -> Upload | None:
-        found = self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
-        return _upload(found[0]) if found else None
+        found = self.db.rows(f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
+        return upload_of(found[0]) if found else None
 
     def uploads_of(self, run_ids: list[str]) -> list[Upload]:
         """The uploads of these plans (those the console checked)."""
         if not run_ids:
             return []
         marks = ", ".join("?" for _ in run_ids)
-        sql = f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id IN ({marks})"
-        return [_upload(row) for row in self.db.rows(sql, run_ids)]
+        sql = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE run_id IN ({marks})"
+        return [upload_of(row) for row in self.db.rows(sql, run_ids)]
 
     def uploads(self) -> list[Upload]:
-        return [_upload(row) for row in self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")]
+        return [upload_of(row) for row in self.db.rows(f"SELECT {UPLOAD_COLUMNS} FROM uploads")]
 
     def submit(self, upload: Upload, user: User) -> None:
         """Put a checked file in the approvers' queue (recorded by the library, which decides
@@ -391,17 +355,6 @@ class Console:
     def _as(self, user: User) -> dict[str, str]:
         """The environment a run made for ``user`` sees: the server's, with the user named."""
         return {**self._environ, "RECONCILE_USER": user.name}
-
-
-_UPLOAD_COLUMNS = (
-    "run_id, job, original_name, stored, results, maker, created_at, submitted_at, sheet"
-)
-
-
-def _upload(row: tuple[Any, ...]) -> Upload:
-    return Upload(
-        row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7], row[8]
-    )
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from reconcile.audit import MAX_NOTE_CHARS
-from reconcile.web.console import Console, Upload
+from reconcile.web.console import Console
 from reconcile.web.security import SESSION_COOKIE, Signer, same_token
+from reconcile.web.uploads import Upload
 from reconcile.web.users import Session, User, UserStore
 
 HERE = Path(__file__).resolve().parent

@@ -19,7 +19,7 @@ from reconcile.web.context import Forbidden, Web
 from reconcile.web.verify_views import run_page_context
 
 if TYPE_CHECKING:
-    from reconcile.web.console import Upload
+    from reconcile.web.uploads import Upload
     from reconcile.web.users import Session
 
 

@@ -17,8 +17,8 @@ from reconcile.web.downloads import attachment
 from reconcile.web.verifying import CannotVerify, refusal
 
 if TYPE_CHECKING:
-    from reconcile.web.console import Upload
     from reconcile.web.queue import BackgroundRun
+    from reconcile.web.uploads import Upload
     from reconcile.web.users import User
 
 #: The run page lists this many mismatching rows; the verify file has them all.
@@ -84,7 +84,7 @@ async def verify_download(web: Web, request: Request) -> Response:
             409, "The verify file has changed or gone since it was recorded: verify again."
         )
     web.audit(upload, session.user, "download", "verify.csv")
-    name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
+    name = upload.download_stem
     return attachment(path, f"{name}.verify.csv")
 
 

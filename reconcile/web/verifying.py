@@ -13,17 +13,17 @@ import datetime as dt
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
 
 from reconcile import approval
 from reconcile.exceptions import ReconcileError
-
-if TYPE_CHECKING:
-    from reconcile.web.console import Console, Upload
-    from reconcile.web.queue import BackgroundRun
-    from reconcile.web.users import User
+from reconcile.job import Job
+from reconcile.web.queue import BackgroundRun
+from reconcile.web.uploads import Upload
+from reconcile.web.users import User
 
 log = structlog.get_logger("reconcile.web")
 
@@ -61,10 +61,24 @@ def refusal(background: BackgroundRun | None) -> str | None:
     return None
 
 
+class Runs(Protocol):
+    """What a verification needs of the console (reconcile.web.console.Console is one)."""
+
+    def job(self, name: str) -> Job: ...
+
+    def background(self, plan_run_id: str) -> BackgroundRun | None: ...
+
+    def record(self, job: Job, run_id: str, user: User, action: str, detail: str = "") -> None:
+        """An action on the run, in its job's audit log."""
+
+    def shown(self, message: str, name: str, stored: Path, job: Job) -> str:
+        """``message`` with the upload named as its user knows it, no server folder in it."""
+
+
 class Verifier:
     """Starts and tracks the console's verifications (thread-safe)."""
 
-    def __init__(self, console: Console, environ_of: Callable[[User], Mapping[str, str]]) -> None:
+    def __init__(self, console: Runs, environ_of: Callable[[User], Mapping[str, str]]) -> None:
         self.console, self._environ_of = console, environ_of
         self._lock = threading.Lock()
         self._states: dict[str, Verifying] = {}
