@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -98,7 +98,7 @@ async def check(web: Web, request: Request) -> Response:
     return RedirectResponse(f"/runs/{checked.run_id}", 303)
 
 
-async def _the_file(web: Web, user: User, posted: Any) -> tuple[str, str, Path] | str:
+async def _the_file(web: Web, user: User, posted: FormData) -> tuple[str, str, Path] | str:
     """The upload (held until it is checked) as (token, name, path), or what is wrong: a new
     file wins over a held workbook."""
     upload = posted.get("file")

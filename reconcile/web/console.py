@@ -15,7 +15,6 @@ import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -32,10 +31,10 @@ from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.web.fitting import HeldUploads
-from reconcile.web.history import Filters, HistoryPage, history_page
+from reconcile.web.history import Filters, HistoryPage, HistoryRun, history_page
 from reconcile.web.queue import BackgroundRun, Progress, RunQueue
 from reconcile.web.uploads import UPLOAD_COLUMNS, Upload, upload_of
-from reconcile.web.users import User
+from reconcile.web.users import User, UserStore
 from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
@@ -314,7 +313,7 @@ class Console:
             row[0], row[1], row[2], row[3], row[4], Path(row[5]), row[6], row[7], row[8]
         )
 
-    def resume_unfinished(self, users: Any) -> list[str]:
+    def resume_unfinished(self, users: UserStore) -> list[str]:
         """Runs the server was running when it stopped: started again, as a CLI run is re-run
         after a crash (the ledger sends nothing twice; a request that may have reached the API
         and must not be repeated ends ``unknown``). Returns their plan ids."""
@@ -344,7 +343,7 @@ class Console:
 
     def history(
         self, filters: Filters | None = None, only_maker: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRun]:
         """One page of every run of the console's jobs' ledgers (CLI, cron, inbox and console
         alike), newest first, with its maker, approver and status."""
         return self.history_page(filters or Filters(), only_maker).runs

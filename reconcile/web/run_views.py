@@ -4,7 +4,7 @@ finished) and its audit log; its live progress; and starting a stopped approved 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
@@ -21,6 +21,24 @@ from reconcile.web.verify_views import run_page_context
 if TYPE_CHECKING:
     from reconcile.web.uploads import Upload
     from reconcile.web.users import Session
+
+
+class Queued(TypedDict):
+    """Where a queued run stands, as the run page and its live progress show it."""
+
+    behind: str | None
+    """The console run it waits behind (None: a run outside the console holds the lock)."""
+    link: bool
+    """The user may see the run it waits behind (its page is linked)."""
+    position: int
+    """Its place in its job's line, from 1."""
+
+
+class StartAgain(TypedDict):
+    """Whether the user may start an approved plan's stopped run again, and until when."""
+
+    may_restart: bool
+    approval_expires: str | None
 
 
 async def run_page(web: Web, request: Request) -> Response:
@@ -98,7 +116,7 @@ async def progress(web: Web, request: Request) -> Response:
     )
 
 
-def _queued(web: Web, session: Session, plan_run_id: str) -> dict[str, Any] | None:
+def _queued(web: Web, session: Session, plan_run_id: str) -> Queued | None:
     """Where a queued run stands: the run it waits behind (linked when the user may see it;
     None: a run outside the console) and its place in its job's line."""
     standing = web.console.queue.standing(plan_run_id)
@@ -110,7 +128,7 @@ def _queued(web: Web, session: Session, plan_run_id: str) -> dict[str, Any] | No
     return {"behind": behind, "link": shown, "position": standing.position}
 
 
-def _start_again(web: Web, session: Session, upload: Upload, audit: AuditStore) -> dict[str, Any]:
+def _start_again(web: Web, session: Session, upload: Upload, audit: AuditStore) -> StartAgain:
     """Whether this user may start the approved plan's run again (an approver, within the
     approval's lifetime, no finished application, not queued or running now), and until when."""
     plan = audit.plan(upload.run_id)

@@ -14,16 +14,20 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
 from reconcile import approval
 from reconcile.exceptions import ReconcileError
 from reconcile.job import Job
+from reconcile.verify_command import verify_target
 from reconcile.web.queue import BackgroundRun
 from reconcile.web.uploads import Upload
 from reconcile.web.users import User
+
+if TYPE_CHECKING:
+    from reconcile.verify_record import VerificationRecord
 
 log = structlog.get_logger("reconcile.web")
 
@@ -119,8 +123,6 @@ class Verifier:
         thread.start()
 
     def _verify(self, upload: Upload, user: User, background: BackgroundRun) -> None:
-        from reconcile.verify_command import verify_target
-
         job = self.console.job(upload.job)
         self.console.record(job, upload.run_id, user, "verify", "started")
         out = background.results.with_name(
@@ -154,20 +156,20 @@ class Verifier:
         if error is not None:
             self.console.record(job, upload.run_id, user, "verify", f"stopped: {error}")
 
-    def latest(self, upload: Upload, background: BackgroundRun | None) -> dict[str, Any] | None:
+    def latest(self, upload: Upload, background: BackgroundRun | None) -> VerificationRecord | None:
         """The run's latest verification in the audit chain (any source), or None."""
         if background is None or background.real_run_id is None:
             return None
         with approval.store(self.console.job(upload.job).storage) as audit:
             found = audit.verifications(background.real_run_id)
-        return found[-1] if found else None
+        return cast("VerificationRecord", found[-1]) if found else None
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
 
 
-def _counts(entry: Mapping[str, Any]) -> str:
+def _counts(entry: VerificationRecord) -> str:
     counts = ", ".join(f"{s} {n}" for s, n in entry["counts"].items()) or "no rows"
     return f"{counts}; {entry['reads']} reads; exit {entry['exit_code']}"
 

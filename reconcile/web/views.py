@@ -193,7 +193,7 @@ async def history(web: Web, request: Request) -> Response:
     filters = parse_filters(request.query_params)
     only = None if session.user.sees_all_runs else session.user.name
     found = await anyio.to_thread.run_sync(web.console.history_page, filters, only)
-    plans = [r["plan_run_id"] for r in found.runs if r.get("plan_run_id")]
+    plans = [plan for run in found.runs if (plan := run["plan_run_id"])]
     uploads = {u.run_id: u for u in web.console.uploads_of(plans)}
     shown = {k: v for k, v in dataclasses.asdict(filters).items() if v and k != "page"}
     return web.page(
