@@ -32,7 +32,7 @@ from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.web.fitting import HeldUploads
 from reconcile.web.history import Filters, HistoryPage, HistoryRun, history_page
-from reconcile.web.queue import BackgroundRun, Progress, RunQueue
+from reconcile.web.queue import BackgroundRun, LiveCounts, RunQueue
 from reconcile.web.uploads import UPLOAD_COLUMNS, Upload, upload_of
 from reconcile.web.users import User, UserStore
 from reconcile.web.verifying import Verifier
@@ -64,7 +64,7 @@ class Console:
             create_schema(self.db)
             create_audit_schema(self.db)
             create_console_schema(self.db)
-        self.progress = Progress()
+        self.progress = LiveCounts()
         self.queue = RunQueue()
         self._threads: dict[str, threading.Thread] = {}
         self._starting = threading.Lock()

@@ -115,8 +115,9 @@ class BackgroundRun:
         return self.results.with_name(f"{self.results.stem}.report.html")
 
 
-class Progress:
-    """Live counts per community of the runs in progress (thread-safe)."""
+class LiveCounts:
+    """Live counts per community and status of the runs in progress, shown as their progress
+    (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
