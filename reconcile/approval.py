@@ -32,9 +32,9 @@ from reconcile.canonical_json import same_request
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.hashing import PLAN_COLUMNS, legacy_canonical, plan_hash
-from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.lazy import pl
+from reconcile.table import ROW
 from reconcile.version import __version__
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ from reconcile.header_row import (
     header_note,
     searched,
 )
-from reconcile.intake import MAX_COLUMNS, Table, header_map, too_wide
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
 from reconcile.suggestions import did_you_mean, folded
+from reconcile.table import MAX_COLUMNS, Table, header_map, too_wide
 from reconcile.workbook_cells import Cells, cell_types, judged_columns
 
 #: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,

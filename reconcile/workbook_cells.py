@@ -20,9 +20,9 @@ from typing import Any
 
 from reconcile import cell_formats
 from reconcile.header_row import header_key
-from reconcile.intake import ROW, family_column
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
+from reconcile.table import ROW, family_column
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
