@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 from reconcile import exit_codes, verify_command
 from reconcile.job import example_toml
+from reconcile.table import INPUT_SUFFIXES
 from reconcile.version import __version__
 
 # argparse names the type of ``add_subparsers()``'s result only privately.
@@ -63,7 +64,8 @@ def _add_run(commands: Commands) -> None:
         "input",
         type=Path,
         nargs="?",
-        help="CSV or .xlsx file of corrections (default: the job's input = file, glob or inbox)",
+        help=f"file of corrections: {', '.join(INPUT_SUFFIXES)} "
+        "(default: the job's input = file, glob or inbox)",
     )
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from reconcile.audit import MAX_NOTE_CHARS
+from reconcile.table import INPUT_SUFFIXES
 from reconcile.web import verify_views, views
 from reconcile.web.console import Console, Upload
 from reconcile.web.errors import Forbidden, NotFound
@@ -70,6 +71,7 @@ class Web:
         )
         self.templates.filters["when"] = _when
         self.templates.globals["max_note_chars"] = MAX_NOTE_CHARS
+        self.templates.globals["input_suffixes"] = INPUT_SUFFIXES
 
     # -- rendering and sessions ----------------------------------------------------------------
 

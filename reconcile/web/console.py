@@ -32,15 +32,14 @@ from reconcile.exceptions import (
 from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
-from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
+from reconcile.table import INPUT_SUFFIXES, WORKBOOK_SUFFIXES
+from reconcile.web.fitting import HeldUploads, suffix_of
 from reconcile.web.history import Filters, HistoryPage, history_page
 from reconcile.web.queue import BackgroundRun, Progress, RunQueue
 from reconcile.web.users import User
 from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
-
-ACCEPTED_SUFFIXES = (".csv", ".xlsx")
 
 
 def _now() -> str:
@@ -68,7 +67,7 @@ class Upload:
 
     @property
     def is_workbook(self) -> bool:
-        """An xlsx upload: its errors and results are offered as workbooks too."""
+        """A workbook upload: its errors and results are offered as workbooks too."""
         return self.stored.suffix.lower() in WORKBOOK_SUFFIXES
 
 
@@ -123,11 +122,11 @@ class Console:
         ``sheet``, else its first): the plan is recorded with ``user`` as its maker.
         InputError/ConfigError for an unusable file."""
         job = self.job(job_name)
-        suffix = Path(original_name.replace("\\", "/")).suffix.lower()
-        if suffix not in ACCEPTED_SUFFIXES:
+        suffix = suffix_of(original_name)
+        if suffix not in INPUT_SUFFIXES:
             raise ConfigError(
-                f"{original_name!r} is not a CSV or xlsx file: save it as .csv or .xlsx and "
-                "upload it again"
+                f"{original_name!r} is not a file the console reads "
+                f"({', '.join(INPUT_SUFFIXES)}): save it as .csv or .xlsx and upload it again"
             )
         name = secrets.token_hex(16)
         stored = self.files / f"{name}{suffix}"
