@@ -8,7 +8,6 @@ from typing import TypeAlias
 
 from reconcile import exit_codes, verify_command
 from reconcile.job import example_toml
-from reconcile.table import INPUT_SUFFIXES
 from reconcile.version import __version__
 
 # argparse names the type of ``add_subparsers()``'s result only privately.
@@ -64,7 +63,7 @@ def _add_run(commands: Commands) -> None:
         "input",
         type=Path,
         nargs="?",
-        help=f"file of corrections: {', '.join(INPUT_SUFFIXES)} "
+        help="file of corrections: a CSV, tab text or Excel workbook "
         "(default: the job's input = file, glob or inbox)",
     )
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
