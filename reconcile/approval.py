@@ -32,7 +32,6 @@ from reconcile.canonical_json import same_request
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.hashing import legacy_canonical
-from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.json_types import JSONObject
 from reconcile.lazy import pl
@@ -44,6 +43,7 @@ from reconcile.plan_store import (
     RecordedPlan,
     StandingRecord,
 )
+from reconcile.table import ROW
 from reconcile.version import __version__
 
 if TYPE_CHECKING:

@@ -63,7 +63,8 @@ def _add_run(commands: Commands) -> None:
         "input",
         type=Path,
         nargs="?",
-        help="CSV or .xlsx file of corrections (default: the job's input = file, glob or inbox)",
+        help="file of corrections: a CSV, tab text or Excel workbook "
+        "(default: the job's input = file, glob or inbox)",
     )
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")

@@ -22,8 +22,8 @@ import structlog
 
 from reconcile import exit_codes
 from reconcile.exceptions import ConfigError, InputError, PlanStateError
-from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
+from reconcile.table import INPUT_SUFFIXES
 
 if TYPE_CHECKING:
     from reconcile.run_types import RunOptions, RunResult
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 Show = Callable[[Path, "RunResult | InputError", Path], None]
 
 log = structlog.get_logger("reconcile.inbox")
-INPUT_SUFFIXES = (".csv", ".txt", *SPREADSHEET_SUFFIXES)
 
 
 def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:

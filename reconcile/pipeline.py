@@ -31,7 +31,7 @@ from reconcile import (
 from reconcile.credentials import Credentials, resolve_credentials
 from reconcile.dispatch import PlannedRequest, SendEvent
 from reconcile.exceptions import ConfigError
-from reconcile.intake import ROW, Table, read_table
+from reconcile.intake import read_table
 from reconcile.job import Job
 from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
@@ -44,6 +44,7 @@ from reconcile.results import sibling
 from reconcile.run_record import Run, finish, plan_fields, recorded_run
 from reconcile.run_types import NOT_SELECTED, Prepared, RunOptions, RunResult
 from reconcile.sending import EVENT_LOOP, send_requests
+from reconcile.table import ROW, Table
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from reconcile.intake import ROW
 from reconcile.operations.base import Operation
+from reconcile.table import ROW
 
 REQUEST_ID = "__request"
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from typing import Literal, NotRequired, TypedDict
 
 from reconcile.hashing import PLAN_COLUMNS
-from reconcile.intake import ROW
 from reconcile.json_types import JSONObject
 from reconcile.lazy import pl
+from reconcile.table import ROW
 
 
 class PlanHeader(TypedDict):

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     import polars as pl
 
     from reconcile.dispatch import OnAnswer
-    from reconcile.intake import Table
     from reconcile.job import Job
     from reconcile.operations.base import Operation
     from reconcile.plan import RequestPlan
     from reconcile.plan_store import ApprovedPlan
+    from reconcile.table import Table
 
 #: What a row of a community the run was not asked to send says (``--community``).
 NOT_SELECTED = "not selected (--community)"

@@ -25,7 +25,6 @@ import polars as pl
 from reconcile.client import Answer, Client, Transport, make_client
 from reconcile.credentials import Credentials
 from reconcile.dispatch import Dispatcher, PlannedRequest
-from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
@@ -39,6 +38,7 @@ from reconcile.readback import (
     differences,
     row_verdict,
 )
+from reconcile.table import ROW
 
 _READING: contextvars.ContextVar[int] = contextvars.ContextVar("reading")
 #: Read again after 0.5 s, 1 s, 2 s ... (capped) while the settle window is open.

@@ -13,14 +13,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reconcile.exceptions import ReconcileError
+from reconcile.table import WORKBOOK_SUFFIXES
 from reconcile.web.context import Forbidden, Web
-from reconcile.web.fitting import (
-    WORKBOOK_SUFFIXES,
-    first_fitting_sheet,
-    jobs_it_fits,
-    sheet_names,
-    suffix_of,
-)
+from reconcile.web.fitting import first_fitting_sheet, jobs_it_fits, sheet_names, suffix_of
 
 if TYPE_CHECKING:
     from reconcile.web.users import User

@@ -30,7 +30,8 @@ from reconcile.exceptions import (
 from reconcile.job import Job
 from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
-from reconcile.web.fitting import HeldUploads
+from reconcile.table import INPUT_SUFFIXES
+from reconcile.web.fitting import HeldUploads, suffix_of
 from reconcile.web.history import Filters, HistoryPage, HistoryRun, history_page
 from reconcile.web.queue import BackgroundRun, LiveCounts, RunQueue
 from reconcile.web.uploads import UPLOAD_COLUMNS, Upload, upload_of
@@ -38,8 +39,6 @@ from reconcile.web.users import User, UserStore
 from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
-
-ACCEPTED_SUFFIXES = (".csv", ".xlsx")
 
 
 def _now() -> str:
@@ -97,11 +96,11 @@ class Console:
         ``sheet``, else its first): the plan is recorded with ``user`` as its maker.
         InputError/ConfigError for an unusable file."""
         job = self.job(job_name)
-        suffix = Path(original_name.replace("\\", "/")).suffix.lower()
-        if suffix not in ACCEPTED_SUFFIXES:
+        suffix = suffix_of(original_name)
+        if suffix not in INPUT_SUFFIXES:
             raise ConfigError(
-                f"{original_name!r} is not a CSV or xlsx file: save it as .csv or .xlsx and "
-                "upload it again"
+                f"{original_name!r} is not a file the console reads "
+                f"({', '.join(INPUT_SUFFIXES)}): save it as .csv or .xlsx and upload it again"
             )
         name = secrets.token_hex(16)
         stored = self.files / f"{name}{suffix}"

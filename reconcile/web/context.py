@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from reconcile.audit import MAX_NOTE_CHARS
+from reconcile.table import INPUT_SUFFIXES
 from reconcile.web.console import Console
 from reconcile.web.security import SESSION_COOKIE, Signer, same_token
 from reconcile.web.uploads import Upload
@@ -68,6 +69,7 @@ class Web:
         )
         self.templates.filters["when"] = when
         self.templates.globals["max_note_chars"] = MAX_NOTE_CHARS
+        self.templates.globals["input_suffixes"] = INPUT_SUFFIXES
 
     # -- rendering and sessions ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconcile.web.fitting import WORKBOOK_SUFFIXES
+from reconcile.table import WORKBOOK_SUFFIXES
 
 #: The ``uploads`` table's columns, in the order :func:`upload_of` reads them.
 UPLOAD_COLUMNS = (
