@@ -19,13 +19,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
+from reconcile import atomic
 from reconcile.header_row import csv_header, searched
 from reconcile.intake import (
     UTF16_BOMS,
@@ -256,17 +255,8 @@ def windows(parts: Sequence[Path]) -> Iterator[pl.DataFrame]:
 def write_csv_windows(frames: Iterator[pl.DataFrame], path: Path) -> None:
     """One CSV file from ``frames`` (header and BOM once), synced, then renamed into place:
     the same bytes as writing their concatenation at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            first = True
-            for frame in frames:
-                frame.write_csv(handle, include_header=first, include_bom=first)
-                first = False
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic.opened(path) as handle:
+        first = True
+        for frame in frames:
+            frame.write_csv(handle, include_header=first, include_bom=first)
+            first = False

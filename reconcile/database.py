@@ -413,6 +413,18 @@ RUN_POOL_SIZE = 2
 CONSOLE_POOL_SIZE = 8
 
 
+def usable_state_dir(state_dir: Path) -> Path:
+    """``state_dir``, created if needed; a ConfigError (nothing sent) when it cannot be."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"state_dir {state_dir}: cannot be used as the ledger's folder ({exc.strerror}). "
+            "Fix: set state_dir in the job file (or --state-dir) to a folder this user can write."
+        ) from None
+    return state_dir
+
+
 def open_database(
     storage: Storage, *, require_schema: bool = True, pool_size: int = RUN_POOL_SIZE
 ) -> Database:
@@ -422,6 +434,4 @@ def open_database(
         return PostgresDatabase(
             storage.ledger_url, max_size=pool_size, require_schema=require_schema
         )
-    from reconcile.ledger import usable_state_dir
-
     return SqliteDatabase(usable_state_dir(storage.state_dir) / SQLITE_FILE)

@@ -20,12 +20,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from reconcile import liveness
 from reconcile.database import Storage, as_storage, open_database
-from reconcile.exceptions import ConfigError
 from reconcile.lazy import pl
 from reconcile.schema import create_schema, next_seq
 
-DATABASE = "ledger.sqlite3"  # reconcile.database.SQLITE_FILE
 IN_FLIGHT = "in_flight"
 #: Request states after which a record may hold another value than a request set there.
 _CHANGED_STATES = ("applied", "unknown", IN_FLIGHT)
@@ -126,8 +125,6 @@ class Ledger:
         as ``interrupted``, with their requests per state; the ids. Runs still running
         (:mod:`reconcile.liveness`) are left alone. Best effort: on a full disk or a read-only
         ledger nothing is marked and the ledger still opens for reading."""
-        from reconcile import liveness
-
         try:
             found = self.db.rows("SELECT run_id FROM runs WHERE ended_at IS NULL")
             gone = liveness.gone(self.storage, [r for (r,) in found])
@@ -326,18 +323,6 @@ _FINISHED_SQL = (
     "http_status = excluded.http_status, error = excluded.error, "
     "attempts = excluded.attempts, updated_at = excluded.updated_at, seq = excluded.seq"
 )
-
-
-def usable_state_dir(state_dir: Path) -> Path:
-    """``state_dir``, created if needed; a ConfigError (nothing sent) when it cannot be."""
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"state_dir {state_dir}: cannot be used as the ledger's folder ({exc.strerror}). "
-            "Fix: set state_dir in the job file (or --state-dir) to a folder this user can write."
-        ) from None
-    return state_dir
 
 
 #: The columns of ``runs``, in the order ``_row`` reads them.

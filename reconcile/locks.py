@@ -31,9 +31,16 @@ import urllib.parse
 from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 
-from reconcile.database import LedgerUnavailable, check_reachable, lock_key, redacted
+from reconcile.database import (
+    LedgerUnavailable,
+    check_reachable,
+    lock_key,
+    redacted,
+    usable_state_dir,
+)
 from reconcile.exceptions import RunLockedError
 from reconcile.job import Job
+from reconcile.ledger import now_iso
 
 _WAIT = "Wait for it to finish: the lock is released when that process ends, even if it crashes."
 
@@ -119,8 +126,6 @@ class _FileLock:
 
 @contextlib.contextmanager
 def _file_lock(job: Job, community: str, name: str) -> Iterator[_FileLock]:
-    from reconcile.ledger import now_iso, usable_state_dir
-
     folder = usable_state_dir(job.state_dir) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"target-{hashlib.sha256(name.encode()).hexdigest()[:16]}.lock"
@@ -160,8 +165,6 @@ class _AdvisoryLocks:
 @contextlib.contextmanager
 def _advisory_locks(job: Job, names: list[tuple[str, str]]) -> Iterator[_AdvisoryLocks]:
     import psycopg
-
-    from reconcile.ledger import now_iso
 
     assert job.ledger_url is not None
     check_reachable(job.ledger_url)  # a clear exit 2 for a bad URL, password or schema

@@ -7,15 +7,13 @@ atomically so a crash never leaves half a file.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import time
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
 
+from reconcile import atomic
 from reconcile.outcome import SUCCESS, Status
 from reconcile.table import FORMULA_START, RESULT_PREFIX, ROW, Table
 from reconcile.validate import ERROR
@@ -130,40 +128,19 @@ def neutralised(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def write_csvs_atomic(frames: Mapping[Path, pl.DataFrame]) -> None:
-    """Write each frame to a temporary file next to its path, all at once on polars' streaming
-    engine, synced, then rename: readers never see a partial file.
+    """Write every frame at once on polars' streaming engine, each to a temporary file next to
+    its path, then rename them all (:mod:`reconcile.atomic`): readers never see a partial file.
 
-    Each temporary file is alone in a hidden folder of its own, removed on failure: when one
-    sink fails (a full disk) polars may still be opening another's file after collect_all has
-    raised, and a file it creates in a removed folder cannot be left behind."""
-    temporary: dict[Path, Path] = {}
-    try:
-        for path in frames:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            folder = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
-            temporary[path] = Path(folder) / path.name
+    Each temporary file is alone in a hidden folder of its own: when one sink fails (a full
+    disk) polars may still be opening another's file after collect_all has raised."""
+    with contextlib.ExitStack() as stack:
+        temporary = {
+            path: stack.enter_context(atomic.replacing(path, alone=True)) for path in frames
+        }
         pl.collect_all(
-            neutralised(frame.lazy()).sink_csv(
-                temporary[path], include_bom=True, sync_on_close="data", lazy=True
-            )
+            neutralised(frame.lazy()).sink_csv(temporary[path], include_bom=True, lazy=True)
             for path, frame in frames.items()
         )
-        for path, tmp in temporary.items():
-            os.replace(tmp, path)
-            tmp.parent.rmdir()
-    except BaseException:
-        for tmp in temporary.values():
-            _remove_folder(tmp.parent)
-        raise
-
-
-def _remove_folder(folder: Path) -> None:
-    """``folder`` and what is in it, again while a writer still finishing re-fills it."""
-    for _ in range(100):
-        shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
-            return
-        time.sleep(0.01)
 
 
 def errors_frame(table: Table, frame: pl.DataFrame) -> pl.DataFrame:
@@ -224,10 +201,7 @@ def write_workbook_atomic(sheets: Mapping[str, pl.DataFrame], path: Path) -> Non
     """
     import xlsxwriter
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic.replacing(path) as tmp:
         options = {
             "strings_to_formulas": False,
             "strings_to_urls": False,
@@ -260,10 +234,6 @@ def write_workbook_atomic(sheets: Mapping[str, pl.DataFrame], path: Path) -> Non
                 worksheet = workbook.get_worksheet_by_name(sheet)
                 for rule in formats.values() if status_column is not None else ():
                     worksheet.conditional_format(1, status_column, last_row, status_column, rule)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 SUCCEEDED = sorted(s.value for s in SUCCESS)

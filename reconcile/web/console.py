@@ -19,7 +19,13 @@ from pathlib import Path
 import structlog
 
 from reconcile import api, approval, atomic, run_types
-from reconcile.database import CONSOLE_POOL_SIZE, Storage, as_storage, open_database
+from reconcile.database import (
+    CONSOLE_POOL_SIZE,
+    Storage,
+    as_storage,
+    open_database,
+    usable_state_dir,
+)
 from reconcile.exceptions import (
     ApprovalError,
     ConfigError,
@@ -28,7 +34,6 @@ from reconcile.exceptions import (
     RunLockedError,
 )
 from reconcile.job import Job
-from reconcile.ledger import usable_state_dir
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
 from reconcile.table import INPUT_SUFFIXES
 from reconcile.web.fitting import HeldUploads, suffix_of
