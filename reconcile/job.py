@@ -29,6 +29,14 @@ def default_state_dir() -> Path:
     return base / "reconcile"
 
 
+#: The retry policy's knobs (:class:`reconcile.retry.RetryPolicy` defaults to them too).
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_REJECT_RATE = 0.5
+DEFAULT_GUARD_WINDOW = 50
+DEFAULT_BACKOFF_BASE_SECONDS = 0.5
+DEFAULT_RATE_LIMIT_BUDGET_SECONDS = 900.0
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CommunitySettings:
     """One tenant: where its credentials live and its own limits."""
@@ -107,13 +115,15 @@ class Job:
     )
     concurrency: int = setting(4, doc="per community: requests in flight at once", check=POSITIVE)
     max_attempts: int = setting(
-        5, doc="per row, for 5xx, timeouts and cut connections", check=POSITIVE
+        DEFAULT_MAX_ATTEMPTS, doc="per row, for 5xx, timeouts and cut connections", check=POSITIVE
     )
     max_reject_rate: float = setting(
-        0.5, doc="stop a community when more than this share ...", check=FRACTION
+        DEFAULT_MAX_REJECT_RATE,
+        doc="stop a community when more than this share ...",
+        check=FRACTION,
     )
     guard_window: int = setting(
-        50, doc="... of its first N answered rows are rejected", check=POSITIVE
+        DEFAULT_GUARD_WINDOW, doc="... of its first N answered rows are rejected", check=POSITIVE
     )
     timeout_seconds: float = setting(
         30.0, doc="per request, the whole exchange: connect, send, answer"
@@ -122,16 +132,13 @@ class Job:
         10.0, doc="after Ctrl-C/SIGTERM, wait this long for in-flight requests"
     )
     backoff_base_seconds: float = setting(
-        0.5, doc="retry backoff: full jitter, doubling, capped at 30 s"
+        DEFAULT_BACKOFF_BASE_SECONDS, doc="retry backoff: full jitter, doubling, capped at 30 s"
     )
     rate_limit_budget_seconds: float = setting(
-        900.0,
+        DEFAULT_RATE_LIMIT_BUDGET_SECONDS,
         doc="429s may hold a community this long per run, then it stops",
         check=POSITIVE,
     )
-    """How long 429s may hold one community in a run (each counts its Retry-After, at least
-    1 s); past it the community stops, so a spent daily quota never keeps a nightly run waiting
-    (and the next night's run locked out) for hours."""
     verify_settle_seconds: float = setting(
         10.0, doc="verify: a read that differs this soon after the write is read again"
     )

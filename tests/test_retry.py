@@ -13,15 +13,15 @@ from reconcile.retry import (
     Done,
     NoAnswer,
     Pause,
-    Policy,
     Result,
     Retry,
+    RetryPolicy,
     Step,
     next_step,
     record,
 )
 
-POLICY = Policy(max_attempts=3, backoff_base_seconds=0.5)  # jitter = the ceiling itself
+POLICY = RetryPolicy(max_attempts=3, backoff_base_seconds=0.5)  # jitter = the ceiling itself
 
 
 def answered(status: int, verdict: Verdict, retry_after: float | None = None) -> Answered:
@@ -37,7 +37,7 @@ REFUSED = NoAnswer("could not connect", maybe_applied=False)
 
 def decide(*results: Result, repeatable: bool = True, force: bool = False) -> Step:
     """The step after the last of ``results``, the earlier ones recorded first."""
-    policy = Policy(3, 0.5, force=force)
+    policy = RetryPolicy(max_attempts=3, backoff_base_seconds=0.5, force=force)
     attempts = Attempts()
     step: Step = Retry(0)
     for result in results:
