@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import job as _job
-from reconcile import run_types
+from reconcile import logs, run_types
+from reconcile.credentials import resolve_credentials
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ def _default_logging() -> None:
     """An embedding program that configured structlog keeps its set-up; otherwise events go to
     stderr, warnings only (structlog's own default prints everything to stdout)."""
     import structlog
-
-    from reconcile import logs
 
     if not structlog.is_configured():
         logs.configure(quiet=True)
@@ -176,7 +175,6 @@ def verify(
     ``reads``, ``exit_code``). Only GETs are sent; nothing is written."""
     import os
 
-    from reconcile.credentials import resolve_credentials
     from reconcile.verification import verify_prepared
 
     _default_logging()

@@ -33,7 +33,6 @@ from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.hashing import legacy_canonical
 from reconcile.job import Job
-from reconcile.json_types import JSONObject
 from reconcile.lazy import pl
 from reconcile.plan_store import (
     ApprovedPlan,
@@ -56,7 +55,7 @@ def acting_user(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("RECONCILE_USER") or getpass.getuser()
 
 
-def job_settings(job: Job) -> JSONObject:
+def job_settings(job: Job) -> dict[str, object]:
     """Every job setting that changes what is sent, and no secret: the operation, the base URL,
     the operation's options and each community's credential variables (which key signs it).
     Rates, timeouts and folders change how, not what."""

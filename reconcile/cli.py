@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconcile import exit_codes, logs, signals, verify_command
+from reconcile import exit_codes, logs, signals
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, reading_only
 from reconcile.exceptions import ConfigError, InputError, ReconcileError
@@ -90,6 +90,8 @@ def _run_verified(args: argparse.Namespace, job: Job, options: RunOptions, show:
     """``run --verify``: the run, then a read-back of its rows (verify_command.AfterRun)."""
     if args.sandbox:
         raise ConfigError("--verify reads back a real run: it goes without --sandbox")
+    from reconcile import verify_command
+
     after = verify_command.AfterRun(job, options.environ, args.verify_sample)
     # The write answers Returning.AI's rows are confirmed by.
     options = dataclasses.replace(options, on_answer=after.echoes)
@@ -367,6 +369,12 @@ def _ledger(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from reconcile import verify_command
+
+    return verify_command.main(args)
+
+
 def _web(args: argparse.Namespace) -> int:
     from reconcile.web import commands
 
@@ -391,7 +399,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "withdraw": _withdraw,
     "audit": _audit,
     "ledger": _ledger,
-    "verify": lambda args: verify_command.main(args),
+    "verify": _verify,
     "serve": _web,
     "users": _web,
 }

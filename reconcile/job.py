@@ -13,13 +13,11 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, overload
+from typing import Any, TypeGuard, TypeVar, overload
 
+from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 from reconcile.suggestions import closest
-
-if TYPE_CHECKING:
-    from reconcile.database import Storage
 
 
 def default_state_dir() -> Path:
@@ -250,8 +248,6 @@ class Job:
     @property
     def storage(self) -> Storage:
         """Where the job's ledger, plans and approvals live."""
-        from reconcile.database import Storage
-
         return Storage(self.state_dir, self.ledger_url)
 
     def with_overrides(self, **overrides: object) -> Job:

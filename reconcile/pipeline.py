@@ -21,6 +21,7 @@ import structlog
 from reconcile import (
     approval,
     buckets,
+    locks,
     numeric_ids,
     preflight,
     results,
@@ -117,8 +118,6 @@ def job_lock(
 ) -> contextlib.AbstractContextManager[None]:
     """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
     requests never overlap (RunLockedError at once)."""
-    from reconcile import locks
-
     return locks.job_lock(job, communities)
 
 

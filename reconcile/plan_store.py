@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from typing import Literal, NotRequired, TypedDict
 
 from reconcile.hashing import PLAN_COLUMNS
-from reconcile.json_types import JSONObject
 from reconcile.lazy import pl
 from reconcile.table import ROW
 
@@ -30,7 +29,7 @@ class PlanHeader(TypedDict):
     input_path: str
     input_sha256: str
     job_fingerprint: str
-    job_settings: JSONObject
+    job_settings: dict[str, object]
     """Every job setting that changes what is sent (:func:`reconcile.approval.job_settings`)."""
     tool_version: str
     hash_format: NotRequired[str]

@@ -23,8 +23,10 @@ from collections.abc import Collection, Iterator
 
 import structlog
 
+from reconcile import approval, locks
+from reconcile.audit import store
 from reconcile.database import Storage
-from reconcile.exceptions import RunLockedError
+from reconcile.exceptions import ConfigError, RunLockedError
 from reconcile.job import Job
 from reconcile.run_types import DEFAULT_WAIT_SECONDS, RunOptions, Wait
 
@@ -38,8 +40,6 @@ EARLIER_IN_LINE = "an earlier approved run of this job is queued first"
 
 def wait_from(wait: bool, timeout: float | None) -> Wait | None:
     """``--wait [--wait-timeout SECONDS]`` as a Wait (None: the run fails at once)."""
-    from reconcile.exceptions import ConfigError
-
     if timeout is not None and not wait:
         raise ConfigError("--wait-timeout SECONDS goes with --wait")
     if not wait:
@@ -60,8 +60,6 @@ class AuditActions:
     def action(self, action: str, detail: str) -> None:
         if self.plan_run_id is None:
             return
-        from reconcile.audit import store
-
         with store(self.storage) as audit:
             audit.record_action(self.plan_run_id, self.user, action, detail)
 
@@ -69,8 +67,6 @@ class AuditActions:
 def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager[None]:
     """A real run's locks, queued for with ``options.wait``: a plan's run no later than its
     approval's expiry, its queueing, start or refusal recorded as actions of the plan."""
-    from reconcile import approval
-
     wait, plan = options.wait, options.plan
     if wait is not None and wait.cancel is None and options.cancel is not None:
         wait = dataclasses.replace(wait, cancel=options.cancel)  # api.run(cancel=...) stops it
@@ -99,8 +95,6 @@ def _acquire(
     wait: Wait | None,
     recorder: AuditActions,
 ) -> None:
-    from reconcile import locks
-
     began = time.monotonic()
     delay, why = FIRST_POLL_SECONDS, ""
     while True:

@@ -23,11 +23,12 @@ import anyio
 import polars as pl
 
 from reconcile.client import Answer, Client, Transport, make_client
-from reconcile.credentials import Credentials
+from reconcile.credentials import Credentials, resolve_credentials
 from reconcile.dispatch import Dispatcher, PlannedRequest
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
+from reconcile.pipeline import prepare
 from reconcile.plan import REQUEST_ID, RequestPlan
 from reconcile.readback import (
     Ambiguous,
@@ -269,9 +270,6 @@ def verify_file(
     given: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Verification:
     """Which rows of a file the API already holds (no run needed); never writes."""
-    from reconcile.credentials import resolve_credentials
-    from reconcile.pipeline import prepare
-
     prepared = prepare(path, job)
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
     credentials = resolve_credentials(prepared.operation, job, communities, environ, given)
