@@ -15,7 +15,7 @@ from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job, default_state_dir, load_job, parse_job
 from reconcile.operations import OPERATIONS
-from reconcile.web.users import user_store
+from reconcile.web.users import UserStore, user_store
 
 
 def _storage(args: argparse.Namespace) -> Storage:
@@ -85,7 +85,6 @@ def _serve(
     from reconcile.web.console import Console
     from reconcile.web.context import Settings
     from reconcile.web.security import Signer, load_secret
-    from reconcile.web.users import UserStore
 
     console = Console(jobs, storage, environ)
     users = UserStore(storage)
