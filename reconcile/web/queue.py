@@ -1,5 +1,5 @@
 """The console's background runs: what each is doing, its live progress, and the queue of those
-that wait for a lock another run holds (issue 27).
+that wait for a lock another run holds.
 
 A run joins the queue when it is started (so, in the order plans were approved), holds its
 place while its lock is taken by someone else, and leaves when it ends. Per job the first to
