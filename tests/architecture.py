@@ -279,6 +279,9 @@ def loads_heavy(root: Path = PACKAGE) -> dict[str, bool]:
                         owner = _owner(candidate, set(every))
                         if owner and owner != name:
                             inner[name].add(owner)
+    for name in every:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parts = name.split(".")
+        inner[name] |= {".".join(parts[:i]) for i in range(1, len(parts))} & set(every)
     heavy = {name for name, is_heavy in direct.items() if is_heavy}
     changed = True
     while changed:

@@ -130,7 +130,7 @@ def test_a_forbidden_import_breaks_the_contract(
 def test_the_architecture_page_draws_the_contract() -> None:
     """docs/architecture.md shows the layers exactly as the contract lists them."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    [layers] = [c for c in config["contracts"] if c["type"] == "layers"]
+    [layers] = [c for c in config["contracts"] if c["id"] == "layers"]
     assert layers["exhaustive"] is True
     page = (ROOT / "docs" / "architecture.md").read_text()
     drawn = re.search(r"```text\n(.*?)```", page, re.DOTALL)
