@@ -167,7 +167,8 @@ def child(mode: str, source: Path, out: Path, job: Path) -> None:
 
         from reconcile import buckets
         from reconcile.job import load_job
-        from reconcile.pipeline import RunOptions, execute
+        from reconcile.pipeline import execute
+        from reconcile.run_types import RunOptions
 
         if BUCKET_ABOVE_ENV in os.environ:
             buckets.LARGE_FILE_BYTES = int(os.environ[BUCKET_ABOVE_ENV]) * 2**20
@@ -196,7 +197,7 @@ def _component(mode: str, source: Path, results: Path, job: Path) -> float:
     import pandera.polars as pa
     import polars as pl
 
-    from reconcile import audit
+    from reconcile import audit, plan_store
     from reconcile.intake import read_table
     from reconcile.job import load_job
     from reconcile.operations import get_operation
@@ -213,7 +214,7 @@ def _component(mode: str, source: Path, results: Path, job: Path) -> float:
         )
         started = time.perf_counter()
         audit.plan_hash({"run_id": "bench"}, rows)
-        audit.rows_blob(rows)
+        plan_store.rows_blob(rows)
         return time.perf_counter() - started
     pa.DataFrameSchema({}).validate(pl.DataFrame())
     settings = load_job(job)

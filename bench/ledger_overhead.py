@@ -31,7 +31,7 @@ def child(variant: str, url: str, folder: Path) -> None:
     import anyio
     import structlog
 
-    from reconcile import pipeline, report, results, sending, triage
+    from reconcile import pipeline, report, results, run_types, sending, triage
     from reconcile.credentials import Secrets
     from reconcile.job import parse_job
 
@@ -51,7 +51,7 @@ def child(variant: str, url: str, folder: Path) -> None:
     out = folder / f"{variant}.csv"
     started = time.perf_counter()
     if variant == "with":
-        options = pipeline.RunOptions(
+        options = run_types.RunOptions(
             given_credentials=credentials, quiet=True, handle_signals=False
         )
         result = pipeline.execute(source, job, out, options)

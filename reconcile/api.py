@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reconcile import job as _job
+from reconcile import logs, run_types
+from reconcile.credentials import resolve_credentials
 from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl
 
     from reconcile import pipeline
-    from reconcile.approval import ApprovedPlan
     from reconcile.outcome import Status
-    from reconcile.queueing import Wait
+    from reconcile.plan_store import ApprovedPlan
+    from reconcile.run_types import Wait
 else:
     pl = lazy("polars")
     pipeline = lazy("reconcile.pipeline")
@@ -39,8 +41,6 @@ def _default_logging() -> None:
     """An embedding program that configured structlog keeps its set-up; otherwise events go to
     stderr, warnings only (structlog's own default prints everything to stdout)."""
     import structlog
-
-    from reconcile import logs
 
     if not structlog.is_configured():
         logs.configure(quiet=True)
@@ -131,13 +131,13 @@ def run(
     any thread) stops the run as Ctrl-C does (exit code 130): no new requests, in-flight ones
     finish within the job's grace period, every outcome recorded. Signals are handled only when
     called from the main thread. Credentials come from ``environ`` (default: the process's).
-    With ``wait`` (:class:`reconcile.queueing.Wait`) a run whose lock another run holds is
+    With ``wait`` (:class:`reconcile.run_types.Wait`) a run whose lock another run holds is
     queued until it frees (RunLockedError when the wait ends first, nothing sent).
     """
     import os
 
     _default_logging()
-    options = pipeline.RunOptions(
+    options = run_types.RunOptions(
         dry_run=dry_run,
         force=force,
         quiet=True,
@@ -175,7 +175,6 @@ def verify(
     ``reads``, ``exit_code``). Only GETs are sent; nothing is written."""
     import os
 
-    from reconcile.credentials import resolve_credentials
     from reconcile.verification import verify_prepared
 
     _default_logging()

@@ -18,27 +18,35 @@ nothing; the web console's logins are the stronger identity.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import getpass
 import hashlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from reconcile.audit import AuditStore, Plan, PlanRows, canonical, store
+from reconcile import audit_export
+from reconcile.audit import AuditStore, store
 from reconcile.canonical_json import same_request
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
-from reconcile.hashing import PLAN_COLUMNS, legacy_canonical, plan_hash
-from reconcile.intake import ROW
+from reconcile.hashing import legacy_canonical
 from reconcile.job import Job
 from reconcile.lazy import pl
+from reconcile.plan_store import (
+    ApprovedPlan,
+    Decision,
+    PlanHeader,
+    PlanRows,
+    RecordedPlan,
+    StandingRecord,
+)
+from reconcile.table import ROW
 from reconcile.version import __version__
 
 if TYPE_CHECKING:
-    from reconcile.pipeline import Prepared, RunOptions
+    from reconcile.run_types import Manifest, PlanFields, Prepared, RunOptions
 
 
 def acting_user(environ: Mapping[str, str] | None = None) -> str:
@@ -47,7 +55,7 @@ def acting_user(environ: Mapping[str, str] | None = None) -> str:
     return environ.get("RECONCILE_USER") or getpass.getuser()
 
 
-def job_settings(job: Job) -> dict[str, Any]:
+def job_settings(job: Job) -> dict[str, object]:
     """Every job setting that changes what is sent, and no secret: the operation, the base URL,
     the operation's options and each community's credential variables (which key signs it).
     Rates, timeouts and folders change how, not what."""
@@ -62,27 +70,16 @@ def job_settings(job: Job) -> dict[str, Any]:
     }
 
 
-def fingerprint_of(settings: Mapping[str, Any]) -> str:
+def fingerprint_of(settings: Mapping[str, object]) -> str:
     """The job's fingerprint: a key that finds a job's plans (the inbox), not an audit hash;
     kept in its first form, so the plans recorded before RFC 8785 are still found."""
     return hashlib.sha256(legacy_canonical(settings).encode()).hexdigest()
 
 
-def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:
-    """A dry run's outcomes as plan rows: per input row its request (or null) and status."""
-    return outcomes.select(
-        pl.col(ROW).cast(pl.Int64).alias("row"),
-        pl.col("community"),
-        pl.col("status"),
-        pl.col("request"),
-        pl.col("error"),
-    ).sort("row")
-
-
 # -- the Python API the CLI (and the console) call ---------------------------------------------
 
 
-def submit(state_dir: Path | Storage, run_id: str, *, user: str) -> dict[str, Any]:
+def submit(state_dir: Path | Storage, run_id: str, *, user: str) -> StandingRecord:
     """The maker puts the plan before the approvers (a command-line dry run does at once)."""
     with store(state_dir) as audit:
         return audit.submit(run_id, user)
@@ -90,7 +87,7 @@ def submit(state_dir: Path | Storage, run_id: str, *, user: str) -> dict[str, An
 
 def withdraw(
     state_dir: Path | Storage, run_id: str, *, user: str, note: str | None = None
-) -> dict[str, Any]:
+) -> StandingRecord:
     """The maker takes a submitted, undecided plan back: nobody can approve it after."""
     with store(state_dir) as audit:
         return audit.withdraw(run_id, user, note)
@@ -98,12 +95,12 @@ def withdraw(
 
 def approve(
     state_dir: Path | Storage, run_id: str, *, note: str | None = None, user: str
-) -> dict[str, Any]:
+) -> Decision:
     with store(state_dir) as audit:
         return audit.decide(run_id, approve=True, user=user, note=note)
 
 
-def reject(state_dir: Path | Storage, run_id: str, *, note: str, user: str) -> dict[str, Any]:
+def reject(state_dir: Path | Storage, run_id: str, *, note: str, user: str) -> Decision:
     with store(state_dir) as audit:
         return audit.decide(run_id, approve=False, user=user, note=note)
 
@@ -122,20 +119,7 @@ def chain_head(state_dir: Path | Storage) -> str:
 def export(state_dir: Path | Storage, since: dt.datetime, out: Path | None) -> int:
     """The audit export CSV to ``out``, or to stdout when None."""
     with store(state_dir) as audit:
-        return audit.export(since, out)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ApprovedPlan:
-    """A plan cleared to run: approved by someone else, within its time to live."""
-
-    plan: Plan
-    rows: pl.DataFrame
-
-    @property
-    def approver(self) -> str:
-        assert self.plan.decision is not None
-        return str(self.plan.decision["decided_by"])
+        return audit_export.export(audit, since, out)
 
 
 #: Exit codes of an application that stopped before it finished: nothing sent (2), a crash (3),
@@ -204,7 +188,7 @@ def refuse_forced(state_dir: Path | Storage, run_id: str, user: str) -> None:
     raise ApprovalError(message)
 
 
-def expires_at(plan: Plan, job: Job) -> dt.datetime:
+def expires_at(plan: RecordedPlan, job: Job) -> dt.datetime:
     """When the approval of ``plan`` (approved) stops covering its application: its decision
     plus ``approval_ttl_hours``. A queued run waits no later; a stopped one restarts before."""
     assert plan.decision is not None
@@ -212,7 +196,7 @@ def expires_at(plan: Plan, job: Job) -> dt.datetime:
     return decided + dt.timedelta(hours=job.approval_ttl_hours)
 
 
-def finished_application(audit: AuditStore, run_id: str) -> dict[str, Any] | None:
+def finished_application(audit: AuditStore, run_id: str) -> Manifest | None:
     """The manifest of the run that finished applying plan ``run_id`` (None: none did; a run
     that stopped with a resumable exit code does not count)."""
     done = (m for m in audit.applications(run_id) if m.get("exit_code") not in RESUMABLE_EXIT_CODES)
@@ -270,15 +254,11 @@ def differences(
 
 
 __all__ = [
-    "PLAN_COLUMNS",
     "RESUMABLE_EXIT_CODES",
     "ApprovalError",
-    "ApprovedPlan",
-    "Plan",
     "acting_user",
     "approve",
     "approved_plan",
-    "canonical",
     "chain_head",
     "check_plan",
     "check_unapplied",
@@ -289,8 +269,6 @@ __all__ = [
     "finished_application",
     "job_settings",
     "plan_fields",
-    "plan_hash",
-    "plan_rows",
     "rebuilt_rows",
     "refuse_forced",
     "reject",
@@ -335,7 +313,7 @@ def plan_fields(
     run_id: str,
     started: str,
     rows: Callable[[], pl.DataFrame | PlanRows],
-) -> dict[str, Any]:
+) -> PlanFields:
     """A dry run records its plan (``rows()``; manifest: its hash and maker); a run of an
     approved plan names the plan, its hash, its maker and its approver."""
     if options.plan is not None:
@@ -348,7 +326,7 @@ def plan_fields(
     if not options.dry_run:
         return {}
     settings = job_settings(job)
-    header = {
+    header: PlanHeader = {
         "run_id": run_id,
         "maker": acting_user(options.environ or os.environ),
         "created_at": started,

@@ -9,24 +9,30 @@ The rules of who may decide what are in :mod:`reconcile.approval`, which calls t
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import datetime as dt
-import io
 import json
 import re
-import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import TypedDict
 
-from reconcile import atomic, chain_format
+from reconcile import chain_format
 from reconcile.canonical_json import jcs_text
 from reconcile.database import Storage, as_storage, open_database
 from reconcile.exceptions import ApprovalError, NoteError, PlanStateError
-from reconcile.hashing import HASH_FORMAT, PLAN_COLUMNS, RFC_8785, plan_hash, record_hash
+from reconcile.hashing import HASH_FORMAT, RFC_8785, plan_hash, record_hash
+from reconcile.json_types import JSONObject, as_object
 from reconcile.lazy import pl
 from reconcile.ledger import now_iso
+from reconcile.plan_store import (
+    Decision,
+    PlanHeader,
+    PlanRows,
+    RecordedPlan,
+    StandingRecord,
+    rows_blob,
+    rows_from_blob,
+)
+from reconcile.run_types import Manifest
 from reconcile.schema import create_audit_schema, create_schema
 
 GENESIS = "0" * 64
@@ -43,51 +49,23 @@ _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+class ActionRecord(TypedDict):
+    """One user action in the chain: who did what, when, with a bounded printable detail."""
+
+    user: str
+    action: str
+    at: str
+    detail: str
+
+
 def escaped_text(text: str) -> str:
     """``text`` with every control character (line breaks included) written as an escape."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
-def canonical(value: Any) -> str:
+def canonical(value: object) -> str:
     """The text a store keeps for a value: its RFC 8785 JSON (:mod:`reconcile.canonical_json`)."""
     return jcs_text(value)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PlanRows:
-    """A plan's rows when they are not one frame (a large file's dry run, :mod:`reconcile.
-    buckets`): ``slices`` gives them in row order (hashed), ``stored`` in any order (kept)."""
-
-    slices: Callable[[], Iterable[pl.DataFrame]]
-    stored: pl.LazyFrame
-
-
-def rows_blob(rows: pl.DataFrame | pl.LazyFrame) -> bytes:
-    """A plan's rows as one zstd Parquet value: a million rows are stored in a fraction of a
-    second (one SQLite row per plan row took seconds); a lazy frame is streamed into it."""
-    buffer = io.BytesIO()
-    if isinstance(rows, pl.LazyFrame):
-        rows.select(PLAN_COLUMNS).sink_parquet(buffer, compression="zstd")
-    else:
-        rows.select(PLAN_COLUMNS).write_parquet(buffer, compression="zstd")
-    return buffer.getvalue()
-
-
-def rows_from_blob(blob: bytes) -> pl.DataFrame:
-    """The stored rows in row order (a large file's plan is stored bucket by bucket)."""
-    return pl.read_parquet(io.BytesIO(blob)).sort("row", maintain_order=True)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
-    run_id: str
-    header: dict[str, Any]
-    plan_sha256: str
-    decision: dict[str, Any] | None
-
-    @property
-    def maker(self) -> str:
-        return str(self.header["maker"])
 
 
 class AuditStore:
@@ -107,7 +85,7 @@ class AuditStore:
         last = self.db.one("SELECT hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
         return str(last[0]) if last else GENESIS
 
-    def _append(self, kind: str, run_id: str, record: Any) -> str:
+    def _append(self, kind: str, run_id: str, record: object) -> str:
         """Chain one record; called inside ``db.transaction(lock=CHAIN)``, so appends from
         several processes (or hosts) go one at a time and the chain never forks."""
         last = self.db.one(
@@ -120,7 +98,7 @@ class AuditStore:
             previous = self._insert(chain_format.FORMAT_KIND, "", format_record, previous)
         return self._insert(kind, run_id, record, previous)
 
-    def _insert(self, kind: str, run_id: str, record: Any, previous: str) -> str:
+    def _insert(self, kind: str, run_id: str, record: object, previous: str) -> str:
         text = canonical(record)
         digest = record_hash(previous, kind, run_id, json.loads(text))
         self.db.run(
@@ -132,7 +110,7 @@ class AuditStore:
     # -- plans --------------------------------------------------------------------------------
 
     def record_plan(
-        self, header: dict[str, Any], rows: pl.DataFrame | PlanRows, *, submit: bool = True
+        self, header: PlanHeader, rows: pl.DataFrame | PlanRows, *, submit: bool = True
     ) -> str:
         """Store a dry run's plan and chain it; returns its SHA-256. ``submit``: the maker puts
         it before the approvers at once (a command-line dry run); the console's check records
@@ -144,11 +122,11 @@ class AuditStore:
             stored, hashed = rows.stored, rows.slices()
         else:
             stored, hashed = rows, rows
-        # One after the other: compressing the Parquet value on a second core while the rows
-        # are hashed saved 0.13 s of a million-row dry run but took its peak over 1 GiB.
+        # One after the other, not on two cores: both at once hold two copies of the rows
+        # (a million-row plan's peak over the 1 GiB bound, bench/README.md).
         digest = plan_hash(header, hashed)
         value = rows_blob(stored)
-        run_id = str(header["run_id"])
+        run_id = header["run_id"]
         with self.db.transaction(lock=CHAIN):
             self.db.run(
                 "INSERT INTO plans (run_id, header, plan_sha256, rows) VALUES (?,?,?,?)",
@@ -159,23 +137,23 @@ class AuditStore:
                 self._append("submission", run_id, self._stand(run_id, header["maker"], None))
         return digest
 
-    def plan(self, run_id: str) -> Plan | None:
+    def plan(self, run_id: str) -> RecordedPlan | None:
         found = self.db.one(
             "SELECT run_id, header, plan_sha256 FROM plans WHERE run_id = ?", (run_id,)
         )
         if found is None:
             return None
         decided = self.db.one("SELECT record FROM decisions WHERE run_id = ?", (run_id,))
-        return Plan(
-            found[0], json.loads(found[1]), found[2], json.loads(decided[0]) if decided else None
-        )
+        header: PlanHeader = json.loads(found[1])
+        decision: Decision | None = json.loads(decided[0]) if decided else None
+        return RecordedPlan(found[0], header, found[2], decision)
 
     def plan_rows(self, run_id: str) -> pl.DataFrame:
         found = self.db.one("SELECT rows FROM plans WHERE run_id = ?", (run_id,))
         assert found is not None, f"no plan {run_id}"
         return rows_from_blob(bytes(found[0]))
 
-    def latest_plan_for(self, input_sha256: str, job_fingerprint: str) -> Plan | None:
+    def latest_plan_for(self, input_sha256: str, job_fingerprint: str) -> RecordedPlan | None:
         """The newest plan of this file under this job (the inbox's approval flow)."""
         rows = self.db.rows("SELECT run_id, header FROM plans")
         matching = [
@@ -189,10 +167,10 @@ class AuditStore:
     # -- submission and withdrawal --------------------------------------------------------------
 
     @staticmethod
-    def _stand(run_id: str, user: str, note: str | None) -> dict[str, Any]:
+    def _stand(run_id: str, user: str, note: str | None) -> StandingRecord:
         return {"run_id": run_id, "by": user, "at": now_iso(), "note": note}
 
-    def standing(self, run_id: str) -> tuple[str, dict[str, Any]] | None:
+    def standing(self, run_id: str) -> tuple[str, StandingRecord] | None:
         """The plan's last submission or withdrawal (``("submission" | "withdrawal",
         record)``); None: never submitted."""
         found = self.db.one(
@@ -200,9 +178,12 @@ class AuditStore:
             "('submission', 'withdrawal') ORDER BY seq DESC LIMIT 1",
             (run_id,),
         )
-        return None if found is None else (str(found[0]), dict(json.loads(found[1])))
+        if found is None:
+            return None
+        record: StandingRecord = json.loads(found[1])
+        return str(found[0]), record
 
-    def submit(self, run_id: str, user: str) -> dict[str, Any]:
+    def submit(self, run_id: str, user: str) -> StandingRecord:
         """The maker puts an undecided plan before the approvers (idempotent)."""
         plan = self._undecided(run_id, user, "submit")
         with self.db.transaction(lock=CHAIN):
@@ -214,7 +195,7 @@ class AuditStore:
             self._append("submission", run_id, record)
         return record
 
-    def withdraw(self, run_id: str, user: str, note: str | None = None) -> dict[str, Any]:
+    def withdraw(self, run_id: str, user: str, note: str | None = None) -> StandingRecord:
         """The maker takes a submitted plan back before anyone decided it; final: nobody can
         approve it after (dry-run the file again for a new plan)."""
         self._undecided(run_id, user, "withdraw")
@@ -233,7 +214,7 @@ class AuditStore:
             self._append("withdrawal", run_id, record)
         return record
 
-    def _undecided(self, run_id: str, user: str, verb: str) -> Plan:
+    def _undecided(self, run_id: str, user: str, verb: str) -> RecordedPlan:
         plan = self.plan(run_id)
         if plan is None:
             raise ApprovalError(f"no plan {run_id!r}. Fix: check the id with 'reconcile runs'")
@@ -249,7 +230,7 @@ class AuditStore:
         return plan
 
     @staticmethod
-    def _refuse_withdrawn(run_id: str, standing: tuple[str, dict[str, Any]]) -> None:
+    def _refuse_withdrawn(run_id: str, standing: tuple[str, StandingRecord]) -> None:
         kind, record = standing
         if kind == "withdrawal":
             raise PlanStateError(
@@ -259,7 +240,7 @@ class AuditStore:
 
     # -- decisions ----------------------------------------------------------------------------
 
-    def decide(self, run_id: str, *, approve: bool, user: str, note: str | None) -> dict[str, Any]:
+    def decide(self, run_id: str, *, approve: bool, user: str, note: str | None) -> Decision:
         """Approve or reject a plan. Refused (ApprovalError, nothing recorded): an unknown run,
         a run that is not a dry run, the maker deciding their own; PlanStateError: a plan never
         submitted, withdrawn or already decided."""
@@ -291,9 +272,7 @@ class AuditStore:
             self._append("approval" if approve else "rejection", run_id, record)
         return record
 
-    def _decision(
-        self, run_id: str, *, approve: bool, user: str, note: str | None
-    ) -> dict[str, Any]:
+    def _decision(self, run_id: str, *, approve: bool, user: str, note: str | None) -> Decision:
         """The decision record, if the plan stands submitted and undecided."""
         plan = self.plan(run_id)
         assert plan is not None
@@ -321,33 +300,45 @@ class AuditStore:
 
     # -- manifests ----------------------------------------------------------------------------
 
-    def record_manifest(self, manifest: Mapping[str, Any]) -> str:
+    def record_manifest(self, manifest: Manifest) -> str:
         """Chain a run's manifest; returns the chain's head after it (the manifest's hash)."""
         with self.db.transaction(lock=CHAIN):
-            return self._append("manifest", str(manifest["run_id"]), dict(manifest))
+            return self._append("manifest", manifest["run_id"], manifest)
 
-    def manifest(self, run_id: str) -> dict[str, Any] | None:
+    def manifest(self, run_id: str) -> Manifest | None:
         """The run's manifest as chained when it ended (None: not ended, or not recorded)."""
         found = self.db.one(
             "SELECT record FROM audit_chain WHERE kind = 'manifest' AND run_id = ? "
             "ORDER BY seq DESC LIMIT 1",
             (run_id,),
         )
-        return None if found is None else dict(json.loads(found[0]))
+        if found is None:
+            return None
+        manifest: Manifest = json.loads(found[0])
+        return manifest
 
-    def applications(self, plan_run_id: str) -> list[dict[str, Any]]:
+    def applications(self, plan_run_id: str) -> list[Manifest]:
         """The manifests of the real runs that applied plan ``plan_run_id``, oldest first."""
         found = self.db.rows(
             "SELECT record FROM audit_chain WHERE kind = 'manifest' AND record LIKE ? ORDER BY seq",
             (f"%{json.dumps(plan_run_id)}%",),
         )
         # A run's later manifest corrects its earlier one (a run whose end failed: exit 3).
-        latest = {m["run_id"]: m for m in (dict(json.loads(text)) for (text,) in found)}
+        manifests: list[Manifest] = [json.loads(text) for (text,) in found]
+        latest = {m["run_id"]: m for m in manifests}
         return [
             m
             for m in latest.values()
             if m.get("plan_run_id") == plan_run_id and not m.get("dry_run")
         ]
+
+    def chained_manifests(self) -> Iterator[tuple[str, Manifest]]:
+        """Every manifest in the chain, in chain order (a run's correction after its first)."""
+        for run_id, text in self.db.rows(
+            "SELECT run_id, record FROM audit_chain WHERE kind = 'manifest' ORDER BY seq"
+        ):
+            manifest: Manifest = json.loads(text)
+            yield str(run_id), manifest
 
     # -- user actions (the console) -----------------------------------------------------------
 
@@ -365,34 +356,35 @@ class AuditStore:
         detail = escaped_text(detail)
         if len(detail) > MAX_DETAIL_CHARS:
             detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
-        record = {"user": user, "action": action, "at": now_iso(), "detail": detail}
+        record: ActionRecord = {"user": user, "action": action, "at": now_iso(), "detail": detail}
         with self.db.transaction(lock=CHAIN):
             self._append("action", run_id, record)
 
-    def actions(self, run_id: str) -> list[dict[str, Any]]:
+    def actions(self, run_id: str) -> list[ActionRecord]:
         """The actions recorded for ``run_id``, oldest first."""
         rows = self.db.rows(
             "SELECT record FROM audit_chain WHERE kind = 'action' AND run_id = ? ORDER BY seq",
             (run_id,),
         )
-        return [dict(json.loads(text)) for (text,) in rows]
+        actions: list[ActionRecord] = [json.loads(text) for (text,) in rows]
+        return actions
 
     # -- read-back verifications (reconcile verify, run --verify, the console) ----------------
 
-    def record_verification(self, run_id: str, record: Mapping[str, Any]) -> None:
+    def record_verification(self, run_id: str, record: Mapping[str, object]) -> None:
         """One read-back of a run's rows (``run_id`` "" for a file with no run): who, when,
         counts, reads and the SHA-256 of the verify file, chained like the manifests."""
         with self.db.transaction(lock=CHAIN):
             self._append("verification", run_id, dict(record))
 
-    def verifications(self, run_id: str) -> list[dict[str, Any]]:
+    def verifications(self, run_id: str) -> list[JSONObject]:
         """The verifications recorded for ``run_id``, oldest first."""
         rows = self.db.rows(
             "SELECT record FROM audit_chain WHERE kind = 'verification' AND run_id = ? "
             "ORDER BY seq",
             (run_id,),
         )
-        return [dict(json.loads(text)) for (text,) in rows]
+        return [as_object(json.loads(text)) for (text,) in rows]
 
     # -- verification and export -------------------------------------------------------------
 
@@ -448,7 +440,7 @@ class AuditStore:
         return problems
 
     def _check_plan(
-        self, where: str, run_id: str, record: dict[str, Any], anchor: str | None
+        self, where: str, run_id: str, record: JSONObject, anchor: str | None
     ) -> list[str]:
         plan = self.plan(run_id)
         if plan is None:
@@ -460,68 +452,6 @@ class AuditStore:
         if not chain_format.plan_matches(header, rows, record["plan_sha256"], anchor):
             return [f"{where}: the stored plan rows do not hash to the approved plan_sha256"]
         return []
-
-    def export(self, since: dt.datetime, out: Path | None) -> int:
-        """Per run since ``since``: maker, approver, plan and input hashes, counts, exit code;
-        to ``out`` (written whole or not at all), or to stdout when ``out`` is None (nothing
-        written on disk: works on a full disk)."""
-        if out is None:
-            return self._export(since, sys.stdout)
-        with atomic.opened(out, "w", encoding="utf-8-sig", newline="") as handle:
-            return self._export(since, handle)
-
-    def _export(self, since: dt.datetime, handle: IO[str]) -> int:
-        manifests = self.db.rows(
-            "SELECT run_id, record FROM audit_chain WHERE kind = 'manifest' ORDER BY seq"
-        )
-        written = 0
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "run_id",
-                "started_at",
-                "dry_run",
-                "operation",
-                "base_url",
-                "maker",
-                "approver",
-                "plan_run_id",
-                "plan_sha256",
-                "input_sha256",
-                "counts",
-                "exit_code",
-            ]
-        )
-        for run_id, text in manifests:
-            manifest = json.loads(text)
-            started = dt.datetime.fromisoformat(manifest["started_at"])
-            if started < since:
-                continue
-            counts = (manifest.get("counts") or {}).get("per_status", {})
-            writer.writerow(
-                [
-                    _safe(run_id),
-                    manifest["started_at"],
-                    manifest["dry_run"],
-                    _safe(manifest["operation"]),
-                    _safe(manifest["base_url"]),
-                    _safe(manifest.get("maker") or manifest.get("operator")),
-                    _safe(manifest.get("approver") or ""),
-                    _safe(manifest.get("plan_run_id") or ""),
-                    manifest.get("plan_sha256") or "",
-                    manifest["input"]["sha256"],
-                    "; ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-                    manifest["exit_code"],
-                ]
-            )
-            written += 1
-        return written
-
-
-def _safe(value: Any) -> str:
-    """A cell Excel would run as a formula gets a leading quote (as in results files)."""
-    text = str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n") else text
 
 
 def store(where: Path | Storage) -> contextlib.closing[AuditStore]:

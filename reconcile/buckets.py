@@ -25,23 +25,18 @@ from pathlib import Path
 import polars as pl
 
 from reconcile import atomic
-from reconcile.approval import plan_rows
-from reconcile.audit import PlanRows
 from reconcile.header_row import csv_header, searched
 from reconcile.intake import (
-    ROW,
-    SPREADSHEET_SUFFIXES,
     UTF16_BOMS,
-    HeaderMap,
-    Table,
     check_width,
     excel_separator_line,
-    header_map,
     sniff_delimiter,
     without_excel_guard,
 )
 from reconcile.operations.base import Operation
+from reconcile.plan_store import PlanRows, plan_rows
 from reconcile.results import errors_frame, neutralised, results_frame
+from reconcile.table import ROW, WORKBOOK_SUFFIXES, HeaderMap, Table, header_map
 
 #: Files over this size are dry-run in buckets (~2 million rows of a purchase-history file).
 LARGE_FILE_BYTES = 128 * 2**20
@@ -93,7 +88,7 @@ def is_large(path: Path) -> bool:
         size = path.stat().st_size
     except OSError:
         return False  # the whole-file reader says why it cannot be read
-    return path.suffix.lower() not in SPREADSHEET_SUFFIXES and size > LARGE_FILE_BYTES
+    return path.suffix.lower() not in WORKBOOK_SUFFIXES and size > LARGE_FILE_BYTES
 
 
 def _sha256(path: Path) -> str:

@@ -11,10 +11,10 @@ the tests check it against ``rfc8785`` on every kind of character.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import rfc8785
 
+from reconcile.json_types import JSON
 from reconcile.lazy import pl
 
 #: What JCS escapes in a string (RFC 8785 3.2.2.2): the quote, the backslash, and every control
@@ -33,15 +33,16 @@ class CanonicalJsonError(ValueError):
     surrogate, a type that is not JSON."""
 
 
-def json_value(value: Any) -> Any:
+def json_value(value: object) -> JSON:
     """``value`` as the JSON value it stands for (tuples as arrays, keys as strings)."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False, ensure_ascii=False))
+        parsed: JSON = json.loads(json.dumps(value, allow_nan=False, ensure_ascii=False))
+        return parsed
     except (TypeError, ValueError) as error:
         raise CanonicalJsonError(f"not a JSON value: {error}") from None
 
 
-def jcs(value: Any) -> bytes:
+def jcs(value: object) -> bytes:
     """The RFC 8785 bytes of ``value`` (its JSON value: :func:`json_value`)."""
     try:
         return rfc8785.dumps(json_value(value))
@@ -49,7 +50,7 @@ def jcs(value: Any) -> bytes:
         raise CanonicalJsonError(f"no RFC 8785 form: {error}") from None
 
 
-def jcs_text(value: Any) -> str:
+def jcs_text(value: object) -> str:
     """:func:`jcs` as text (what the stores keep: valid JSON, parsed back to the same value)."""
     return jcs(value).decode("utf-8")
 

@@ -17,7 +17,8 @@ then on, whatever polars writes.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from reconcile.database import Database
 from reconcile.hashing import (
@@ -28,7 +29,11 @@ from reconcile.hashing import (
     record_hash,
 )
 from reconcile.ledger import now_iso
+from reconcile.plan_store import rows_from_blob
 from reconcile.version import __version__
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMAT_KIND = "format"
 
@@ -61,11 +66,10 @@ def anchors(db: Database) -> dict[str, str]:
     return found
 
 
-def format_record(db: Database) -> dict[str, Any]:
+def format_record(db: Database) -> dict[str, object]:
     """The ``format`` record to chain now: the legacy plans not yet anchored whose rows still
     hash to their recorded SHA-256, each with its RFC 8785 hash (a plan that does not is left
     out: ``verify`` keeps reporting it by its legacy hash)."""
-    from reconcile.audit import rows_from_blob  # the store's reader (it imports this module)
 
     done = anchors(db)
     legacy: dict[str, str] = {}
@@ -81,9 +85,7 @@ def format_record(db: Database) -> dict[str, Any]:
     return {**FORMAT, "at": now_iso(), "tool_version": __version__, "legacy_plans": legacy}
 
 
-def link_problem(
-    where: str, canonical: bool, row: tuple[str, str, str, str, str], record: Any
-) -> str | None:
+def link_problem(where: str, canonical: bool, row: Head, record: object) -> str | None:
     """What is wrong with one record's hash, in the form its place in the chain demands."""
     kind, run_id, text, prev_hash, stored = row
     if canonical:
@@ -100,7 +102,9 @@ def link_problem(
     return f"{where}: its fields do not match its hash (edited)"
 
 
-def plan_matches(header: dict[str, Any], rows: Any, recorded: str, anchor: str | None) -> bool:
+def plan_matches(
+    header: Mapping[str, object], rows: pl.DataFrame, recorded: str, anchor: str | None
+) -> bool:
     """Whether the stored rows hash as the chain says: an RFC 8785 plan by its own hash, a
     re-anchored legacy plan by its anchor, any other legacy plan by its legacy hash."""
     if is_canonical_plan(header):

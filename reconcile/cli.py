@@ -15,11 +15,11 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from reconcile import exit_codes, logs, signals, verify_command
+from reconcile import exit_codes, logs, signals
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, given_ledger_url, reading_only
 from reconcile.exceptions import ConfigError, ReconcileError
@@ -28,6 +28,8 @@ from reconcile.lazy import lazy
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from reconcile.plan_store import RecordedPlan
 else:
     pl = lazy("polars")
 
@@ -154,7 +156,7 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
             "(reconcile runs lists them)"
         )
     with approval.store(storage) as audit:
-        manifest = audit.manifest(found["run_id"]) or {}
+        manifest: Mapping[str, object] = audit.manifest(found["run_id"]) or {}
         plan = audit.plan(found["run_id"])
         rows = audit.plan_rows(plan.run_id) if plan is not None else None
         verifications = audit.verifications(found["run_id"])
@@ -175,7 +177,7 @@ def _show_run(args: argparse.Namespace, storage: Storage) -> int:
     return exit_codes.OK
 
 
-def _print_plan(plan: Any, rows: pl.DataFrame, *, requests: bool) -> None:
+def _print_plan(plan: RecordedPlan, rows: pl.DataFrame, *, requests: bool) -> None:
     """The plan as text; every recorded value with its control characters escaped, so a line
     break in a note or a file name cannot print a line of its own (a forged decision)."""
     from reconcile.audit import escaped_text as e
@@ -261,6 +263,12 @@ def _ledger(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from reconcile import verify_command
+
+    return verify_command.main(args)
+
+
 def _web(args: argparse.Namespace) -> int:
     from reconcile.web import commands
 
@@ -285,7 +293,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "withdraw": _withdraw,
     "audit": _audit,
     "ledger": _ledger,
-    "verify": lambda args: verify_command.main(args),
+    "verify": _verify,
     "serve": _web,
     "users": _web,
 }

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TypeAlias
 
-from reconcile import exit_codes, verify_command
+from reconcile import exit_codes
 from reconcile.job import example_toml
 from reconcile.version import __version__
 
@@ -29,14 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ledger(commands)
 
     commands.add_parser("operations", help="list the operations, their columns and rules")
-    verify_command.add_arguments(
-        commands.add_parser(
-            "verify",
-            help=verify_command.HELP,
-            description=verify_command.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-    )
+    _add_verify(commands)
 
     _add_console(commands)
     _add_users(commands)
@@ -47,6 +40,45 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", type=Path, help="fault injection and rate limit (JSON)")
     sandbox.add_argument("--request-log", type=Path, help="append every request as a JSON line")
     return parser
+
+
+VERIFY_DESCRIPTION = """\
+Read back an earlier run's rows (applied, already applied or unknown) or a file's rows (no run
+at all), and write the input's columns plus verify_status and verify_detail. Never writes to
+the API or the ledger.
+
+Exit codes: 0 every row verified, confirmed or unverifiable; 4 any mismatch or not found; 1 reads
+failed; 2 unusable input or job (as run)."""
+
+
+def _add_verify(commands: Commands) -> None:
+    """``reconcile verify`` (:mod:`reconcile.verify_command`): its arguments."""
+    verify = commands.add_parser(
+        "verify",
+        help="read back what a run (or a file) wrote and compare, field by field",
+        description=VERIFY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
+    verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
+    verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
+    _add_sample_option(verify)
+
+
+def _add_sample_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verify-sample",
+        type=_percent,
+        metavar="N",
+        help="read back a random N%% of the records (1-100; unknown rows are always read)",
+    )
+
+
+def _percent(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage in (0, 100]")
+    return value
 
 
 def _add_run(commands: Commands) -> None:
@@ -63,7 +95,8 @@ def _add_run(commands: Commands) -> None:
         "input",
         type=Path,
         nargs="?",
-        help="CSV or .xlsx file of corrections (default: the job's input = file, glob or inbox)",
+        help="file of corrections: a CSV, tab text or Excel workbook "
+        "(default: the job's input = file, glob or inbox)",
     )
     run.add_argument("--job", type=Path, required=True, help="job file (TOML)")
     run.add_argument("--out", type=Path, help="results CSV (default: out/<input>.results.csv)")
@@ -73,7 +106,7 @@ def _add_run(commands: Commands) -> None:
         action="store_true",
         help="after the writes, read back every applied or unknown row (exit 4 on a mismatch)",
     )
-    verify_command.add_sample_option(run)
+    _add_sample_option(run)
     run.add_argument("--operation", help="override the job's operation")
     run.add_argument("--base-url", help="override the job's base_url")
     run.add_argument("--rate", type=float, help="override rate_per_second (every community)")

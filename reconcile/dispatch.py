@@ -1,19 +1,9 @@
 """Send the planned requests: per community, concurrent, paced, retried; one outcome each.
 
 Communities run side by side in one task group over one shared client. Each has its own
-credentials, pacer, concurrency cap and stop switch (auth refused, reject guard). The policy:
-
-- 2xx applied; 400/404/409/422 rejected (never retried);
-- 401/403 failed, and the community stops: its unsent rows are skipped;
-- 429: the community pauses for Retry-After and slows down; retried, not counted in the budget,
-  until 429s have held the community for ``rate_limit_budget_seconds``: then it stops (that row
-  failed, its unsent rows skipped), so a spent quota never hangs a nightly run;
-- 5xx, timeouts, cut connections: retried with exponential backoff and full jitter up to
-  ``max_attempts`` -- only if the request is repeatable (it sets values); otherwise an ambiguous
-  failure ends ``unknown``. A 409 after an earlier ambiguous failure is ``unknown`` too: the
-  earlier attempt may have applied it;
-- a connection never made, a 408 or a 425: nothing was acted on, so retried the same way even
-  when the request is not repeatable.
+credentials, pacer, concurrency cap and stop switch (a refused key, a spent 429 budget, the
+reject guard). What follows each attempt is the retry policy's to say
+(:class:`reconcile.retry.RetryPolicy`); this module only carries it out.
 """
 
 from __future__ import annotations
@@ -34,7 +24,7 @@ from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
 from reconcile.outcome import RequestOutcome, Status
 from reconcile.pacing import REAL_CLOCK, Clock, Pacer
-from reconcile.retry import DEFAULT_RETRY_AFTER_SECONDS
+from reconcile.retry import RejectTally, RetryPolicy, full_jitter
 
 log = structlog.get_logger("reconcile.dispatch")
 
@@ -95,9 +85,8 @@ class _Community:
     concurrency: int
     stop_reason: str | None = None
     rate_limited_seconds: float = 0.0
-    """Time 429s have held this community (each counts its Retry-After, at least 1 s)."""
-    answered: int = 0
-    rejected: int = 0
+    """Time 429s have held this community (:meth:`RetryPolicy.charge_rate_limit`)."""
+    tally: RejectTally = dataclasses.field(default_factory=RejectTally)
 
 
 class Dispatcher:
@@ -124,12 +113,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.clock = clock
         self.on_answer = on_answer
-        self.policy = retry.Policy(
-            max_attempts=job.max_attempts,
-            backoff_base_seconds=job.backoff_base_seconds,
-            force=force,
-            jitter=lambda ceiling: self.rng.uniform(0, ceiling),
-        )
+        self.policy = RetryPolicy.from_job(job, jitter=full_jitter(self.rng), force=force)
         self.outcomes: dict[int, RequestOutcome] = {}
         self.events: list[SendEvent] = []
         self.stop_reason = "run interrupted"
@@ -225,13 +209,9 @@ class Dispatcher:
                 if isinstance(step, retry.Done):
                     return self._conclude(community, request, result, step)
                 if isinstance(step, retry.Pause):
-                    if self._rate_limit_spent(community, step.wait):
-                        assert community.stop_reason is not None
+                    if (spent := self._rate_limit_spent(community, step.wait)) is not None:
                         return self._end(
-                            request,
-                            retry.rate_limit_spent(
-                                attempts, community.stop_reason, attempts.last_error
-                            ),
+                            request, retry.rate_limit_spent(attempts, spent, attempts.last_error)
                         )
                     community.pacer.pause(step.wait)
                     log.info(
@@ -282,10 +262,12 @@ class Dispatcher:
         if isinstance(result, retry.Answered):
             if result.verdict.verdict is Verdict.APPLIED:
                 community.pacer.succeeded()
-                self._count_answer(community, rejected=False)
                 done = dataclasses.replace(done, error=request.note)
-            elif result.verdict.verdict is Verdict.REJECTED:
-                self._count_answer(community, rejected=True)
+            community.tally = self.policy.count_answer(community.tally, result.verdict.verdict)
+            if community.stop_reason is None:
+                community.stop_reason = self.policy.guard_stop(community.tally)
+                if community.stop_reason is not None:
+                    log.error("community.stopped", reason=community.stop_reason)
         if done.stop_community and community.stop_reason is None:
             community.stop_reason = done.stop_community
             log.error("community.stopped", reason=done.stop_community)
@@ -301,37 +283,17 @@ class Dispatcher:
             maybe_applied=done.maybe_applied,
         )
 
-    def _rate_limit_spent(self, community: _Community, wait: float) -> bool:
-        """Charge a 429's wait to the community; true (and the community stopped) when it
-        would go past ``rate_limit_budget_seconds``."""
-        budget = self.job.rate_limit_budget_seconds
-        charged = max(wait, DEFAULT_RETRY_AFTER_SECONDS)
-        if community.rate_limited_seconds + charged <= budget:
-            community.rate_limited_seconds += charged
-            return False
+    def _rate_limit_spent(self, community: _Community, wait: float) -> str | None:
+        """Charge a 429's wait to the community; past its budget, the community stops and the
+        reason it stopped is returned."""
+        charge = self.policy.charge_rate_limit(community.rate_limited_seconds, wait)
+        community.rate_limited_seconds = charge.held_seconds
+        if charge.stop is None:
+            return None
         if community.stop_reason is None:
-            community.stop_reason = (
-                f"rate limited (429) for {community.rate_limited_seconds:.0f} s, and the API "
-                f"asks to wait {wait:.0f} s more: over rate_limit_budget_seconds = {budget:g}; "
-                "run again later"
-            )
+            community.stop_reason = charge.stop
             log.error("community.stopped", reason=community.stop_reason)
-        return True
-
-    def _count_answer(self, community: _Community, *, rejected: bool) -> None:
-        """The guard: a systematic mistake should cost a few rows, not the whole file."""
-        window = self.job.guard_window
-        if community.answered >= window:
-            return
-        community.answered += 1
-        community.rejected += rejected
-        if community.stop_reason is None and community.rejected > self.job.max_reject_rate * window:
-            community.stop_reason = (
-                f"stopped after {community.rejected} of the first {community.answered} answered "
-                f"rows were rejected (over {self.job.max_reject_rate:.0%} of {window}): "
-                "check the file for a systematic mistake"
-            )
-            log.error("community.stopped", reason=community.stop_reason)
+        return community.stop_reason
 
     def _finish(
         self,

@@ -3,6 +3,9 @@ and the README's table say about them."""
 
 from __future__ import annotations
 
+from reconcile import signals
+from reconcile.exceptions import ReconcileError
+
 OK = 0
 ROWS_FAILED = 1
 UNUSABLE = 2
@@ -43,9 +46,6 @@ def meaning(code: int) -> str:
 def for_exception(exc: BaseException) -> int:
     """The process's exit code when ``exc`` ends it, as :func:`reconcile.cli.main` maps it (a
     stopped run's records say the same: :func:`reconcile.run_record.stopped`)."""
-    from reconcile import signals
-    from reconcile.exceptions import ReconcileError
-
     interrupted = signals.signal_of(exc)
     if interrupted is not None:
         return 128 + interrupted

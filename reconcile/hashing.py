@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Final
 
 from reconcile.canonical_json import MAX_SAFE_INTEGER, integer_expr, jcs, string_expr
 from reconcile.lazy import pl
@@ -27,18 +27,18 @@ from reconcile.lazy import pl
 PLAN_COLUMNS = ("row", "community", "status", "request", "error")
 
 #: The header field that names a plan's hash form, and its value for RFC 8785.
-HASH_FORMAT = "hash_format"
-RFC_8785 = "RFC 8785"
+HASH_FORMAT: Final = "hash_format"
+RFC_8785: Final = "RFC 8785"
 
 #: Rows written per slice when hashing a plan (~25 MB of text for a million-row file's rows).
 HASHED_ROWS_PER_SLICE = 100_000
 
 
-def is_canonical_plan(header: Mapping[str, Any]) -> bool:
+def is_canonical_plan(header: Mapping[str, object]) -> bool:
     return header.get(HASH_FORMAT) == RFC_8785
 
 
-def plan_hash(header: Mapping[str, Any], rows: pl.DataFrame | Iterable[pl.DataFrame]) -> str:
+def plan_hash(header: Mapping[str, object], rows: pl.DataFrame | Iterable[pl.DataFrame]) -> str:
     """The plan's SHA-256 in the form its header names (RFC 8785, or the legacy one)."""
     if is_canonical_plan(header):
         return canonical_plan_hash(header, rows)
@@ -73,7 +73,7 @@ def row_jcs(frame: pl.DataFrame) -> pl.Series:
 
 
 def canonical_plan_hash(
-    header: Mapping[str, Any], rows: pl.DataFrame | Iterable[pl.DataFrame]
+    header: Mapping[str, object], rows: pl.DataFrame | Iterable[pl.DataFrame]
 ) -> str:
     """SHA-256 of JCS ``{"header": ..., "rows": [...]}``, written a slice of rows at a time
     (the same bytes as one write), so a million rows never sit in memory as one text."""
@@ -89,12 +89,14 @@ def canonical_plan_hash(
     return digest.hexdigest()
 
 
-def legacy_canonical(value: Any) -> str:
+def legacy_canonical(value: object) -> str:
     """The text records and headers were hashed over before RFC 8785 (json.dumps, sorted)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def legacy_plan_hash(header: Mapping[str, Any], rows: pl.DataFrame | Iterable[pl.DataFrame]) -> str:
+def legacy_plan_hash(
+    header: Mapping[str, object], rows: pl.DataFrame | Iterable[pl.DataFrame]
+) -> str:
     """The legacy plan hash: SHA-256 over ``legacy_canonical(header)``, a newline, and one JSON
     line per row as polars' ``write_ndjson`` writes it (so it holds only while polars writes
     those bytes: :mod:`reconcile.chain_format` re-anchors such plans in RFC 8785)."""
@@ -107,7 +109,7 @@ def legacy_plan_hash(header: Mapping[str, Any], rows: pl.DataFrame | Iterable[pl
     return digest.hexdigest()
 
 
-def record_hash(prev_hash: str, kind: str, run_id: str, record: Any) -> str:
+def record_hash(prev_hash: str, kind: str, run_id: str, record: object) -> str:
     """A chain record's SHA-256: JCS of its kind, the hash before it, its record and run id."""
     value = {"kind": kind, "prev_hash": prev_hash, "record": record, "run_id": run_id}
     return hashlib.sha256(jcs(value)).hexdigest()

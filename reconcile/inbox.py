@@ -21,15 +21,14 @@ import structlog
 
 from reconcile import approval, exit_codes, notify, pipeline, preflight, queueing
 from reconcile.exceptions import ConfigError, InputError, PlanStateError
-from reconcile.intake import SPREADSHEET_SUFFIXES
 from reconcile.job import Job
-from reconcile.pipeline import RunOptions, RunResult
+from reconcile.run_types import RunOptions, RunResult
+from reconcile.table import INPUT_SUFFIXES
 
 #: Shows one input's end to the operator: its run, or why the file could not be used.
 Show = Callable[[Path, RunResult | InputError, Path], None]
 
 log = structlog.get_logger("reconcile.inbox")
-INPUT_SUFFIXES = (".csv", ".txt", *SPREADSHEET_SUFFIXES)
 
 
 def pending_inputs(job: Job, *, now: float | None = None) -> list[Path]:

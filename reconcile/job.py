@@ -13,13 +13,11 @@ import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeGuard, TypeVar, overload
 
+from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 from reconcile.suggestions import closest
-
-if TYPE_CHECKING:
-    from reconcile.database import Storage
 
 
 def default_state_dir() -> Path:
@@ -27,6 +25,14 @@ def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".local" / "state"
     return base / "reconcile"
+
+
+#: The retry policy's knobs (:class:`reconcile.retry.RetryPolicy` defaults to them too).
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_REJECT_RATE = 0.5
+DEFAULT_GUARD_WINDOW = 50
+DEFAULT_BACKOFF_BASE_SECONDS = 0.5
+DEFAULT_RATE_LIMIT_BUDGET_SECONDS = 900.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,51 +49,96 @@ class CommunitySettings:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Check:
     """A setting's rule beyond its type: ``ok(value)`` or the job stops with ``problem`` and
-    ``fix``."""
+    ``fix``. ``ok`` sees a value of the setting's type (it is checked first)."""
 
-    ok: Callable[[Any], bool]
+    ok: Callable[[object], bool]
     problem: str
     fix: str
 
 
-POSITIVE = Check(lambda v: v > 0, "must be a number above 0", "use e.g. 5")
-FRACTION = Check(lambda v: 0 < v <= 1, "must be in (0, 1]", "use e.g. 0.5")
-HTTP_URL = Check(
-    lambda v: v.startswith(("http://", "https://")), "not an http(s) URL", "use https://..."
-)
+def _above_zero(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and 0 < value <= 1
+
+
+def _starts_with(*prefixes: str) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, str) and value.startswith(prefixes)
+
+
+def _numeric_id_choices(value: object) -> bool:
+    return isinstance(value, dict) and all(x in ("accept", "refuse") for x in value.values())
+
+
+POSITIVE = Check(_above_zero, "must be a number above 0", "use e.g. 5")
+FRACTION = Check(_fraction, "must be in (0, 1]", "use e.g. 0.5")
+HTTP_URL = Check(_starts_with("http://", "https://"), "not an http(s) URL", "use https://...")
 POSTGRES_URL = Check(
-    lambda v: v.startswith(("postgresql://", "postgres://")),
+    _starts_with("postgresql://", "postgres://"),
     "not a PostgreSQL URL",
     "use postgresql://USER@HOST/DATABASE (the password in PGPASSWORD, never in the file)",
 )
 NUMERIC_IDS = Check(
-    lambda v: all(isinstance(x, str) and x in ("accept", "refuse") for x in v.values()),
+    _numeric_id_choices,
     'each column of [numeric_ids] must be "accept" or "refuse"',
     'write e.g. [numeric_ids] then orderId = "accept"',
 )
 RESULTS_FORMAT = Check(
-    lambda v: v in ("csv", "xlsx"), "not a results format", 'use "csv" or "xlsx"'
+    lambda value: value in ("csv", "xlsx"), "not a results format", 'use "csv" or "xlsx"'
 )
+
+T = TypeVar("T")
+
+
+@overload
+def setting(
+    default: T,
+    *,
+    doc: str,
+    example: object = None,
+    check: Check | None = None,
+    beside_job: bool = False,
+) -> T: ...
+
+
+@overload
+def setting(
+    *,
+    factory: Callable[[], T],
+    doc: str,
+    example: object = None,
+    check: Check | None = None,
+    beside_job: bool = False,
+) -> T: ...
+
+
+@overload
+def setting(*, doc: str, example: T, check: Check | None = None, beside_job: bool = False) -> T: ...
 
 
 def setting(
-    default: Any = dataclasses.MISSING,
+    default: object = dataclasses.MISSING,
     *,
+    factory: Callable[[], object] | None = None,
     doc: str,
-    example: Any = None,
+    example: object = None,
     check: Check | None = None,
     beside_job: bool = False,
-) -> Any:
-    """Declare a job-file setting once: its type is the field's, and ``doc`` (one line, shown
-    in the README's job file and ``reconcile settings``), ``example`` (the value shown when the
-    default is not one to show), ``check`` and ``beside_job`` (a folder relative to the job
-    file) drive parsing and validation."""
+) -> object:
+    """Declare a job-file setting once: its type is the field's, its default ``default`` (or
+    ``factory()``; neither: the file must set it), and ``doc`` (one line, shown in the README's
+    job file and ``reconcile settings``), ``example`` (the value shown when the default is not
+    one to show), ``check`` and ``beside_job`` (a folder relative to the job file) drive
+    parsing and validation."""
     metadata = {"doc": doc, "example": example, "check": check, "beside_job": beside_job}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=metadata)
-    if isinstance(default, (dict, Path)) or callable(default):
-        factory = default if callable(default) else (lambda: default)
-        return dataclasses.field(default_factory=factory, metadata=metadata)
+    if isinstance(default, (dict, Path)):
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -107,13 +158,15 @@ class Job:
     )
     concurrency: int = setting(4, doc="per community: requests in flight at once", check=POSITIVE)
     max_attempts: int = setting(
-        5, doc="per row, for 5xx, timeouts and cut connections", check=POSITIVE
+        DEFAULT_MAX_ATTEMPTS, doc="per row, for 5xx, timeouts and cut connections", check=POSITIVE
     )
     max_reject_rate: float = setting(
-        0.5, doc="stop a community when more than this share ...", check=FRACTION
+        DEFAULT_MAX_REJECT_RATE,
+        doc="stop a community when more than this share ...",
+        check=FRACTION,
     )
     guard_window: int = setting(
-        50, doc="... of its first N answered rows are rejected", check=POSITIVE
+        DEFAULT_GUARD_WINDOW, doc="... of its first N answered rows are rejected", check=POSITIVE
     )
     timeout_seconds: float = setting(
         30.0, doc="per request, the whole exchange: connect, send, answer"
@@ -122,16 +175,13 @@ class Job:
         10.0, doc="after Ctrl-C/SIGTERM, wait this long for in-flight requests"
     )
     backoff_base_seconds: float = setting(
-        0.5, doc="retry backoff: full jitter, doubling, capped at 30 s"
+        DEFAULT_BACKOFF_BASE_SECONDS, doc="retry backoff: full jitter, doubling, capped at 30 s"
     )
     rate_limit_budget_seconds: float = setting(
-        900.0,
+        DEFAULT_RATE_LIMIT_BUDGET_SECONDS,
         doc="429s may hold a community this long per run, then it stops",
         check=POSITIVE,
     )
-    """How long 429s may hold one community in a run (each counts its Retry-After, at least
-    1 s); past it the community stops, so a spent daily quota never keeps a nightly run waiting
-    (and the next night's run locked out) for hours."""
     verify_settle_seconds: float = setting(
         10.0, doc="verify: a read that differs this soon after the write is read again"
     )
@@ -144,7 +194,7 @@ class Job:
         72.0, doc="an approval older than this cannot be applied", check=POSITIVE
     )
     state_dir: Path = setting(
-        default_state_dir,
+        factory=default_state_dir,
         doc="the ledger (default: $XDG_STATE_HOME/reconcile)",
         example="~/.local/state/reconcile",
     )
@@ -181,10 +231,10 @@ class Job:
     """A community cell that is one of the job's communities once case and spaces are folded
     (``'Acme '``, ``ACME``) is that community; off by default: a cell must name it exactly
     (the refusal says "did you mean acme?")."""
-    options: Mapping[str, Any] = setting(
+    options: Mapping[str, object] = setting(
         {}, doc="[options] table: settings of the operation (e.g. skip_downstream)"
     )
-    numeric_ids: Mapping[str, Any] = setting(
+    numeric_ids: Mapping[str, str] = setting(
         {},
         doc='[numeric_ids] table: an ID column = "accept" sends its whole-number cells',
         check=NUMERIC_IDS,
@@ -198,23 +248,19 @@ class Job:
     @property
     def storage(self) -> Storage:
         """Where the job's ledger, plans and approvals live."""
-        from reconcile.database import Storage
-
         return Storage(self.state_dir, self.ledger_url)
 
-    def with_overrides(self, **overrides: Any) -> Job:
+    def with_overrides(self, **overrides: object) -> Job:
         """Command-line flags win over the file; ``None`` means 'not given'."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if "state_dir" in given:
-            given["state_dir"] = Path(given["state_dir"]).expanduser()
+            given["state_dir"] = _folder(given["state_dir"], "--state-dir", self.path)
         if not given:
             return self
         if "base_url" in given:
             given["base_url"] = checked_base_url(given["base_url"], "--base-url", self.path)
-        rate = given.get("rate_per_second")
-        concurrency = given.get("concurrency")
-        _check_positive(rate, "--rate", self.path)
-        _check_positive(concurrency, "--concurrency", self.path)
+        rate = _positive(given.get("rate_per_second"), "--rate", self.path)
+        concurrency = _positive(given.get("concurrency"), "--concurrency", self.path, whole=True)
         communities = self.communities
         if rate is not None or concurrency is not None:
             # A flag applies to every community, including those with their own value.
@@ -222,17 +268,24 @@ class Job:
                 name: dataclasses.replace(
                     c,
                     rate_per_second=rate if rate is not None else c.rate_per_second,
-                    concurrency=concurrency if concurrency is not None else c.concurrency,
+                    concurrency=int(concurrency) if concurrency is not None else c.concurrency,
                 )
                 for name, c in communities.items()
             }
-        return dataclasses.replace(self, communities=communities, **given)
+        return _with_settings(dataclasses.replace(self, communities=communities), given)
+
+
+def _with_settings(job: Job, checked: Mapping[str, object]) -> Job:
+    """``job`` with settings by name, their values already checked against their fields' types
+    (at run time: a setting's name does not carry its type to mypy)."""
+    changes: dict[str, Any] = dict(checked)
+    return dataclasses.replace(job, **changes)
 
 
 _COMMUNITY_LIMIT_KEYS = ("rate_per_second", "concurrency")
 
 
-def settings() -> list[dataclasses.Field[Any]]:
+def settings() -> list[dataclasses.Field[object]]:
     """The job file's top-level settings, in the order the README shows them."""
     return [f for f in dataclasses.fields(Job) if "doc" in f.metadata]
 
@@ -266,19 +319,29 @@ def _fail(path: Path | None, where: str, problem: str, fix: str) -> ConfigError:
     return ConfigError(f"{path or 'job'}: {where}: {problem}. Fix: {fix}")
 
 
-def _check_positive(value: Any, where: str, path: Path | None) -> None:
-    if value is not None and (isinstance(value, bool) or value <= 0):
-        raise _fail(path, where, f"must be a number above 0, got {value!r}", "use e.g. 5")
+def _positive(value: object, where: str, path: Path | None, *, whole: bool = False) -> float | None:
+    """A number above 0 (``whole``: an integer), or None when not given."""
+    if value is None:
+        return None
+    if _above_zero(value) and (isinstance(value, int) or not whole):
+        return value
+    raise _fail(path, where, f"must be a number above 0, got {value!r}", "use e.g. 5")
+
+
+def _folder(value: object, where: str, path: Path | None) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise _fail(path, where, f"not a folder: {value!r}", "give a path")
+    return Path(value).expanduser()
 
 
 #: Hosts plain http may be used with: keys never leave the machine.
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def checked_base_url(url: str, where: str, path: Path | None) -> str:
+def checked_base_url(url: object, where: str, path: Path | None) -> str:
     """An https URL (or http on this machine, for the sandbox), without a trailing slash: the
     keys ride along with every request and must never cross a network unencrypted."""
-    parsed = urllib.parse.urlsplit(url)
+    parsed = urllib.parse.urlsplit(url if isinstance(url, str) else "")
     if parsed.scheme not in ("https", "http") or not parsed.hostname:
         raise _fail(
             path,
@@ -313,7 +376,7 @@ def load_job(path: Path) -> Job:
     return parse_job(raw, path)
 
 
-def _accepts(hint: str, value: Any) -> bool:
+def _accepts(hint: str, value: object) -> bool:
     """Whether a TOML value has the type a setting's annotation asks for."""
     if isinstance(value, bool):
         return hint == "bool"
@@ -326,7 +389,7 @@ def _accepts(hint: str, value: Any) -> bool:
     return isinstance(value, str)  # str, Path and their optional forms
 
 
-def _setting_value(field: dataclasses.Field[Any], value: Any, path: Path | None) -> Any:
+def _setting_value(field: dataclasses.Field[object], value: object, path: Path | None) -> object:
     """A checked TOML value, converted to the field's type."""
     hint = str(field.type)
     if not _accepts(hint, value):
@@ -334,11 +397,11 @@ def _setting_value(field: dataclasses.Field[Any], value: Any, path: Path | None)
     check: Check | None = field.metadata["check"]
     if check is not None and not check.ok(value):
         raise _fail(path, field.name, f"{check.problem}, got {value!r}", check.fix)
-    if hint.startswith("float"):
+    if isinstance(value, (int, float)) and hint.startswith("float"):
         return float(value)
-    if hint.startswith("Mapping"):
+    if isinstance(value, dict) and hint.startswith("Mapping"):
         return dict(value)
-    if hint.startswith("Path"):
+    if isinstance(value, str) and hint.startswith("Path"):
         folder = Path(value).expanduser()
         return (
             (path.parent if path is not None else Path()) / folder
@@ -348,16 +411,15 @@ def _setting_value(field: dataclasses.Field[Any], value: Any, path: Path | None)
     return value
 
 
-def _community(
-    name: str, table: Any, defaults: Mapping[str, Any], path: Path | None
-) -> CommunitySettings:
+def _community(name: str, table: object, job: Job, path: Path | None) -> CommunitySettings:
+    """A ``[communities.NAME]`` table; its limits default to the job's."""
     where = f"[communities.{name}]"
     if not isinstance(table, dict):
         raise _fail(path, where, "must be a table", f"write [communities.{name}]")
     envs: dict[str, str] = {}
     for key, value in table.items():
         if key in _COMMUNITY_LIMIT_KEYS:
-            _check_positive(value, f"{where} {key}", path)
+            _positive(value, f"{where} {key}", path)
         elif key.endswith("_env") and isinstance(value, str) and value:
             envs[key.removesuffix("_env")] = value
         else:
@@ -373,12 +435,20 @@ def _community(
     return CommunitySettings(
         name=name,
         credential_envs=envs,
-        rate_per_second=float(table.get("rate_per_second", defaults["rate_per_second"])),
-        concurrency=int(table.get("concurrency", defaults["concurrency"])),
+        rate_per_second=float(table.get("rate_per_second", job.rate_per_second)),
+        concurrency=int(table.get("concurrency", job.concurrency)),
     )
 
 
-def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
+def _required(values: dict[str, object], key: str, path: Path | None) -> str:
+    """Take out a text setting the file must set (its type is already checked)."""
+    value = values.pop(key, None)
+    if not isinstance(value, str) or not value:
+        raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
+    return value
+
+
+def parse_job(raw: Mapping[str, object], path: Path | None = None) -> Job:
     """Turn a parsed TOML table into a Job, refusing unknown keys, wrong types and values its
     settings' checks refuse (every setting is declared once, on :class:`Job`)."""
     declared = {f.name: f for f in settings()}
@@ -392,13 +462,15 @@ def parse_job(raw: Mapping[str, Any], path: Path | None = None) -> Job:
                 f"{_did_you_mean(key, known)}known keys: {', '.join(known)}",
             )
     values = {k: _setting_value(declared[k], v, path) for k, v in raw.items() if k in declared}
-    for key in ("operation", "base_url"):
-        if not values.get(key):
-            raise _fail(path, key, "missing", f'add {key} = "..." at the top of the file')
+    operation = _required(values, "operation", path)
+    base_url = _required(values, "base_url", path)
+    job = _with_settings(Job(path=path, operation=operation, base_url=base_url), values)
     tables = raw.get("communities", {})
     if not isinstance(tables, dict):
         raise _fail(path, "communities", f"wrong type {type(tables).__name__}", "see the README")
-    limits = {k: values.get(k, declared[k].default) for k in _COMMUNITY_LIMIT_KEYS}
-    communities = {name: _community(name, t, limits, path) for name, t in tables.items()}
-    values["base_url"] = checked_base_url(values["base_url"], "base_url", path)
-    return Job(path=path, communities=communities, **values)
+    communities = {name: _community(name, t, job, path) for name, t in tables.items()}
+    return dataclasses.replace(
+        job,
+        communities=communities,
+        base_url=checked_base_url(base_url, "base_url", path),
+    )

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 from reconcile.exceptions import ConfigError
 from reconcile.header_row import header_key
-from reconcile.intake import ROW, SPREADSHEET_SUFFIXES, Table, family_column
 from reconcile.job import Job
 from reconcile.lazy import pl
 from reconcile.operations import rules
 from reconcile.operations.base import TRIMMED, Operation
+from reconcile.table import ROW, WORKBOOK_SUFFIXES, Table, family_column
 
 #: A number as a spreadsheet writes it in E-notation: at most 15 digits before the exponent
 #: (a spreadsheet keeps 15 significant digits), so a hex ID such as 5123456789012345678901e5
@@ -71,7 +71,7 @@ def cell_errors(table: Table, operation: Operation, job: Job) -> pl.DataFrame | 
     problems, or a CSV's IDs in E-notation or with a trailing .0; those of the columns the job's
     ``[numeric_ids]`` accepts are left out where acceptable."""
     accept = accepted(operation, job)
-    if table.path.suffix.lower() in SPREADSHEET_SUFFIXES:
+    if table.path.suffix.lower() in WORKBOOK_SUFFIXES:
         problems = table.cell_errors
     else:
         problems = csv_problems(table, operation)

@@ -8,11 +8,9 @@ record, manifest and report are :mod:`reconcile.run_record`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import tempfile
-import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import structlog
 from reconcile import (
     approval,
     buckets,
+    locks,
     numeric_ids,
     preflight,
     results,
@@ -31,57 +30,26 @@ from reconcile import (
     suggestions,
 )
 from reconcile.credentials import Credentials, resolve_credentials
-from reconcile.dispatch import OnAnswer, PlannedRequest, SendEvent
+from reconcile.dispatch import PlannedRequest, SendEvent
 from reconcile.exceptions import ConfigError
-from reconcile.intake import ROW, Table, read_table
+from reconcile.intake import read_table
 from reconcile.job import Job
 from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import RequestOutcome, Selection, Status
-from reconcile.plan import REQUEST_ID, Plan, plan
-from reconcile.queueing import Wait, run_lock
+from reconcile.plan import REQUEST_ID, plan_requests
+from reconcile.plan_store import plan_rows
+from reconcile.queueing import run_lock
 from reconcile.recorder import LedgerRecorder
 from reconcile.results import sibling
 from reconcile.run_record import Run, finish, plan_fields, recorded_run
+from reconcile.run_types import NOT_SELECTED, Prepared, RunOptions, RunResult
 from reconcile.sending import EVENT_LOOP, send_requests
+from reconcile.table import ROW, Table
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
 
 log = structlog.get_logger("reconcile")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Prepared:
-    """A file read, validated and planned: nothing sent yet."""
-
-    job: Job
-    operation: Operation
-    table: Table
-    validated: pl.DataFrame
-    plan: Plan
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RunResult:
-    """Per-row outcomes, and the manifest (run id, counts, exit code) written beside them. A
-    large file's dry run (:mod:`reconcile.buckets`) returns the outcomes without ``request``."""
-
-    outcomes: pl.DataFrame
-    manifest: dict[str, Any]
-    selection: Selection = dataclasses.field(default_factory=Selection)
-
-    @property
-    def exit_code(self) -> int:
-        return int(self.manifest["exit_code"])
-
-    @property
-    def left_other_communities(self) -> bool:
-        """Rows of communities the run was not asked to send are still unsent."""
-        selected = self.selection.communities
-        if selected is None:
-            return False
-        included = self.outcomes.get_column("community").is_in(sorted(selected)).fill_null(False)
-        return not included.all()
 
 
 def prepare(input_path: Path, job: Job, *, sheet: str | None = None) -> Prepared:
@@ -124,7 +92,7 @@ def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
         numeric_ids.cell_errors(table, operation, job),
     )
     valid = validated.filter(pl.col("__error").is_null())
-    return Prepared(job, operation, table, validated, plan(valid, operation, job.options))
+    return Prepared(job, operation, table, validated, plan_requests(valid, operation, job.options))
 
 
 def folded_communities(cell: pl.Expr, communities: Collection[str]) -> pl.Expr:
@@ -145,48 +113,11 @@ def _log_validated(path: Path, rows: int, invalid: int, **more: Any) -> None:
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class RunOptions:
-    """How to run, besides the job: what the command line adds."""
-
-    dry_run: bool = False
-    force: bool = False
-    quiet: bool = False
-    handle_signals: bool = True
-    communities: frozenset[str] | None = None
-    """Only these communities' rows are sent; the others are skipped ("not selected")."""
-    sheet: str | None = None
-    environ: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    given_credentials: Mapping[str, Mapping[str, str]] | None = None
-    lock_held: bool = False
-    """The caller holds the job's run lock (``job_lock``) for several inputs."""
-    plan: approval.ApprovedPlan | None = None
-    """Apply this approved plan: only if the file and job still make exactly its requests."""
-    submit: bool = True
-    """A dry run's plan goes before the approvers at once (the console's check: False, its
-    maker submits it after looking)."""
-    on_progress: Callable[[str, Status], None] | None = None
-    """Called with (community, status) as each request ends (the console's live progress)."""
-    cancel: threading.Event | None = None
-    """Set from any thread to stop the run as Ctrl-C does: no new requests, in-flight ones get
-    ``interrupt_grace_seconds``, results written, exit code 130."""
-    on_answer: OnAnswer | None = None
-    """Sees each write's answer as it comes back (``run --verify``: :mod:`reconcile.echoes`)."""
-    wait: Wait | None = None
-    """Queue behind a run that holds the lock instead of failing at once (``run --wait``, the
-    console): a plan's run waits at most until its approval expires."""
-
-
-NOT_SELECTED = "not selected (--community)"
-
-
 def job_lock(
     job: Job, communities: Collection[str] | None = None
 ) -> contextlib.AbstractContextManager[None]:
     """The run's locks (:mod:`reconcile.locks`): two real runs that could send the same
     requests never overlap (RunLockedError at once)."""
-    from reconcile import locks
-
     return locks.job_lock(job, communities)
 
 
@@ -268,9 +199,9 @@ def _execute_locked(
     with recorded_run(prepared.job, input_path, prepared.table.sha256, out, options) as run:
         outcomes, signum, events = _row_outcomes(prepared, run)
         results.write_results(prepared.table, outcomes, out)
-        # Not beside the results file in a second thread: 0.3 s faster for a million rows,
-        # but both held at once took the peak to 990-1,015 MiB (issue 17: under 1 GiB).
-        plan = plan_fields(run, lambda: approval.plan_rows(outcomes))
+        # After the results file, not beside it in a second thread: both at once take a
+        # million-row run's peak to the 1 GiB bound (bench/README.md).
+        plan = plan_fields(run, lambda: plan_rows(outcomes))
         manifest = finish(run, outcomes, signum, events, plan)
         return RunResult(outcomes, manifest, Selection(options.communities))
 

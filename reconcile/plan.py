@@ -12,14 +12,14 @@ from typing import Any
 
 import polars as pl
 
-from reconcile.intake import ROW
 from reconcile.operations.base import Operation
+from reconcile.table import ROW
 
 REQUEST_ID = "__request"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Plan:
+class RequestPlan:
     rows: pl.DataFrame
     """``__row`` -> ``__request`` for every valid row."""
     requests: pl.DataFrame
@@ -32,9 +32,9 @@ def describe(method: pl.Expr, path: pl.Expr, body: pl.Expr) -> pl.Expr:
     return pl.concat_str([method, path, body], separator=" ", ignore_nulls=True)
 
 
-def plan(
+def plan_requests(
     valid: pl.DataFrame, operation: Operation, options: Mapping[str, Any] | None = None
-) -> Plan:
+) -> RequestPlan:
     per_row = operation.requests(valid, options or {})
     shape = ["community", "target", "method", "path", "body", "repeatable"]
     if operation.request_key is None:
@@ -51,4 +51,4 @@ def plan(
         *shape,
         describe(pl.col("method"), pl.col("path"), pl.col("body")).alias("request"),
     )
-    return Plan(rows=keyed.select(ROW, REQUEST_ID), requests=requests)
+    return RequestPlan(rows=keyed.select(ROW, REQUEST_ID), requests=requests)

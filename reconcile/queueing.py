@@ -1,4 +1,4 @@
-"""Approved work waits, it is never wasted (issue 27): a run whose lock another run holds can
+"""Approved work waits, it is never wasted: a run whose lock another run holds can
 be **queued** until the lock frees instead of failing at once.
 
 :func:`held` takes a run's locks with :func:`reconcile.locks.job_lock`, whatever they are keyed
@@ -18,60 +18,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import threading
 import time
-from collections.abc import Callable, Collection, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Collection, Iterator
 
 import structlog
 
+from reconcile import approval, locks
+from reconcile.audit import store
 from reconcile.database import Storage
-from reconcile.exceptions import RunLockedError
+from reconcile.exceptions import ConfigError, RunLockedError
 from reconcile.job import Job
-
-if TYPE_CHECKING:
-    from reconcile.pipeline import RunOptions
+from reconcile.run_types import DEFAULT_WAIT_SECONDS, RunOptions, Wait
 
 log = structlog.get_logger("reconcile.queue")
 
 FIRST_POLL_SECONDS = 0.1
 MAX_POLL_SECONDS = 2.0
-#: ``--wait`` without ``--wait-timeout``: an hour (a plan run waits at most until its approval
-#: expires, whichever comes first).
-DEFAULT_WAIT_SECONDS = 3600.0
 #: What the queue says of a run that an earlier queued run of the same console job goes before.
 EARLIER_IN_LINE = "an earlier approved run of this job is queued first"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Wait:
-    """How a run waits for its lock (``None`` instead of a Wait: it fails at once)."""
-
-    timeout_seconds: float = DEFAULT_WAIT_SECONDS
-    until: str = "--wait-timeout"
-    """What set the deadline, named when it passes (``--wait-timeout``, the approval's expiry)."""
-    may_try: Callable[[], bool] | None = None
-    """False while another waiter goes first (the console's first-approved, first-run order)."""
-    wake: threading.Condition | None = None
-    """Notified when a lock may have been freed: the next try comes at once."""
-    on_queued: Callable[[str], None] | None = None
-    """Called once, with why the run waits (the lock's refusal), when it is first queued."""
-    on_started: Callable[[float], None] | None = None
-    """Called with the seconds waited, once the locks are held."""
-    cancel: threading.Event | None = None
-    """Set to stop waiting (the run ends as refused: nothing sent)."""
-
-    def bounded(self, seconds: float, until: str) -> Wait:
-        """This wait, ending after ``seconds`` at most (named ``until`` when that is sooner)."""
-        if seconds >= self.timeout_seconds:
-            return self
-        return dataclasses.replace(self, timeout_seconds=max(seconds, 0.0), until=until)
-
-
 def wait_from(wait: bool, timeout: float | None) -> Wait | None:
     """``--wait [--wait-timeout SECONDS]`` as a Wait (None: the run fails at once)."""
-    from reconcile.exceptions import ConfigError
-
     if timeout is not None and not wait:
         raise ConfigError("--wait-timeout SECONDS goes with --wait")
     if not wait:
@@ -82,7 +50,7 @@ def wait_from(wait: bool, timeout: float | None) -> Wait | None:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Recorder:
+class AuditActions:
     """Where a run's queueing, start and refusal go besides the log: a plan run's audit chain."""
 
     storage: Storage
@@ -92,8 +60,6 @@ class Recorder:
     def action(self, action: str, detail: str) -> None:
         if self.plan_run_id is None:
             return
-        from reconcile.audit import store
-
         with store(self.storage) as audit:
             audit.record_action(self.plan_run_id, self.user, action, detail)
 
@@ -101,8 +67,6 @@ class Recorder:
 def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager[None]:
     """A real run's locks, queued for with ``options.wait``: a plan's run no later than its
     approval's expiry, its queueing, start or refusal recorded as actions of the plan."""
-    from reconcile import approval
-
     wait, plan = options.wait, options.plan
     if wait is not None and wait.cancel is None and options.cancel is not None:
         wait = dataclasses.replace(wait, cancel=options.cancel)  # api.run(cancel=...) stops it
@@ -111,12 +75,12 @@ def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager
         wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
     plan_run_id = plan.plan.run_id if plan is not None else None
     user = approval.acting_user(options.environ or None)
-    return held(job, options.communities, wait, Recorder(job.storage, plan_run_id, user))
+    return held(job, options.communities, wait, AuditActions(job.storage, plan_run_id, user))
 
 
 @contextlib.contextmanager
 def held(
-    job: Job, communities: Collection[str] | None, wait: Wait | None, recorder: Recorder
+    job: Job, communities: Collection[str] | None, wait: Wait | None, recorder: AuditActions
 ) -> Iterator[None]:
     """The run's locks held until the block ends; with ``wait``, queued until they free."""
     with contextlib.ExitStack() as stack:
@@ -129,10 +93,8 @@ def _acquire(
     job: Job,
     communities: Collection[str] | None,
     wait: Wait | None,
-    recorder: Recorder,
+    recorder: AuditActions,
 ) -> None:
-    from reconcile import locks
-
     began = time.monotonic()
     delay, why = FIRST_POLL_SECONDS, ""
     while True:
@@ -173,7 +135,7 @@ def _pause(wait: Wait, seconds: float) -> None:
         wait.wake.wait(max(seconds, 0.0))
 
 
-def _queued(recorder: Recorder, wait: Wait, before: str, why: str) -> str:
+def _queued(recorder: AuditActions, wait: Wait, before: str, why: str) -> str:
     """Log and record the first time a run is queued (``before`` empty); the reason now."""
     if not before:
         log.info("run.queued", plan=recorder.plan_run_id, user=recorder.user, behind=why)
@@ -183,7 +145,7 @@ def _queued(recorder: Recorder, wait: Wait, before: str, why: str) -> str:
     return why
 
 
-def _started(recorder: Recorder, wait: Wait | None, waited: float) -> None:
+def _started(recorder: AuditActions, wait: Wait | None, waited: float) -> None:
     log.info("run.lock_taken", plan=recorder.plan_run_id, waited_seconds=round(waited, 1))
     detail = f"after waiting {waited:.0f} s in the queue" if waited else "the lock was free"
     recorder.action("apply started", detail)
@@ -191,6 +153,6 @@ def _started(recorder: Recorder, wait: Wait | None, waited: float) -> None:
         wait.on_started(waited)
 
 
-def _refused(recorder: Recorder, message: str) -> None:
+def _refused(recorder: AuditActions, message: str) -> None:
     log.warning("run.lock_refused", plan=recorder.plan_run_id, error=message)
     recorder.action("apply refused", message)

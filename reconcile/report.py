@@ -14,6 +14,7 @@ from reconcile import atomic
 from reconcile.dispatch import SendEvent
 from reconcile.outcome import Status
 from reconcile.results import error_kinds, summary
+from reconcile.run_types import Manifest
 
 STATUS_ORDER = [s.value for s in Status]
 #: Bar colours per status in the report (the results workbook uses lighter fills of the same).
@@ -31,7 +32,7 @@ TOP_ERRORS = 10
 
 
 def write_report(
-    path: Path, manifest: dict[str, Any], outcomes: pl.DataFrame, events: Sequence[SendEvent]
+    path: Path, manifest: Manifest, outcomes: pl.DataFrame, events: Sequence[SendEvent]
 ) -> None:
     """One self-contained HTML file (inline CSS and SVG, no script, no network)."""
     counts = summary(outcomes)

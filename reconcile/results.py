@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from reconcile import atomic
-from reconcile.intake import FORMULA_START, RESULT_PREFIX, ROW, Table
 from reconcile.outcome import SUCCESS, Status
+from reconcile.table import FORMULA_START, RESULT_PREFIX, ROW, Table
 from reconcile.validate import ERROR
 
 OUTCOME_SCHEMA = {

@@ -21,7 +21,7 @@ from reconcile.exceptions import ConfigError, InputError
 from reconcile.inbox import Show
 from reconcile.job import Job, load_job
 from reconcile.logs import get_logger
-from reconcile.pipeline import RunOptions, RunResult
+from reconcile.run_types import RunOptions, RunResult
 
 log = get_logger("reconcile")
 

@@ -27,7 +27,7 @@ def target_of(base_url: str) -> str:
     return "sandbox" if loopback else host
 
 
-def _kind(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> str:
+def _kind(run: Mapping[str, Any], manifest: Mapping[str, object]) -> str:
     """``dry run``, ``run``, ``plan run``; with how it ended when not normally: ``(running)``
     (no end yet, its process alive), ``(interrupted)`` (a signal, or its process gone: marked
     by the next ledger open), ``(crashed)`` (exit 3), ``(unusable)`` (exit 2)."""
@@ -63,7 +63,9 @@ def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
     finally:
         ledger.close()
     with approval.store(storage) as audit:
-        manifests = {run["run_id"]: audit.manifest(run["run_id"]) or {} for run in runs}
+        manifests: dict[str, Mapping[str, object]] = {
+            run["run_id"]: audit.manifest(run["run_id"]) or {} for run in runs
+        }
     lines = []
     for run in runs:
         manifest = manifests[run["run_id"]]
@@ -108,7 +110,7 @@ def table(lines: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+def show_text(run: Mapping[str, Any], manifest: Mapping[str, object]) -> list[str]:
     """One run as lines a person reads (``runs show``); recorded values escaped, so none can
     print a line of its own."""
     lines = [
@@ -135,6 +137,6 @@ def show_text(run: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
     return [escaped_text(line) for line in lines]
 
 
-def as_json(run: Mapping[str, Any], manifest: Mapping[str, Any], **extra: Any) -> str:
+def as_json(run: Mapping[str, Any], manifest: Mapping[str, object], **extra: object) -> str:
     """The run for machines: the ledger's record, its manifest and ``extra`` (plan, checks)."""
     return json.dumps({**run, "manifest": dict(manifest), **extra}, indent=2, default=str)

@@ -12,9 +12,9 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 import structlog
@@ -29,16 +29,17 @@ from reconcile import (
     results,
     signals,
 )
-from reconcile.audit import PlanRows
 from reconcile.dispatch import SendEvent
 from reconcile.job import Job
 from reconcile.ledger import INTERRUPTED_CAUSE, Ledger, now_iso
 from reconcile.operations import Operation, get_operation
+from reconcile.plan_store import PlanRows
 from reconcile.results import sibling
+from reconcile.run_types import Counts, Manifest, PlanFields
 from reconcile.version import __version__
 
 if TYPE_CHECKING:
-    from reconcile.pipeline import RunOptions
+    from reconcile.run_types import RunOptions
 
 log = structlog.get_logger("reconcile")
 
@@ -56,7 +57,7 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def counts_of(outcomes: pl.DataFrame) -> dict[str, Any]:
+def counts_of(outcomes: pl.DataFrame) -> Counts:
     per_status = dict(outcomes.group_by("status").len().sort("status").iter_rows())
     per_community: dict[str, dict[str, int]] = {}
     for community, status, rows in results.summary(outcomes).iter_rows():
@@ -64,7 +65,7 @@ def counts_of(outcomes: pl.DataFrame) -> dict[str, Any]:
     return {"rows": outcomes.height, "per_status": per_status, "per_community": per_community}
 
 
-def write_json_atomic(value: dict[str, Any], path: Path) -> None:
+def write_json_atomic(value: Manifest, path: Path) -> None:
     atomic.write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -72,7 +73,7 @@ def write_json_atomic(value: dict[str, Any], path: Path) -> None:
 class Ending:
     """How far the run's end got: what :func:`stopped` must correct if it fails midway."""
 
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     """The manifest the run is ending with (counts and exit code known)."""
     report: Path | None = None
     chained: bool = False
@@ -151,7 +152,7 @@ def _start(run: Run) -> None:
     )
 
 
-def plan_fields(run: Run, rows: Callable[[], pl.DataFrame | PlanRows]) -> dict[str, Any]:
+def plan_fields(run: Run, rows: Callable[[], pl.DataFrame | PlanRows]) -> PlanFields:
     """The manifest's plan fields; a dry run records its plan (``rows()``) in the audit store."""
     return approval.plan_fields(
         run.job, run.input_sha256, run.input_path, run.options, run.run_id, run.started, rows
@@ -163,8 +164,8 @@ def finish(
     outcomes: pl.DataFrame,
     signum: int | None,
     events: list[SendEvent],
-    plan: Mapping[str, Any],
-) -> dict[str, Any]:
+    plan: PlanFields,
+) -> Manifest:
     """Counts, exit code, the manifest (with ``plan``: :func:`plan_fields`) and report; the
     run's end. Returns the manifest."""
     options = run.options
@@ -175,7 +176,7 @@ def finish(
         else outcomes
     )
     exit_code = 128 + signum if signum else (0 if results.all_succeeded(judged) else 1)
-    manifest = {
+    manifest: Manifest = {
         **manifest_of(run),
         "interrupted_by": signal.Signals(signum).name if signum else None,
         "exit_code": exit_code,
@@ -208,16 +209,16 @@ def stopped(run: Run, exc: BaseException) -> None:
     cause = signals.leaf(exc)
     error = f"{type(cause).__name__}: {cause}" if interrupted is None else None
     if code == exit_codes.UNUSABLE and not run.ending.chained:
-        counts = {"ended": "unusable", "error": error}
+        counts: Counts = {"ended": "unusable", "error": error}
         _best_effort("ledger", lambda: _end(run, counts, code))
         return
     requests = _recorded_states(run)
-    base = run.ending.manifest or {
+    base: Manifest = run.ending.manifest or {
         **manifest_of(run),
         "counts": {"ended": "interrupted" if interrupted else "crashed", "requests": requests},
-        **(plan_fields(run, pl.DataFrame) if run.options.plan is not None else {}),
+        **(plan_fields(run, pl.DataFrame) if run.options.plan is not None else PlanFields()),
     }
-    manifest = {
+    manifest: Manifest = {
         **base,
         "ended_at": now_iso(),
         "interrupted_by": interrupted.name if interrupted else base.get("interrupted_by"),
@@ -239,11 +240,11 @@ def stopped(run: Run, exc: BaseException) -> None:
     _best_effort("ledger", lambda: _end(run, manifest["counts"], code))
 
 
-def _headed(manifest: dict[str, Any], head: list[str]) -> dict[str, Any]:
+def _headed(manifest: Manifest, head: list[str]) -> Manifest:
     return {**manifest, "audit_head": head[0]} if head else manifest
 
 
-def _end(run: Run, counts: Mapping[str, Any], code: int) -> None:
+def _end(run: Run, counts: Counts, code: int) -> None:
     run.ledger.end_run(run.run_id, counts=counts, exit_code=code, results_path=str(run.out))
 
 
@@ -265,7 +266,7 @@ def _best_effort(what: str, step: Callable[[], None]) -> bool:
     return True
 
 
-def manifest_of(run: Run) -> dict[str, Any]:
+def manifest_of(run: Run) -> Manifest:
     """What a run was: its id, the tool, the job and input, the times and who ran it."""
     job, options = run.job, run.options
     return {

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from reconcile.intake import ROW, Table
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
+from reconcile.table import ROW, Table
 
 #: A cell that labels a total row.
 TOTAL_LABEL = r"(?i)^\s*(grand\s+)?(sub\s*)?(total|sum)\b"

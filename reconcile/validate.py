@@ -15,8 +15,8 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrorReason, SchemaErrors
 
-from reconcile.intake import ROW
 from reconcile.operations.base import Operation
+from reconcile.table import ROW
 
 ERROR = "__error"
 _SHOWN_VALUE_CHARS = 40

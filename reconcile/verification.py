@@ -1,4 +1,4 @@
-"""The verify stage: read back what a file's rows wrote and compare (issue 31).
+"""The verify stage: read back what a file's rows wrote and compare.
 
 Reads are GETs sent by the same :class:`~reconcile.dispatch.Dispatcher` as the writes: each
 community's key, pacer (reads count against the vendor's quota), concurrency, retries on
@@ -23,13 +23,13 @@ import anyio
 import polars as pl
 
 from reconcile.client import Answer, Client, Transport, make_client
-from reconcile.credentials import Credentials
+from reconcile.credentials import Credentials, resolve_credentials
 from reconcile.dispatch import Dispatcher, PlannedRequest
-from reconcile.intake import ROW
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
-from reconcile.plan import REQUEST_ID, Plan
+from reconcile.pipeline import prepare
+from reconcile.plan import REQUEST_ID, RequestPlan
 from reconcile.readback import (
     Ambiguous,
     ReadPlan,
@@ -39,6 +39,7 @@ from reconcile.readback import (
     differences,
     row_verdict,
 )
+from reconcile.table import ROW
 
 _READING: contextvars.ContextVar[int] = contextvars.ContextVar("reading")
 #: Read again after 0.5 s, 1 s, 2 s ... (capped) while the settle window is open.
@@ -88,7 +89,7 @@ Kept = Callable[[int], RowVerdict | None]
 
 def plan_reads(
     operation: Operation,
-    plan: Plan,
+    plan: RequestPlan,
     valid: pl.DataFrame,
     rows: pl.Series | None = None,
     kept: Kept | None = None,
@@ -269,9 +270,6 @@ def verify_file(
     given: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Verification:
     """Which rows of a file the API already holds (no run needed); never writes."""
-    from reconcile.credentials import resolve_credentials
-    from reconcile.pipeline import prepare
-
     prepared = prepare(path, job)
     communities = sorted(set(prepared.plan.requests.get_column("community").to_list()))
     credentials = resolve_credentials(prepared.operation, job, communities, environ, given)

@@ -16,49 +16,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import polars as pl
+
+from reconcile import approval, verify_record
+from reconcile.credentials import resolve_credentials
+from reconcile.database import Storage
+from reconcile.echoes import Echoes
 from reconcile.exceptions import ConfigError
-from reconcile.lazy import lazy
+from reconcile.job import Job, load_job
+from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
+from reconcile.operations import get_operation
+from reconcile.pipeline import prepare
+from reconcile.plan import REQUEST_ID
+from reconcile.results import write_results
+from reconcile.triage import with_fingerprints
+from reconcile.verification import Verification, verify_prepared
+from reconcile.verify_record import VerificationRecord
 
 if TYPE_CHECKING:
-    import polars as pl
-
-    from reconcile.job import Job
-    from reconcile.pipeline import Prepared, RunResult
-    from reconcile.verification import Verification
-    from reconcile.verify_record import VerificationRecord
-else:
-    pl = lazy("polars")  # ``--help`` stays quick
+    from reconcile.run_types import Prepared, RunResult
 
 #: Rows of an earlier run that may have changed the API, so are read back.
 READ_BACK_STATUSES = ("applied", "already_applied", "unknown")
-
-
-#: ``reconcile verify``'s one-line help (the module's docstring is its description).
-HELP = "read back what a run (or a file) wrote and compare, field by field"
-
-
-def add_arguments(verify: argparse.ArgumentParser) -> None:
-    """``reconcile verify``'s arguments."""
-    verify.add_argument("target", help="a run id (from `reconcile runs`) or a CSV/.xlsx file")
-    verify.add_argument("--job", type=Path, required=True, help="job file (TOML)")
-    verify.add_argument("--out", type=Path, help="verify CSV (default: out/<input>.verify.csv)")
-    add_sample_option(verify)
-
-
-def add_sample_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--verify-sample",
-        type=_percent,
-        metavar="N",
-        help="read back a random N%% of the records (1-100; unknown rows are always read)",
-    )
-
-
-def _percent(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not a percentage in (0, 100]")
-    return value
 
 
 class AfterRun:
@@ -68,9 +47,6 @@ class AfterRun:
     audit chain and the report; ``worst`` is 4 when a read disagrees, 1 when reads failed."""
 
     def __init__(self, job: Job, environ: Mapping[str, str], sample: float | None = None) -> None:
-        from reconcile.echoes import Echoes
-        from reconcile.operations import get_operation
-
         self.job, self.environ, self.sample, self.worst = job, environ, sample, 0
         #: The write answers' echoes (Returning.AI), kept as they come back: ``on_answer``.
         self.echoes = Echoes(get_operation(job.operation))
@@ -82,10 +58,6 @@ class AfterRun:
             self.echoes.clear()  # the next input's request ids start again
 
     def _verify(self, source: Path, ended: RunResult | Exception, out: Path) -> None:
-        from reconcile.credentials import resolve_credentials
-        from reconcile.pipeline import prepare
-        from reconcile.verification import verify_prepared
-
         if isinstance(ended, Exception) or ended.manifest.get("dry_run"):
             return
         statuses = ended.outcomes.filter(pl.col("status").is_in(READ_BACK_STATUSES))
@@ -126,8 +98,6 @@ def _with_verdicts(
 ) -> None:
     """The run's results file again, with ``verify_status`` and ``verify_detail`` per row read
     back (empty for rows not read: not sent, or outside ``--verify-sample``)."""
-    from reconcile.results import write_results
-
     judged = verdicts.with_columns(pl.col("__row").cast(outcomes.schema["__row"]))
     joined = outcomes.join(judged, on="__row", how="left", maintain_order="left")
     write_results(prepared.table, joined, out)
@@ -144,10 +114,6 @@ def settle_unknowns(
     """Unknown requests whose every row read verified become applied in the ledger; those whose
     read shows the change absent (after the settle window) become failed, so the next run sends
     them once. Read failures stay unknown. Returns what was settled, in words."""
-    from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
-    from reconcile.plan import REQUEST_ID
-    from reconcile.triage import with_fingerprints
-
     rows = prepared.plan.rows.filter(pl.col("__row").is_in(unknown.cast(pl.Int64).implode()))
     judged = rows.join(
         verdicts.with_columns(pl.col("__row").cast(rows.schema["__row"])), on="__row"
@@ -186,8 +152,6 @@ def settle_unknowns(
 
 
 def main(args: argparse.Namespace) -> int:
-    from reconcile.job import load_job
-
     target: str = args.target
     out: Path | None = args.out
     sample: float | None = args.verify_sample
@@ -210,10 +174,6 @@ def verify_target(
     ``out/<input>.verify.csv``), record the verification in the audit chain (and the run's
     report), print its lines unless ``quiet`` (the console); returns the
     :class:`~reconcile.verification.Verification` and the record."""
-    from reconcile.credentials import resolve_credentials
-    from reconcile.pipeline import prepare
-    from reconcile.verification import verify_prepared
-
     rows, written_at, run = None, None, None
     if Path(target).is_file():
         path = Path(target)
@@ -258,9 +218,6 @@ class _Run:
 
 
 def _find_run(job: Job, run_id: str) -> _Run:
-    from reconcile.database import Storage
-    from reconcile.ledger import Ledger
-
     ledger = Ledger(
         Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
     )
@@ -306,8 +263,6 @@ def _write(
 ) -> VerificationRecord:
     """The verify file, its record in the audit chain (and the run's report), the terminal's
     lines; returns the record."""
-    from reconcile import approval, verify_record
-
     written = verify_record.write_verify_file(prepared, result.verdicts, out)
     if not quiet:
         verify_record.print_written(written, result.reads)

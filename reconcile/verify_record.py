@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 import polars as pl
 
 from reconcile import approval, report
-from reconcile.intake import RESULT_PREFIX, ROW
 from reconcile.results import write_csvs_atomic
+from reconcile.table import RESULT_PREFIX, ROW
 
 if TYPE_CHECKING:
     from reconcile.database import Storage
-    from reconcile.pipeline import Prepared
+    from reconcile.run_types import Prepared
     from reconcile.verification import Verification
 
 #: Rows a read-back found the API does not hold as written.

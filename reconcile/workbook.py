@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from reconcile import cell_formats
 from reconcile.exceptions import InputError
@@ -20,11 +23,14 @@ from reconcile.header_row import (
     header_note,
     searched,
 )
-from reconcile.intake import MAX_COLUMNS, Table, header_map, too_wide
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
 from reconcile.suggestions import did_you_mean, folded
+from reconcile.table import MAX_COLUMNS, Table, header_map, too_wide
 from reconcile.workbook_cells import Cells, cell_types, judged_columns
+
+if TYPE_CHECKING:
+    from fastexcel import ExcelReader
 
 #: What a workbook may expand to once unzipped: a 20 MB upload of real data stays far below it,
 #: a zip bomb (a 1 MB file whose sheet expands to 600 MB) is refused before it is parsed.
@@ -47,10 +53,6 @@ def _check_expanded_size(path: Path, raw: bytes) -> None:
     """Refuse a workbook whose zipped parts expand past MAX_EXPANDED_BYTES, from the sizes its
     zip directory declares (each part is then read through once, a chunk at a time, which
     proves the declared sizes true), or whose sheets declare more than MAX_CELLS cells."""
-    import io
-    import zipfile
-    import zlib
-
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             expanded = sum(item.file_size for item in archive.infolist())
@@ -138,7 +140,7 @@ def read_workbook(
     )
 
 
-def _open(path: Path) -> tuple[bytes, Any]:
+def _open(path: Path) -> tuple[bytes, ExcelReader]:
     """The workbook's bytes (checked against zip bombs) and fastexcel's reader."""
     import fastexcel
 
@@ -184,7 +186,7 @@ class _Found:
 
 def _find_header(
     path: Path,
-    workbook: Any,
+    workbook: ExcelReader,
     candidates: Sequence[str],
     columns: Sequence[Column],
     families: Sequence[str],

@@ -15,14 +15,18 @@ cells are. Number formats come from the workbook's styles (:mod:`reconcile.cell_
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from reconcile import cell_formats
 from reconcile.header_row import header_key
-from reconcile.intake import ROW, family_column
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
+from reconcile.table import ROW, family_column
+
+if TYPE_CHECKING:
+    from fastexcel import ExcelReader
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,7 +92,7 @@ def _letters(index: int) -> str:
 
 
 def cell_types(
-    workbook: Any,
+    workbook: ExcelReader,
     chosen: str | int,
     text: pl.DataFrame,
     grid: pl.DataFrame,
@@ -229,7 +233,15 @@ def _not_text(
     ).filter(pl.col("number") | pl.col("date") | pl.col("boolean"))
     if frame.is_empty():
         return pl.DataFrame(schema=PROBLEMS)
-    held = [_held(row) for row in frame.iter_rows(named=True)]
+    held = [
+        _held(
+            row["shown"],
+            row["code"],
+            boolean=row["boolean"],
+            day=row["dates"] if row["date"] else None,
+        )
+        for row in frame.iter_rows(named=True)
+    ]
     fix = (
         "the spreadsheet may have dropped leading zeros or rewritten it. Format the column as "
         "Text and type the value again"
@@ -249,19 +261,18 @@ def _not_text(
     )
 
 
-def _held(cell: Mapping[str, Any]) -> str:
-    """`` holds ... (Excel shows ...), stored as a number`` for one refused cell."""
-    if cell["boolean"]:
-        value = str(cell["shown"]).upper()
+def _held(shown: str, code: str, *, boolean: bool = False, day: dt.date | None = None) -> str:
+    """`` holds ... (Excel shows ...), stored as a number`` for one refused cell: its text
+    read, its number format ``code``; a boolean cell, or a date cell holding ``day``."""
+    if boolean:
+        value = shown.upper()
         return f" holds {value} (Excel shows {value}), stored as a boolean"
-    if cell["date"]:
-        day = cell["dates"]
-        shown = cell_formats.shown_date(day, cell["code"])
-        return f" holds the date {day:%d/%m/%Y} (Excel shows {shown}), stored as a date"
-    number = float(cell["shown"])
+    if day is not None:
+        excel = cell_formats.shown_date(day, code)
+        return f" holds the date {day:%d/%m/%Y} (Excel shows {excel}), stored as a date"
     return (
-        f" holds the number {cell['shown']} (Excel shows "
-        f"{cell_formats.shown(number, cell['code'])}), stored as a number"
+        f" holds the number {shown} (Excel shows "
+        f"{cell_formats.shown(float(shown), code)}), stored as a number"
     )
 
 
@@ -293,7 +304,7 @@ def _damaged_numbers(
             "hit": hit,
         }
     ).filter("hit")
-    held = [_held({**row, "boolean": False, "date": False}) for row in frame.iter_rows(named=True)]
+    held = [_held(row["shown"], row["code"]) for row in frame.iter_rows(named=True)]
     if zero_led.any():
         sample = shown.filter(zero_led)[0]
         why = (

@@ -201,7 +201,141 @@ def any_uses(root: Path = PACKAGE) -> collections.Counter[str]:
     return counts
 
 
+#: Third-party modules that cost the quick commands' start-up (``--help``: bench/startup.py)
+#: when imported: the only reason a module of the package is imported inside a function.
+HEAVY = frozenset(
+    {
+        "aiohttp",
+        "anyio",
+        "argon2",
+        "fastexcel",
+        "httpx",
+        "itsdangerous",
+        "jinja2",
+        "jsonschema",
+        "multipart",
+        "openpyxl",
+        "pandera",
+        "polars",
+        "psycopg",
+        "psycopg_pool",
+        "rfc8785",
+        "rich",
+        "starlette",
+        "uvicorn",
+        "xlsxwriter",
+        "yarl",
+        "zxcvbn",
+    }
+)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _module_level(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
+    """The imports run when the module is imported: not in a function, class body or
+    ``if TYPE_CHECKING``."""
+    work: list[ast.stmt] = list(tree.body)
+    while work:
+        node = work.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        elif isinstance(node, ast.If) and not _is_type_checking(node):
+            work += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            work += node.body + node.orelse + node.finalbody
+            for handler in node.handlers:
+                work += handler.body
+
+
+def loads_heavy(root: Path = PACKAGE) -> dict[str, bool]:
+    """Per module: whether importing it imports a :data:`HEAVY` module (itself, or through the
+    package's modules it imports at module level)."""
+    every = {source.name: source for source in sources(root)}
+    direct: dict[str, bool] = {}
+    inner: dict[str, set[str]] = {}
+    for name, source in every.items():
+        direct[name], inner[name] = False, set()
+        for node in _module_level(source.tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [_imported(source, node)]
+            )
+            for each in names:
+                top = each.split(".")[0]
+                if top in HEAVY:
+                    direct[name] = True
+                elif top == root.name:
+                    candidates = [each]
+                    if isinstance(node, ast.ImportFrom):
+                        candidates = [f"{each}.{alias.name}" for alias in node.names] + [each]
+                    for candidate in candidates:
+                        owner = _owner(candidate, set(every))
+                        if owner and owner != name:
+                            inner[name].add(owner)
+    for name in every:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+        parts = name.split(".")
+        inner[name] |= {".".join(parts[:i]) for i in range(1, len(parts))} & set(every)
+    heavy = {name for name, is_heavy in direct.items() if is_heavy}
+    changed = True
+    while changed:
+        grown = {name for name, found in inner.items() if found & heavy} - heavy
+        heavy |= grown
+        changed = bool(grown)
+    return {name: name in heavy for name in every}
+
+
+def deferred_imports(root: Path = PACKAGE) -> list[Import]:
+    """Imports of the package's modules written inside a function (run on first call)."""
+    found = []
+    for source in sources(root):
+        for function in ast.walk(source.tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom):
+                    module = _imported(source, node)
+                    if module.split(".")[0] == root.name:
+                        found += [
+                            Import(source.name, module, a.name, node.lineno) for a in node.names
+                        ]
+                elif isinstance(node, ast.Import):
+                    found += [
+                        Import(source.name, a.name, None, node.lineno)
+                        for a in node.names
+                        if a.name.split(".")[0] == root.name
+                    ]
+    return found
+
+
+def needless_deferrals(root: Path = PACKAGE) -> list[str]:
+    """Function-level imports of a module that loads nothing heavy: they can only be hiding an
+    import that should be at the top (or a cycle). The package face's ``__getattr__`` is not
+    one: every import of a submodule runs it, so it loads the API on first use (PEP 562)."""
+    modules = {source.name for source in sources(root)}
+    heavy = loads_heavy(root)
+    needless = []
+    for each in deferred_imports(root):
+        if each.importer == root.name:
+            continue
+        full = f"{each.module}.{each.name}" if each.name else each.module
+        target = full if full in modules else _owner(each.module, modules)
+        if target and not heavy[target]:
+            needless.append(f"{each.importer}:{each.line} imports {target}")
+    return needless
+
+
 def main() -> None:
+    needless = needless_deferrals()
+    print(f"function-level imports of modules that load nothing heavy: {len(needless)}")
+    for each in needless:
+        print("  ", each)
     groups = cycles(import_graph())
     print(f"import cycles: {len(groups)}")
     for group in groups:

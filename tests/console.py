@@ -17,8 +17,9 @@ from playwright.sync_api import Browser, Page, expect
 from reconcile.database import Storage
 from reconcile.job import Job, load_job
 from reconcile.serving import ThreadServer
-from reconcile.web.app import Settings, create_app
+from reconcile.web.app import create_app
 from reconcile.web.console import Console
+from reconcile.web.context import Settings
 from reconcile.web.security import Signer
 from reconcile.web.users import UserStore
 from tests.helpers import CREDENTIALS, credential_env, write_job

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from reconcile import approval
-from reconcile.audit import rows_blob, rows_from_blob
 from reconcile.database import Storage, open_database
 from reconcile.job import load_job
+from reconcile.plan_store import rows_blob, rows_from_blob
 from reconcile.sandbox import SandboxServer
 from tests.helpers import orders_csv, read_results, run, storage_of, write_job
 

@@ -17,7 +17,8 @@ from reconcile import buckets
 from reconcile.approval import store
 from reconcile.exceptions import InputError
 from reconcile.job import load_job
-from reconcile.pipeline import RunOptions, RunResult, execute
+from reconcile.pipeline import execute
+from reconcile.run_types import RunOptions, RunResult
 from reconcile.sandbox import SandboxServer
 from reconcile.sandbox.seeding import order_id
 from tests.helpers import orders_csv, run, storage_of, write_job

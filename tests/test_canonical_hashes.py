@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconcile import approval, hashing
-from reconcile.audit import GENESIS, rows_from_blob
+from reconcile.audit import GENESIS
 from reconcile.database import Storage
 from reconcile.operations import purchase_history
+from reconcile.plan_store import rows_from_blob
 from reconcile.sandbox import SandboxServer
 from tests.helpers import orders_csv, run, storage_of, write_job
 from tests.test_approval import ROWS, Switch, as_user, dry_run, sandbox_requests

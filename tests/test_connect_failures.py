@@ -22,13 +22,13 @@ from reconcile.client import (
     make_client,
     send,
 )
-from reconcile.retry import Attempts, Done, NoAnswer, Policy, Retry, next_step, record
+from reconcile.retry import Attempts, Done, NoAnswer, Retry, RetryPolicy, next_step, record
 from reconcile.sandbox import Faults, SandboxServer, SandboxState
 from tests.faultproxy import BacklogGate
 from tests.helpers import read_results, run, write_job
 from tests.test_network_faults import ACME_ID, REFUNDED, refund_transaction, sandbox_requests_naming
 
-POLICY = Policy(max_attempts=3, backoff_base_seconds=0.01)
+POLICY = RetryPolicy(max_attempts=3, backoff_base_seconds=0.01)
 
 
 class _Stalled:

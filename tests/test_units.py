@@ -20,7 +20,7 @@ from reconcile.logs import redact, register_secret
 from reconcile.outcome import Status
 from reconcile.pacing import Pacer
 from reconcile.progress import ProgressReporter
-from reconcile.retry import Policy
+from reconcile.retry import RetryPolicy
 
 
 class TestRetryAfter:
@@ -44,7 +44,9 @@ def test_backoff_is_full_jitter_doubling_and_capped() -> None:
     import random
 
     rng = random.Random(3)
-    policy = Policy(max_attempts=5, backoff_base_seconds=0.5, jitter=lambda c: rng.uniform(0, c))
+    policy = RetryPolicy(
+        max_attempts=5, backoff_base_seconds=0.5, jitter=lambda c: rng.uniform(0, c)
+    )
     for attempt in range(1, 12):
         ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
         samples = [policy.backoff(attempt) for _ in range(200)]

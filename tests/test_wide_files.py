@@ -1,4 +1,4 @@
-"""A limit on columns (intake.MAX_COLUMNS), refused from the header line before rows are parsed,
+"""A limit on columns (table.MAX_COLUMNS), refused from the header line before rows are parsed,
 for the command line, the bucketed reader and the console; header mapping is linear."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import pytest
 
 from reconcile import buckets
 from reconcile.exceptions import InputError
-from reconcile.intake import MAX_COLUMNS, header_map, read_table
+from reconcile.intake import read_table
 from reconcile.operations import get_operation
 from reconcile.sandbox import SandboxServer
+from reconcile.table import MAX_COLUMNS, header_map
 from tests.console import console_parts, csrf_of, serve, sign_in
 from tests.helpers import read_results, run, write_job
 

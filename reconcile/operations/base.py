@@ -47,14 +47,15 @@ class Column:
 
 
 class Verdict(enum.Enum):
-    """What an HTTP answer means for the row, before any retry policy is applied."""
+    """What an HTTP answer means for the row; what follows it is the retry policy's
+    (:class:`reconcile.retry.RetryPolicy`)."""
 
     APPLIED = "applied"
-    REJECTED = "rejected"  # the API refused the row: never retried
-    AUTH = "auth"  # the community's credentials are refused: stop the community
-    RATE_LIMITED = "rate_limited"  # 429: wait and retry, not counted as an attempt
-    TRANSIENT = "transient"  # 5xx: retry with backoff (if the request may be repeated)
-    NOT_PROCESSED = "not_processed"  # 408, 425: the server did not act on it; retry, even a refund
+    REJECTED = "rejected"  # the API refused the row
+    AUTH = "auth"  # the community's credentials are refused
+    RATE_LIMITED = "rate_limited"  # 429: the API asks the community to wait
+    TRANSIENT = "transient"  # 5xx: the server failed, perhaps after applying the row
+    NOT_PROCESSED = "not_processed"  # 408, 425: the server did not act on it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

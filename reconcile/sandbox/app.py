@@ -13,15 +13,17 @@ import pkgutil
 import sys
 import time
 import urllib.parse
-from typing import Any
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from reconcile.json_types import JSON
 from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, bearer_key
+from reconcile.sandbox.records import RequestEntry
 from reconcile.sandbox.state import FaultRule, SandboxState
 
 
@@ -51,7 +53,7 @@ class _Dropped(Response):
     def __init__(self) -> None:
         super().__init__(status_code=599)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
         )
@@ -68,7 +70,7 @@ def _error(
 
 async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> Response:
     started = time.time()
-    entry: dict[str, Any] = {
+    entry: RequestEntry = {
         "time": started,
         "method": request.method,
         "path": urllib.parse.unquote(request.url.path),
@@ -85,7 +87,7 @@ async def _handle(request: Request, endpoint: Endpoint, state: SandboxState) -> 
 
 
 async def _answer(
-    request: Request, endpoint: Endpoint, state: SandboxState, entry: dict[str, Any]
+    request: Request, endpoint: Endpoint, state: SandboxState, entry: RequestEntry
 ) -> Response:
     found = (endpoint.authenticate or bearer_key)(request.headers, state)
     if found is None:
@@ -118,7 +120,7 @@ async def _answer(
         if rule.kind == "drop":
             return _Dropped()
     try:
-        body = json.loads(raw) if raw else None
+        body: JSON = json.loads(raw) if raw else None
     except ValueError:
         return _error(endpoint, 400, "Request body is not valid JSON")
     try:
@@ -179,10 +181,10 @@ class _RawPathRouting:
     ID holding ``%2F`` or ``%2E%2E`` stays one path segment (handlers decode their parameters),
     instead of the server's decoded path splitting or resolving it."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("raw_path"):
             scope = {**scope, "path": scope["raw_path"].decode("latin-1")}
         await self.app(scope, receive, send)

@@ -10,9 +10,16 @@ from __future__ import annotations
 import base64
 import copy
 from collections.abc import Mapping
-from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint
+from reconcile.json_types import JSON, JSONObject, as_list, as_object
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint
+from reconcile.sandbox.records import (
+    CAPILLARY_TRANSACTIONS,
+    CapillaryFields,
+    CapillaryTransactionRecord,
+    Community,
+    Grant,
+)
 from reconcile.sandbox.state import SandboxState
 
 IDENTIFIERS = {
@@ -44,15 +51,13 @@ DELIVERY = {"PLACED", "PROCESSED", "SHIPPED", "DELIVERED", "RETURNED"}
 FIELDS = {"id", "number", "type", "extendedFields", "customFields", "deliveryStatus", "lineItems"}
 
 
-def error_body(error: ApiError) -> dict[str, Any]:
+def error_body(error: ApiError) -> Answer:
     """Capillary's ``errors[]`` list: its own error number, else the HTTP status."""
     code = error.status if error.code is None else error.code
     return {"errors": [{"status": False, "code": code, "message": error.message}], "warnings": []}
 
 
-def basic_auth(
-    headers: Mapping[str, str], state: SandboxState
-) -> tuple[dict[str, Any], frozenset[str]] | None:
+def basic_auth(headers: Mapping[str, str], state: SandboxState) -> Grant | None:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
@@ -67,14 +72,15 @@ def _fail(code: int, message: str) -> ApiError:
     return ApiError(400, message, code)
 
 
-def _checked_type(body: Any, query: dict[str, str]) -> str:
-    """The request's transaction type, once its body and query follow the documented rules."""
-    if not isinstance(body, dict) or set(body) - FIELDS:
+def _checked(body: JSON, query: dict[str, str]) -> tuple[JSONObject, str]:
+    """The request's body and transaction type, once they and the query follow the documented
+    rules."""
+    if not isinstance(body, dict) or set(body) - FIELDS or not _shaped(body):
         raise _fail(400, "Invalid request body")
-    kind: str = body.get("type", "REGULAR")
+    kind = body.get("type", "REGULAR")
     if kind == "MIXED":
         raise _fail(400, "MIXED transactions are not supported")
-    if kind not in TYPES:
+    if not isinstance(kind, str) or kind not in TYPES:
         raise _fail(400, "Invalid transaction type")
     name, value = query.get("identifierName"), query.get("identifierValue")
     if kind not in {"NOT_INTERESTED", "NOT_INTERESTED_RETURN"} and (not name or not value):
@@ -87,20 +93,34 @@ def _checked_type(body: Any, query: dict[str, str]) -> str:
         raise _fail(400, "Invalid deliveryStatus")
     if "id" not in body and "number" not in body:
         raise _fail(400, "id or number is required")
-    return kind
+    return body, kind
+
+
+def _shaped(body: JSONObject) -> bool:
+    """Whether the fields and line items that carry fields are objects, as documented (a body
+    that is not so is no update the API could apply)."""
+    items = body.get("lineItems", [])
+    return (
+        all(isinstance(body.get(name, {}), dict) for name in ("customFields", "extendedFields"))
+        and isinstance(items, list)
+        and all(
+            isinstance(item, dict) and isinstance(item.get("extendedFields", {}), dict)
+            for item in items
+        )
+    )
 
 
 def _transaction(
     state: SandboxState,
-    community: dict[str, Any],
-    body: dict[str, Any],
+    community: Community,
+    body: JSONObject,
     kind: str,
     query: dict[str, str],
-) -> dict[str, Any]:
+) -> CapillaryTransactionRecord:
     """The one stored transaction the request names (667, 668 as documented)."""
     mine = [
         t
-        for t in state.table("capillaryTransactions")
+        for t in state.table(CAPILLARY_TRANSACTIONS)
         if t["org"] == community["id"] and t["type"] == kind
     ]
     if "id" in body:
@@ -118,21 +138,23 @@ def _transaction(
 
 
 def _updated(
-    stored: dict[str, Any], body: dict[str, Any], kind: str, org: dict[str, Any]
-) -> dict[str, Any]:
+    stored: CapillaryTransactionRecord, body: JSONObject, kind: str, org: CapillaryFields
+) -> CapillaryTransactionRecord:
     """A copy of the transaction with the request's changes (669 for an unknown custom field)."""
     transaction = copy.deepcopy(stored)
-    for field in body.get("customFields", {}):
+    custom, extended = as_object(body.get("customFields")), as_object(body.get("extendedFields"))
+    for field in custom:
         if field not in org.get("customFields", []):
             raise _fail(669, f"Unable to update custom field {field}")
-    for field in body.get("extendedFields", {}):
+    for field in extended:
         if field not in org.get("extendedFields", []):
             raise _fail(400, f"Invalid extended field {field}")
-    transaction.setdefault("customFields", {}).update(body.get("customFields", {}))
-    transaction.setdefault("extendedFields", {}).update(body.get("extendedFields", {}))
-    if "deliveryStatus" in body:
-        transaction["deliveryStatus"] = body["deliveryStatus"]
-    for change in body.get("lineItems", []):
+    transaction.setdefault("customFields", {}).update(custom)
+    transaction.setdefault("extendedFields", {}).update(extended)
+    delivery = body.get("deliveryStatus")
+    if isinstance(delivery, str):
+        transaction["deliveryStatus"] = delivery
+    for change in map(as_object, as_list(body.get("lineItems"))):
         items = [
             i
             for i in transaction.get("lineItems", [])
@@ -145,19 +167,21 @@ def _updated(
             if kind in {"RETURN", "NOT_INTERESTED_RETURN"}:
                 raise _fail(400, "outlierStatus is not supported for return transactions")
             items[0]["outlierStatus"] = change["outlierStatus"]
-        items[0].setdefault("extendedFields", {}).update(change.get("extendedFields", {}))
+        items[0].setdefault("extendedFields", {}).update(as_object(change.get("extendedFields")))
     return transaction
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
-    kind = _checked_type(call.body, call.query)
-    stored = _transaction(state, call.community, call.body, kind, call.query)
-    transaction = _updated(stored, call.body, kind, call.community.get("capillary", {}))
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+    body, kind = _checked(call.body, call.query)
+    stored = _transaction(state, call.community, body, kind, call.query)
+    transaction = _updated(stored, body, kind, call.community.get("capillary", {}))
     if call.fail_mid_write:
         raise ApiError(500, "Internal server error")
     state.before_write(stored)
-    stored.clear()
-    stored.update(transaction, updates=transaction.get("updates", 0) + 1)
+    # The copy has every key of the stored record (changes only add or replace): updating in
+    # place keeps the record's identity, which the read lag and look-ups rely on.
+    stored.update(transaction)
+    stored["updates"] = transaction.get("updates", 0) + 1
     return 200, {
         "id": transaction["id"],
         "number": transaction["number"],

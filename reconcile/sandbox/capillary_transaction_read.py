@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
 
+from reconcile.json_types import JSON, JSONObject
 from reconcile.sandbox.capillary_transaction import TYPES, basic_auth, error_body
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint
+from reconcile.sandbox.records import CAPILLARY_TRANSACTIONS, CapillaryTransactionRecord
 from reconcile.sandbox.state import SandboxState
 
 
-def transaction_answer(stored: dict[str, Any]) -> dict[str, Any]:
+def transaction_answer(stored: CapillaryTransactionRecord) -> JSONObject:
     """One transaction as Capillary's reads answer it (no ``deliveryStatus``)."""
     customer = stored.get("customer", {})
     customer_id = customer.get("id") or zlib.crc32(json.dumps(customer, sort_keys=True).encode())
@@ -46,17 +47,17 @@ def transaction_answer(stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def visible(state: SandboxState, org: str, **where: Any) -> list[dict[str, Any]]:
+def visible(state: SandboxState, org: str, **where: JSON) -> list[JSONObject]:
     """The organisation's transactions matching ``where``, as reads see them (read lag)."""
     found = []
-    for stored in state.find("capillaryTransactions", org=org, **where):
+    for stored in state.find(CAPILLARY_TRANSACTIONS, org=org, **where):
         seen = state.visible(stored)
         if seen is not None:
             found.append(transaction_answer(seen))
     return found
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     kind = call.query.get("type", "REGULAR")
     if kind not in TYPES:
         raise ApiError(400, "Invalid transaction type", 400)

@@ -4,32 +4,35 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TypeAlias
 
+from reconcile.json_types import JSON
+from reconcile.sandbox.records import Community, Grant
 from reconcile.sandbox.state import SandboxState
 
 #: Request headers -> (community, permissions), or None for 401.
-Authenticate = Callable[
-    [Mapping[str, str], SandboxState], "tuple[dict[str, Any], frozenset[str]] | None"
-]
+Authenticate: TypeAlias = Callable[[Mapping[str, str], SandboxState], Grant | None]
+
+Answer: TypeAlias = Mapping[str, object]
+"""An answer's body, serialised as JSON: built from the request's JSON and stored records."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Call:
     """One authenticated request as an endpoint's ``apply`` sees it."""
 
-    community: dict[str, Any]
+    community: Community
     """The community (tenant) the credentials named, as seeded."""
     params: dict[str, str]
     """Path parameters, percent-decoded."""
     query: dict[str, str]
-    body: Any
+    body: JSON
     """The parsed JSON body (None when empty)."""
     fail_mid_write: bool = False
     """A fault: fail between two writes, to show that they commit together or not at all."""
 
 
-Apply = Callable[[SandboxState, Call], tuple[int, dict[str, Any]]]
+Apply: TypeAlias = Callable[[SandboxState, Call], tuple[int, Answer]]
 
 
 #: What a JavaScript API's ``String.prototype.trim`` removes: ECMAScript's WhiteSpace and
@@ -62,21 +65,23 @@ class Endpoint:
     permission: str | None
     """What the credential must be allowed to do (None: any credential of the community)."""
     apply: Apply
-    """(state, call) -> (status, payload); raises ApiError. Called under the state lock: all its writes commit together or not at all
-    (``fail_mid_write`` makes it fail between two writes, to show that)."""
+    """(state, call) -> (status, answer); raises ApiError. Called under the state lock: all its
+    writes commit together or not at all (``fail_mid_write`` makes it fail between two writes,
+    to show that)."""
     authenticate: Authenticate | None = None
     """How a request names its community (default: a Bearer key)."""
-    error_body: Callable[[ApiError], dict[str, Any]] | None = None
+    error_body: Callable[[ApiError], Answer] | None = None
     """The API's error envelope for this endpoint (default: ``envelope``)."""
 
-    def error(self, error: ApiError) -> dict[str, Any]:
+    def error(self, error: ApiError) -> Answer:
         if self.error_body is None:
             return envelope(error.status, error.message)
         return self.error_body(error)
 
 
-def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def envelope(status: int, message: str, data: object = None) -> Answer:
+    """Returning.AI's envelope: ``meta`` (status, statusCode), ``message`` and any ``data``."""
+    body: dict[str, object] = {
         "meta": {"status": "success" if status < 400 else "error", "statusCode": status},
         "message": message,
     }
@@ -85,9 +90,7 @@ def envelope(status: int, message: str, data: Any = None) -> dict[str, Any]:
     return body
 
 
-def bearer_key(
-    headers: Mapping[str, str], state: SandboxState
-) -> tuple[dict[str, Any], frozenset[str]] | None:
+def bearer_key(headers: Mapping[str, str], state: SandboxState) -> Grant | None:
     """Returning.AI: ``Authorization: Bearer <key>``; the key names the community."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -95,8 +98,6 @@ def bearer_key(
     return state.community_for(token.strip())
 
 
-def app_token(
-    headers: Mapping[str, str], state: SandboxState
-) -> tuple[dict[str, Any], frozenset[str]] | None:
+def app_token(headers: Mapping[str, str], state: SandboxState) -> Grant | None:
     """Voucherify: ``X-App-Id`` + ``X-App-Token`` name a project (our community)."""
     return state.app_for(headers.get("x-app-id", ""), headers.get("x-app-token", ""))

@@ -8,19 +8,20 @@ per order (409 after that); every refund is counted so tests can prove none happ
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, js_trim
+from reconcile.json_types import JSON
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, js_trim
+from reconcile.sandbox.records import REDEMPTION_STATUSES, REDEMPTION_TRANSACTIONS
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"transactionId", "statusId", "refundCoins"}
 
 
-def error_body(error: ApiError) -> dict[str, Any]:
+def error_body(error: ApiError) -> Answer:
     return {"status": "error", "message": error.message}
 
 
-def _validated(body: Any) -> tuple[str, str, bool]:
+def _validated(body: JSON) -> tuple[str, str, bool]:
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
     unknown = set(body) - FIELDS
@@ -40,13 +41,13 @@ def _validated(body: Any) -> tuple[str, str, bool]:
     return js_trim(transaction), status_id, refund
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     transaction_id, status_id, refund = _validated(call.body)
     cid = call.community["id"]
-    found = state.find("redemptionTransactions", transactionId=transaction_id, communityID=cid)
+    found = state.find(REDEMPTION_TRANSACTIONS, transactionId=transaction_id, communityID=cid)
     if not found:
         raise ApiError(404, "Redemption transaction not found")
-    statuses = state.find("redemptionStatuses", _id=status_id, communityID=cid)
+    statuses = state.find(REDEMPTION_STATUSES, _id=status_id, communityID=cid)
     if not statuses:
         raise ApiError(404, "Redemption status not found")
     transaction, status = found[0], statuses[0]
@@ -57,7 +58,8 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     if call.fail_mid_write:
         raise ApiError(500, "Internal server error")
     history = [*transaction.get("statusHistory", []), transaction.get("statusId")]
-    transaction.update(statusId=status_id, statusHistory=history)
+    transaction["statusId"] = status_id
+    transaction["statusHistory"] = history
     if refund:
         transaction["refunded"] = True
         transaction["refunds"] = transaction.get("refunds", 0) + 1
@@ -67,7 +69,12 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     data = {
         "transactionId": transaction_id,
         "statusId": status_id,
-        "status": {k: status[k] for k in ("_id", "name", "category", "color")},
+        "status": {
+            "_id": status["_id"],
+            "name": status["name"],
+            "category": status["category"],
+            "color": status["color"],
+        },
     }
     return 200, {
         "status": "success",

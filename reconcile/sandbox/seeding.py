@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from reconcile.sandbox.records import COMMUNITIES, PURCHASE_HISTORIES, VOUCHERS, Seed
 
 
 def order_id(community: str, number: int) -> str:
@@ -10,14 +10,15 @@ def order_id(community: str, number: int) -> str:
     return f"ORDT{community.upper()}{number:05d}"
 
 
-def add_orders(seed: dict[str, Any], per_community: int) -> None:
+def add_orders(seed: Seed, per_community: int) -> None:
     """Give every community of ``seed`` ``per_community`` more orders (in place)."""
-    for community in seed["communities"]:
+    vouchers, histories = VOUCHERS.of(seed), PURCHASE_HISTORIES.of(seed)
+    for community in COMMUNITIES.of(seed):
         suffix = community["id"][-3:]
         product = f"64e{suffix}{0:018d}"
         for number in range(per_community):
             voucher = f"64f{suffix}{number:018d}"
-            seed["vouchers"].append(
+            vouchers.append(
                 {
                     "_id": voucher,
                     "communityID": community["id"],
@@ -27,7 +28,7 @@ def add_orders(seed: dict[str, Any], per_community: int) -> None:
                     "expiryDate": "2026-06-30T00:00:00.000Z",
                 }
             )
-            seed["purchaseHistories"].append(
+            histories.append(
                 {
                     "_id": f"65{suffix}{number:019d}",
                     "purchaseID": order_id(community["name"], number),

@@ -11,8 +11,14 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict, TypeVar, cast, overload
+
+from reconcile.json_types import JSON, JSONObject
+from reconcile.sandbox.records import COMMUNITIES, Grant, RecordTable, RequestEntry, Seed
+
+R = TypeVar("R", bound=Mapping[str, object])
 
 
 @dataclasses.dataclass(slots=True)
@@ -41,6 +47,29 @@ class FaultRule:
             raise ValueError(f"unknown fault kind {self.kind!r}")
 
 
+class FaultRuleSpec(TypedDict):
+    """A fault rule as a faults file (``reconcile sandbox --faults``) writes it."""
+
+    kind: str
+    status: NotRequired[int]
+    share: NotRequired[float]
+    match: NotRequired[str]
+    after: NotRequired[int]
+    times: NotRequired[int | None]
+    seconds: NotRequired[float]
+    retry_after: NotRequired[int | None]
+
+
+class FaultsSpec(TypedDict, total=False):
+    """A faults file: its rules, the random seed, the rate limit, the read lag."""
+
+    rules: list[FaultRuleSpec]
+    seed: int
+    rate_per_second: float | None
+    burst: float
+    read_lag: float
+
+
 @dataclasses.dataclass(slots=True)
 class Faults:
     rules: list[FaultRule] = dataclasses.field(default_factory=list)
@@ -52,7 +81,7 @@ class Faults:
     read_lag: float = 0.0
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Faults:
+    def from_dict(cls, raw: FaultsSpec) -> Faults:
         rules = [FaultRule(**r) for r in raw.get("rules", [])]
         return cls(
             rules=rules,
@@ -84,52 +113,53 @@ class TokenBucket:
 class SandboxState:
     """Seed data plus everything that happened since; thread-safe."""
 
-    def __init__(self, seed: dict[str, Any], faults: Faults | None = None) -> None:
+    def __init__(self, seed: Seed, faults: Faults | None = None) -> None:
         self.lock = threading.RLock()
         self.data = copy.deepcopy(seed)
         self.data.setdefault("communities", [])
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[RequestEntry] = []
         #: Endpoint modules keep their look-up tables here (records are updated in place).
-        self.indexes: dict[str, Any] = {}
+        self.indexes: dict[str, object] = {}
         self.log_path: Path | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._fault_hits: dict[int, int] = {}
         self._fault_seen: dict[int, int] = {}
         #: id(record) -> [(write time, the record before that write, None if it was new)].
-        self._history: dict[int, list[tuple[float, dict[str, Any] | None]]] = {}
-        self._apps = {
+        self._history: dict[int, list[tuple[float, Mapping[str, object] | None]]] = {}
+        communities = self.table(COMMUNITIES)
+        self._apps: dict[tuple[str, str], Grant] = {
             (a["app_id"], a["app_token"]): (c, frozenset(a.get("permissions", [])))
-            for c in self.data["communities"]
+            for c in communities
             for a in c.get("apps", [])
         }
         # Capillary's HTTP Basic users share the look-up, under "basic:<username>".
         self._apps.update(
             {
                 (f"basic:{u['username']}", u["password"]): (c, frozenset(u.get("permissions", [])))
-                for c in self.data["communities"]
+                for c in communities
                 for u in c.get("users", [])
             }
         )
-        self._keys = {
+        self._keys: dict[str, Grant] = {
             k["key"]: (c, frozenset(k.get("permissions", [])))
-            for c in self.data["communities"]
+            for c in communities
             for k in c.get("keys", [])
         }
 
     # --- auth and limits -------------------------------------------------------------------
-    def community_for(self, key: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+    def community_for(self, key: str) -> Grant | None:
         return self._keys.get(key)
 
-    def app_for(self, app_id: str, app_token: str) -> tuple[dict[str, Any], frozenset[str]] | None:
+    def app_for(self, app_id: str, app_token: str) -> Grant | None:
         return self._apps.get((app_id, app_token))
 
     def credentials(self) -> dict[str, dict[str, str]]:
         """Community name -> the credentials a client uses (first key, first app), for
         ``--sandbox``; each operation takes the ones it needs."""
         found: dict[str, dict[str, str]] = {}
-        for community in self.data["communities"]:
+        for community in self.table(COMMUNITIES):
             mine = found.setdefault(community["name"], {})
             if community.get("keys"):
                 mine["api_key"] = community["keys"][0]["key"]
@@ -177,43 +207,60 @@ class SandboxState:
         return fired
 
     # --- records ---------------------------------------------------------------------------
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: RequestEntry) -> None:
         with self.lock:
             self.requests.append(entry)
             if self.log_path is not None:
                 with self.log_path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(entry) + "\n")
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Seed:
         with self.lock:
             return copy.deepcopy(self.data)
 
-    def table(self, name: str) -> list[dict[str, Any]]:
-        """One of the records tables (an endpoint module names its own; absent = empty)."""
-        rows: list[dict[str, Any]] = self.data.setdefault(name, [])
-        return rows
+    @overload
+    def table(self, which: str) -> list[JSONObject]: ...
+    @overload
+    def table(self, which: RecordTable[R]) -> list[R]: ...
+    def table(self, which: str | RecordTable[R]) -> list[JSONObject] | list[R]:
+        """One of the records tables (an endpoint module names its own; absent = empty): by
+        name, its records as JSON; by a ``RecordTable``, as that table's records."""
+        if isinstance(which, str):
+            return self.data.setdefault(which, [])
+        return which.of(self.data)
 
-    def find(self, table: str, **where: Any) -> list[dict[str, Any]]:
+    @overload
+    def find(self, table: str, **where: JSON) -> list[JSONObject]: ...
+    @overload
+    def find(self, table: RecordTable[R], **where: JSON) -> list[R]: ...
+    def find(self, table: str | RecordTable[R], **where: JSON) -> list[JSONObject] | list[R]:
+        """The table's records whose fields equal ``where``'s."""
+        if isinstance(table, str):
+            rows: RecordTable[JSONObject] = RecordTable(table)
+            return self.find(rows, **where)
         return [r for r in self.table(table) if all(r.get(k) == v for k, v in where.items())]
 
     # --- read lag and other writers -------------------------------------------------------
-    def before_write(self, record: dict[str, Any], *, new: bool = False) -> None:
+    def before_write(self, record: Mapping[str, object], *, new: bool = False) -> None:
         """A write endpoint is about to change ``record`` in place (or has just created it):
         with a read lag, reads go on seeing the old record until the lag has passed."""
         if self.faults.read_lag > 0:
             before = None if new else copy.deepcopy(record)
             self._history.setdefault(id(record), []).append((time.time(), before))
 
-    def visible(self, record: dict[str, Any]) -> dict[str, Any] | None:
+    def visible(self, record: R) -> R | None:
         """``record`` as a read sees it now: as it was before the first write younger than the
         read lag (None: created too recently to be seen)."""
         cutoff = time.time() - self.faults.read_lag
         for stamp, before in self._history.get(id(record), []):
             if stamp > cutoff:
-                return before
+                # Each copy is filed under the record it was taken from: it is of its type.
+                return cast("R | None", before)
         return record
 
-    def other_writer(self, table: str, where: dict[str, Any], **changes: Any) -> int:
+    def other_writer(
+        self, table: str, where: JSONObject, **changes: JSON | Callable[[JSON], JSON]
+    ) -> int:
         """Tests: another system changes records behind the tool's back (no request is
         logged); ``changes`` replace top-level fields, a callable value gets the old one.
         Returns how many records changed."""
@@ -225,8 +272,8 @@ class SandboxState:
             return len(found)
 
 
-def load_seed(path: Path) -> dict[str, Any]:
-    seed: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+def load_seed(path: Path) -> Seed:
+    seed: Seed = json.loads(path.read_text(encoding="utf-8"))
     return seed
 
 

@@ -9,10 +9,11 @@ source ID within the project; the body is validated against the spec's request s
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
+from reconcile.json_types import as_object
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token, js_trim
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token, js_trim
+from reconcile.sandbox.records import VOUCHERIFY_ORDERS
 from reconcile.sandbox.state import SandboxState
 
 _KEYS = {
@@ -24,7 +25,7 @@ _KEYS = {
 }
 
 
-def error_body(error: ApiError) -> dict[str, Any]:
+def error_body(error: ApiError) -> Answer:
     """Voucherify's error envelope."""
     short, _, details = error.message.partition(": ")
     return {
@@ -35,18 +36,20 @@ def error_body(error: ApiError) -> dict[str, Any]:
     }
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     wrong = voucherify_spec.problem(call.body, voucherify_spec.ORDERS_UPDATE_REQUEST_BODY)
     if wrong:
         raise ApiError(400, f"Invalid payload: {wrong}")
+    body = as_object(call.body)  # the schema's type: an object
     for key in ("source_id", "referrer_id"):
-        if isinstance(call.body.get(key), str) and not js_trim(call.body[key]):
+        value = body.get(key)
+        if isinstance(value, str) and not js_trim(value):
             raise ApiError(400, f"Invalid payload: {key} must be a non-empty string")
     target = call.params["orderId"]
     order = next(
         (
             o
-            for o in state.table("voucherifyOrders")
+            for o in state.table(VOUCHERIFY_ORDERS)
             if o["project"] == call.community["id"] and target in (o["id"], o.get("source_id"))
         ),
         None,
@@ -58,7 +61,7 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     # "Updates the order by setting the values of the parameters passed; any parameters not
     # provided are left unchanged": a metadata object or an items list replaces the old one.
     state.before_write(order)
-    order.update(call.body, updated_at=dt.datetime.now(dt.UTC).isoformat())
+    order.update(body, updated_at=dt.datetime.now(dt.UTC).isoformat())
     return 200, {**{k: v for k, v in order.items() if k != "project"}, "object": "order"}
 
 

@@ -8,18 +8,19 @@ read lag, the order as it was before writes younger than the lag.
 
 from __future__ import annotations
 
-from typing import Any
-
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token
+from reconcile.json_types import JSON, JSONObject, as_list, as_object
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.records import VOUCHERIFY_ORDERS, VoucherifyOrderRecord
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
 
 
-def _item(item: dict[str, Any]) -> dict[str, Any]:
+def _item(item: JSONObject) -> JSONObject:
     """An item as the read answers it: what was written plus the API's own fields."""
     amount = item.get("amount")
-    if amount is None and isinstance(item.get("price"), int):
-        amount = item["price"] * item.get("quantity", 1)
+    price, quantity = item.get("price"), item.get("quantity", 1)
+    if amount is None and isinstance(price, int) and isinstance(quantity, int | float):
+        amount = price * quantity
     product = {"id": item.get("product_id"), "source_id": item.get("source_id")}
     sku = {"id": item.get("sku_id")} if item.get("sku_id") else None
     return {
@@ -32,11 +33,18 @@ def _item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def order_answer(order: dict[str, Any]) -> dict[str, Any]:
+def _less(amount: JSON, discount: JSON) -> JSON:
+    """``amount - discount`` (None without an amount), as the API totals an order."""
+    if isinstance(amount, int | float) and isinstance(discount, int | float):
+        return amount - discount
+    return None
+
+
+def order_answer(order: VoucherifyOrderRecord) -> JSONObject:
     """The order object of ``GET /v1/orders/{orderId}``, computed fields included."""
     amount = order.get("amount")
     discount = order.get("discount_amount") or 0
-    answer = {
+    answer: JSONObject = {
         "id": order["id"],
         "source_id": order.get("source_id"),
         "created_at": order.get("created_at", "2026-01-05T09:00:00.000Z"),
@@ -47,11 +55,11 @@ def order_answer(order: dict[str, Any]) -> dict[str, Any]:
         "discount_amount": discount,
         "items_discount_amount": 0,
         "total_discount_amount": discount,
-        "total_amount": None if amount is None else amount - discount,
+        "total_amount": _less(amount, discount),
         "applied_discount_amount": discount,
         "items_applied_discount_amount": 0,
         "total_applied_discount_amount": discount,
-        "items": [_item(i) for i in order.get("items", [])],
+        "items": [_item(as_object(i)) for i in as_list(order.get("items"))],
         "metadata": order.get("metadata", {}),
         "customer_id": order.get("customer_id"),
         "referrer_id": order.get("referrer_id"),
@@ -61,9 +69,9 @@ def order_answer(order: dict[str, Any]) -> dict[str, Any]:
     return {**extra, **answer}
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     target = call.params["orderId"]
-    for order in state.table("voucherifyOrders"):
+    for order in state.table(VOUCHERIFY_ORDERS):
         if order["project"] == call.community["id"] and target in (
             order["id"],
             order.get("source_id"),

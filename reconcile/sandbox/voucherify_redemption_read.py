@@ -9,23 +9,27 @@ not seen yet.
 
 from __future__ import annotations
 
-from typing import Any
-
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token
+from reconcile.json_types import JSON
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.records import (
+    VOUCHERIFY_REDEMPTIONS,
+    VOUCHERIFY_ROLLBACKS,
+    VoucherifyRedemptionRecord,
+)
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
 
 
-def _rollbacks(state: SandboxState, project: str, redemption: str) -> list[dict[str, Any]]:
-    found = []
-    for rollback in state.find("voucherifyRollbacks", project=project, redemption=redemption):
+def _rollbacks(state: SandboxState, project: str, redemption: str) -> list[JSON]:
+    found: list[JSON] = []
+    for rollback in state.find(VOUCHERIFY_ROLLBACKS, project=project, redemption=redemption):
         seen = state.visible(rollback)
         if seen is not None:
             found.append({"id": seen["id"], "date": seen["date"]})
     return found
 
 
-def _redemption(state: SandboxState, stored: dict[str, Any]) -> dict[str, Any]:
+def _redemption(state: SandboxState, stored: VoucherifyRedemptionRecord) -> Answer:
     if stored.get("rolled_back"):
         status = "ROLLED_BACK"
     else:
@@ -45,15 +49,15 @@ def _redemption(state: SandboxState, stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     target, project = call.params["redemptionId"], call.community["id"]
     if target.startswith("rr_"):
-        for rollback in state.find("voucherifyRollbacks", project=project, id=target):
-            seen = state.visible(rollback)
-            if seen is not None:
-                return 200, {k: v for k, v in seen.items() if k != "project"}
+        for rollback in state.find(VOUCHERIFY_ROLLBACKS, project=project, id=target):
+            rolled = state.visible(rollback)
+            if rolled is not None:
+                return 200, {k: v for k, v in rolled.items() if k != "project"}
     else:
-        for stored in state.find("voucherifyRedemptions", project=project, id=target):
+        for stored in state.find(VOUCHERIFY_REDEMPTIONS, project=project, id=target):
             seen = state.visible(stored)
             if seen is not None:
                 return 200, _redemption(state, seen)

@@ -6,25 +6,32 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
 
+from reconcile.json_types import as_object
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.records import (
+    VOUCHERIFY_REDEMPTIONS,
+    VOUCHERIFY_ROLLBACKS,
+    RollbackAnswer,
+    VoucherifyRollbackRecord,
+)
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
+def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
     wrong = voucherify_spec.problem(
         {} if call.body is None else call.body, voucherify_spec.ROLLBACK_REQUEST_BODY
     )
     if wrong:
         raise ApiError(400, f"Invalid payload: {wrong}")
+    body = as_object(call.body)  # the schema's type: an object (or no body)
     target = call.params["redemptionId"]
     redemption = next(
         (
             r
-            for r in state.table("voucherifyRedemptions")
+            for r in state.table(VOUCHERIFY_REDEMPTIONS)
             if r["project"] == call.community["id"] and r["id"] == target
         ),
         None,
@@ -35,17 +42,19 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
         raise ApiError(
             400, f"Already rolled back: redemption {target} has already been rolled back"
         )
-    answer = {
+    answer: RollbackAnswer = {
         "id": f"rr_{secrets.token_hex(9)}",
         "object": "redemption_rollback",
         "date": dt.datetime.now(dt.UTC).isoformat(),
         "redemption": target,
         "reason": call.query.get("reason"),
         "tracking_id": call.query.get("tracking_id"),
-        "metadata": (call.body or {}).get("metadata"),
-        "customer": (call.body or {}).get("customer"),
-        "order": (call.body or {}).get("order"),
+        "metadata": body.get("metadata"),
+        "customer": body.get("customer"),
+        "order": body.get("order"),
         "amount": -redemption.get("amount", 0),
+        "result": "SUCCESS",
+        "status": "SUCCEEDED",
     }
     failure = redemption.get("rollback_failure")
     if failure:
@@ -61,12 +70,11 @@ def apply(state: SandboxState, call: Call) -> tuple[int, dict[str, Any]]:
     state.before_write(redemption)
     redemption["rolled_back"] = True
     redemption["rollbacks"] = redemption.get("rollbacks", 0) + 1
-    rollback = {**answer, "result": "SUCCESS", "status": "SUCCEEDED"}
     # Kept for GET /v1/redemptions/{id} (reconcile/sandbox/voucherify_redemption_read.py).
-    stored = {**rollback, "project": call.community["id"]}
-    state.table("voucherifyRollbacks").append(stored)
+    stored: VoucherifyRollbackRecord = {**answer, "project": call.community["id"]}
+    state.table(VOUCHERIFY_ROLLBACKS).append(stored)
     state.before_write(stored, new=True)
-    return 200, rollback
+    return 200, answer
 
 
 ENDPOINT = Endpoint(

@@ -13,17 +13,17 @@ stricter than the spec: ``amount`` and ``initial_amount`` are positive.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jsonschema
 
-_STRING = {"type": "string"}
-_INTEGER = {"type": "integer"}
-_OBJECT = {"type": "object"}
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_POSITIVE = {"type": "integer", "minimum": 1}
+from reconcile.json_types import JSON, JSONObject
 
-CUSTOMER: dict[str, Any] = {
+_STRING: JSONObject = {"type": "string"}
+_INTEGER: JSONObject = {"type": "integer"}
+_OBJECT: JSONObject = {"type": "object"}
+_NULLABLE_STRING: JSONObject = {"type": ["string", "null"]}
+_POSITIVE: JSONObject = {"type": "integer", "minimum": 1}
+
+CUSTOMER: JSONObject = {
     "type": "object",
     "properties": {
         "id": _STRING,
@@ -39,7 +39,7 @@ CUSTOMER: dict[str, Any] = {
     },
 }
 
-ORDER_ITEM: dict[str, Any] = {
+ORDER_ITEM: JSONObject = {
     "type": "object",
     "properties": {
         "sku_id": _STRING,
@@ -61,7 +61,7 @@ ORDER_ITEM: dict[str, Any] = {
     "required": ["object"],
 }
 
-ORDER_BASE_PROPERTIES: dict[str, Any] = {
+ORDER_BASE_PROPERTIES: JSONObject = {
     "source_id": _NULLABLE_STRING,
     "status": {"type": "string", "enum": ["CREATED", "PAID", "CANCELED", "FULFILLED"]},
     "amount": _POSITIVE,
@@ -71,7 +71,7 @@ ORDER_BASE_PROPERTIES: dict[str, Any] = {
     "metadata": _OBJECT,
 }
 
-ORDERS_UPDATE_REQUEST_BODY: dict[str, Any] = {
+ORDERS_UPDATE_REQUEST_BODY: JSONObject = {
     "type": "object",
     "properties": {
         **ORDER_BASE_PROPERTIES,
@@ -83,7 +83,7 @@ ORDERS_UPDATE_REQUEST_BODY: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-ROLLBACK_REQUEST_BODY: dict[str, Any] = {
+ROLLBACK_REQUEST_BODY: JSONObject = {
     "type": "object",
     "properties": {
         "reason": _STRING,
@@ -96,7 +96,7 @@ ROLLBACK_REQUEST_BODY: dict[str, Any] = {
 }
 
 
-def problem(body: Any, schema: dict[str, Any]) -> str | None:
+def problem(body: JSON, schema: JSONObject) -> str | None:
     """The first way ``body`` breaks ``schema``, in Voucherify's words, or None."""
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from reconcile.exceptions import ReconcileError
-from reconcile.web.errors import Forbidden
-from reconcile.web.fitting import (
-    WORKBOOK_SUFFIXES,
-    first_fitting_sheet,
-    jobs_it_fits,
-    sheet_names,
-    suffix_of,
-)
+from reconcile.table import WORKBOOK_SUFFIXES
+from reconcile.web.context import Forbidden, Web
+from reconcile.web.fitting import first_fitting_sheet, jobs_it_fits, sheet_names, suffix_of
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
     from reconcile.web.users import User
 
 
@@ -99,7 +93,7 @@ async def check(web: Web, request: Request) -> Response:
     return RedirectResponse(f"/runs/{checked.run_id}", 303)
 
 
-async def _the_file(web: Web, user: User, posted: Any) -> tuple[str, str, Path] | str:
+async def _the_file(web: Web, user: User, posted: FormData) -> tuple[str, str, Path] | str:
     """The upload (held until it is checked) as (token, name, path), or what is wrong: a new
     file wins over a held workbook."""
     upload = posted.get("file")

@@ -11,11 +11,20 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import uvicorn
+
 from reconcile.database import Storage
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job, default_state_dir, load_job, parse_job
 from reconcile.operations import OPERATIONS
-from reconcile.web.users import user_store
+from reconcile.sandbox import SandboxServer, SandboxState, load_seed
+from reconcile.sandbox.seeding import add_orders
+from reconcile.sandbox.state import DEFAULT_SEED
+from reconcile.web.app import create_app
+from reconcile.web.console import Console
+from reconcile.web.context import Settings
+from reconcile.web.security import Signer, load_secret
+from reconcile.web.users import UserStore, user_store
 
 
 def _storage(args: argparse.Namespace) -> Storage:
@@ -79,13 +88,6 @@ def serve(args: argparse.Namespace) -> int:
 def _serve(
     args: argparse.Namespace, jobs: Mapping[str, Job], storage: Storage, environ: Mapping[str, str]
 ) -> int:
-    import uvicorn
-
-    from reconcile.web.app import Settings, create_app
-    from reconcile.web.console import Console
-    from reconcile.web.security import Signer, load_secret
-    from reconcile.web.users import UserStore
-
     console = Console(jobs, storage, environ)
     users = UserStore(storage)
     settings = Settings(
@@ -119,10 +121,6 @@ def _demo(
     args: argparse.Namespace,
 ) -> Iterator[tuple[dict[str, Job], Path, dict[str, str], dict[str, tuple[str, str]]]]:
     """The built-in sandbox, the example jobs pointed at it, two demo users."""
-    from reconcile.sandbox import SandboxServer, SandboxState, load_seed
-    from reconcile.sandbox.seeding import add_orders
-    from reconcile.sandbox.state import DEFAULT_SEED
-
     seed = load_seed(DEFAULT_SEED)
     add_orders(seed, 300)
     state = SandboxState(seed)

@@ -10,17 +10,15 @@ runs it started, so that a restart can resume them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import secrets
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from reconcile import api, approval, atomic, queueing
+from reconcile import api, approval, atomic, run_types
 from reconcile.database import (
     CONSOLE_POOL_SIZE,
     Storage,
@@ -37,44 +35,19 @@ from reconcile.exceptions import (
 )
 from reconcile.job import Job
 from reconcile.schema import create_audit_schema, create_console_schema, create_schema
-from reconcile.web.fitting import WORKBOOK_SUFFIXES, HeldUploads
-from reconcile.web.history import Filters, HistoryPage, history_page
-from reconcile.web.queue import BackgroundRun, Progress, RunQueue
-from reconcile.web.users import User
+from reconcile.table import INPUT_SUFFIXES
+from reconcile.web.fitting import HeldUploads, suffix_of
+from reconcile.web.history import Filters, HistoryPage, HistoryRun, history_page
+from reconcile.web.queue import BackgroundRun, LiveCounts, RunQueue
+from reconcile.web.uploads import UPLOAD_COLUMNS, Upload, upload_of
+from reconcile.web.users import User, UserStore
 from reconcile.web.verifying import Verifier
 
 log = structlog.get_logger("reconcile.web")
 
-ACCEPTED_SUFFIXES = (".csv", ".xlsx")
-
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Upload:
-    """A checked file: its dry run (plan) and where the console keeps its files."""
-
-    run_id: str
-    job: str
-    original_name: str
-    stored: Path
-    results: Path
-    maker: str
-    created_at: str
-    submitted_at: str | None
-    sheet: str | None = None
-    """The workbook's sheet the check read (None: a CSV, or a workbook's first sheet)."""
-
-    @property
-    def errors(self) -> Path:
-        return self.results.with_name(f"{self.results.stem}.errors.csv")
-
-    @property
-    def is_workbook(self) -> bool:
-        """An xlsx upload: its errors and results are offered as workbooks too."""
-        return self.stored.suffix.lower() in WORKBOOK_SUFFIXES
 
 
 class Console:
@@ -95,7 +68,7 @@ class Console:
             create_schema(self.db)
             create_audit_schema(self.db)
             create_console_schema(self.db)
-        self.progress = Progress()
+        self.progress = LiveCounts()
         self.queue = RunQueue()
         self._threads: dict[str, threading.Thread] = {}
         self._starting = threading.Lock()
@@ -128,11 +101,11 @@ class Console:
         ``sheet``, else its first): the plan is recorded with ``user`` as its maker.
         InputError/ConfigError for an unusable file."""
         job = self.job(job_name)
-        suffix = Path(original_name.replace("\\", "/")).suffix.lower()
-        if suffix not in ACCEPTED_SUFFIXES:
+        suffix = suffix_of(original_name)
+        if suffix not in INPUT_SUFFIXES:
             raise ConfigError(
-                f"{original_name!r} is not a CSV or xlsx file: save it as .csv or .xlsx and "
-                "upload it again"
+                f"{original_name!r} is not a file the console reads "
+                f"({', '.join(INPUT_SUFFIXES)}): save it as .csv or .xlsx and upload it again"
             )
         name = secrets.token_hex(16)
         stored = self.files / f"{name}{suffix}"
@@ -154,18 +127,7 @@ class Console:
             summary.run_id, job_name, original_name, stored, results, user.name, _now(), None, sheet
         )
         self.db.run(
-            f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                upload.run_id,
-                job_name,
-                original_name,
-                str(stored),
-                str(results),
-                user.name,
-                upload.created_at,
-                None,
-                sheet,
-            ),
+            f"INSERT INTO uploads ({UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", upload.row()
         )
         self.record(job, upload.run_id, user, "upload", f"file {original_name!r}")
         self.record(job, upload.run_id, user, "check", _counts_text(summary.counts))
@@ -183,19 +145,19 @@ class Console:
         return message
 
     def upload(self, run_id: str) -> Upload | None:
-        found = self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
-        return _upload(found[0]) if found else None
+        found = self.db.rows(f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE run_id = ?", (run_id,))
+        return upload_of(found[0]) if found else None
 
     def uploads_of(self, run_ids: list[str]) -> list[Upload]:
         """The uploads of these plans (those the console checked)."""
         if not run_ids:
             return []
         marks = ", ".join("?" for _ in run_ids)
-        sql = f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE run_id IN ({marks})"
-        return [_upload(row) for row in self.db.rows(sql, run_ids)]
+        sql = f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE run_id IN ({marks})"
+        return [upload_of(row) for row in self.db.rows(sql, run_ids)]
 
     def uploads(self) -> list[Upload]:
-        return [_upload(row) for row in self.db.rows(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")]
+        return [upload_of(row) for row in self.db.rows(f"SELECT {UPLOAD_COLUMNS} FROM uploads")]
 
     def submit(self, upload: Upload, user: User) -> None:
         """Put a checked file in the approvers' queue (recorded by the library, which decides
@@ -279,7 +241,7 @@ class Console:
             )
             self.start(upload, user, resumed=note)
 
-    def _wait(self, upload: Upload, job: Job) -> queueing.Wait:
+    def _wait(self, upload: Upload, job: Job) -> run_types.Wait:
         """A console run waits in the queue as long as its approval lasts."""
         plan = upload.run_id
 
@@ -287,7 +249,7 @@ class Console:
             self.queue.started(plan)
             self._set_state(plan, "running")
 
-        return queueing.Wait(
+        return run_types.Wait(
             timeout_seconds=job.approval_ttl_hours * 3600,
             until="the approval's lifetime (approval_ttl_hours)",
             may_try=lambda: self.queue.first_in_line(plan),
@@ -355,7 +317,7 @@ class Console:
             row[0], row[1], row[2], row[3], row[4], Path(row[5]), row[6], row[7], row[8]
         )
 
-    def resume_unfinished(self, users: Any) -> list[str]:
+    def resume_unfinished(self, users: UserStore) -> list[str]:
         """Runs the server was running when it stopped: started again, as a CLI run is re-run
         after a crash (the ledger sends nothing twice; a request that may have reached the API
         and must not be repeated ends ``unknown``). Returns their plan ids."""
@@ -385,7 +347,7 @@ class Console:
 
     def history(
         self, filters: Filters | None = None, only_maker: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[HistoryRun]:
         """One page of every run of the console's jobs' ledgers (CLI, cron, inbox and console
         alike), newest first, with its maker, approver and status."""
         return self.history_page(filters or Filters(), only_maker).runs
@@ -396,17 +358,6 @@ class Console:
     def _as(self, user: User) -> dict[str, str]:
         """The environment a run made for ``user`` sees: the server's, with the user named."""
         return {**self._environ, "RECONCILE_USER": user.name}
-
-
-_UPLOAD_COLUMNS = (
-    "run_id, job, original_name, stored, results, maker, created_at, submitted_at, sheet"
-)
-
-
-def _upload(row: tuple[Any, ...]) -> Upload:
-    return Upload(
-        row[0], row[1], row[2], Path(row[3]), Path(row[4]), row[5], row[6], row[7], row[8]
-    )
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:

@@ -20,12 +20,11 @@ from starlette.responses import FileResponse, Response
 
 from reconcile import approval, atomic
 from reconcile.results import neutralised, write_workbook_atomic
-from reconcile.web.errors import NotFound
+from reconcile.web.context import NotFound, Web
 from reconcile.web.security import REPORT_CSP
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
-    from reconcile.web.console import Upload
+    from reconcile.web.uploads import Upload
 
 #: What a run page offers to download; any other kind is 404 and never recorded.
 DOWNLOADS = frozenset(
@@ -40,7 +39,7 @@ async def download(web: Web, request: Request) -> Response:
     kind = request.path_params["kind"]
     if kind not in DOWNLOADS:
         raise NotFound
-    name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
+    name = upload.download_stem
     background = web.console.background(upload.run_id)
     finished = background is not None and background.state not in ("running", "queued")
     if (kind.startswith("results") or kind == "report") and not finished:

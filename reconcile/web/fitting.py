@@ -14,8 +14,6 @@ from reconcile import api, intake
 from reconcile.exceptions import InputError, ReconcileError
 from reconcile.job import Job
 
-#: Suffixes whose files have sheets.
-WORKBOOK_SUFFIXES = (".xlsx",)
 #: A held workbook nobody chose a sheet for is dropped after this long.
 HELD_HOURS = 24
 

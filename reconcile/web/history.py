@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TypedDict, cast
 
 from reconcile import approval
 from reconcile.database import Database, Storage
@@ -52,9 +52,38 @@ class Filters:
         return (self.page - 1) * PAGE_SIZE
 
 
+class HistoryRun(TypedDict):
+    """One run on the History page: its ``runs`` row (:data:`~reconcile.ledger.RUN_COLUMNS`)
+    and what the audit tables say of it."""
+
+    run_id: str
+    started_at: str
+    ended_at: str | None
+    dry_run: int
+    operation: str
+    base_url: str
+    job_path: str | None
+    input_path: str
+    input_sha256: str
+    results_path: str | None
+    operator: str
+    tool_version: str
+    counts: dict[str, int] | None
+    """Rows per status (None: not recorded yet)."""
+    exit_code: int | None
+    maker: str | None
+    approver: str | None
+    decision: str | None
+    """A dry run's plan: ``waiting``, ``approved`` or ``rejected`` (None: not a plan)."""
+    status: str
+    """One of :data:`STATUSES`, or ``unfinished``."""
+    plan_run_id: str | None
+    """The plan: the dry run itself, or the plan a real run applied."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class HistoryPage:
-    runs: list[dict[str, Any]]
+    runs: list[HistoryRun]
     total: int
     filters: Filters
 
@@ -101,13 +130,14 @@ def _people_sql(dialect: str, source: str) -> str:
     )
 
 
-Condition = tuple[str, list[Any]]
+#: A WHERE clause and its parameters.
+Condition = tuple[str, list[str]]
 
 
 def _run_conditions(filters: Filters, job: Job | None) -> Condition:
     """Job and dates: conditions on the ``runs`` table's own columns (alias ``h``)."""
     conditions: list[str] = []
-    params: list[Any] = []
+    params: list[str] = []
     if job is not None:
         conditions.append("h.operation = ? AND h.base_url = ?")
         params += [job.operation, job.base_url]
@@ -126,7 +156,7 @@ def _run_conditions(filters: Filters, job: Job | None) -> Condition:
 def _people_conditions(filters: Filters, only_maker: str | None) -> Condition:
     """User and status: conditions on what the audit tables say of a run."""
     conditions: list[str] = []
-    params: list[Any] = []
+    params: list[str] = []
     if filters.user:
         conditions.append("(h.maker = ? OR h.approver = ?)")
         params += [filters.user, filters.user]
@@ -148,7 +178,7 @@ _NEWEST = "ORDER BY h.started_at DESC, h.run_id DESC"
 
 def _page_query(
     dialect: str, runs: Condition, people: Condition, limit: int, skip: int
-) -> tuple[str, str, list[Any], list[Any]]:
+) -> tuple[str, str, list[str], list[str]]:
     """(count SQL, page SQL, count params, page params). Without a user or status filter the
     page is chosen from ``runs`` alone (its index) and only its rows are joined to the audit
     tables; with one, every run of the job and dates is judged, then paged."""
@@ -184,7 +214,7 @@ def history_page(
     """One page of runs, newest first, matching ``filters`` (and made by ``only_maker`` when
     given: a submitter sees only their own runs). ``shared``: a storage whose database is
     already open (the console's own pool), read without opening another connection."""
-    found: list[dict[str, Any]] = []
+    found: list[HistoryRun] = []
     total = 0
     ledgers = _storages(jobs, filters)
     # One ledger: its page is the page. Several: each one's first offset + 50, merged.
@@ -215,13 +245,15 @@ def _database(storage: Storage, shared: tuple[Storage, Database] | None) -> Iter
 _NAMES = (*RUN_COLUMNS, "maker", "approver", "decision", "status", "plan_run_id")
 
 
-def _records(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+def _records(rows: Iterable[Sequence[object]]) -> list[HistoryRun]:
+    """The page query's rows, whose columns are :data:`_NAMES`, as records."""
     records = []
     for row in rows:
         record = dict(zip(_NAMES, row, strict=True))
-        if record.get("counts"):
-            record["counts"] = json.loads(record["counts"])
-        records.append(record)
+        counts = record.get("counts")
+        if isinstance(counts, str) and counts:
+            record["counts"] = json.loads(counts)
+        records.append(cast("HistoryRun", record))
     return records
 
 

@@ -1,5 +1,5 @@
 """The console's background runs: what each is doing, its live progress, and the queue of those
-that wait for a lock another run holds (issue 27).
+that wait for a lock another run holds.
 
 A run joins the queue when it is started (so, in the order plans were approved), holds its
 place while its lock is taken by someone else, and leaves when it ends. Per job the first to
@@ -115,8 +115,9 @@ class BackgroundRun:
         return self.results.with_name(f"{self.results.stem}.report.html")
 
 
-class Progress:
-    """Live counts per community of the runs in progress (thread-safe)."""
+class LiveCounts:
+    """Live counts per community and status of the runs in progress, shown as their progress
+    (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

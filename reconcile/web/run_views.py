@@ -4,7 +4,7 @@ finished) and its audit log; its live progress; and starting a stopped approved 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
@@ -15,12 +15,30 @@ from reconcile import approval
 from reconcile.audit import AuditStore
 from reconcile.exceptions import ApprovalError
 from reconcile.web import tables
-from reconcile.web.errors import Forbidden
+from reconcile.web.context import Forbidden, Web
+from reconcile.web.verify_views import run_page_context
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
-    from reconcile.web.console import Upload
+    from reconcile.web.uploads import Upload
     from reconcile.web.users import Session
+
+
+class Queued(TypedDict):
+    """Where a queued run stands, as the run page and its live progress show it."""
+
+    behind: str | None
+    """The console run it waits behind (None: a run outside the console holds the lock)."""
+    link: bool
+    """The user may see the run it waits behind (its page is linked)."""
+    position: int
+    """Its place in its job's line, from 1."""
+
+
+class StartAgain(TypedDict):
+    """Whether the user may start an approved plan's stopped run again, and until when."""
+
+    may_restart: bool
+    approval_expires: str | None
 
 
 async def run_page(web: Web, request: Request) -> Response:
@@ -38,8 +56,6 @@ async def run_page(web: Web, request: Request) -> Response:
     decision = plan.decision if plan else None
     background = web.console.background(upload.run_id)
     user = session.user
-    from reconcile.web.verify_views import run_page_context  # it builds on the views modules
-
     return web.page(
         request,
         "run.html",
@@ -100,7 +116,7 @@ async def progress(web: Web, request: Request) -> Response:
     )
 
 
-def _queued(web: Web, session: Session, plan_run_id: str) -> dict[str, Any] | None:
+def _queued(web: Web, session: Session, plan_run_id: str) -> Queued | None:
     """Where a queued run stands: the run it waits behind (linked when the user may see it;
     None: a run outside the console) and its place in its job's line."""
     standing = web.console.queue.standing(plan_run_id)
@@ -112,7 +128,7 @@ def _queued(web: Web, session: Session, plan_run_id: str) -> dict[str, Any] | No
     return {"behind": behind, "link": shown, "position": standing.position}
 
 
-def _start_again(web: Web, session: Session, upload: Upload, audit: AuditStore) -> dict[str, Any]:
+def _start_again(web: Web, session: Session, upload: Upload, audit: AuditStore) -> StartAgain:
     """Whether this user may start the approved plan's run again (an approver, within the
     approval's lifetime, no finished application, not queued or running now), and until when."""
     plan = audit.plan(upload.run_id)

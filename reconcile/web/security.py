@@ -6,9 +6,9 @@ from __future__ import annotations
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconcile import atomic
 
@@ -35,15 +35,15 @@ HEADERS = {
 class SecurityHeaders:
     """Adds the security headers to every answer (a route may set its own CSP first)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        async def with_headers(message: Any) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
@@ -64,10 +64,10 @@ class TrustedProxy:
     as having come through it (only then is an SSO user header believed). Anyone else's
     forwarding headers are ignored."""
 
-    def __init__(self, app: Any, address: str | None) -> None:
+    def __init__(self, app: ASGIApp, address: str | None) -> None:
         self.app, self.address = app, address
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         peer = scope.get("client")
         if scope["type"] == "http" and self.address and peer and peer[0] == self.address:
             headers = {
@@ -91,16 +91,16 @@ class BodyLimit:
     """Counts request body bytes as they arrive and stops at ``limit``: an upload over the
     limit is refused (413) without being held whole, whatever its Content-Length claims."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         received = 0
 
-        async def counted() -> Any:
+        async def counted() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from reconcile.intake import RESULT_PREFIX
+from reconcile.table import RESULT_PREFIX
 
 #: The error table shows this many problems; the errors file has them all.
 SHOWN_PROBLEMS = 500

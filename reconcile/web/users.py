@@ -174,18 +174,6 @@ class UserStore:
             raise ConfigError(f"no user {name!r}: see 'reconcile users list'")
         self.db.run("DELETE FROM sessions WHERE user_name = ?", (name,))
 
-    def ensure(self, name: str, role: str) -> User:
-        """A user known from a trusted proxy's SSO header: created without a password (it
-        cannot sign in with one) the first time it is seen."""
-        found = self.get(name)
-        if found is not None:
-            return found
-        self.db.run(
-            "INSERT INTO users (name, role, created_at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-            (name, Role(role).value, _now().isoformat()),
-        )
-        return User(name, Role(role))
-
     # -- sign-in --------------------------------------------------------------------------------
 
     def authenticate(self, name: str, password: str, address: str) -> User | None:

@@ -4,32 +4,43 @@ what the page shows of the latest verification, and the verify file's download."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from reconcile.verify_record import file_sha256
+from reconcile.verify_record import VerificationRecord, WrongRow, file_sha256
+from reconcile.web.context import Forbidden, NotFound, Routes, Web
 from reconcile.web.downloads import attachment
-from reconcile.web.errors import Forbidden, NotFound
-from reconcile.web.verifying import CannotVerify, refusal
-from reconcile.web.views import Handler
+from reconcile.web.verifying import CannotVerify, Verifying, refusal
 
 if TYPE_CHECKING:
-    from reconcile.web.app import Web
-    from reconcile.web.console import Upload
     from reconcile.web.queue import BackgroundRun
+    from reconcile.web.uploads import Upload
     from reconcile.web.users import User
 
 #: The run page lists this many mismatching rows; the verify file has them all.
 SHOWN_WRONG_ROWS = 100
 
 
+class VerificationView(TypedDict):
+    """What the run page's template reads of verifications."""
+
+    verification: VerificationRecord | None
+    """The latest one in the audit chain (any source)."""
+    verification_wrong: list[WrongRow]
+    verification_more: int
+    """Mismatching rows the page leaves out (the verify file has them)."""
+    verifying: Verifying | None
+    """The one in progress, or stopped on an error."""
+    may_verify: bool
+
+
 def run_page_context(
     web: Web, upload: Upload, background: BackgroundRun | None, user: User
-) -> dict[str, Any]:
+) -> VerificationView:
     """What the run page shows of verifications: the latest one (from the audit chain), the one
     in progress or stopped, and whether this user may start one now."""
     verifier = web.console.verifier
@@ -86,11 +97,11 @@ async def verify_download(web: Web, request: Request) -> Response:
             409, "The verify file has changed or gone since it was recorded: verify again."
         )
     web.audit(upload, session.user, "download", "verify.csv")
-    name = Path(upload.original_name.replace("\\", "/")).stem or "corrections"
+    name = upload.download_stem
     return attachment(path, f"{name}.verify.csv")
 
 
-ROUTES: list[tuple[str, str, Handler]] = [
+ROUTES: Routes = [
     ("/runs/{run_id}/verify", "POST", verify_now),
     ("/runs/{run_id}/verify/state", "GET", verify_state),
     ("/runs/{run_id}/verify/download", "GET", verify_download),

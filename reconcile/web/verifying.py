@@ -13,17 +13,21 @@ import datetime as dt
 import secrets
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
 
 import structlog
 
 from reconcile import approval
 from reconcile.exceptions import ReconcileError
+from reconcile.job import Job
+from reconcile.verify_command import verify_target
+from reconcile.web.queue import BackgroundRun
+from reconcile.web.uploads import Upload
+from reconcile.web.users import User
 
 if TYPE_CHECKING:
-    from reconcile.web.console import Console, Upload
-    from reconcile.web.queue import BackgroundRun
-    from reconcile.web.users import User
+    from reconcile.verify_record import VerificationRecord
 
 log = structlog.get_logger("reconcile.web")
 
@@ -61,10 +65,24 @@ def refusal(background: BackgroundRun | None) -> str | None:
     return None
 
 
+class Runs(Protocol):
+    """What a verification needs of the console (reconcile.web.console.Console is one)."""
+
+    def job(self, name: str) -> Job: ...
+
+    def background(self, plan_run_id: str) -> BackgroundRun | None: ...
+
+    def record(self, job: Job, run_id: str, user: User, action: str, detail: str = "") -> None:
+        """An action on the run, in its job's audit log."""
+
+    def shown(self, message: str, name: str, stored: Path, job: Job) -> str:
+        """``message`` with the upload named as its user knows it, no server folder in it."""
+
+
 class Verifier:
     """Starts and tracks the console's verifications (thread-safe)."""
 
-    def __init__(self, console: Console, environ_of: Callable[[User], Mapping[str, str]]) -> None:
+    def __init__(self, console: Runs, environ_of: Callable[[User], Mapping[str, str]]) -> None:
         self.console, self._environ_of = console, environ_of
         self._lock = threading.Lock()
         self._states: dict[str, Verifying] = {}
@@ -105,8 +123,6 @@ class Verifier:
         thread.start()
 
     def _verify(self, upload: Upload, user: User, background: BackgroundRun) -> None:
-        from reconcile.verify_command import verify_target
-
         job = self.console.job(upload.job)
         self.console.record(job, upload.run_id, user, "verify", "started")
         out = background.results.with_name(
@@ -140,20 +156,20 @@ class Verifier:
         if error is not None:
             self.console.record(job, upload.run_id, user, "verify", f"stopped: {error}")
 
-    def latest(self, upload: Upload, background: BackgroundRun | None) -> dict[str, Any] | None:
+    def latest(self, upload: Upload, background: BackgroundRun | None) -> VerificationRecord | None:
         """The run's latest verification in the audit chain (any source), or None."""
         if background is None or background.real_run_id is None:
             return None
         with approval.store(self.console.job(upload.job).storage) as audit:
             found = audit.verifications(background.real_run_id)
-        return found[-1] if found else None
+        return cast("VerificationRecord", found[-1]) if found else None
 
     def close(self) -> None:
         for thread in list(self._threads.values()):
             thread.join(timeout=30)
 
 
-def _counts(entry: Mapping[str, Any]) -> str:
+def _counts(entry: VerificationRecord) -> str:
     counts = ", ".join(f"{s} {n}" for s, n in entry["counts"].items()) or "no rows"
     return f"{counts}; {entry['reads']} reads; exit {entry['exit_code']}"
 

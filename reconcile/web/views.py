@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import anyio.to_thread
@@ -17,14 +15,11 @@ from reconcile import approval
 from reconcile.exceptions import ApprovalError, NoteError, PlanStateError, ReconcileError
 from reconcile.web import run_views, tables
 from reconcile.web.checking import check, new_page
+from reconcile.web.context import Forbidden, Routes, Web, as_sentence
 from reconcile.web.downloads import download
-from reconcile.web.errors import Forbidden
 from reconcile.web.history import STATUSES, parse_filters
 from reconcile.web.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE, same_token
 from reconcile.web.users import LOCKOUT_MINUTES, SESSION_HOURS, SignInThrottled
-
-if TYPE_CHECKING:
-    from reconcile.web.app import Web
 
 
 def _client(request: Request) -> str:
@@ -108,7 +103,7 @@ async def change_password(web: Web, request: Request) -> Response:
         error = f"Too many wrong passwords. Wait {LOCKOUT_MINUTES} minutes and try again."
         return web.page(request, "password.html", 429, forced=forced, error=error)
     except ReconcileError as exc:
-        error = str(exc)[:1].upper() + str(exc)[1:] + "."
+        error = as_sentence(exc)
         return web.page(request, "password.html", 400, forced=forced, error=error)
     token = web.signer.read(request.cookies.get(SESSION_COOKIE)) or ""
     web.users.end_other_sessions(session.user.name, token)
@@ -153,7 +148,7 @@ async def decide(web: Web, request: Request) -> Response:
     except PlanStateError as exc:  # not submitted, withdrawn, decided: nothing recorded
         raise HTTPException(409, str(exc)) from None
     except NoteError as exc:  # too long: nothing recorded, the same decision may be retried
-        raise HTTPException(400, str(exc)[:1].upper() + str(exc)[1:] + ".") from None
+        raise HTTPException(400, as_sentence(exc)) from None
     except ApprovalError as exc:
         raise Forbidden(str(exc)) from None
     return RedirectResponse(f"/runs/{upload.run_id}", 303)
@@ -198,7 +193,7 @@ async def history(web: Web, request: Request) -> Response:
     filters = parse_filters(request.query_params)
     only = None if session.user.sees_all_runs else session.user.name
     found = await anyio.to_thread.run_sync(web.console.history_page, filters, only)
-    plans = [r["plan_run_id"] for r in found.runs if r.get("plan_run_id")]
+    plans = [plan for run in found.runs if (plan := run["plan_run_id"])]
     uploads = {u.run_id: u for u in web.console.uploads_of(plans)}
     shown = {k: v for k, v in dataclasses.asdict(filters).items() if v and k != "page"}
     return web.page(
@@ -213,9 +208,7 @@ async def history(web: Web, request: Request) -> Response:
     )
 
 
-Handler = Callable[["Web", Request], Awaitable[Response]]
-
-ROUTES: list[tuple[str, str, Handler]] = [
+ROUTES: Routes = [
     ("/login", "GET", login_page),
     ("/login", "POST", login),
     ("/logout", "POST", logout),
