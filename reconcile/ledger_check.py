@@ -9,13 +9,14 @@ the read). Exit 0 sound, 3 damaged (2: no ledger there, or it cannot be reached)
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from typing import TYPE_CHECKING
 
 from reconcile.database import SQLITE_FILE, Storage, check_reachable, redacted
 from reconcile.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from psycopg import Connection
     from psycopg.rows import TupleRow
 
@@ -69,6 +70,8 @@ def check(storage: Storage) -> Checked:
 
 
 def _check_sqlite(storage: Storage) -> Checked:
+    import sqlite3  # its C library: not loaded for the commands that never open a ledger
+
     path = storage.state_dir / SQLITE_FILE
     if not path.is_file():
         raise ConfigError(
