@@ -19,14 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconcile import crash, exit_codes, ledger_check, ledger_commands, logs, signals
+from reconcile import exit_codes, logs, signals
 from reconcile.cli_parser import build_parser
 from reconcile.database import Storage, given_ledger_url, reading_only
 from reconcile.exceptions import ConfigError, ReconcileError
 from reconcile.job import default_state_dir, load_job
 from reconcile.lazy import lazy
-from reconcile.ledger import Ledger
-from reconcile.operations import OPERATIONS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -144,6 +142,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _show_run(args: argparse.Namespace, storage: Storage) -> int:
     from reconcile import approval, run_history
+    from reconcile.ledger import Ledger
     from reconcile.verify_record import print_verifications
 
     ledger = Ledger(storage)
@@ -207,6 +206,8 @@ def _print_plan(plan: RecordedPlan, rows: pl.DataFrame, *, requests: bool) -> No
 
 def _operations() -> int:
     """Generated from the operation modules, so it cannot drift from what is validated."""
+    from reconcile.operations import OPERATIONS
+
     for operation in OPERATIONS.values():
         print(f"{operation.name}: {operation.summary}")
         print(
@@ -242,6 +243,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _ledger(args: argparse.Namespace) -> int:
     """``ledger migrate`` (create or upgrade a PostgreSQL ledger's schema), ``ledger copy``
     (a job's SQLite ledger into a PostgreSQL one) and ``ledger check`` (exit 3: damaged)."""
+    from reconcile import ledger_commands
+
     if args.action == "migrate":
         url = _ledger_url(args) or (load_job(args.job).ledger_url if args.job else None)
         if not url:
@@ -249,6 +252,8 @@ def _ledger(args: argparse.Namespace) -> int:
         print(ledger_commands.migrate_url(url))
         return exit_codes.OK
     if args.action == "check":
+        from reconcile import ledger_check
+
         checked = ledger_check.check(_storage(args))
         print("\n".join(checked.lines))
         return exit_codes.OK if checked.sound else exit_codes.CRASHED
@@ -325,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # A code of its own (a bug, a full disk, a damaged ledger or one gone away), so that
         # monitoring tells it from rows that failed; the message names the cause.
+        from reconcile import crash
+
         crash.explain(exc)
         return exit_codes.CRASHED
 

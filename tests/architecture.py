@@ -317,12 +317,14 @@ def deferred_imports(root: Path = PACKAGE) -> list[Import]:
 def needless_deferrals(root: Path = PACKAGE) -> list[str]:
     """Function-level imports of a module that loads nothing heavy: they can only be hiding an
     import that should be at the top (or a cycle). The package face's ``__getattr__`` is not
-    one: every import of a submodule runs it, so it loads the API on first use (PEP 562)."""
+    one: every import of a submodule runs it, so it loads the API on first use (PEP 562). Nor
+    is the command line's dispatcher (``cli``): each command's modules load when that command
+    runs, so ``--help`` pays for the parser alone (bench/startup.py; tests/test_startup.py)."""
     modules = {source.name for source in sources(root)}
     heavy = loads_heavy(root)
     needless = []
     for each in deferred_imports(root):
-        if each.importer == root.name:
+        if each.importer in (root.name, f"{root.name}.cli"):
             continue
         full = f"{each.module}.{each.name}" if each.name else each.module
         target = full if full in modules else _owner(each.module, modules)
