@@ -20,7 +20,7 @@ import polars as pl
 
 from reconcile import approval, verify_record
 from reconcile.credentials import resolve_credentials
-from reconcile.database import Storage
+from reconcile.database import Storage, given_ledger_url
 from reconcile.echoes import Echoes
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job, load_job
@@ -219,7 +219,7 @@ class _Run:
 
 def _find_run(job: Job, run_id: str) -> _Run:
     ledger = Ledger(
-        Storage(job.state_dir, os.environ.get("RECONCILE_LEDGER_URL") or job.ledger_url)
+        Storage(job.state_dir, given_ledger_url(None, os.environ) or job.ledger_url)
     )
     try:
         run = ledger.run(run_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
-from reconcile.database import Storage
+from reconcile.database import Storage, given_ledger_url
 from reconcile.exceptions import ConfigError
 from reconcile.job import Job, default_state_dir, load_job, parse_job
 from reconcile.operations import OPERATIONS
@@ -33,7 +33,7 @@ def _storage(args: argparse.Namespace) -> Storage:
     given = getattr(args, "job", None)
     job = load_job(given[0] if isinstance(given, list) else given) if given else None
     state_dir = Path(args.state_dir).expanduser() if args.state_dir else None
-    url = getattr(args, "ledger_url", None) or os.environ.get("RECONCILE_LEDGER_URL") or None
+    url = given_ledger_url(getattr(args, "ledger_url", None), os.environ)
     return Storage(
         state_dir or (job.state_dir if job else default_state_dir()),
         url or (job.ledger_url if job else None),
@@ -79,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
     for path in args.job:
         job = load_job(Path(path)).with_overrides(
             state_dir=args.state_dir,
-            ledger_url=args.ledger_url or os.environ.get("RECONCILE_LEDGER_URL") or None,
+            ledger_url=given_ledger_url(args.ledger_url, os.environ),
         )
         jobs[Path(path).stem.removesuffix(".example")] = job
     return _serve(args, jobs, storage, os.environ)
