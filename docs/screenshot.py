@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from reconcile.job import parse_job
-from reconcile.pipeline import RunOptions, execute
+from reconcile.pipeline import execute
+from reconcile.run_types import RunOptions
 from reconcile.sandbox import Faults, SandboxServer, SandboxState, load_seed
 from reconcile.sandbox.seeding import add_orders, order_id
 from reconcile.sandbox.state import DEFAULT_SEED, FaultRule

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +27,13 @@ if TYPE_CHECKING:
     import polars as pl
 
     from reconcile import pipeline
-    from reconcile.outcome import Status
+    from reconcile.outcome import OnProgress
     from reconcile.plan_store import ApprovedPlan
-    from reconcile.run_types import Wait
+    from reconcile.run_types import Manifest, Wait
+    from reconcile.verification import Verification
 else:
     pl = lazy("polars")
     pipeline = lazy("reconcile.pipeline")
-
-Progress = Callable[[str, "Status"], None]
 
 
 def _default_logging() -> None:
@@ -102,7 +101,7 @@ class RunSummary:
     counts: Mapping[str, int]
     """Rows per status."""
     results: Path
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     outcomes: pl.DataFrame
     """One line per input row: ``__row``, community, status, http_status, error, attempts,
     request. A large file's dry run (:mod:`reconcile.buckets`) leaves ``request`` out: the
@@ -121,7 +120,7 @@ def run(
     plan: ApprovedPlan | None = None,
     submit: bool = True,
     environ: Mapping[str, str] | None = None,
-    on_progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
     cancel: threading.Event | None = None,
     wait: Wait | None = None,
 ) -> RunSummary:
@@ -169,7 +168,7 @@ def verify(
     *,
     rows: Collection[int] | None = None,
     environ: Mapping[str, str] | None = None,
-) -> Any:
+) -> Verification:
     """Read back a file's rows (``rows``: their row numbers; default all valid rows) and compare
     with what they say; returns a :class:`reconcile.verification.Verification` (``verdicts`` per row,
     ``reads``, ``exit_code``). Only GETs are sent; nothing is written."""

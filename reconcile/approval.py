@@ -173,7 +173,7 @@ def check_unapplied(state_dir: Path | Storage, approved: ApprovedPlan, user: str
     """Asked again under the run's lock, just before sending: two ``run --plan`` of one plan
     started together both passed :func:`approved_plan`; only the first applies it."""
     with store(state_dir) as audit:
-        _refuse_applied(audit, approved.plan.run_id, user)
+        _refuse_applied(audit, approved.recorded.run_id, user)
 
 
 def refuse_forced(state_dir: Path | Storage, run_id: str, user: str) -> None:
@@ -221,7 +221,7 @@ def differences(
 ) -> list[str]:
     """What differs between the approved plan and the file and job of now: the file's hash, each
     job setting, and the first rows whose request (or refusal) changed. Empty: identical."""
-    header = approved.plan.header
+    header = approved.recorded.header
     found: list[str] = []
     if input_sha256 != header["input_sha256"]:
         found.append(
@@ -299,7 +299,7 @@ def check_plan(prepared: Prepared, approved: ApprovedPlan) -> None:
     found = differences(approved, prepared.table.sha256, prepared.job, rebuilt_rows(prepared))
     if found:
         raise ApprovalError(
-            f"the file or the job differ from approved plan {approved.plan.run_id}; nothing was "
+            f"the file or the job differ from approved plan {approved.recorded.run_id}; nothing was "
             "sent: " + "; ".join(found) + ". Fix: restore them, or dry-run again and ask for a "
             "new approval"
         )
@@ -318,9 +318,9 @@ def plan_fields(
     approved plan names the plan, its hash, its maker and its approver."""
     if options.plan is not None:
         return {
-            "plan_run_id": options.plan.plan.run_id,
-            "plan_sha256": options.plan.plan.plan_sha256,
-            "maker": options.plan.plan.maker,
+            "plan_run_id": options.plan.recorded.run_id,
+            "plan_sha256": options.plan.recorded.plan_sha256,
+            "maker": options.plan.recorded.maker,
             "approver": options.plan.approver,
         }
     if not options.dry_run:

@@ -38,8 +38,8 @@ Row: TypeAlias = "TupleRow"
 
 SQLITE_FILE = "ledger.sqlite3"
 #: The schema version this code writes; ``reconcile ledger migrate`` brings a database to it.
-#: 2: run locks' holders and the ledger's write order (issue 27); 3: the console's
-#: uploads.sheet and the History's indexes (issue 30).
+#: 2: run locks' holders and the ledger's write order; 3: the console's uploads.sheet and
+#: the History's indexes.
 SCHEMA_VERSION = 3
 #: The SQLite write-ahead log's size past which a run checkpoints it (and to which the file is
 #: cut back after): the state dir's peak is the ledger plus about twice this.
@@ -222,7 +222,7 @@ class SqliteDatabase(Database):
         # an OS crash may lose the last commits, which then re-send as in flight.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        # The WAL's bound (issue 27: it grew to 41 MB in a 5,000-row run). A run's recorder
+        # The WAL's bound (unbounded, it reaches tens of MB in a 5,000-row run). A run's recorder
         # checkpoints in a worker thread on a connection of its own (checkpoint()) once the WAL
         # passes CHECKPOINT_BYTES, so that sends never wait for the fsync; the writer's own
         # automatic checkpoint is the backstop, and journal_size_limit shrinks the file after.

@@ -22,7 +22,7 @@ from reconcile.client import Answer, Client, SendFailure, send
 from reconcile.credentials import Credentials, Missing
 from reconcile.job import Job
 from reconcile.operations.base import Operation, Verdict
-from reconcile.outcome import RequestOutcome, Status
+from reconcile.outcome import OnProgress, RequestOutcome, Status
 from reconcile.pacing import REAL_CLOCK, Clock, Pacer
 from reconcile.retry import RejectTally, RetryPolicy, full_jitter
 
@@ -72,13 +72,12 @@ class _NoRecorder:
         pass
 
 
-Progress = Callable[[str, Status], None]
 #: Called with each answer that came back (``run --verify`` keeps Returning.AI's echoes).
 OnAnswer = Callable[[PlannedRequest, Answer], None]
 
 
 @dataclasses.dataclass(slots=True)
-class _Community:
+class CommunityLane:
     name: str
     headers: dict[str, str]
     pacer: Pacer
@@ -98,7 +97,7 @@ class Dispatcher:
         client: Client,
         stop: anyio.Event,
         recorder: Recorder | None = None,
-        progress: Progress | None = None,
+        progress: OnProgress | None = None,
         force: bool = False,
         rng: random.Random | None = None,
         clock: Clock = REAL_CLOCK,
@@ -136,7 +135,7 @@ class Dispatcher:
                         self._finish(request, Status.FAILED, None, secrets.reason, 0)
                     continue
                 settings = self.job.communities[name]
-                community = _Community(
+                community = CommunityLane(
                     name=name,
                     headers={
                         **self.operation.extra_headers(self.job.options),
@@ -148,7 +147,7 @@ class Dispatcher:
                 group.start_soon(self._run_community, community, todo)
         return [self.outcomes[r.request_id] for r in requests]
 
-    async def _run_community(self, community: _Community, todo: list[PlannedRequest]) -> None:
+    async def _run_community(self, community: CommunityLane, todo: list[PlannedRequest]) -> None:
         """``concurrency`` workers take the community's requests in order, one at a time each:
         the cap without a task per request."""
         structlog.contextvars.bind_contextvars(community=community.name)
@@ -185,7 +184,7 @@ class Dispatcher:
             group.cancel_scope.cancel()
         return self.stop.is_set()
 
-    async def _send_one(self, community: _Community, request: PlannedRequest) -> None:
+    async def _send_one(self, community: CommunityLane, request: PlannedRequest) -> None:
         """Attempts until the retry policy (reconcile.retry) says the request is done."""
         url = self.job.base_url + request.path
         attempts = retry.Attempts()
@@ -229,7 +228,7 @@ class Dispatcher:
             raise
 
     async def _attempt(
-        self, community: _Community, request: PlannedRequest, url: str, before: int
+        self, community: CommunityLane, request: PlannedRequest, url: str, before: int
     ) -> retry.Result:
         """One request on the wire, and what came back."""
         try:
@@ -255,7 +254,11 @@ class Dispatcher:
         return retry.Answered(answer.status, verdict, answer.retry_after)
 
     def _conclude(
-        self, community: _Community, request: PlannedRequest, result: retry.Result, done: retry.Done
+        self,
+        community: CommunityLane,
+        request: PlannedRequest,
+        result: retry.Result,
+        done: retry.Done,
     ) -> None:
         """Community-wide effects of an answer (pacing, the reject guard, a refused key), then
         the request's outcome."""
@@ -283,7 +286,7 @@ class Dispatcher:
             maybe_applied=done.maybe_applied,
         )
 
-    def _rate_limit_spent(self, community: _Community, wait: float) -> str | None:
+    def _rate_limit_spent(self, community: CommunityLane, wait: float) -> str | None:
         """Charge a 429's wait to the community; past its budget, the community stops and the
         reason it stopped is returned."""
         charge = self.policy.charge_rate_limit(community.rate_limited_seconds, wait)

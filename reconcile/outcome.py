@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 
 class Status(enum.StrEnum):
@@ -19,6 +20,10 @@ class Status(enum.StrEnum):
     UNKNOWN = "unknown"
     SKIPPED = "skipped"
     ALREADY_APPLIED = "already_applied"
+
+
+#: Called with (community, status) as each request ends (a progress bar, the console).
+OnProgress = Callable[[str, Status], None]
 
 
 #: Statuses that count as success for the exit code.

@@ -134,7 +134,7 @@ def execute(input_path: Path, job: Job, out: Path, options: RunOptions | None = 
             f"(known: {', '.join(sorted(job.communities))})"
         )
     if options.plan is not None and options.force:
-        approval.refuse_forced(job.storage, options.plan.plan.run_id, _user(options))
+        approval.refuse_forced(job.storage, options.plan.recorded.run_id, _user(options))
     if job.require_approval and not options.dry_run and options.plan is None:
         raise approval.ApprovalError(
             f"{job.path or 'the job'} sets require_approval: a real run applies an approved "

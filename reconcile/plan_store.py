@@ -83,13 +83,13 @@ class RecordedPlan:
 class ApprovedPlan:
     """A plan cleared to run: approved by someone else, within its time to live."""
 
-    plan: RecordedPlan
+    recorded: RecordedPlan
     rows: pl.DataFrame
 
     @property
     def approver(self) -> str:
-        assert self.plan.decision is not None
-        return self.plan.decision["decided_by"]
+        assert self.recorded.decision is not None
+        return self.recorded.decision["decided_by"]
 
 
 def plan_rows(outcomes: pl.DataFrame) -> pl.DataFrame:

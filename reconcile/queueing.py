@@ -71,9 +71,9 @@ def run_lock(job: Job, options: RunOptions) -> contextlib.AbstractContextManager
     if wait is not None and wait.cancel is None and options.cancel is not None:
         wait = dataclasses.replace(wait, cancel=options.cancel)  # api.run(cancel=...) stops it
     if wait is not None and plan is not None:
-        left = approval.expires_at(plan.plan, job) - dt.datetime.now(dt.UTC)
+        left = approval.expires_at(plan.recorded, job) - dt.datetime.now(dt.UTC)
         wait = wait.bounded(left.total_seconds(), "the approval's lifetime (approval_ttl_hours)")
-    plan_run_id = plan.plan.run_id if plan is not None else None
+    plan_run_id = plan.recorded.run_id if plan is not None else None
     user = approval.acting_user(options.environ or None)
     return held(job, options.communities, wait, AuditActions(job.storage, plan_run_id, user))
 

@@ -51,7 +51,7 @@ class Item:
     value: JSON
 
 
-Step = str | Item
+PathStep = str | Item
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Expect:
     field: str
     """How ``verify_detail`` names it (``status``, ``metadata.tier``, ``lineItems[sku_1].outlierStatus``)."""
     wrote: JSON
-    path: tuple[Step, ...]
+    path: tuple[PathStep, ...]
     """Where the answer's record holds it."""
     kind: Kind = Kind.TEXT
     item: str | None = None
@@ -114,7 +114,7 @@ def shown(value: Found) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def lookup(record: JSON, path: Sequence[Step]) -> Found:
+def lookup(record: JSON, path: Sequence[PathStep]) -> Found:
     """The value at ``path`` in ``record`` (``_ABSENT`` when any step is missing)."""
     current: Found = record
     for step in path:

@@ -2,7 +2,7 @@
 (:mod:`reconcile.inbox`), or an approved plan's input; any of them against the sandbox
 (``--sandbox``), and with ``--verify`` a read-back of what was sent
 (:class:`reconcile.verify_command.AfterRun`). The command line's options become
-:class:`~reconcile.pipeline.RunOptions`; :func:`reconcile.pipeline.execute` runs each input.
+:class:`~reconcile.run_types.RunOptions`; :func:`reconcile.pipeline.execute` runs each input.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _run_plan(args: argparse.Namespace, job: Job, options: RunOptions, show: Sho
     if args.force:
         approval.refuse_forced(job.storage, args.plan, approval.acting_user(os.environ))
     approved = approval.approved_plan(job.storage, args.plan, job, dt.datetime.now(dt.UTC))
-    source = args.plan_input or args.input or Path(approved.plan.header["input_path"])
+    source = args.plan_input or args.input or Path(approved.recorded.header["input_path"])
     planned = dataclasses.replace(options, plan=approved)
     return run_file(job, planned, source, show, out=args.out)
 

@@ -5,13 +5,24 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 from reconcile import approval
 from reconcile.audit import escaped_text
 from reconcile.database import Storage
-from reconcile.ledger import Ledger
+from reconcile.json_types import as_object
+from reconcile.ledger import Ledger, RunRecord
+
+
+class HistoryLine(RunRecord):
+    """A run of the ledger with what its manifest adds for the table."""
+
+    kind: str
+    target: str
+    maker: str
+    approver: object
+    plan_run_id: object
+
 
 COLUMNS = ("STARTED", "RUN ID", "KIND", "TARGET", "EXIT", "MAKER", "APPROVER", "ROWS", "INPUT")
 
@@ -27,7 +38,7 @@ def target_of(base_url: str) -> str:
     return "sandbox" if loopback else host
 
 
-def _kind(run: Mapping[str, Any], manifest: Mapping[str, object]) -> str:
+def _kind(run: RunRecord, manifest: Mapping[str, object]) -> str:
     """``dry run``, ``run``, ``plan run``; with how it ended when not normally: ``(running)``
     (no end yet, its process alive), ``(interrupted)`` (a signal, or its process gone: marked
     by the next ledger open), ``(crashed)`` (exit 3), ``(unusable)`` (exit 2)."""
@@ -43,18 +54,18 @@ def _kind(run: Mapping[str, Any], manifest: Mapping[str, object]) -> str:
     return f"{kind} (crashed)" if code == 3 else kind
 
 
-def _rows(run: Mapping[str, Any]) -> str:
+def _rows(run: RunRecord) -> str:
     """Counts per status; for a run stopped before its rows were counted, its requests per
     ledger state (``requests: applied 37, in_flight 2``)."""
     counts = run.get("counts") or {}
     if counts.get("ended"):
-        requests = counts.get("requests") or {}
+        requests = as_object(counts.get("requests"))
         return "requests: " + (", ".join(f"{k} {v}" for k, v in requests.items()) or "none")
-    per_status = counts.get("per_status") or {}
+    per_status = as_object(counts.get("per_status"))
     return ", ".join(f"{k} {v}" for k, v in per_status.items()) or "-"
 
 
-def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
+def history(storage: Storage, limit: int = 50) -> list[HistoryLine]:
     """The newest ``limit`` runs, each a ledger record with its manifest's maker, approver and
     plan (``maker``, ``approver``, ``plan_run_id``), the target and the kind."""
     ledger = Ledger(storage)
@@ -66,7 +77,7 @@ def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
         manifests: dict[str, Mapping[str, object]] = {
             run["run_id"]: audit.manifest(run["run_id"]) or {} for run in runs
         }
-    lines = []
+    lines: list[HistoryLine] = []
     for run in runs:
         manifest = manifests[run["run_id"]]
         lines.append(
@@ -74,7 +85,7 @@ def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
                 **run,
                 "kind": _kind(run, manifest),
                 "target": target_of(run["base_url"]),
-                "maker": manifest.get("maker") or run["operator"],
+                "maker": str(manifest.get("maker") or run["operator"]),
                 "approver": manifest.get("approver"),
                 "plan_run_id": manifest.get("plan_run_id"),
             }
@@ -82,7 +93,7 @@ def history(storage: Storage, limit: int = 50) -> list[dict[str, Any]]:
     return lines
 
 
-def table(lines: Iterable[Mapping[str, Any]]) -> str:
+def table(lines: Iterable[HistoryLine]) -> str:
     """Aligned columns under a header row; the input path last, so a long one never pushes the
     others (and stays one piece to copy)."""
     # A file name or user with a line break must not print a row of its own: each escaped.
@@ -110,7 +121,7 @@ def table(lines: Iterable[Mapping[str, Any]]) -> str:
     )
 
 
-def show_text(run: Mapping[str, Any], manifest: Mapping[str, object]) -> list[str]:
+def show_text(run: RunRecord, manifest: Mapping[str, object]) -> list[str]:
     """One run as lines a person reads (``runs show``); recorded values escaped, so none can
     print a line of its own."""
     lines = [
@@ -137,6 +148,6 @@ def show_text(run: Mapping[str, Any], manifest: Mapping[str, object]) -> list[st
     return [escaped_text(line) for line in lines]
 
 
-def as_json(run: Mapping[str, Any], manifest: Mapping[str, object], **extra: object) -> str:
+def as_json(run: RunRecord, manifest: Mapping[str, object], **extra: object) -> str:
     """The run for machines: the ledger's record, its manifest and ``extra`` (plan, checks)."""
     return json.dumps({**run, "manifest": dict(manifest), **extra}, indent=2, default=str)

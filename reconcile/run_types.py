@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
-from reconcile.outcome import Selection, Status
+from reconcile.outcome import OnProgress, Selection
 
 if TYPE_CHECKING:
     import polars as pl
@@ -78,7 +78,7 @@ class RunOptions:
     submit: bool = True
     """A dry run's plan goes before the approvers at once (the console's check: False, its
     maker submits it after looking)."""
-    on_progress: Callable[[str, Status], None] | None = None
+    on_progress: OnProgress | None = None
     """Called with (community, status) as each request ends (the console's live progress)."""
     cancel: threading.Event | None = None
     """Set from any thread to stop the run as Ctrl-C does: no new requests, in-flight ones get

@@ -17,14 +17,15 @@ import math
 import random
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import polars as pl
 
 from reconcile.client import Answer, Client, Transport, make_client
 from reconcile.credentials import Credentials, resolve_credentials
-from reconcile.dispatch import Dispatcher, PlannedRequest
+from reconcile.dispatch import CommunityLane, Dispatcher, PlannedRequest
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
@@ -40,6 +41,9 @@ from reconcile.readback import (
     row_verdict,
 )
 from reconcile.table import ROW
+
+if TYPE_CHECKING:
+    from reconcile.run_types import Prepared
 
 _READING: contextvars.ContextVar[int] = contextvars.ContextVar("reading")
 #: Read again after 0.5 s, 1 s, 2 s ... (capped) while the settle window is open.
@@ -65,7 +69,7 @@ class _Keeping:
 
 
 class _ReadDispatcher(Dispatcher):
-    async def _send_one(self, community: Any, request: PlannedRequest) -> None:
+    async def _send_one(self, community: CommunityLane, request: PlannedRequest) -> None:
         token = _READING.set(request.request_id)
         try:
             await super()._send_one(community, request)
@@ -237,7 +241,7 @@ class Verification:
 
 
 def verify_prepared(
-    prepared: Any,
+    prepared: Prepared,
     credentials: Mapping[str, Credentials],
     *,
     rows: pl.Series | None = None,
@@ -263,7 +267,7 @@ def verify_prepared(
 
 
 def verify_file(
-    path: Any,
+    path: Path,
     job: Job,
     *,
     environ: Mapping[str, str],

@@ -218,9 +218,7 @@ class _Run:
 
 
 def _find_run(job: Job, run_id: str) -> _Run:
-    ledger = Ledger(
-        Storage(job.state_dir, given_ledger_url(None, os.environ) or job.ledger_url)
-    )
+    ledger = Ledger(Storage(job.state_dir, given_ledger_url(None, os.environ) or job.ledger_url))
     try:
         run = ledger.run(run_id)
     finally:

@@ -1,4 +1,4 @@
-"""The package's structure, measured from its source (issue 28): imports counted everywhere.
+"""The package's structure, measured from its source: imports counted everywhere.
 
 Every ``import`` and ``from ... import`` counts, inside functions and under ``TYPE_CHECKING``
 too, and so does a module named as a string to ``lazy(...)`` or ``importlib.import_module``:
@@ -162,27 +162,66 @@ def private_imports(root: Path = PACKAGE) -> list[str]:
     ]
 
 
+def _defined_types(tree: ast.Module) -> Iterator[str]:
+    """The classes a module defines, anywhere, and its module-level type aliases."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            yield node.name
+    for node in tree.body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and getattr(node.annotation, "id", getattr(node.annotation, "attr", None))
+            == "TypeAlias"
+        ):
+            yield node.target.id
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id[:1].isupper()
+            and not node.targets[0].id.isupper()
+            and isinstance(node.value, ast.Subscript | ast.BinOp)
+        ):
+            yield node.targets[0].id
+
+
 def shared_class_names(root: Path = PACKAGE) -> dict[str, list[str]]:
-    """Class names defined in more than one place."""
+    """Type names (classes and type aliases) defined in more than one place."""
     defined = collections.defaultdict(list)
     for source in sources(root):
-        for node in ast.walk(source.tree):
-            if isinstance(node, ast.ClassDef):
-                defined[node.name].append(source.name)
+        for name in _defined_types(source.tree):
+            defined[name].append(source.name)
     return {name: where for name, where in defined.items() if len(where) > 1}
 
 
+def _moves_a_file(node: ast.Call) -> bool:
+    func = node.func
+    if isinstance(func, ast.Name):  # from os import replace / from shutil import move
+        return func.id in ("replace", "rename", "move")
+    if not isinstance(func, ast.Attribute):
+        return False
+    owner = func.value.id if isinstance(func.value, ast.Name) else None
+    if owner in ("os", "shutil"):
+        return func.attr in ("replace", "rename", "move")
+    # Path.replace(target): one argument (str.replace takes two). Path.rename is not told
+    # apart from polars' DataFrame.rename by the syntax; the package has no Path.rename.
+    return func.attr == "replace" and len(node.args) == 1 and not node.keywords
+
+
+#: Moves that are not a write made atomic by hand: the inbox files a processed input away.
+MOVES = ("reconcile.inbox",)
+
+
 def replace_sites(root: Path = PACKAGE) -> list[str]:
-    """Calls of ``os.replace`` / ``os.rename``: each is a hand-written atomic write."""
+    """Calls that move a file into place (``os.replace``, ``Path.replace``, ``rename``,
+    ``shutil.move``): each is a hand-written atomic write, except the listed :data:`MOVES`."""
     return [
         f"{source.name}:{node.lineno}"
         for source in sources(root)
+        if source.name not in MOVES
         for node in ast.walk(source.tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in ("replace", "rename")
-        and isinstance(node.func.value, ast.Name)
-        and node.func.value.id == "os"
+        if isinstance(node, ast.Call) and _moves_a_file(node)
     ]
 
 

@@ -360,7 +360,7 @@ def test_the_python_api(sandbox: SandboxServer, tmp_path: Path, as_user: Switch)
     record = approval.approve(where, first, note="ok", user="bob")
     assert record["decision"] == "approved" and record["decided_by"] == "bob"
     cleared = approval.approved_plan(where, first, job, dt.datetime.now(dt.UTC))
-    assert cleared.approver == "bob" and cleared.plan.maker == "alice"
+    assert cleared.approver == "bob" and cleared.recorded.maker == "alice"
     assert cleared.rows["status"].to_list() == ["would_apply", "would_apply", "invalid"]
     second = dry_run(tmp_path, job_path, orders_csv(tmp_path / "in.csv", ROWS[:1]))
     assert approval.reject(where, second, note="no", user="bob")["decision"] == "rejected"

@@ -32,22 +32,24 @@ def test_no_private_name_imported_across_modules() -> None:
 
 
 def test_no_two_classes_share_a_name() -> None:
-    """One name per concept: no class name is defined in two modules."""
+    """One name per concept: no class or type alias name is defined in two modules."""
     assert architecture.shared_class_names() == {}
 
 
 def test_one_atomic_write_site() -> None:
-    """Every file the tool writes whole goes through reconcile.atomic: one os.replace."""
+    """Every file the tool writes whole goes through reconcile.atomic: one os.replace (or
+    Path.replace, shutil.move) in the package, the inbox's archiving aside."""
     sites = architecture.replace_sites()
     assert len(sites) == 1, sites
     assert sites[0].startswith("reconcile.atomic:"), sites
 
 
 def test_any_only_at_the_boundaries() -> None:
-    """``Any`` stays under 80 uses in the whole package (records are TypedDicts, wire JSON
-    is reconcile.json_types.JSON)."""
+    """``Any`` stays at 10 uses or fewer in the whole package, where a value truly has no
+    type (records are TypedDicts, wire JSON is reconcile.json_types.JSON); the issue asked
+    under 80."""
     uses = architecture.any_uses()
-    assert sum(uses.values()) < 80, uses.most_common(10)
+    assert sum(uses.values()) <= 10, uses.most_common(10)
 
 
 def test_function_level_imports_only_keep_heavy_modules_off_start_up() -> None:

@@ -214,6 +214,32 @@ class TestSandbox:
             == 400
         )
 
+    @pytest.mark.parametrize(
+        "shape",
+        [
+            {"customFields": ["a"]},
+            {"customFields": "ab"},
+            {"extendedFields": []},
+            {"lineItems": {}},
+            {"lineItems": ["sku_234_2"]},
+            {"type": ["REGULAR"]},
+        ],
+    )
+    def test_a_body_of_the_wrong_shape_is_refused_whole(
+        self, sandbox: SandboxServer, shape: dict[str, Any]
+    ) -> None:
+        """Fields and line items that are not objects (or a type that is not a word) get a 400
+        and change nothing: never a crash of the emulator, nor a field-by-field error that
+        reads a string as its letters."""
+        before = sandbox.state.snapshot()
+        response = put(
+            sandbox,
+            "identifierName=mobile&identifierValue=919986000586",
+            {"id": 873547608, **shape},
+        )
+        assert response.status_code == 400, response.text
+        assert sandbox.state.snapshot() == before
+
     def test_update_commits_everything_together(self, sandbox: SandboxServer) -> None:
         before = sandbox.state.snapshot()
         body = {

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from reconcile.sandbox.capillary_transaction import basic_auth, error_body
 from reconcile.sandbox.capillary_transaction_read import visible
-from reconcile.sandbox.endpoint import Answer, Call, Endpoint
+from reconcile.sandbox.endpoint import AnswerBody, Call, Endpoint
 from reconcile.sandbox.state import SandboxState
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     found = visible(state, call.community["id"], number=call.params["billNumber"])
     return 200, {"pagination": {"limit": 10, "offset": 0, "total": len(found)}, "data": found}
 

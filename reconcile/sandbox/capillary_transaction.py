@@ -12,7 +12,7 @@ import copy
 from collections.abc import Mapping
 
 from reconcile.json_types import JSON, JSONObject, as_list, as_object
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint
 from reconcile.sandbox.records import (
     CAPILLARY_TRANSACTIONS,
     CapillaryFields,
@@ -51,7 +51,7 @@ DELIVERY = {"PLACED", "PROCESSED", "SHIPPED", "DELIVERED", "RETURNED"}
 FIELDS = {"id", "number", "type", "extendedFields", "customFields", "deliveryStatus", "lineItems"}
 
 
-def error_body(error: ApiError) -> Answer:
+def error_body(error: ApiError) -> AnswerBody:
     """Capillary's ``errors[]`` list: its own error number, else the HTTP status."""
     code = error.status if error.code is None else error.code
     return {"errors": [{"status": False, "code": code, "message": error.message}], "warnings": []}
@@ -171,7 +171,7 @@ def _updated(
     return transaction
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     body, kind = _checked(call.body, call.query)
     stored = _transaction(state, call.community, body, kind, call.query)
     transaction = _updated(stored, body, kind, call.community.get("capillary", {}))

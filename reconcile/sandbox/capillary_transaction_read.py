@@ -14,7 +14,7 @@ import zlib
 
 from reconcile.json_types import JSON, JSONObject
 from reconcile.sandbox.capillary_transaction import TYPES, basic_auth, error_body
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint
 from reconcile.sandbox.records import CAPILLARY_TRANSACTIONS, CapillaryTransactionRecord
 from reconcile.sandbox.state import SandboxState
 
@@ -57,7 +57,7 @@ def visible(state: SandboxState, org: str, **where: JSON) -> list[JSONObject]:
     return found
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     kind = call.query.get("type", "REGULAR")
     if kind not in TYPES:
         raise ApiError(400, "Invalid transaction type", 400)

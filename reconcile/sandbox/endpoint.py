@@ -13,7 +13,7 @@ from reconcile.sandbox.state import SandboxState
 #: Request headers -> (community, permissions), or None for 401.
 Authenticate: TypeAlias = Callable[[Mapping[str, str], SandboxState], Grant | None]
 
-Answer: TypeAlias = Mapping[str, object]
+AnswerBody: TypeAlias = Mapping[str, object]
 """An answer's body, serialised as JSON: built from the request's JSON and stored records."""
 
 
@@ -32,7 +32,7 @@ class Call:
     """A fault: fail between two writes, to show that they commit together or not at all."""
 
 
-Apply: TypeAlias = Callable[[SandboxState, Call], tuple[int, Answer]]
+Apply: TypeAlias = Callable[[SandboxState, Call], tuple[int, AnswerBody]]
 
 
 #: What a JavaScript API's ``String.prototype.trim`` removes: ECMAScript's WhiteSpace and
@@ -70,16 +70,16 @@ class Endpoint:
     to show that)."""
     authenticate: Authenticate | None = None
     """How a request names its community (default: a Bearer key)."""
-    error_body: Callable[[ApiError], Answer] | None = None
+    error_body: Callable[[ApiError], AnswerBody] | None = None
     """The API's error envelope for this endpoint (default: ``envelope``)."""
 
-    def error(self, error: ApiError) -> Answer:
+    def error(self, error: ApiError) -> AnswerBody:
         if self.error_body is None:
             return envelope(error.status, error.message)
         return self.error_body(error)
 
 
-def envelope(status: int, message: str, data: object = None) -> Answer:
+def envelope(status: int, message: str, data: object = None) -> AnswerBody:
     """Returning.AI's envelope: ``meta`` (status, statusCode), ``message`` and any ``data``."""
     body: dict[str, object] = {
         "meta": {"status": "success" if status < 400 else "error", "statusCode": status},

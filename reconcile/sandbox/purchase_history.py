@@ -11,7 +11,7 @@ import datetime as dt
 import re
 
 from reconcile.json_types import JSON
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, envelope, js_trim
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, envelope, js_trim
 from reconcile.sandbox.records import (
     PURCHASE_HISTORIES,
     VOUCHERS,
@@ -100,7 +100,7 @@ def _validated(body: JSON) -> _Update:
     return _Update(instructions, voucher)
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     update = _validated(call.body)
     index = _index(state)
     cid = call.community["id"]

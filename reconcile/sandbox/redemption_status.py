@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 
 from reconcile.json_types import JSON
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, js_trim
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, js_trim
 from reconcile.sandbox.records import REDEMPTION_STATUSES, REDEMPTION_TRANSACTIONS
 from reconcile.sandbox.state import SandboxState
 
 FIELDS = {"transactionId", "statusId", "refundCoins"}
 
 
-def error_body(error: ApiError) -> Answer:
+def error_body(error: ApiError) -> AnswerBody:
     return {"status": "error", "message": error.message}
 
 
@@ -41,7 +41,7 @@ def _validated(body: JSON) -> tuple[str, str, bool]:
     return js_trim(transaction), status_id, refund
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     transaction_id, status_id, refund = _validated(call.body)
     cid = call.community["id"]
     found = state.find(REDEMPTION_TRANSACTIONS, transactionId=transaction_id, communityID=cid)

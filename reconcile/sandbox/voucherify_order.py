@@ -12,7 +12,7 @@ import datetime as dt
 
 from reconcile.json_types import as_object
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token, js_trim
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, app_token, js_trim
 from reconcile.sandbox.records import VOUCHERIFY_ORDERS
 from reconcile.sandbox.state import SandboxState
 
@@ -25,7 +25,7 @@ _KEYS = {
 }
 
 
-def error_body(error: ApiError) -> Answer:
+def error_body(error: ApiError) -> AnswerBody:
     """Voucherify's error envelope."""
     short, _, details = error.message.partition(": ")
     return {
@@ -36,7 +36,7 @@ def error_body(error: ApiError) -> Answer:
     }
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     wrong = voucherify_spec.problem(call.body, voucherify_spec.ORDERS_UPDATE_REQUEST_BODY)
     if wrong:
         raise ApiError(400, f"Invalid payload: {wrong}")

@@ -9,7 +9,7 @@ read lag, the order as it was before writes younger than the lag.
 from __future__ import annotations
 
 from reconcile.json_types import JSON, JSONObject, as_list, as_object
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, app_token
 from reconcile.sandbox.records import VOUCHERIFY_ORDERS, VoucherifyOrderRecord
 from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
@@ -69,7 +69,7 @@ def order_answer(order: VoucherifyOrderRecord) -> JSONObject:
     return {**extra, **answer}
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     target = call.params["orderId"]
     for order in state.table(VOUCHERIFY_ORDERS):
         if order["project"] == call.community["id"] and target in (

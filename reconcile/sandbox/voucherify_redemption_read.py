@@ -10,7 +10,7 @@ not seen yet.
 from __future__ import annotations
 
 from reconcile.json_types import JSON
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, app_token
 from reconcile.sandbox.records import (
     VOUCHERIFY_REDEMPTIONS,
     VOUCHERIFY_ROLLBACKS,
@@ -29,7 +29,7 @@ def _rollbacks(state: SandboxState, project: str, redemption: str) -> list[JSON]
     return found
 
 
-def _redemption(state: SandboxState, stored: VoucherifyRedemptionRecord) -> Answer:
+def _redemption(state: SandboxState, stored: VoucherifyRedemptionRecord) -> AnswerBody:
     if stored.get("rolled_back"):
         status = "ROLLED_BACK"
     else:
@@ -49,7 +49,7 @@ def _redemption(state: SandboxState, stored: VoucherifyRedemptionRecord) -> Answ
     }
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     target, project = call.params["redemptionId"], call.community["id"]
     if target.startswith("rr_"):
         for rollback in state.find(VOUCHERIFY_ROLLBACKS, project=project, id=target):

@@ -9,7 +9,7 @@ import secrets
 
 from reconcile.json_types import as_object
 from reconcile.sandbox import voucherify_spec
-from reconcile.sandbox.endpoint import Answer, ApiError, Call, Endpoint, app_token
+from reconcile.sandbox.endpoint import AnswerBody, ApiError, Call, Endpoint, app_token
 from reconcile.sandbox.records import (
     VOUCHERIFY_REDEMPTIONS,
     VOUCHERIFY_ROLLBACKS,
@@ -20,7 +20,7 @@ from reconcile.sandbox.state import SandboxState
 from reconcile.sandbox.voucherify_order import error_body
 
 
-def apply(state: SandboxState, call: Call) -> tuple[int, Answer]:
+def apply(state: SandboxState, call: Call) -> tuple[int, AnswerBody]:
     wrong = voucherify_spec.problem(
         {} if call.body is None else call.body, voucherify_spec.ROLLBACK_REQUEST_BODY
     )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from reconcile import api, intake
+from reconcile import api, atomic, intake
 from reconcile.exceptions import InputError, ReconcileError
 from reconcile.job import Job
 
@@ -79,9 +79,10 @@ class HeldUploads:
     def hold(self, original_name: str, data: bytes, user: str) -> str:
         self._drop_stale()
         token = secrets.token_hex(16)
-        self._data(token, original_name).write_bytes(data)
+        # The file before its meta: a held upload is found by its meta, and never half there.
+        atomic.write_bytes(self._data(token, original_name), data)
         meta = {"name": original_name, "user": user}
-        (self.folder / f"{token}.json").write_text(json.dumps(meta), encoding="utf-8")
+        atomic.write_text(self.folder / f"{token}.json", json.dumps(meta))
         return token
 
     def path(self, token: str, user: str) -> tuple[str, Path] | None:
