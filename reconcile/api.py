@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reconcile import job as _job
 from reconcile import logs, run_types
+from reconcile.columns import ERROR, REQUEST_ID, ROW
 from reconcile.credentials import resolve_credentials
 from reconcile.lazy import lazy
 
@@ -77,15 +78,15 @@ def validate_file(path: str | Path, job: _job.Job, *, sheet: str | None = None) 
     _default_logging()
     prepared = pipeline.prepare(Path(path), job, sheet=sheet)
     validated = prepared.validated
-    errors = validated.filter(pl.col("__error").is_not_null()).select(
-        pl.col("__row").alias("row"), pl.col("__error").alias("error")
+    errors = validated.filter(pl.col(ERROR).is_not_null()).select(
+        pl.col(ROW).alias("row"), pl.col(ERROR).alias("error")
     )
     return Validation(
         rows=validated.height,
         valid=validated.height - errors.height,
         invalid=errors.height,
         errors=errors,
-        requests=prepared.plan.requests.drop("__request", "repeatable"),
+        requests=prepared.plan.requests.drop(REQUEST_ID, "repeatable"),
         sheet=prepared.table.sheet,
         header_row=prepared.table.header_row,
         notes=tuple(prepared.table.notes),

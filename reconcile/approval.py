@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from reconcile import audit_export
 from reconcile.audit import AuditStore, store
 from reconcile.canonical_json import same_request
+from reconcile.columns import REQUEST_ID, ROW
 from reconcile.database import Storage, as_storage
 from reconcile.exceptions import ApprovalError, PlanStateError
 from reconcile.hashing import legacy_canonical
@@ -42,7 +43,6 @@ from reconcile.plan_store import (
     RecordedPlan,
     StandingRecord,
 )
-from reconcile.table import ROW
 from reconcile.version import __version__
 
 if TYPE_CHECKING:
@@ -282,8 +282,6 @@ __all__ = [
 
 def rebuilt_rows(prepared: Prepared) -> pl.DataFrame:
     """Per input row, the request the file and job make now (null for an invalid row)."""
-    from reconcile.plan import REQUEST_ID  # polars-heavy: only when a plan is applied
-
     requests = prepared.plan.rows.join(
         prepared.plan.requests.select(REQUEST_ID, "request"), on=REQUEST_ID, how="left"
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from reconcile import atomic
+from reconcile.columns import ROW
 from reconcile.header_row import csv_header, searched
 from reconcile.intake import (
     UTF16_BOMS,
@@ -36,7 +37,7 @@ from reconcile.intake import (
 from reconcile.operations.base import Operation
 from reconcile.plan_store import PlanRows, plan_rows
 from reconcile.results import errors_frame, neutralised, results_frame
-from reconcile.table import ROW, WORKBOOK_SUFFIXES, HeaderMap, Table, header_map
+from reconcile.table import WORKBOOK_SUFFIXES, HeaderMap, Table, header_map
 
 #: Files over this size are dry-run in buckets (~2 million rows of a purchase-history file).
 LARGE_FILE_BYTES = 128 * 2**20

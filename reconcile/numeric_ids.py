@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reconcile.columns import ROW
 from reconcile.exceptions import ConfigError
 from reconcile.header_row import header_key
 from reconcile.job import Job
 from reconcile.lazy import pl
 from reconcile.operations import rules
 from reconcile.operations.base import TRIMMED, Operation
-from reconcile.table import ROW, WORKBOOK_SUFFIXES, Table, family_column
+from reconcile.table import WORKBOOK_SUFFIXES, Table, family_column
 
 #: A number as a spreadsheet writes it in E-notation: at most 15 digits before the exponent
 #: (a spreadsheet keeps 15 significant digits), so a hex ID such as 5123456789012345678901e5

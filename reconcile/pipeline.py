@@ -29,6 +29,7 @@ from reconcile import (
     signals,
     suggestions,
 )
+from reconcile.columns import ERROR, REQUEST_ID, ROW
 from reconcile.credentials import Credentials, resolve_credentials
 from reconcile.dispatch import PlannedRequest, SendEvent
 from reconcile.exceptions import ConfigError
@@ -37,7 +38,7 @@ from reconcile.job import Job
 from reconcile.ledger import Ledger, TooManyToHold
 from reconcile.operations import Operation, get_operation
 from reconcile.outcome import RequestOutcome, Selection, Status
-from reconcile.plan import REQUEST_ID, plan_requests
+from reconcile.plan import plan_requests
 from reconcile.plan_store import plan_rows
 from reconcile.queueing import run_lock
 from reconcile.recorder import LedgerRecorder
@@ -45,7 +46,7 @@ from reconcile.results import sibling
 from reconcile.run_record import Run, finish, plan_fields, recorded_run
 from reconcile.run_types import NOT_SELECTED, Prepared, RunOptions, RunResult
 from reconcile.sending import EVENT_LOOP, send_requests
-from reconcile.table import ROW, Table
+from reconcile.table import Table
 from reconcile.triage import decided_outcomes, outcomes_frame, planned, triage, with_fingerprints
 from reconcile.validate import validate
 
@@ -91,7 +92,7 @@ def _prepared(table: Table, job: Job, operation: Operation) -> Prepared:
         table.canonical,
         numeric_ids.cell_errors(table, operation, job),
     )
-    valid = validated.filter(pl.col("__error").is_null())
+    valid = validated.filter(pl.col(ERROR).is_null())
     return Prepared(job, operation, table, validated, plan_requests(valid, operation, job.options))
 
 
@@ -104,7 +105,7 @@ def folded_communities(cell: pl.Expr, communities: Collection[str]) -> pl.Expr:
 
 
 def _invalid(prepared: Prepared) -> int:
-    return int(prepared.validated.get_column("__error").is_not_null().sum())
+    return int(prepared.validated.get_column(ERROR).is_not_null().sum())
 
 
 def _log_validated(path: Path, rows: int, invalid: int, **more: Any) -> None:
@@ -274,7 +275,7 @@ def _would_happen(
     decided = decided_outcomes(
         triage(with_fingerprints(requests, prepared.job), ledger, prepared.job, force=False)
     )
-    rest = would_apply.join(decided.select("__request"), on="__request", how="anti")
+    rest = would_apply.join(decided.select(REQUEST_ID), on=REQUEST_ID, how="anti")
     return pl.concat([decided, rest])
 
 

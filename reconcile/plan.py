@@ -12,10 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from reconcile.columns import REQUEST_ID, ROW
 from reconcile.operations.base import Operation
-from reconcile.table import ROW
-
-REQUEST_ID = "__request"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

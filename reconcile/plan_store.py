@@ -14,9 +14,9 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Literal, NotRequired, TypedDict
 
+from reconcile.columns import ROW
 from reconcile.hashing import PLAN_COLUMNS
 from reconcile.lazy import pl
-from reconcile.table import ROW
 
 
 class PlanHeader(TypedDict):

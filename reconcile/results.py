@@ -14,12 +14,12 @@ from pathlib import Path
 import polars as pl
 
 from reconcile import atomic
+from reconcile.columns import ERROR, REQUEST_ID, ROW
 from reconcile.outcome import SUCCESS, Status
-from reconcile.table import FORMULA_START, RESULT_PREFIX, ROW, Table
-from reconcile.validate import ERROR
+from reconcile.table import FORMULA_START, RESULT_PREFIX, Table
 
 OUTCOME_SCHEMA = {
-    "__request": pl.Int64,
+    REQUEST_ID: pl.Int64,
     "status": pl.String,
     "http_status": pl.Int64,
     "error": pl.String,
@@ -30,7 +30,7 @@ OUTCOME_SCHEMA = {
 def would_apply(requests: pl.DataFrame) -> pl.DataFrame:
     """Request outcomes of a dry run: every request would apply."""
     return requests.select(
-        "__request",
+        REQUEST_ID,
         pl.lit(Status.WOULD_APPLY.value).alias("status"),
         pl.lit(None, pl.Int64).alias("http_status"),
         pl.lit(None, pl.String).alias("error"),
@@ -65,9 +65,9 @@ def row_outcomes(
     Every row of a request reports that request's outcome; invalid rows report their errors.
     """
     sent = (
-        rows.join(requests.select("__request", "request"), on="__request", how="left")
-        .join(request_outcomes, on="__request", how="left")
-        .drop("__request")
+        rows.join(requests.select(REQUEST_ID, "request"), on=REQUEST_ID, how="left")
+        .join(request_outcomes, on=REQUEST_ID, how="left")
+        .drop(REQUEST_ID)
     )
     base = validated.select(ROW, "community", ERROR).join(
         sent, on=ROW, how="left", maintain_order="left"
@@ -257,7 +257,7 @@ def error_kinds(outcomes: pl.DataFrame) -> pl.DataFrame:
     return (
         outcomes.lazy()
         .filter(pl.col("error").is_not_null() & ~pl.col("status").is_in(SUCCEEDED))
-        .select("__row", "status", kind=pl.col("error").str.split("; "))
+        .select(ROW, "status", kind=pl.col("error").str.split("; "))
         .explode("kind")
         .with_columns(
             pl.col("kind")
@@ -268,8 +268,8 @@ def error_kinds(outcomes: pl.DataFrame) -> pl.DataFrame:
         .filter(pl.col("kind") != "")
         .group_by("kind")
         .agg(
-            pl.col("__row").n_unique().alias("rows"),
-            pl.col("__row").unique().sort().head(5).alias("examples"),
+            pl.col(ROW).n_unique().alias("rows"),
+            pl.col(ROW).unique().sort().head(5).alias("examples"),
             pl.first("status"),
         )
         .sort(["rows", "kind"], descending=[True, False])

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reconcile import exit_codes
+from reconcile.columns import ROW
 from reconcile.results import SUCCEEDED, sibling, summary
 
 log = structlog.get_logger("reconcile")
@@ -79,9 +80,9 @@ def screen_lines(
     if failing.height:
         lines.append(f"first of {failing.height} rows that did not apply:")
         for row, community, status, error in (
-            failing.sort("__row")
+            failing.sort(ROW)
             .head(SHOWN_ERRORS)
-            .select("__row", "community", "status", "error")
+            .select(ROW, "community", "status", "error")
             .iter_rows()
         ):
             lines.append(f"  row {row} ({community or 'no community'}) {status}: {error}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from reconcile.columns import ROW
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
-from reconcile.table import ROW, Table
+from reconcile.table import Table
 
 #: A cell that labels a total row.
 TOTAL_LABEL = r"(?i)^\s*(grand\s+)?(sub\s*)?(total|sum)\b"

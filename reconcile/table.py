@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from reconcile.columns import ROW
 from reconcile.exceptions import InputError
 from reconcile.header_row import header_key
 from reconcile.lazy import pl
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     FrameT = TypeVar("FrameT", polars.DataFrame, polars.LazyFrame)
 
 #: The row column of every frame: the row number a spreadsheet shows for the record.
-ROW = "__row"
 #: Columns reconcile writes into results files; dropped from an input so that a results or
 #: errors file can be uploaded again as it is.
 RESULT_COLUMNS = ("row", "status", "http_status", "error", "attempts", "request")

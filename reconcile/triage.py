@@ -12,6 +12,7 @@ import enum
 import polars as pl
 
 from reconcile import results
+from reconcile.columns import REQUEST_ID
 from reconcile.dispatch import PlannedRequest
 from reconcile.job import Job
 from reconcile.ledger import IN_FLIGHT, Ledger, fingerprints
@@ -184,7 +185,7 @@ def _changed_since(requests: pl.DataFrame, ledger: Ledger, job: Job) -> pl.DataF
 
 def decided_outcomes(triaged: pl.DataFrame) -> pl.DataFrame:
     return triaged.filter(pl.col("decided").is_not_null()).select(
-        "__request",
+        REQUEST_ID,
         pl.col("decided").alias("status"),
         pl.lit(None, pl.Int64).alias("http_status"),
         pl.col("note").alias("error"),
@@ -196,7 +197,7 @@ def planned(triaged: pl.DataFrame) -> list[PlannedRequest]:
     """The requests to send, as values for the dispatcher (the per-request part of the run)."""
     return [
         PlannedRequest(
-            request_id=row["__request"],
+            request_id=row[REQUEST_ID],
             community=row["community"],
             method=row["method"],
             path=row["path"],
@@ -213,7 +214,7 @@ def planned(triaged: pl.DataFrame) -> list[PlannedRequest]:
 def outcomes_frame(outcomes: list[RequestOutcome]) -> pl.DataFrame:
     return pl.DataFrame(
         {
-            "__request": [o.request_id for o in outcomes],
+            REQUEST_ID: [o.request_id for o in outcomes],
             "status": [o.status.value for o in outcomes],
             "http_status": [o.http_status for o in outcomes],
             "error": [o.error for o in outcomes],

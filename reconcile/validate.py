@@ -15,10 +15,9 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrorReason, SchemaErrors
 
+from reconcile.columns import ERROR, ROW
 from reconcile.operations.base import Operation
-from reconcile.table import ROW
 
-ERROR = "__error"
 _SHOWN_VALUE_CHARS = 40
 _LISTED_ROWS = 10
 

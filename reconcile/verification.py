@@ -24,13 +24,14 @@ import anyio
 import polars as pl
 
 from reconcile.client import Answer, Client, Transport, make_client
+from reconcile.columns import ERROR, REQUEST_ID, ROW
 from reconcile.credentials import Credentials, resolve_credentials
 from reconcile.dispatch import CommunityLane, Dispatcher, PlannedRequest
 from reconcile.job import Job
 from reconcile.operations import Operation
 from reconcile.outcome import RequestOutcome
 from reconcile.pipeline import prepare
-from reconcile.plan import REQUEST_ID, RequestPlan
+from reconcile.plan import RequestPlan
 from reconcile.readback import (
     Ambiguous,
     ReadPlan,
@@ -40,7 +41,6 @@ from reconcile.readback import (
     differences,
     row_verdict,
 )
-from reconcile.table import ROW
 
 if TYPE_CHECKING:
     from reconcile.run_types import Prepared
@@ -255,7 +255,7 @@ def verify_prepared(
     ``verify_settle_seconds`` from then; None: now). ``kept``: the verdicts of the write answers
     of operations with no read (``run --verify``)."""
     job = dataclasses.replace(prepared.job, max_reject_rate=1.0)  # a 404 is an answer here
-    valid = prepared.validated.filter(pl.col("__error").is_null())
+    valid = prepared.validated.filter(pl.col(ERROR).is_null())
     reads, unread = plan_reads(prepared.operation, prepared.plan, valid, rows, kept)
     if sample_percent is not None:
         reads = sampled(reads, sample_percent, set(always))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from reconcile import approval, verify_record
+from reconcile.columns import REQUEST_ID, ROW
 from reconcile.credentials import resolve_credentials
 from reconcile.database import Storage, given_ledger_url
 from reconcile.echoes import Echoes
@@ -27,7 +28,6 @@ from reconcile.job import Job, load_job
 from reconcile.ledger import FinishedRecord, Ledger, RequestRecord
 from reconcile.operations import get_operation
 from reconcile.pipeline import prepare
-from reconcile.plan import REQUEST_ID
 from reconcile.results import write_results
 from reconcile.triage import with_fingerprints
 from reconcile.verification import Verification, verify_prepared
@@ -66,8 +66,8 @@ class AfterRun:
         prepared = prepare(source, self.job)
         communities = sorted(set(statuses.get_column("community").to_list()))
         credentials = resolve_credentials(prepared.operation, self.job, communities, self.environ)
-        rows = statuses.get_column("__row").cast(pl.Int64)
-        unknown = statuses.filter(pl.col("status") == "unknown").get_column("__row")
+        rows = statuses.get_column(ROW).cast(pl.Int64)
+        unknown = statuses.filter(pl.col("status") == "unknown").get_column(ROW)
         result = verify_prepared(
             prepared,
             credentials,
@@ -98,8 +98,8 @@ def _with_verdicts(
 ) -> None:
     """The run's results file again, with ``verify_status`` and ``verify_detail`` per row read
     back (empty for rows not read: not sent, or outside ``--verify-sample``)."""
-    judged = verdicts.with_columns(pl.col("__row").cast(outcomes.schema["__row"]))
-    joined = outcomes.join(judged, on="__row", how="left", maintain_order="left")
+    judged = verdicts.with_columns(pl.col(ROW).cast(outcomes.schema[ROW]))
+    joined = outcomes.join(judged, on=ROW, how="left", maintain_order="left")
     write_results(prepared.table, joined, out)
 
 
@@ -114,10 +114,8 @@ def settle_unknowns(
     """Unknown requests whose every row read verified become applied in the ledger; those whose
     read shows the change absent (after the settle window) become failed, so the next run sends
     them once. Read failures stay unknown. Returns what was settled, in words."""
-    rows = prepared.plan.rows.filter(pl.col("__row").is_in(unknown.cast(pl.Int64).implode()))
-    judged = rows.join(
-        verdicts.with_columns(pl.col("__row").cast(rows.schema["__row"])), on="__row"
-    )
+    rows = prepared.plan.rows.filter(pl.col(ROW).is_in(unknown.cast(pl.Int64).implode()))
+    judged = rows.join(verdicts.with_columns(pl.col(ROW).cast(rows.schema[ROW])), on=ROW)
     per_request = judged.group_by(REQUEST_ID).agg(pl.col("verify_status").unique().alias("seen"))
     requests = with_fingerprints(prepared.plan.requests, prepared.job).join(
         per_request, on=REQUEST_ID

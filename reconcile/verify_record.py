@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 import polars as pl
 
 from reconcile import approval, report
+from reconcile.columns import ROW
 from reconcile.results import write_csvs_atomic
-from reconcile.table import RESULT_PREFIX, ROW
+from reconcile.table import RESULT_PREFIX
 
 if TYPE_CHECKING:
     from reconcile.database import Storage

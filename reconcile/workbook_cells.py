@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from reconcile import cell_formats
+from reconcile.columns import ROW
 from reconcile.header_row import header_key
 from reconcile.lazy import pl
 from reconcile.operations.base import Column
-from reconcile.table import ROW, family_column
+from reconcile.table import family_column
 
 if TYPE_CHECKING:
     from fastexcel import ExcelReader

@@ -10,12 +10,13 @@ from typing import Any
 import polars as pl
 
 from reconcile import cli
+from reconcile.columns import ERROR
 from reconcile.database import Storage
 from reconcile.job import load_job
 from reconcile.operations import OPERATIONS, Operation
 from reconcile.sandbox import SandboxState, load_seed
 from reconcile.sandbox.state import DEFAULT_SEED
-from reconcile.validate import ERROR, validate
+from reconcile.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

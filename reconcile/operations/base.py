@@ -14,6 +14,7 @@ import json
 import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 
+from reconcile.columns import ROW
 from reconcile.json_types import JSONObject
 from reconcile.lazy import pa, pl
 from reconcile.operations import rules, typed
@@ -251,7 +252,7 @@ def one_request_per_group(
     keyed = frame.with_row_index("index").with_columns(key.alias("__group"))
     keyed = keyed.filter(pl.col("__group").is_not_null())
     rows = keyed.group_by("community", "__group").agg(
-        pl.col("__row").sort().head(10).cast(pl.String).str.join(", ").alias("__rows")
+        pl.col(ROW).sort().head(10).cast(pl.String).str.join(", ").alias("__rows")
     )
     keyed = keyed.join(rows, on=["community", "__group"], how="left", maintain_order="left")
     problems = [
@@ -281,7 +282,7 @@ def request_lines(
 ) -> pl.DataFrame:
     """The frame :meth:`Operation.requests` returns: one line per input row, its request."""
     return frame.select(
-        "__row",
+        ROW,
         "community",
         target.alias("target"),
         pl.lit(method).alias("method"),
