@@ -16,9 +16,12 @@ cost, before the first request arrives and after the last answer leaves (its arr
 sending between them; the run's 429 answers (each holds its community >= 1 s) are counted beside
 it. Bytecode is compiled first, as ``bench.startup`` does: an installed tool has its .pyc files,
 while PYTHONDONTWRITEBYTECODE=1 (set here) would recompile every module at every start.
+``--deployed`` runs reconcile from ``build/deployed``, the project synced without the dev group
+as the Containerfile installs it: no hypothesis, which pandera imports whenever it is installed.
 
     npm install --no-save --no-package-lock --prefix build/newman newman@6.2.2
     uv run python -m bench.newman [--rows 200] [--rate 25] [--latency 0.09] [--burst 2] [--repeat 3]
+        [--deployed]
 """
 
 from __future__ import annotations
@@ -152,13 +155,18 @@ def timeline(
 
 
 def reconcile_once(
-    folder: Path, rows: int, faults: dict[str, Any], args: argparse.Namespace, env: dict[str, str]
+    folder: Path,
+    rows: int,
+    faults: dict[str, Any],
+    args: argparse.Namespace,
+    env: dict[str, str],
+    python: str = sys.executable,
 ) -> Timing:
     """One ``reconcile run`` against a fresh sandbox, with a fresh state dir."""
     shutil.rmtree(folder / "state", ignore_errors=True)
     with sandbox_process(folder, rows, faults) as url:
         source, job = write_inputs(folder, url, args.rate, rows)
-        command = [sys.executable, "-m", "reconcile.cli", "run", str(source), "--job", str(job)]
+        command = [python, "-m", "reconcile.cli", "run", str(source), "--job", str(job)]
         command += ["--out", str(folder / "out.csv"), "--quiet"]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
@@ -178,6 +186,19 @@ def compile_bytecode() -> None:
     compileall.compile_dir(sysconfig.get_paths()["purelib"], quiet=1)
 
 
+def deployed_python() -> str:
+    """The interpreter of ``build/deployed``: the project and its dependencies, no dev group,
+    bytecode compiled (the Containerfile's ``uv sync --no-dev --compile-bytecode``)."""
+    folder = ROOT / "build" / "deployed"
+    subprocess.run(
+        ["uv", "sync", "--quiet", "--no-dev", "--compile-bytecode"],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(folder)},
+    )
+    return str(folder / "bin" / "python")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200, help="per community")
@@ -185,8 +206,10 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.09)
     parser.add_argument("--burst", type=float, default=2, help="the sandbox's token bucket")
     parser.add_argument("--repeat", type=int, default=3, help="reconcile runs (Newman runs once)")
+    parser.add_argument("--deployed", action="store_true", help="reconcile without the dev group")
     args = parser.parse_args()
     compile_bytecode()
+    python = deployed_python() if args.deployed else sys.executable
     faults = {
         "rate_per_second": args.rate,
         "burst": args.burst,
@@ -202,7 +225,7 @@ def main() -> None:
         folder = Path(tmp)
         runs = []
         for n in range(args.repeat):
-            runs.append(reconcile_once(folder, args.rows, faults, args, env))
+            runs.append(reconcile_once(folder, args.rows, faults, args, env, python))
             print(f"reconcile {n + 1}: {runs[-1].line()}")
         ours = statistics.median(t.total for t in runs)
         fixed = statistics.median(t.fixed for t in runs)
