@@ -1,5 +1,5 @@
-"""What start-up loads (nothing timed): quick commands none of the heavy libraries (issue 17), a run
-not httpx unless its job has a webhook."""
+"""What start-up loads, nothing timed: quick commands none of the heavy libraries (issue 17), and a
+run httpx only when its job has a webhook."""
 
 from __future__ import annotations
 
