@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import email.utils
-import ssl
 import time
 import types
 from collections.abc import Mapping
@@ -150,14 +149,15 @@ class AiohttpTransport:
             sock_connect=min(CONNECT_TIMEOUT_SECONDS, read_timeout),
             sock_read=read_timeout,
         )
-        self._ssl = ssl.create_default_context()  # verification on, the system's CAs
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         trace = aiohttp.TraceConfig()
         trace.on_request_headers_sent.append(_on_headers_sent)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+            # True: aiohttp's verified context (the system's CAs), built once when it is
+            # imported; a context of our own would load the CA bundle again at every run.
+            connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=True),
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=self._timeout,
             trace_configs=[trace],

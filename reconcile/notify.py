@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
 import structlog
 
 from reconcile.client import USER_AGENT
@@ -34,11 +33,17 @@ def summary(manifest: Mapping[str, object]) -> dict[str, object]:
 
 def _where(url: str) -> str:
     """Scheme and host only: webhook URLs often carry a token in their path."""
+    import httpx
+
     parsed = httpx.URL(url)
     return f"{parsed.scheme}://{parsed.host}"
 
 
 def notify(url: str, manifest: Mapping[str, object]) -> bool:
+    # Here, not at the top: every run imports this module, few jobs set notify_url, and httpx
+    # (with click, email and urllib.request) is a share of a run's start-up.
+    import httpx
+
     try:
         response = httpx.post(
             url, json=summary(manifest), timeout=TIMEOUT_SECONDS, headers={"User-Agent": USER_AGENT}
